@@ -1,0 +1,159 @@
+//! The one error type of the engine library.
+//!
+//! Every variant says whether trying the same thing again can help
+//! ([`Error::is_retryable`]): a store that is down or busy can come back; a bad app, query,
+//! config or event stays bad until a person changes it.
+
+use std::fmt;
+
+/// A problem found in a piece of source text (an app or a query), with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, counted in characters.
+    pub column: u32,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// All the problems found in one text; checking goes on after the first, so that a person
+/// sees every error at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, line: u32, column: u32, message: impl Into<String>) {
+        self.0.push(Diagnostic { line, column, message: message.into() });
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the engine library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Siddhi app has errors; each names its line and column.
+    #[error("the app {source_name} has {n} error(s):\n{diags}", n = .diags.len())]
+    App { source_name: String, diags: Diagnostics },
+
+    /// The retrieval query has errors; each names its line and column within the query.
+    #[error("invalid query:\n{0}")]
+    Query(Diagnostics),
+
+    /// The node configuration (deployment.yaml) is wrong.
+    #[error("configuration {source_name}: {message}")]
+    Config { source_name: String, message: String },
+
+    /// One event could not be taken; the message names the event and the value.
+    #[error("{0}")]
+    Event(String),
+
+    /// The store refused or failed. `code` is the SQLSTATE (PostgreSQL) or the SQLite
+    /// result code name, when there is one.
+    #[error("{backend} store: {message}{}", code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
+    Store { backend: &'static str, code: Option<String>, message: String, retryable: bool },
+
+    /// The store's tables do not fit the app, or the store address is wrong.
+    #[error("{0}")]
+    Schema(String),
+
+    /// Reading or writing a file failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Asked for something this version does not do yet.
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// The node is stopping and takes no more work.
+    #[error("the node is shutting down and takes no more events")]
+    Closed,
+}
+
+impl Error {
+    /// Whether the same request can succeed if it is simply tried again later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Store { retryable, .. } => *retryable,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+            ),
+            Error::Closed => true,
+            Error::App { .. }
+            | Error::Query(_)
+            | Error::Config { .. }
+            | Error::Event(_)
+            | Error::Schema(_)
+            | Error::Unsupported(_) => false,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io { context: context.into(), source }
+    }
+
+    pub(crate) fn config(source_name: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Config { source_name: source_name.into(), message: message.into() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics_print_every_position() {
+        let mut d = Diagnostics::default();
+        d.push(1, 5, "expected `stream`");
+        d.push(3, 1, "unknown function `median`");
+        let e = Error::App { source_name: "app.siddhi".into(), diags: d };
+        let text = e.to_string();
+        assert!(text.contains("2 error(s)"), "{text}");
+        assert!(text.contains("line 1, column 5: expected `stream`"), "{text}");
+        assert!(text.contains("line 3, column 1: unknown function `median`"), "{text}");
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn store_errors_carry_their_code_and_retry_flag() {
+        let e = Error::Store {
+            backend: "postgres",
+            code: Some("40001".into()),
+            message: "could not serialize access".into(),
+            retryable: true,
+        };
+        assert_eq!(e.to_string(), "postgres store: could not serialize access (code 40001)");
+        assert!(e.is_retryable());
+    }
+}
