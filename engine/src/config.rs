@@ -1,0 +1,338 @@
+//! Node configuration: an SI `deployment.yaml`, as it is, plus Tally's own `tally:` section.
+//!
+//! Read from the SI sections (SEMANTICS.md §8): `wso2.carbon.id` (node id),
+//! `siddhi.properties.{partitionById, shardId, aggTimeZone}` and
+//! `wso2.datasources.dataSources[]`. Every other SI section is ignored, so an existing
+//! file works unchanged. The `tally:` section is Tally's own, and there an unknown key is an
+//! error (a typo must not silently fall back to a default).
+
+use crate::bucket::Zone;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration as StdDuration;
+
+/// A JDBC-style data source of `wso2.datasources`, referred to by `@store(datasource='NAME')`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSource {
+    pub name: String,
+    pub jdbc_url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Tally's own settings (`tally:` in the node file). Unknown keys are errors.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The store used when neither `--store` nor the aggregation's `@store` names one.
+    pub store: String,
+    /// Aggregation worker threads, each owning the partials of its share of the group
+    /// keys. Default: the number of cores.
+    pub workers: Option<usize>,
+    /// How often buffered partials are written to the store (`500ms`, `1s`, `2m`).
+    pub flush_interval: String,
+    /// Events per batch handed from the decoder to a worker.
+    pub batch_events: usize,
+    /// Batches a worker's queue holds before the decoder waits (back-pressure).
+    pub queue_batches: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            store: "sqlite:tally.db".into(),
+            workers: None,
+            flush_interval: "1s".into(),
+            batch_events: 4096,
+            queue_batches: 64,
+        }
+    }
+}
+
+/// The node's configuration, checked.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where it was read from, for messages.
+    pub source_name: String,
+    /// `wso2.carbon.id`.
+    pub node_id: Option<String>,
+    /// `siddhi.properties.partitionById`.
+    pub partition_by_id: bool,
+    /// `siddhi.properties.shardId`.
+    pub shard_id: Option<String>,
+    /// `siddhi.properties.aggTimeZone` (default GMT).
+    pub agg_time_zone: Zone,
+    pub datasources: Vec<DataSource>,
+    pub settings: Settings,
+    /// `settings.flush_interval`, parsed.
+    pub flush_interval: StdDuration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            source_name: "(defaults)".into(),
+            node_id: None,
+            partition_by_id: false,
+            shard_id: None,
+            agg_time_zone: Zone::default(),
+            datasources: Vec::new(),
+            settings: Settings::default(),
+            flush_interval: StdDuration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RawFile {
+    #[serde(rename = "wso2.carbon")]
+    carbon: Option<RawCarbon>,
+    siddhi: Option<RawSiddhi>,
+    #[serde(rename = "wso2.datasources")]
+    datasources: Option<RawDataSources>,
+    tally: Option<Settings>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCarbon {
+    id: Option<serde_norway::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSiddhi {
+    properties: Option<BTreeMap<String, serde_norway::Value>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawDataSources {
+    #[serde(rename = "dataSources", default)]
+    data_sources: Vec<RawDataSource>,
+}
+
+#[derive(Deserialize)]
+struct RawDataSource {
+    name: String,
+    definition: Option<RawDefinition>,
+}
+
+#[derive(Deserialize)]
+struct RawDefinition {
+    configuration: Option<RawConfiguration>,
+}
+
+#[derive(Deserialize)]
+struct RawConfiguration {
+    #[serde(rename = "jdbcUrl")]
+    jdbc_url: Option<String>,
+    username: Option<serde_norway::Value>,
+    password: Option<serde_norway::Value>,
+}
+
+impl NodeConfig {
+    /// Reads and checks a node file.
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read the node configuration {}", path.display()), e))?;
+        NodeConfig::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks the text of a node file; `source_name` is used in messages.
+    pub fn parse(text: &str, source_name: &str) -> Result<NodeConfig> {
+        let err = |m: String| Error::config(source_name, m);
+        let raw: RawFile = if text.trim().is_empty() {
+            RawFile::default()
+        } else {
+            serde_norway::from_str(text).map_err(|e| err(yaml_message(&e)))?
+        };
+        let mut cfg = NodeConfig { source_name: source_name.to_string(), ..NodeConfig::default() };
+        cfg.node_id = raw.carbon.and_then(|c| c.id).map(|v| scalar("wso2.carbon.id", &v)).transpose().map_err(err)?;
+        let props = raw.siddhi.and_then(|s| s.properties).unwrap_or_default();
+        for (key, value) in &props {
+            match key.as_str() {
+                "partitionById" => {
+                    cfg.partition_by_id = boolean("siddhi.properties.partitionById", value).map_err(err)?;
+                }
+                "shardId" => {
+                    let id = scalar("siddhi.properties.shardId", value).map_err(err)?;
+                    if !id.trim().is_empty() {
+                        cfg.shard_id = Some(id);
+                    }
+                }
+                "aggTimeZone" => {
+                    let name = scalar("siddhi.properties.aggTimeZone", value).map_err(err)?;
+                    cfg.agg_time_zone = Zone::parse(&name).map_err(|m| err(format!("siddhi.properties.aggTimeZone: {m}")))?;
+                }
+                _ => {} // other Siddhi properties are not Tally's business
+            }
+        }
+        for ds in raw.datasources.map(|d| d.data_sources).unwrap_or_default() {
+            let conf = ds.definition.and_then(|d| d.configuration);
+            let Some(conf) = conf else { continue };
+            let Some(jdbc_url) = conf.jdbc_url else { continue };
+            let username = conf.username.map(|v| scalar("username", &v)).transpose().map_err(err)?;
+            let password = conf.password.map(|v| scalar("password", &v)).transpose().map_err(err)?;
+            cfg.datasources.push(DataSource { name: ds.name, jdbc_url, username, password });
+        }
+        if let Some(settings) = raw.tally {
+            cfg.settings = settings;
+        }
+        cfg.flush_interval = parse_interval(&cfg.settings.flush_interval)
+            .ok_or_else(|| err(format!("tally.flush_interval `{}`: write a positive interval such as 500ms, 1s or 2m", cfg.settings.flush_interval)))?;
+        if let Some(w) = cfg.settings.workers
+            && !(1..=256).contains(&w)
+        {
+            return Err(err(format!("tally.workers is {w}; it must be between 1 and 256")));
+        }
+        if !(1..=1 << 20).contains(&cfg.settings.batch_events) {
+            return Err(err("tally.batch_events must be between 1 and 1048576".into()));
+        }
+        if cfg.settings.queue_batches == 0 {
+            return Err(err("tally.queue_batches must be at least 1".into()));
+        }
+        Ok(cfg)
+    }
+
+    /// The shard id: `shardId`, else the node id (as WSO2 SI does).
+    pub fn effective_shard_id(&self) -> Option<&str> {
+        self.shard_id.as_deref().or(self.node_id.as_deref())
+    }
+
+    /// Worker threads to run: the setting, or one per core.
+    pub fn workers(&self) -> usize {
+        self.settings
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+
+    pub fn datasource(&self, name: &str) -> Option<&DataSource> {
+        self.datasources.iter().find(|d| d.name == name)
+    }
+}
+
+fn yaml_message(e: &serde_norway::Error) -> String {
+    match e.location() {
+        Some(loc) => format!("line {}, column {}: {e}", loc.line(), loc.column()),
+        None => e.to_string(),
+    }
+}
+
+fn scalar(key: &str, v: &serde_norway::Value) -> Result<String, String> {
+    use serde_norway::Value as Y;
+    match v {
+        Y::String(s) => Ok(s.clone()),
+        Y::Number(n) => Ok(n.to_string()),
+        Y::Bool(b) => Ok(b.to_string()),
+        _ => Err(format!("{key} must be a single value, not a list or a map")),
+    }
+}
+
+fn boolean(key: &str, v: &serde_norway::Value) -> Result<bool, String> {
+    use serde_norway::Value as Y;
+    match v {
+        Y::Bool(b) => Ok(*b),
+        Y::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Y::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(format!("{key} must be true or false")),
+    }
+}
+
+/// `500ms`, `1s`, `1.5s`, `2m`; a bare number is seconds.
+pub fn parse_interval(text: &str) -> Option<StdDuration> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (t[..i].trim(), t[i..].trim()),
+        None => (t, "s"),
+    };
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "sec" => n,
+        "m" | "min" => n * 60.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs > 0.0 && secs <= 86_400.0).then(|| StdDuration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_si_deployment_yaml_and_ignores_other_sections() {
+        let cfg = NodeConfig::parse(
+            r#"
+wso2.carbon:
+  id: wso2-si-1
+  type: wso2-si
+wso2.transport.http:
+  listenerConfigurations: []
+siddhi:
+  refs: []
+  properties:
+    partitionById: true
+    shardId: wso2-si-1
+    aggTimeZone: Asia/Singapore
+    some.other: x
+wso2.datasources:
+  dataSources:
+    - name: TEST_DB
+      description: x
+      definition:
+        type: RDBMS
+        configuration:
+          jdbcUrl: 'jdbc:postgresql://127.0.0.1:5432/test'
+          username: root
+          password: 1234
+          driverClassName: org.postgresql.Driver
+"#,
+            "node.yaml",
+        )
+        .unwrap();
+        assert_eq!(cfg.node_id.as_deref(), Some("wso2-si-1"));
+        assert!(cfg.partition_by_id);
+        assert_eq!(cfg.effective_shard_id(), Some("wso2-si-1"));
+        assert_eq!(cfg.agg_time_zone.name(), "Asia/Singapore");
+        let ds = cfg.datasource("TEST_DB").unwrap();
+        assert_eq!(ds.jdbc_url, "jdbc:postgresql://127.0.0.1:5432/test");
+        assert_eq!(ds.password.as_deref(), Some("1234"));
+        assert_eq!(cfg.settings, Settings::default());
+    }
+
+    #[test]
+    fn shard_id_falls_back_to_node_id_and_strings_are_accepted() {
+        let cfg = NodeConfig::parse("wso2.carbon: {id: \"n7\"}\nsiddhi: {properties: {partitionById: 'true'}}", "x").unwrap();
+        assert!(cfg.partition_by_id);
+        assert_eq!(cfg.effective_shard_id(), Some("n7"));
+        let empty = NodeConfig::parse("", "x").unwrap();
+        assert_eq!(empty.effective_shard_id(), None);
+        assert!(!empty.partition_by_id);
+    }
+
+    #[test]
+    fn own_section_rejects_unknown_keys_and_bad_values() {
+        let e = NodeConfig::parse("tally:\n  flush_intervall: 1s\n", "node.yaml").unwrap_err().to_string();
+        assert!(e.contains("node.yaml") && e.contains("flush_intervall"), "{e}");
+        let e = NodeConfig::parse("tally:\n  flush_interval: soon\n", "node.yaml").unwrap_err().to_string();
+        assert!(e.contains("500ms"), "{e}");
+        let e = NodeConfig::parse("siddhi: {properties: {aggTimeZone: Asia/Singapo}}", "n.yaml").unwrap_err().to_string();
+        assert!(e.contains("Asia/Singapo"), "{e}");
+        let e = NodeConfig::parse("siddhi: {properties: {partitionById: maybe}}", "n.yaml").unwrap_err().to_string();
+        assert!(e.contains("true or false"), "{e}");
+        let e = NodeConfig::parse("wso2.carbon: [1, 2", "n.yaml").unwrap_err().to_string();
+        assert!(e.contains("n.yaml") && e.contains("line"), "{e}");
+        let cfg = NodeConfig::parse("tally:\n  flush_interval: 250ms\n  workers: 3\n", "n").unwrap();
+        assert_eq!(cfg.flush_interval, StdDuration::from_millis(250));
+        assert_eq!(cfg.workers(), 3);
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("2m"), Some(StdDuration::from_secs(120)));
+        assert_eq!(parse_interval("1.5s"), Some(StdDuration::from_millis(1500)));
+        assert_eq!(parse_interval("3"), Some(StdDuration::from_secs(3)));
+        assert_eq!(parse_interval("0s"), None);
+        assert_eq!(parse_interval("1h"), None);
+    }
+}
