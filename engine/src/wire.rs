@@ -1,0 +1,261 @@
+//! The binary event encoding: how a batch of events of one stream is laid out in memory
+//! and (from the node server on) on the wire.
+//!
+//! An event is a null bitmap of `ceil(n / 8)` bytes (bit `i % 8` of byte `i / 8` set when
+//! attribute `i` is null), then each non-null attribute in order:
+//! `int` i32 LE, `long` i64 LE, `float` f32 LE, `double` f64 LE, `bool` one byte (0 or 1),
+//! `string` a u32 LE byte length and that many bytes of UTF-8. A batch is events back to back.
+//!
+//! Decoding fills a reusable [`DecodedRow`] (fixed-width values as 64-bit words, strings as
+//! spans into the batch), so reading an event neither allocates nor copies.
+
+use crate::expr::{Row, Scalar};
+use crate::types::{AttrType, Value};
+
+/// Why bytes could not be read as an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// The batch ends inside an event.
+    Truncated { attribute: usize },
+    /// A string attribute holds bytes that are not UTF-8.
+    BadUtf8 { attribute: usize },
+    /// A bool attribute holds a byte other than 0 or 1.
+    BadBool { attribute: usize, byte: u8 },
+}
+
+impl WireError {
+    pub fn describe(&self, names: &[&str]) -> String {
+        let name = |i: &usize| names.get(*i).copied().unwrap_or("?");
+        match self {
+            WireError::Truncated { attribute } => format!("the data ends inside attribute `{}`", name(attribute)),
+            WireError::BadUtf8 { attribute } => format!("attribute `{}` is not valid UTF-8", name(attribute)),
+            WireError::BadBool { attribute, byte } => format!("attribute `{}` is a bool but holds the byte {byte}", name(attribute)),
+        }
+    }
+}
+
+/// One decoded event: per attribute a null flag and either a 64-bit word (integers as
+/// i64, floats as f64 bits, bools as 0/1) or a byte span of a string in the batch.
+#[derive(Debug, Clone)]
+pub struct DecodedRow {
+    types: Vec<AttrType>,
+    nulls: Vec<bool>,
+    words: Vec<u64>,
+    spans: Vec<(u32, u32)>,
+}
+
+impl DecodedRow {
+    pub fn new(types: &[AttrType]) -> DecodedRow {
+        let n = types.len();
+        DecodedRow { types: types.to_vec(), nulls: vec![true; n], words: vec![0; n], spans: vec![(0, 0); n] }
+    }
+
+    /// Decodes the event starting at `*pos` of `buf`, and moves `*pos` past it.
+    #[inline]
+    pub fn decode(&mut self, buf: &[u8], pos: &mut usize) -> Result<(), WireError> {
+        let n = self.types.len();
+        let bitmap_len = n.div_ceil(8);
+        let mut p = *pos;
+        if p + bitmap_len > buf.len() {
+            return Err(WireError::Truncated { attribute: 0 });
+        }
+        let bitmap = &buf[p..p + bitmap_len];
+        p += bitmap_len;
+        for i in 0..n {
+            let null = bitmap[i >> 3] & (1 << (i & 7)) != 0;
+            self.nulls[i] = null;
+            if null {
+                continue;
+            }
+            let width = match self.types[i] {
+                AttrType::Int | AttrType::Float => 4,
+                AttrType::Long | AttrType::Double => 8,
+                AttrType::Bool => 1,
+                AttrType::String => 4,
+            };
+            let Some(bytes) = buf.get(p..p + width) else { return Err(WireError::Truncated { attribute: i }) };
+            p += width;
+            self.words[i] = match self.types[i] {
+                AttrType::Int => i32::from_le_bytes(bytes.try_into().expect("width 4")) as i64 as u64,
+                AttrType::Long => u64::from_le_bytes(bytes.try_into().expect("width 8")),
+                // Speed: floats are widened once here, so aggregation only sees f64.
+                AttrType::Float => (f32::from_le_bytes(bytes.try_into().expect("width 4")) as f64).to_bits(),
+                AttrType::Double => u64::from_le_bytes(bytes.try_into().expect("width 8")),
+                AttrType::Bool => match bytes[0] {
+                    0 | 1 => bytes[0] as u64,
+                    b => return Err(WireError::BadBool { attribute: i, byte: b }),
+                },
+                AttrType::String => {
+                    let len = u32::from_le_bytes(bytes.try_into().expect("width 4")) as usize;
+                    if p + len > buf.len() {
+                        return Err(WireError::Truncated { attribute: i });
+                    }
+                    self.spans[i] = (p as u32, len as u32);
+                    p += len;
+                    0
+                }
+            };
+        }
+        *pos = p;
+        Ok(())
+    }
+
+    /// Checks that the strings of the last decoded event are UTF-8 (done once, where
+    /// events enter the node; workers trust it).
+    pub fn check_utf8(&self, buf: &[u8]) -> Result<(), WireError> {
+        for (i, t) in self.types.iter().enumerate() {
+            if *t == AttrType::String && !self.nulls[i] && std::str::from_utf8(self.str_bytes(buf, i)).is_err() {
+                return Err(WireError::BadUtf8 { attribute: i });
+            }
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub fn is_null(&self, i: usize) -> bool {
+        self.nulls[i]
+    }
+
+    /// The word of a fixed-width attribute (see the type's layout above).
+    #[inline]
+    pub fn word(&self, i: usize) -> u64 {
+        self.words[i]
+    }
+
+    #[inline]
+    pub fn str_bytes<'b>(&self, buf: &'b [u8], i: usize) -> &'b [u8] {
+        let (start, len) = self.spans[i];
+        &buf[start as usize..start as usize + len as usize]
+    }
+
+    pub fn attr_type(&self, i: usize) -> AttrType {
+        self.types[i]
+    }
+
+    pub fn len(&self) -> usize {
+        self.types.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.types.is_empty()
+    }
+
+    /// A view of the row with its batch, for expression evaluation.
+    pub fn with<'a>(&'a self, buf: &'a [u8]) -> RowRef<'a> {
+        RowRef { row: self, buf }
+    }
+
+    /// The owned value of attribute `i` (off the hot path: messages, tests).
+    pub fn value(&self, buf: &[u8], i: usize) -> Value {
+        self.with(buf).get(i).to_value(self.types[i])
+    }
+}
+
+/// A decoded row together with the batch its strings live in.
+#[derive(Clone, Copy)]
+pub struct RowRef<'a> {
+    row: &'a DecodedRow,
+    buf: &'a [u8],
+}
+
+impl Row for RowRef<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> Scalar<'_> {
+        let r = self.row;
+        if r.nulls[i] {
+            return Scalar::Null;
+        }
+        match r.types[i] {
+            AttrType::Int | AttrType::Long => Scalar::Int(r.words[i] as i64),
+            AttrType::Float | AttrType::Double => Scalar::Float(f64::from_bits(r.words[i])),
+            AttrType::Bool => Scalar::Bool(r.words[i] != 0),
+            AttrType::String => Scalar::Str(r.str_bytes(self.buf, i)),
+        }
+    }
+}
+
+/// Appends events to a batch buffer.
+#[derive(Debug, Default)]
+pub struct Encoder;
+
+impl Encoder {
+    /// Appends one event given as values; each value must be null or of its attribute's
+    /// type (the caller has converted it).
+    pub fn push_values(out: &mut Vec<u8>, types: &[AttrType], values: &[Value]) {
+        debug_assert_eq!(types.len(), values.len());
+        let start = out.len();
+        out.resize(start + types.len().div_ceil(8), 0);
+        for (i, (t, v)) in types.iter().zip(values).enumerate() {
+            match (t, v) {
+                (_, Value::Null) => out[start + (i >> 3)] |= 1 << (i & 7),
+                (AttrType::Int, Value::Int(x)) => out.extend_from_slice(&x.to_le_bytes()),
+                (AttrType::Long, Value::Long(x)) => out.extend_from_slice(&x.to_le_bytes()),
+                (AttrType::Float, Value::Float(x)) => out.extend_from_slice(&x.to_le_bytes()),
+                (AttrType::Double, Value::Double(x)) => out.extend_from_slice(&x.to_le_bytes()),
+                (AttrType::Bool, Value::Bool(b)) => out.push(*b as u8),
+                (AttrType::String, Value::Str(s)) => {
+                    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+                (t, v) => panic!("Encoder::push_values: {v:?} is not a {t}"),
+            }
+        }
+    }
+
+    /// Copies the encoded event `buf[start..end]` (from another batch) as it is.
+    #[inline]
+    pub fn push_raw(out: &mut Vec<u8>, event: &[u8]) {
+        out.extend_from_slice(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TYPES: [AttrType; 6] =
+        [AttrType::String, AttrType::Float, AttrType::Int, AttrType::Long, AttrType::Double, AttrType::Bool];
+
+    #[test]
+    fn round_trip_with_nulls() {
+        let events = vec![
+            vec![Value::Str("WSO2".into()), Value::Float(0.1), Value::Int(-6), Value::Long(1 << 40), Value::Double(2.5), Value::Bool(true)],
+            vec![Value::Null, Value::Null, Value::Int(7), Value::Null, Value::Double(-0.0), Value::Bool(false)],
+            vec![Value::Str("é".into()), Value::Float(1.0), Value::Null, Value::Long(-1), Value::Null, Value::Null],
+        ];
+        let mut buf = Vec::new();
+        for e in &events {
+            Encoder::push_values(&mut buf, &TYPES, e);
+        }
+        let mut row = DecodedRow::new(&TYPES);
+        let mut pos = 0;
+        for e in &events {
+            row.decode(&buf, &mut pos).unwrap();
+            row.check_utf8(&buf).unwrap();
+            let got: Vec<Value> = (0..TYPES.len()).map(|i| row.value(&buf, i)).collect();
+            assert_eq!(&got, e);
+        }
+        assert_eq!(pos, buf.len());
+    }
+
+    #[test]
+    fn malformed_bytes_are_errors_not_panics() {
+        let mut buf = Vec::new();
+        Encoder::push_values(&mut buf, &TYPES, &[Value::Str("abc".into()), Value::Float(1.0), Value::Int(1), Value::Long(1), Value::Double(1.0), Value::Bool(true)]);
+        let mut row = DecodedRow::new(&TYPES);
+        for cut in 0..buf.len() {
+            let mut pos = 0;
+            assert!(row.decode(&buf[..cut], &mut pos).is_err(), "cut at {cut}");
+        }
+        let mut bad = buf.clone();
+        *bad.last_mut().unwrap() = 7;
+        assert_eq!(row.decode(&bad, &mut 0), Err(WireError::BadBool { attribute: 5, byte: 7 }));
+        let mut bad = buf.clone();
+        bad[5] = 0xff;
+        row.decode(&bad, &mut 0).unwrap();
+        assert_eq!(row.check_utf8(&bad), Err(WireError::BadUtf8 { attribute: 0 }));
+        let mut huge = buf;
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(row.decode(&huge, &mut 0), Err(WireError::Truncated { attribute: 0 })));
+    }
+}
