@@ -98,7 +98,11 @@ impl Layout {
             .iter()
             .map(|c| {
                 matches!(c.kind, CellKind::Sum | CellKind::Min | CellKind::Max)
-                    .then(|| plan.cells.iter().position(|n| n.kind == CellKind::NonNull && n.attr == c.attr))
+                    .then(|| {
+                        plan.cells
+                            .iter()
+                            .position(|n| n.kind == CellKind::NonNull && n.attr == c.attr)
+                    })
                     .flatten()
             })
             .collect();
@@ -134,7 +138,11 @@ impl Layout {
             latest,
             latest_at,
             init: if init.is_empty() { vec![0] } else { init },
-            key_types: plan.group_by.iter().map(|&i| stream.attributes[i].ty).collect(),
+            key_types: plan
+                .group_by
+                .iter()
+                .map(|&i| stream.attributes[i].ty)
+                .collect(),
         }
     }
 
@@ -200,14 +208,22 @@ impl State {
                 let empty = layout.nonnull_of[c].is_some_and(|n| w[n] == 0);
                 let num = |x: Num| CellValue::Num(if empty { Num::Null } else { x });
                 match *op {
-                    Op::Count { w: i } | Op::NonNull { w: i, .. } => CellValue::Num(Num::Int(w[i] as i64)),
-                    Op::SumInt { w: i, .. } | Op::MinInt { w: i, .. } | Op::MaxInt { w: i, .. } => num(Num::Int(w[i] as i64)),
-                    Op::SumFloat { w: i, .. } | Op::MinFloat { w: i, .. } | Op::MaxFloat { w: i, .. } => {
-                        num(Num::Float(f64::from_bits(w[i])))
+                    Op::Count { w: i } | Op::NonNull { w: i, .. } => {
+                        CellValue::Num(Num::Int(w[i] as i64))
                     }
+                    Op::SumInt { w: i, .. } | Op::MinInt { w: i, .. } | Op::MaxInt { w: i, .. } => {
+                        num(Num::Int(w[i] as i64))
+                    }
+                    Op::SumFloat { w: i, .. }
+                    | Op::MinFloat { w: i, .. }
+                    | Op::MaxFloat { w: i, .. } => num(Num::Float(f64::from_bits(w[i]))),
                     Op::Set { w: i, .. } => {
                         let input = layout.inputs[c].unwrap_or(AttrType::Long);
-                        let set = if w[i] == NO_SET { None } else { self.sets.get(w[i] as usize) };
+                        let set = if w[i] == NO_SET {
+                            None
+                        } else {
+                            self.sets.get(w[i] as usize)
+                        };
                         CellValue::Set(
                             set.into_iter()
                                 .flatten()
@@ -215,7 +231,10 @@ impl State {
                                     AttrType::Int | AttrType::Long => SetValue::Int(v as i64),
                                     AttrType::Float | AttrType::Double => SetValue::Float(v),
                                     AttrType::Bool => SetValue::Bool(v != 0),
-                                    AttrType::String => SetValue::Str(String::from_utf8_lossy(self.strings.get(v as u32)).into_owned()),
+                                    AttrType::String => SetValue::Str(
+                                        String::from_utf8_lossy(self.strings.get(v as u32))
+                                            .into_owned(),
+                                    ),
                                 })
                                 .collect(),
                         )
@@ -223,28 +242,32 @@ impl State {
                 }
             })
             .collect();
-        let latest = (!layout.latest.is_empty() && w[layout.latest_at] as i64 != i64::MIN).then(|| {
-            let at = layout.latest_at;
-            Latest {
-                ts: w[at] as i64,
-                seq: w[at + 1],
-                values: layout
-                    .latest
-                    .iter()
-                    .enumerate()
-                    .map(|(j, (_, ty))| {
-                        let (tag, bits) = (w[at + 2 + 2 * j], w[at + 3 + 2 * j]);
-                        match tag {
-                            TAG_INT => Value::Long(bits as i64).cast(*ty),
-                            TAG_FLOAT => Value::Double(f64::from_bits(bits)).cast(*ty),
-                            TAG_BOOL => Value::Bool(bits != 0),
-                            TAG_STR => Value::Str(String::from_utf8_lossy(self.strings.get(bits as u32)).into_owned()),
-                            _ => Value::Null,
-                        }
-                    })
-                    .collect(),
-            }
-        });
+        let latest =
+            (!layout.latest.is_empty() && w[layout.latest_at] as i64 != i64::MIN).then(|| {
+                let at = layout.latest_at;
+                Latest {
+                    ts: w[at] as i64,
+                    seq: w[at + 1],
+                    values: layout
+                        .latest
+                        .iter()
+                        .enumerate()
+                        .map(|(j, (_, ty))| {
+                            let (tag, bits) = (w[at + 2 + 2 * j], w[at + 3 + 2 * j]);
+                            match tag {
+                                TAG_INT => Value::Long(bits as i64).cast(*ty),
+                                TAG_FLOAT => Value::Double(f64::from_bits(bits)).cast(*ty),
+                                TAG_BOOL => Value::Bool(bits != 0),
+                                TAG_STR => Value::Str(
+                                    String::from_utf8_lossy(self.strings.get(bits as u32))
+                                        .into_owned(),
+                                ),
+                                _ => Value::Null,
+                            }
+                        })
+                        .collect(),
+                }
+            });
         Partial { cells, latest }
     }
 }
@@ -260,7 +283,12 @@ pub struct Accumulator {
 
 impl Accumulator {
     pub fn new(plan: &AggPlan, layout: Arc<Layout>) -> Accumulator {
-        Accumulator { layout, state: State::default(), bucketer: Bucketer::new(plan.zone.clone(), plan.finest()), scratch: Vec::new() }
+        Accumulator {
+            layout,
+            state: State::default(),
+            bucketer: Bucketer::new(plan.zone.clone(), plan.finest()),
+            scratch: Vec::new(),
+        }
     }
 
     pub fn layout(&self) -> &Arc<Layout> {
@@ -287,7 +315,9 @@ impl Accumulator {
                 if row.is_null(i) {
                     return None;
                 }
-                std::str::from_utf8(row.str_bytes(buf, i)).ok().and_then(timestamp::parse)
+                std::str::from_utf8(row.str_bytes(buf, i))
+                    .ok()
+                    .and_then(timestamp::parse)
             }
             TimeSource::Arrival => Some(arrival_ms),
         }
@@ -303,7 +333,9 @@ impl Accumulator {
         {
             return;
         }
-        let Some(ts) = self.time_of(row, buf, arrival_ms) else { return };
+        let Some(ts) = self.time_of(row, buf, arrival_ms) else {
+            return;
+        };
         let bucket = self.bucketer.start(ts);
         let st = &mut self.state;
         st.events += 1;
@@ -323,7 +355,9 @@ impl Accumulator {
         let slot = if cur_bucket == bucket && cur_slot != u32::MAX {
             cur_slot
         } else {
-            let State { map, owners, words, .. } = st;
+            let State {
+                map, owners, words, ..
+            } = st;
             let slot = *map.entry((key, bucket)).or_insert_with(|| {
                 owners.push((key, bucket));
                 words.extend_from_slice(&layout.init);
@@ -333,7 +367,12 @@ impl Accumulator {
             slot
         };
         let base = slot as usize * layout.stride;
-        let State { words, sets, strings, .. } = st;
+        let State {
+            words,
+            sets,
+            strings,
+            ..
+        } = st;
         let w = &mut words[base..base + layout.stride];
         for op in &layout.ops {
             match *op {
@@ -361,22 +400,28 @@ impl Accumulator {
                 }
                 Op::MinFloat { attr, w: i } => {
                     if !row.is_null(attr) {
-                        w[i] = f64::from_bits(w[i]).min(f64::from_bits(row.word(attr))).to_bits();
+                        w[i] = f64::from_bits(w[i])
+                            .min(f64::from_bits(row.word(attr)))
+                            .to_bits();
                     }
                 }
                 Op::MaxFloat { attr, w: i } => {
                     if !row.is_null(attr) {
-                        w[i] = f64::from_bits(w[i]).max(f64::from_bits(row.word(attr))).to_bits();
+                        w[i] = f64::from_bits(w[i])
+                            .max(f64::from_bits(row.word(attr)))
+                            .to_bits();
                     }
                 }
                 Op::Set { attr, w: i } => {
                     if !row.is_null(attr) {
                         let v = match row.attr_type(attr) {
                             AttrType::String => strings.intern(row.str_bytes(buf, attr)) as u64,
-                            AttrType::Float | AttrType::Double => match SetValue::float(f64::from_bits(row.word(attr))) {
-                                SetValue::Float(b) => b,
-                                _ => unreachable!(),
-                            },
+                            AttrType::Float | AttrType::Double => {
+                                match SetValue::float(f64::from_bits(row.word(attr))) {
+                                    SetValue::Float(b) => b,
+                                    _ => unreachable!(),
+                                }
+                            }
                             _ => row.word(attr),
                         };
                         if w[i] == NO_SET {
@@ -432,7 +477,10 @@ mod tests {
     use crate::plan::check;
     use crate::wire::Encoder;
 
-    fn run(app: &str, events: &[Vec<Value>]) -> (crate::plan::AppPlan, Vec<(Vec<Value>, i64, Partial)>) {
+    fn run(
+        app: &str,
+        events: &[Vec<Value>],
+    ) -> (crate::plan::AppPlan, Vec<(Vec<Value>, i64, Partial)>) {
         let plan = check(app, "t", &NodeConfig::default()).unwrap();
         let s = &plan.streams[0];
         let types: Vec<AttrType> = s.attributes.iter().map(|a| a.ty).collect();
@@ -454,14 +502,21 @@ mod tests {
         assert!(state.events <= events.len() as u64);
         let mut out = Vec::new();
         state.drain_into(&layout, &mut out);
-        let mut decoded: Vec<(Vec<Value>, i64, Partial)> =
-            out.into_iter().map(|(k, b, p)| (key::decode(&k, layout.key_types()), b, p)).collect();
+        let mut decoded: Vec<(Vec<Value>, i64, Partial)> = out
+            .into_iter()
+            .map(|(k, b, p)| (key::decode(&k, layout.key_types()), b, p))
+            .collect();
         decoded.sort_by(|a, b| (a.1, format!("{:?}", a.0)).cmp(&(b.1, format!("{:?}", b.0))));
         (plan, decoded)
     }
 
     fn ev(sym: &str, price: Option<f32>, qty: i32, ts: i64) -> Vec<Value> {
-        vec![Value::Str(sym.into()), price.map(Value::Float).unwrap_or(Value::Null), Value::Int(qty), Value::Long(ts)]
+        vec![
+            Value::Str(sym.into()),
+            price.map(Value::Float).unwrap_or(Value::Null),
+            Value::Int(qty),
+            Value::Long(ts),
+        ]
     }
 
     #[test]
@@ -482,18 +537,24 @@ mod tests {
         let a = &plan.aggregations[0];
         assert_eq!(out.len(), 3);
         let (key, bucket, p) = &out[1];
-        assert_eq!((key.as_slice(), *bucket), (&[Value::Str("WSO2".into())][..], 1_496_289_950_000));
+        assert_eq!(
+            (key.as_slice(), *bucket),
+            (&[Value::Str("WSO2".into())][..], 1_496_289_950_000)
+        );
         let outputs: Vec<Value> = (0..a.outputs.len()).map(|i| p.output(a, i, key)).collect();
-        assert_eq!(outputs, vec![
-            Value::Str("WSO2".into()),
-            Value::Double(60.0),
-            Value::Long(22),
-            Value::Float(50.0),
-            Value::Float(70.0),
-            Value::Long(3),
-            Value::Null, // the latest event (…950999) has a null price, so null * 6 is null
-            Value::Long(2),
-        ]);
+        assert_eq!(
+            outputs,
+            vec![
+                Value::Str("WSO2".into()),
+                Value::Double(60.0),
+                Value::Long(22),
+                Value::Float(50.0),
+                Value::Float(70.0),
+                Value::Long(3),
+                Value::Null, // the latest event (…950999) has a null price, so null * 6 is null
+                Value::Long(2),
+            ]
+        );
         let (_, _, ibm) = &out[0];
         assert_eq!(ibm.output(a, 6, &[]), Value::Float(2600.0));
         assert_eq!(out[2].1, 1_496_289_951_000);
@@ -528,7 +589,10 @@ mod tests {
         let a = &plan.aggregations[0];
         let p = &out[0].2;
         let got: Vec<Value> = (0..4).map(|i| p.output(a, i, &[])).collect();
-        assert_eq!(got, vec![Value::Null, Value::Null, Value::Null, Value::Long(2)]);
+        assert_eq!(
+            got,
+            vec![Value::Null, Value::Null, Value::Null, Value::Long(2)]
+        );
     }
 
     #[test]
@@ -540,6 +604,9 @@ mod tests {
         );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1, 42_000, "arrival time given by the worker");
-        assert_eq!(out[0].2.output(&plan.aggregations[0], 0, &[]), Value::Long(13));
+        assert_eq!(
+            out[0].2.output(&plan.aggregations[0], 0, &[]),
+            Value::Long(13)
+        );
     }
 }

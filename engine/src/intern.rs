@@ -17,7 +17,11 @@ pub struct Interner {
 impl Interner {
     #[inline]
     pub fn intern(&mut self, bytes: &[u8]) -> u32 {
-        let Interner { table, list, hasher } = self;
+        let Interner {
+            table,
+            list,
+            hasher,
+        } = self;
         let h = hasher.hash_one(bytes);
         if let Some(&id) = table.find(h, |&id| &*list[id as usize] == bytes) {
             return id;

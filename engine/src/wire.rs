@@ -27,9 +27,16 @@ impl WireError {
     pub fn describe(&self, names: &[&str]) -> String {
         let name = |i: &usize| names.get(*i).copied().unwrap_or("?");
         match self {
-            WireError::Truncated { attribute } => format!("the data ends inside attribute `{}`", name(attribute)),
-            WireError::BadUtf8 { attribute } => format!("attribute `{}` is not valid UTF-8", name(attribute)),
-            WireError::BadBool { attribute, byte } => format!("attribute `{}` is a bool but holds the byte {byte}", name(attribute)),
+            WireError::Truncated { attribute } => {
+                format!("the data ends inside attribute `{}`", name(attribute))
+            }
+            WireError::BadUtf8 { attribute } => {
+                format!("attribute `{}` is not valid UTF-8", name(attribute))
+            }
+            WireError::BadBool { attribute, byte } => format!(
+                "attribute `{}` is a bool but holds the byte {byte}",
+                name(attribute)
+            ),
         }
     }
 }
@@ -47,7 +54,12 @@ pub struct DecodedRow {
 impl DecodedRow {
     pub fn new(types: &[AttrType]) -> DecodedRow {
         let n = types.len();
-        DecodedRow { types: types.to_vec(), nulls: vec![true; n], words: vec![0; n], spans: vec![(0, 0); n] }
+        DecodedRow {
+            types: types.to_vec(),
+            nulls: vec![true; n],
+            words: vec![0; n],
+            spans: vec![(0, 0); n],
+        }
     }
 
     /// Decodes the event starting at `*pos` of `buf`, and moves `*pos` past it.
@@ -73,17 +85,28 @@ impl DecodedRow {
                 AttrType::Bool => 1,
                 AttrType::String => 4,
             };
-            let Some(bytes) = buf.get(p..p + width) else { return Err(WireError::Truncated { attribute: i }) };
+            let Some(bytes) = buf.get(p..p + width) else {
+                return Err(WireError::Truncated { attribute: i });
+            };
             p += width;
             self.words[i] = match self.types[i] {
-                AttrType::Int => i32::from_le_bytes(bytes.try_into().expect("width 4")) as i64 as u64,
+                AttrType::Int => {
+                    i32::from_le_bytes(bytes.try_into().expect("width 4")) as i64 as u64
+                }
                 AttrType::Long => u64::from_le_bytes(bytes.try_into().expect("width 8")),
                 // Speed: floats are widened once here, so aggregation only sees f64.
-                AttrType::Float => (f32::from_le_bytes(bytes.try_into().expect("width 4")) as f64).to_bits(),
+                AttrType::Float => {
+                    (f32::from_le_bytes(bytes.try_into().expect("width 4")) as f64).to_bits()
+                }
                 AttrType::Double => u64::from_le_bytes(bytes.try_into().expect("width 8")),
                 AttrType::Bool => match bytes[0] {
                     0 | 1 => bytes[0] as u64,
-                    b => return Err(WireError::BadBool { attribute: i, byte: b }),
+                    b => {
+                        return Err(WireError::BadBool {
+                            attribute: i,
+                            byte: b,
+                        });
+                    }
                 },
                 AttrType::String => {
                     let len = u32::from_le_bytes(bytes.try_into().expect("width 4")) as usize;
@@ -104,7 +127,10 @@ impl DecodedRow {
     /// events enter the node; workers trust it).
     pub fn check_utf8(&self, buf: &[u8]) -> Result<(), WireError> {
         for (i, t) in self.types.iter().enumerate() {
-            if *t == AttrType::String && !self.nulls[i] && std::str::from_utf8(self.str_bytes(buf, i)).is_err() {
+            if *t == AttrType::String
+                && !self.nulls[i]
+                && std::str::from_utf8(self.str_bytes(buf, i)).is_err()
+            {
                 return Err(WireError::BadUtf8 { attribute: i });
             }
         }
@@ -213,15 +239,42 @@ impl Encoder {
 mod tests {
     use super::*;
 
-    const TYPES: [AttrType; 6] =
-        [AttrType::String, AttrType::Float, AttrType::Int, AttrType::Long, AttrType::Double, AttrType::Bool];
+    const TYPES: [AttrType; 6] = [
+        AttrType::String,
+        AttrType::Float,
+        AttrType::Int,
+        AttrType::Long,
+        AttrType::Double,
+        AttrType::Bool,
+    ];
 
     #[test]
     fn round_trip_with_nulls() {
         let events = vec![
-            vec![Value::Str("WSO2".into()), Value::Float(0.1), Value::Int(-6), Value::Long(1 << 40), Value::Double(2.5), Value::Bool(true)],
-            vec![Value::Null, Value::Null, Value::Int(7), Value::Null, Value::Double(-0.0), Value::Bool(false)],
-            vec![Value::Str("é".into()), Value::Float(1.0), Value::Null, Value::Long(-1), Value::Null, Value::Null],
+            vec![
+                Value::Str("WSO2".into()),
+                Value::Float(0.1),
+                Value::Int(-6),
+                Value::Long(1 << 40),
+                Value::Double(2.5),
+                Value::Bool(true),
+            ],
+            vec![
+                Value::Null,
+                Value::Null,
+                Value::Int(7),
+                Value::Null,
+                Value::Double(-0.0),
+                Value::Bool(false),
+            ],
+            vec![
+                Value::Str("é".into()),
+                Value::Float(1.0),
+                Value::Null,
+                Value::Long(-1),
+                Value::Null,
+                Value::Null,
+            ],
         ];
         let mut buf = Vec::new();
         for e in &events {
@@ -241,7 +294,18 @@ mod tests {
     #[test]
     fn malformed_bytes_are_errors_not_panics() {
         let mut buf = Vec::new();
-        Encoder::push_values(&mut buf, &TYPES, &[Value::Str("abc".into()), Value::Float(1.0), Value::Int(1), Value::Long(1), Value::Double(1.0), Value::Bool(true)]);
+        Encoder::push_values(
+            &mut buf,
+            &TYPES,
+            &[
+                Value::Str("abc".into()),
+                Value::Float(1.0),
+                Value::Int(1),
+                Value::Long(1),
+                Value::Double(1.0),
+                Value::Bool(true),
+            ],
+        );
         let mut row = DecodedRow::new(&TYPES);
         for cut in 0..buf.len() {
             let mut pos = 0;
@@ -249,13 +313,25 @@ mod tests {
         }
         let mut bad = buf.clone();
         *bad.last_mut().unwrap() = 7;
-        assert_eq!(row.decode(&bad, &mut 0), Err(WireError::BadBool { attribute: 5, byte: 7 }));
+        assert_eq!(
+            row.decode(&bad, &mut 0),
+            Err(WireError::BadBool {
+                attribute: 5,
+                byte: 7
+            })
+        );
         let mut bad = buf.clone();
         bad[5] = 0xff;
         row.decode(&bad, &mut 0).unwrap();
-        assert_eq!(row.check_utf8(&bad), Err(WireError::BadUtf8 { attribute: 0 }));
+        assert_eq!(
+            row.check_utf8(&bad),
+            Err(WireError::BadUtf8 { attribute: 0 })
+        );
         let mut huge = buf;
         huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(row.decode(&huge, &mut 0), Err(WireError::Truncated { attribute: 0 })));
+        assert!(matches!(
+            row.decode(&huge, &mut 0),
+            Err(WireError::Truncated { attribute: 0 })
+        ));
     }
 }

@@ -95,7 +95,10 @@ pub(super) fn check(
     let mut purge = Purge {
         enabled: true,
         interval_ms: 15 * MINUTE,
-        retention: durations.iter().map(|d| (*d, default_retention(*d))).collect(),
+        retention: durations
+            .iter()
+            .map(|d| (*d, default_retention(*d)))
+            .collect(),
     };
     for ann in &a.annotations {
         let lower = ann.name.to_ascii_lowercase();
@@ -143,7 +146,12 @@ pub(super) fn check(
     } else {
         None
     };
-    Checked { partitioned, shard_id, store, purge }
+    Checked {
+        partitioned,
+        shard_id,
+        store,
+        purge,
+    }
 }
 
 fn bool_value(v: &str) -> Option<bool> {
@@ -192,7 +200,11 @@ fn store_spec(ann: &Annotation, config: &NodeConfig, diags: &mut Diagnostics) ->
             origin: "@store".into(),
         }),
         None => {
-            diags.push(ann.pos.line, ann.pos.col, "@store(type='rdbms') needs jdbc.url='...' or datasource='...'");
+            diags.push(
+                ann.pos.line,
+                ann.pos.col,
+                "@store(type='rdbms') needs jdbc.url='...' or datasource='...'",
+            );
             None
         }
     }
@@ -202,27 +214,56 @@ fn purge_spec(ann: &Annotation, purge: &mut Purge, diags: &mut Diagnostics) {
     if let Some((v, pos)) = ann.get("enable") {
         match bool_value(v) {
             Some(b) => purge.enabled = b,
-            None => diags.push(pos.line, pos.col, format!("@purge(enable='{v}'): write 'true' or 'false'")),
+            None => diags.push(
+                pos.line,
+                pos.col,
+                format!("@purge(enable='{v}'): write 'true' or 'false'"),
+            ),
         }
     }
     if let Some((v, pos)) = ann.get("interval") {
         match parse_time(v) {
             Some(ms) if ms > 0 => purge.interval_ms = ms,
-            _ => diags.push(pos.line, pos.col, format!("@purge(interval='{v}'): write a time such as '15 min' or '1 hour'")),
+            _ => diags.push(
+                pos.line,
+                pos.col,
+                format!("@purge(interval='{v}'): write a time such as '15 min' or '1 hour'"),
+            ),
         }
     }
-    let Some(periods) = ann.nested("retentionPeriod") else { return };
+    let Some(periods) = ann.nested("retentionPeriod") else {
+        return;
+    };
     for e in &periods.elements {
-        let AnnotationElement::Pair { key: Some(key), value, pos } = e else {
-            diags.push(periods.pos.line, periods.pos.col, "@retentionPeriod takes duration='time' pairs, e.g. sec='120 sec'");
+        let AnnotationElement::Pair {
+            key: Some(key),
+            value,
+            pos,
+        } = e
+        else {
+            diags.push(
+                periods.pos.line,
+                periods.pos.col,
+                "@retentionPeriod takes duration='time' pairs, e.g. sec='120 sec'",
+            );
             continue;
         };
         let Some(d) = Duration::parse(key) else {
-            diags.push(pos.line, pos.col, format!("@retentionPeriod: `{key}` is not a duration (sec, min, hour, day, month, year)"));
+            diags.push(
+                pos.line,
+                pos.col,
+                format!(
+                    "@retentionPeriod: `{key}` is not a duration (sec, min, hour, day, month, year)"
+                ),
+            );
             continue;
         };
         let Some(slot) = purge.retention.iter_mut().find(|(rd, _)| *rd == d) else {
-            diags.push(pos.line, pos.col, format!("@retentionPeriod sets `{key}`, but the aggregation has no {d} duration"));
+            diags.push(
+                pos.line,
+                pos.col,
+                format!("@retentionPeriod sets `{key}`, but the aggregation has no {d} duration"),
+            );
             continue;
         };
         if value.eq_ignore_ascii_case("all") {

@@ -198,10 +198,18 @@ pub fn check(text: &str, source_name: &str, config: &NodeConfig) -> Result<AppPl
     let mut diags = Diagnostics::default();
     let app = parse_app(text, &mut diags);
     let mut warnings = Diagnostics::default();
-    let plan = Checker { config, diags: &mut diags, warnings: &mut warnings }.app(&app);
+    let plan = Checker {
+        config,
+        diags: &mut diags,
+        warnings: &mut warnings,
+    }
+    .app(&app);
     if !diags.is_empty() {
         diags.0.sort_by_key(|d| (d.line, d.column));
-        return Err(Error::App { source_name: source_name.to_string(), diags });
+        return Err(Error::App {
+            source_name: source_name.to_string(),
+            diags,
+        });
     }
     let mut plan = plan;
     plan.warnings = warnings.0;
@@ -240,32 +248,61 @@ impl Checker<'_> {
         let mut streams: Vec<StreamPlan> = Vec::new();
         for s in &app.streams {
             if streams.iter().any(|p| p.name == s.name.text) {
-                self.err(s.name.pos, format!("the stream `{}` is defined twice", s.name.text));
+                self.err(
+                    s.name.pos,
+                    format!("the stream `{}` is defined twice", s.name.text),
+                );
                 continue;
             }
             for a in &s.annotations {
                 self.warnings.push(
                     a.pos.line,
                     a.pos.col,
-                    format!("@{} on stream `{}` is ignored: Tally takes events through its own ingest", a.name, s.name.text),
+                    format!(
+                        "@{} on stream `{}` is ignored: Tally takes events through its own ingest",
+                        a.name, s.name.text
+                    ),
                 );
             }
             let mut attributes: Vec<Attribute> = Vec::new();
             for (n, t) in &s.attributes {
                 if attributes.iter().any(|a| a.name == n.text) {
-                    self.err(n.pos, format!("the attribute `{}` appears twice in stream `{}`", n.text, s.name.text));
+                    self.err(
+                        n.pos,
+                        format!(
+                            "the attribute `{}` appears twice in stream `{}`",
+                            n.text, s.name.text
+                        ),
+                    );
                 }
                 match AttrType::parse(&t.text) {
-                    Some(ty) => attributes.push(Attribute { name: n.text.clone(), ty }),
-                    None => self.err(t.pos, format!("unknown type `{}`: use int, long, float, double, string or bool", t.text)),
+                    Some(ty) => attributes.push(Attribute {
+                        name: n.text.clone(),
+                        ty,
+                    }),
+                    None => self.err(
+                        t.pos,
+                        format!(
+                            "unknown type `{}`: use int, long, float, double, string or bool",
+                            t.text
+                        ),
+                    ),
                 }
             }
-            streams.push(StreamPlan { name: s.name.text.clone(), attributes, aggregations: Vec::new(), route_key: Vec::new() });
+            streams.push(StreamPlan {
+                name: s.name.text.clone(),
+                attributes,
+                aggregations: Vec::new(),
+                route_key: Vec::new(),
+            });
         }
         let mut aggregations: Vec<AggPlan> = Vec::new();
         for a in &app.aggregations {
             if aggregations.iter().any(|p| p.name == a.name.text) {
-                self.err(a.name.pos, format!("the aggregation `{}` is defined twice", a.name.text));
+                self.err(
+                    a.name.pos,
+                    format!("the aggregation `{}` is defined twice", a.name.text),
+                );
                 continue;
             }
             if let Some(plan) = self.aggregation(a, &streams) {
@@ -273,25 +310,49 @@ impl Checker<'_> {
             }
         }
         if app.aggregations.is_empty() && self.diags.is_empty() {
-            self.err(ast::Pos { line: 1, col: 1 }, "the app defines no aggregation (`define aggregation ... aggregate every ...`)");
+            self.err(
+                ast::Pos { line: 1, col: 1 },
+                "the app defines no aggregation (`define aggregation ... aggregate every ...`)",
+            );
         }
         for (i, agg) in aggregations.iter().enumerate() {
             streams[agg.stream].aggregations.push(i);
         }
         for (si, s) in streams.iter_mut().enumerate() {
             if s.aggregations.is_empty() {
-                let pos = app.streams.iter().find(|d| d.name.text == s.name).map(|d| d.name.pos).unwrap_or_default();
-                self.warnings.push(pos.line, pos.col, format!("no aggregation reads stream `{}`; its events are accepted and dropped", s.name));
+                let pos = app
+                    .streams
+                    .iter()
+                    .find(|d| d.name.text == s.name)
+                    .map(|d| d.name.pos)
+                    .unwrap_or_default();
+                self.warnings.push(
+                    pos.line,
+                    pos.col,
+                    format!(
+                        "no aggregation reads stream `{}`; its events are accepted and dropped",
+                        s.name
+                    ),
+                );
                 continue;
             }
             let mut key: Vec<usize> = aggregations[s.aggregations[0]].group_by.clone();
             for &ai in &s.aggregations[1..] {
                 key.retain(|k| aggregations[ai].group_by.contains(k));
             }
-            debug_assert!(s.aggregations.iter().all(|&ai| aggregations[ai].stream == si));
+            debug_assert!(
+                s.aggregations
+                    .iter()
+                    .all(|&ai| aggregations[ai].stream == si)
+            );
             s.route_key = key;
         }
-        AppPlan { name, streams, aggregations, warnings: Vec::new() }
+        AppPlan {
+            name,
+            streams,
+            aggregations,
+            warnings: Vec::new(),
+        }
     }
 
     fn aggregation(&mut self, a: &ast::AggregationDef, streams: &[StreamPlan]) -> Option<AggPlan> {
@@ -303,7 +364,11 @@ impl Checker<'_> {
                     "aggregation `{}` reads `{}`, which is not a defined stream{}",
                     a.name.text,
                     a.from.text,
-                    if known.is_empty() { String::new() } else { format!(" (defined: {})", known.join(", ")) }
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (defined: {})", known.join(", "))
+                    }
                 ),
             );
             return None;
@@ -324,7 +389,13 @@ impl Checker<'_> {
                     }
                 },
                 None => {
-                    self.err(n.pos, format!("`aggregate by {}`: stream `{}` has no such attribute", n.text, s.name));
+                    self.err(
+                        n.pos,
+                        format!(
+                            "`aggregate by {}`: stream `{}` has no such attribute",
+                            n.text, s.name
+                        ),
+                    );
                     TimeSource::Arrival
                 }
             },
@@ -332,16 +403,27 @@ impl Checker<'_> {
         let mut group_by = Vec::new();
         for g in &a.group_by {
             match s.attribute(&g.text) {
-                Some(i) if group_by.contains(&i) => self.err(g.pos, format!("`{}` appears twice in group by", g.text)),
+                Some(i) if group_by.contains(&i) => {
+                    self.err(g.pos, format!("`{}` appears twice in group by", g.text))
+                }
                 Some(i) => group_by.push(i),
-                None => self.err(g.pos, format!("group by `{}`: stream `{}` has no such attribute", g.text, s.name)),
+                None => self.err(
+                    g.pos,
+                    format!(
+                        "group by `{}`: stream `{}` has no such attribute",
+                        g.text, s.name
+                    ),
+                ),
             }
         }
         let filter = a.filter.as_ref().and_then(|f| {
             let mut scope = StreamScope { stream: s };
             let (c, t) = compile(f, &mut scope, self.diags)?;
             if t.is_some_and(|t| t != AttrType::Bool) {
-                self.err(f.pos(), "the filter on the aggregation input must be a true/false condition");
+                self.err(
+                    f.pos(),
+                    "the filter on the aggregation input must be a true/false condition",
+                );
             }
             Some(c)
         });
@@ -386,10 +468,19 @@ impl Checker<'_> {
                 let (f, t) = (parse(from, self.diags), parse(to, self.diags));
                 match (f, t) {
                     (Some(f), Some(t)) if f > t => {
-                        self.err(from.pos, format!("`every {} ... {}` runs backwards: the range starts after it ends", from.text, to.text));
+                        self.err(
+                            from.pos,
+                            format!(
+                                "`every {} ... {}` runs backwards: the range starts after it ends",
+                                from.text, to.text
+                            ),
+                        );
                         Vec::new()
                     }
-                    (Some(f), Some(t)) => Duration::ALL.into_iter().filter(|d| *d >= f && *d <= t).collect(),
+                    (Some(f), Some(t)) => Duration::ALL
+                        .into_iter()
+                        .filter(|d| *d >= f && *d <= t)
+                        .collect(),
                     _ => Vec::new(),
                 }
             }
@@ -418,11 +509,18 @@ pub(crate) struct StreamScope<'a> {
 }
 
 impl Scope for StreamScope<'_> {
-    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), String> {
+    fn attribute(
+        &mut self,
+        qualifier: Option<&str>,
+        name: &str,
+    ) -> Result<(usize, AttrType), String> {
         if let Some(q) = qualifier
             && q != self.stream.name
         {
-            return Err(format!("`{q}.{name}`: only attributes of the input stream `{}` can be used here", self.stream.name));
+            return Err(format!(
+                "`{q}.{name}`: only attributes of the input stream `{}` can be used here",
+                self.stream.name
+            ));
         }
         self.stream
             .attribute(name)

@@ -12,7 +12,11 @@ pub struct Annotation {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnnotationElement {
-    Pair { key: Option<String>, value: String, pos: Pos },
+    Pair {
+        key: Option<String>,
+        value: String,
+        pos: Pos,
+    },
     Nested(Annotation),
 }
 
@@ -20,9 +24,11 @@ impl Annotation {
     /// The value of `key` (case-insensitive), if given.
     pub fn get(&self, key: &str) -> Option<(&str, Pos)> {
         self.elements.iter().find_map(|e| match e {
-            AnnotationElement::Pair { key: Some(k), value, pos } if k.eq_ignore_ascii_case(key) => {
-                Some((value.as_str(), *pos))
-            }
+            AnnotationElement::Pair {
+                key: Some(k),
+                value,
+                pos,
+            } if k.eq_ignore_ascii_case(key) => Some((value.as_str(), *pos)),
             _ => None,
         })
     }
@@ -141,11 +147,24 @@ pub enum Literal {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     /// `name` or `qualifier.name`
-    Attr { qualifier: Option<String>, name: String, pos: Pos },
+    Attr {
+        qualifier: Option<String>,
+        name: String,
+        pos: Pos,
+    },
     Lit(Literal, Pos),
     /// `f(args)`; `namespace:f(args)` keeps the namespace for the error message.
-    Call { name: String, args: Vec<Expr>, pos: Pos },
-    Binary { op: BinOp, left: Box<Expr>, right: Box<Expr>, pos: Pos },
+    Call {
+        name: String,
+        args: Vec<Expr>,
+        pos: Pos,
+    },
+    Binary {
+        op: BinOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+        pos: Pos,
+    },
     Not(Box<Expr>, Pos),
     Neg(Box<Expr>, Pos),
     IsNull(Box<Expr>, Pos),

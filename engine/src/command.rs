@@ -1,0 +1,99 @@
+//! The `tally` subcommands as library calls; the binary parses arguments, prints, and
+//! chooses exit codes.
+
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::flush::resolve_address;
+use crate::ingest::{self, IngestReport, Rejection};
+use crate::node::Node;
+use crate::plan::{self, AppPlan};
+use crate::query::{self, QueryResult};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+/// Reads the node file (defaults when `None`) and checks the app against it.
+pub fn load(app: &Path, config: Option<&Path>) -> Result<(NodeConfig, AppPlan)> {
+    let cfg = match config {
+        Some(p) => NodeConfig::load(p)?,
+        None => NodeConfig::default(),
+    };
+    let plan = plan::load(app, &cfg)?;
+    Ok((cfg, plan))
+}
+
+/// Runs the app as this node over JSON-lines inputs (`-` is standard input), then flushes
+/// everything. Bad lines go to `on_reject`; store retries to `on_retry`.
+pub fn ingest(
+    plan: AppPlan,
+    cfg: &NodeConfig,
+    store: Option<&str>,
+    inputs: &[PathBuf],
+    on_reject: &mut dyn FnMut(&Path, Rejection),
+    on_retry: &mut dyn FnMut(&Error, StdDuration),
+) -> Result<IngestReport> {
+    let mut node = Node::start(Arc::new(plan), cfg, store)?;
+    let mut router = node.router();
+    let mut total = IngestReport::default();
+    for path in inputs {
+        let mut reject = |r: Rejection| on_reject(path, r);
+        let mut flush_error = |e: &Error| on_retry(e, cfg.flush_interval);
+        let report = if path.as_os_str() == "-" {
+            ingest::feed(
+                &mut node,
+                &mut router,
+                std::io::stdin().lock(),
+                cfg.flush_interval,
+                &mut reject,
+                &mut flush_error,
+            )?
+        } else {
+            let file = std::fs::File::open(path)
+                .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+            ingest::feed(
+                &mut node,
+                &mut router,
+                BufReader::with_capacity(1 << 20, file),
+                cfg.flush_interval,
+                &mut reject,
+                &mut flush_error,
+            )?
+        };
+        total.lines += report.lines;
+        total.accepted += report.accepted;
+        total.rejected += report.rejected;
+        total.rows_written += report.rows_written;
+        total.flushes += report.flushes;
+    }
+    ingest::finish(
+        node,
+        router,
+        &mut total,
+        StdDuration::from_secs(120),
+        on_retry,
+    )?;
+    Ok(total)
+}
+
+/// Runs one retrieval query against the store of the queried aggregation.
+pub fn query(
+    plan: &AppPlan,
+    cfg: &NodeConfig,
+    store: Option<&str>,
+    text: &str,
+) -> Result<QueryResult> {
+    let q = query::compile_query(plan, text)?;
+    let agg = &plan.aggregations[q.aggregation];
+    let address = resolve_address(agg, store, &cfg.settings.store)?;
+    if let crate::store::StoreAddress::Sqlite { path } = &address
+        && !path.exists()
+    {
+        return Err(Error::Schema(format!(
+            "the store {} does not exist: ingest into it first, or give the right --store",
+            address.redacted()
+        )));
+    }
+    let mut s = crate::store::open(&address)?;
+    query::run(plan, &q, s.as_mut())
+}

@@ -1,0 +1,264 @@
+//! Running a compiled query: scan, merge shards, filter, project or group, order, page.
+
+use super::{AggregateCall, CompiledQuery, RowAgg};
+use crate::error::Result;
+use crate::expr::Scalar;
+use crate::key;
+use crate::partial::{Partial, SetValue};
+use crate::plan::{AggPlan, AppPlan, CellKind};
+use crate::schema::TableSchema;
+use crate::store::Store;
+use crate::types::{AttrType, Value};
+use hashbrown::{HashMap, HashSet};
+use std::cmp::Ordering;
+
+/// Rows of a query answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    /// The type of each column (`None` when a column is a bare null).
+    pub types: Vec<Option<AttrType>>,
+    pub records: Vec<Vec<Value>>,
+}
+
+/// Runs `q` against `store`.
+pub fn run(plan: &AppPlan, q: &CompiledQuery, store: &mut dyn Store) -> Result<QueryResult> {
+    let agg = &plan.aggregations[q.aggregation];
+    let table = TableSchema::new(plan, agg, q.duration);
+    let equal: Vec<(usize, Value)> = q
+        .pushdown
+        .iter()
+        .filter_map(|(name, v)| table.column(name).map(|c| (c, v.clone())))
+        .collect();
+    let rows = store.scan(&table, q.range.0, q.range.1, &equal)?;
+    let merged = merge_shards(&table, agg, rows);
+    Ok(answer(agg, q, merged))
+}
+
+/// Merges the stored rows of every shard into one partial per (bucket, group), sorted by
+/// bucket then group. Latest values go by time stamp; a tie between shards goes to the
+/// shard whose id sorts last, so every node answers alike.
+pub fn merge_shards(
+    table: &TableSchema,
+    agg: &AggPlan,
+    rows: Vec<Vec<Value>>,
+) -> Vec<(i64, Vec<Value>, Partial)> {
+    let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
+    let mut stored: Vec<_> = rows.into_iter().map(|r| table.from_row(agg, r)).collect();
+    stored.sort_by(|a, b| a.shard.cmp(&b.shard));
+    let mut rank = 0u64;
+    let mut last_shard: Option<Option<String>> = None;
+    let mut merged: HashMap<(i64, Vec<u8>), (Vec<Value>, Partial)> = HashMap::new();
+    let mut scratch = Vec::new();
+    for mut r in stored {
+        if last_shard.as_ref() != Some(&r.shard) {
+            rank += 1;
+            last_shard = Some(r.shard.clone());
+        }
+        if let Some(l) = &mut r.partial.latest {
+            l.seq = rank;
+        }
+        key::encode_values(&mut scratch, &r.key);
+        match merged.entry((r.bucket, scratch.clone())) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => {
+                e.get_mut().1.merge_owned(r.partial, &kinds)
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert((r.key, r.partial));
+            }
+        }
+    }
+    let mut out: Vec<(i64, Vec<Value>, Partial)> = merged
+        .into_iter()
+        .map(|((b, _), (k, p))| (b, k, p))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| cmp_values(&a.1, &b.1)));
+    out
+}
+
+fn cmp_values(a: &[Value], b: &[Value]) -> Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.sort_cmp(y))
+        .find(|o| *o != Ordering::Equal)
+        .unwrap_or(Ordering::Equal)
+}
+
+/// The query's answer from merged partials.
+pub fn answer(
+    agg: &AggPlan,
+    q: &CompiledQuery,
+    merged: Vec<(i64, Vec<Value>, Partial)>,
+) -> QueryResult {
+    let n_out = agg.outputs.len();
+    let mut rows: Vec<Vec<Value>> = merged
+        .into_iter()
+        .map(|(bucket, key, p)| {
+            let mut row = Vec::with_capacity(q.base.len());
+            row.push(Value::Long(bucket));
+            row.extend((0..n_out).map(|i| p.output(agg, i, &key)));
+            row.extend(q.hidden_keys.iter().map(|&k| key[k].clone()));
+            row
+        })
+        .collect();
+    if let Some(on) = &q.on {
+        rows.retain(|r| on.holds(r));
+    }
+    let types: Vec<Option<AttrType>> = q.select.iter().map(|(_, _, t)| *t).collect();
+    let project = |ext: &Vec<Value>| -> Vec<Value> {
+        q.select
+            .iter()
+            .map(|(_, c, t)| t.map(|t| c.eval(ext).to_value(t)).unwrap_or(Value::Null))
+            .collect()
+    };
+    // Each result: (outputs, outputs ++ extended row) — the second for having / order by.
+    let mut results: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
+    if !q.grouped {
+        for r in rows {
+            let out = project(&r);
+            let mut combined = out.clone();
+            combined.extend(r);
+            results.push((out, combined));
+        }
+    } else {
+        let mut groups: Vec<Vec<Vec<Value>>> = Vec::new();
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut scratch = Vec::new();
+        for r in rows {
+            let key_values: Vec<Value> = q
+                .group_by
+                .iter()
+                .map(|g| scalar_value(g.eval(&r)))
+                .collect();
+            key::encode_values(&mut scratch, &key_values);
+            let g = *index.entry(scratch.clone()).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(r);
+        }
+        for members in groups {
+            let Some(last) = members.last() else { continue };
+            let mut ext = last.clone();
+            ext.extend(q.aggregates.iter().map(|a| aggregate(a, &members)));
+            let out = project(&ext);
+            let mut combined = out.clone();
+            combined.extend(ext);
+            if let Some(h) = &q.having
+                && !h.holds(&combined)
+            {
+                continue;
+            }
+            results.push((out, combined));
+        }
+    }
+    if !q.grouped
+        && let Some(h) = &q.having
+    {
+        results.retain(|(_, c)| h.holds(c));
+    }
+    if !q.order_by.is_empty() {
+        let mut keyed: Vec<(Vec<Value>, Vec<Value>)> = results
+            .into_iter()
+            .map(|(out, combined)| {
+                let keys = q
+                    .order_by
+                    .iter()
+                    .map(|(c, _)| scalar_value(c.eval(&combined)))
+                    .collect();
+                (keys, out)
+            })
+            .collect();
+        keyed.sort_by(|(a, _), (b, _)| {
+            for ((x, y), (_, desc)) in a.iter().zip(b).zip(&q.order_by) {
+                let o = x.sort_cmp(y);
+                let o = if *desc { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            Ordering::Equal
+        });
+        results = keyed
+            .into_iter()
+            .map(|(_, out)| (out, Vec::new()))
+            .collect();
+    }
+    let records: Vec<Vec<Value>> = results
+        .into_iter()
+        .map(|(out, _)| out)
+        .skip(q.offset)
+        .take(q.limit.unwrap_or(usize::MAX))
+        .collect();
+    QueryResult {
+        columns: q.select.iter().map(|(n, _, _)| n.clone()).collect(),
+        types,
+        records,
+    }
+}
+
+fn scalar_value(s: Scalar<'_>) -> Value {
+    match s {
+        Scalar::Null => Value::Null,
+        Scalar::Int(i) => Value::Long(i),
+        Scalar::Float(f) => Value::Double(f),
+        Scalar::Bool(b) => Value::Bool(b),
+        Scalar::Str(b) => Value::Str(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
+fn aggregate(a: &AggregateCall, rows: &[Vec<Value>]) -> Value {
+    let values = || {
+        rows.iter().map(|r| {
+            a.arg
+                .as_ref()
+                .map(|c| scalar_value(c.eval(r)))
+                .unwrap_or(Value::Null)
+        })
+    };
+    match a.func {
+        RowAgg::Count => match &a.arg {
+            None => Value::Long(rows.len() as i64),
+            Some(_) => Value::Long(values().filter(|v| !v.is_null()).count() as i64),
+        },
+        RowAgg::Sum => {
+            let vs: Vec<Value> = values().filter(|v| !v.is_null()).collect();
+            if vs.is_empty() {
+                Value::Null
+            } else if a.ty == AttrType::Long {
+                Value::Long(
+                    vs.iter()
+                        .filter_map(Value::as_i64)
+                        .fold(0i64, i64::wrapping_add),
+                )
+            } else {
+                Value::Double(vs.iter().filter_map(Value::as_f64).sum())
+            }
+        }
+        RowAgg::Avg => {
+            let vs: Vec<f64> = values().filter_map(|v| v.as_f64()).collect();
+            if vs.is_empty() {
+                Value::Null
+            } else {
+                Value::Double(vs.iter().sum::<f64>() / vs.len() as f64)
+            }
+        }
+        RowAgg::Min | RowAgg::Max => {
+            let best = values().filter(|v| !v.is_null()).reduce(|x, y| {
+                let o = x.sort_cmp(&y);
+                let keep_x = if a.func == RowAgg::Min {
+                    o != Ordering::Greater
+                } else {
+                    o != Ordering::Less
+                };
+                if keep_x { x } else { y }
+            });
+            best.map(|v| v.cast(a.ty)).unwrap_or(Value::Null)
+        }
+        RowAgg::DistinctCount => {
+            let set: HashSet<SetValue> =
+                values().filter_map(|v| SetValue::from_value(&v)).collect();
+            Value::Long(set.len() as i64)
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The router: checks each incoming event, then appends it to the batch of the worker that
+//! owns its group, and sends full batches over bounded channels.
+//!
+//! Events are routed by the stream's route key (the group-by attributes every aggregation
+//! of the stream shares), so one group's events always reach the same worker, in order.
+//! A stream without such a key spreads whole batches round robin; the workers' partials
+//! are merged at the flush.
+
+use crate::error::{Error, Result};
+use crate::expr::{Row, Scalar};
+use crate::key;
+use crate::plan::{AppPlan, TimeSource};
+use crate::timestamp::{self, MAX_MS, MIN_MS};
+use crate::types::{AttrType, Value};
+use crate::wire::Encoder;
+use crossbeam_channel::Sender;
+use foldhash::fast::FixedState;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A batch of encoded events of one stream, for one worker.
+#[derive(Debug)]
+pub struct Batch {
+    pub stream: usize,
+    /// When the node received the batch's first event (for arrival-time aggregations).
+    pub arrival_ms: i64,
+    /// Arrival sequence number of the first event; the others follow one by one.
+    pub first_seq: u64,
+    pub events: u32,
+    pub data: Vec<u8>,
+}
+
+/// What workers are sent.
+pub enum Msg {
+    Batch(Batch),
+    /// Hand over the partials gathered so far (swapping in the given empty states) and
+    /// reply on the channel.
+    Flush(
+        Vec<crate::accumulator::State>,
+        Sender<(usize, Vec<crate::accumulator::State>)>,
+    ),
+    Stop,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Batch(b) => write!(f, "Batch({} events)", b.events),
+            Msg::Flush(..) => f.write_str("Flush"),
+            Msg::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    data: Vec<u8>,
+    events: u32,
+    arrival_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    plan: Arc<AppPlan>,
+    types: Vec<Vec<AttrType>>,
+    senders: Vec<Sender<Msg>>,
+    /// `[stream][worker]`
+    pending: Vec<Vec<Pending>>,
+    batch_events: u32,
+    seq: Arc<AtomicU64>,
+    round_robin: Vec<usize>,
+    scratch: Vec<u8>,
+    route_values: Vec<Value>,
+    hasher: FixedState,
+}
+
+/// Wall-clock time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Router {
+    pub(crate) fn new(
+        plan: Arc<AppPlan>,
+        senders: Vec<Sender<Msg>>,
+        batch_events: usize,
+        seq: Arc<AtomicU64>,
+    ) -> Router {
+        let workers = senders.len();
+        Router {
+            types: plan
+                .streams
+                .iter()
+                .map(|s| s.attributes.iter().map(|a| a.ty).collect())
+                .collect(),
+            pending: plan
+                .streams
+                .iter()
+                .map(|_| (0..workers).map(|_| Pending::default()).collect())
+                .collect(),
+            round_robin: vec![0; plan.streams.len()],
+            plan,
+            senders,
+            batch_events: batch_events.max(1) as u32,
+            seq,
+            scratch: Vec::new(),
+            route_values: Vec::new(),
+            hasher: FixedState::with_seed(0x7a11),
+        }
+    }
+
+    pub fn plan(&self) -> &Arc<AppPlan> {
+        &self.plan
+    }
+
+    /// Checks an event (values already of the attribute types, in attribute order) and
+    /// routes it. An event with a bad time stamp is refused with a message that quotes it.
+    pub fn push(&mut self, stream: usize, values: &[Value]) -> Result<()> {
+        check_event(&self.plan, stream, values.as_ref()).map_err(Error::Event)?;
+        let plan = self.plan.clone();
+        let s = &plan.streams[stream];
+        if s.aggregations.is_empty() {
+            return Ok(()); // accepted and dropped, as the app check warned
+        }
+        let workers = self.senders.len();
+        let worker = if s.route_key.is_empty() || workers == 1 {
+            self.round_robin[stream]
+        } else {
+            self.route_values.clear();
+            self.route_values
+                .extend(s.route_key.iter().map(|&i| values[i].clone()));
+            key::encode_values(&mut self.scratch, &self.route_values);
+            (self.hasher.hash_one(&self.scratch[..]) % workers as u64) as usize
+        };
+        let p = &mut self.pending[stream][worker];
+        if p.events == 0 {
+            p.arrival_ms = now_ms();
+        }
+        Encoder::push_values(&mut p.data, &self.types[stream], values);
+        p.events += 1;
+        if p.events >= self.batch_events {
+            self.send(stream, worker)?;
+            if s.route_key.is_empty() || workers == 1 {
+                self.round_robin[stream] = (self.round_robin[stream] + 1) % workers;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, stream: usize, worker: usize) -> Result<()> {
+        let p = std::mem::take(&mut self.pending[stream][worker]);
+        if p.events == 0 {
+            return Ok(());
+        }
+        let first_seq = self.seq.fetch_add(p.events as u64, Ordering::Relaxed);
+        let batch = Batch {
+            stream,
+            arrival_ms: p.arrival_ms,
+            first_seq,
+            events: p.events,
+            data: p.data,
+        };
+        self.senders[worker]
+            .send(Msg::Batch(batch))
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Sends every partly filled batch (before a flush, so the flush sees every event).
+    pub fn send_all(&mut self) -> Result<()> {
+        for stream in 0..self.pending.len() {
+            for worker in 0..self.senders.len() {
+                self.send(stream, worker)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks what the aggregations need of an event: a usable time stamp. Returns a message
+/// naming the attribute and quoting the value otherwise.
+pub fn check_event<R: Row + ?Sized>(
+    plan: &AppPlan,
+    stream: usize,
+    row: &R,
+) -> std::result::Result<(), String> {
+    let s = &plan.streams[stream];
+    for &ai in &s.aggregations {
+        let agg = &plan.aggregations[ai];
+        match agg.time {
+            TimeSource::Arrival => {}
+            TimeSource::Millis(i) => match row.get(i) {
+                Scalar::Int(ms) if (MIN_MS..=MAX_MS).contains(&ms) => {}
+                Scalar::Int(ms) => {
+                    return Err(format!(
+                        "the time stamp `{}` is {ms}, outside the supported range (years -9998 to 9998 in epoch milliseconds)",
+                        s.attributes[i].name
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "the time stamp `{}` is null; aggregation `{}` needs it",
+                        s.attributes[i].name, agg.name
+                    ));
+                }
+            },
+            TimeSource::Text(i) => match row.get(i) {
+                Scalar::Str(b) => {
+                    let text = String::from_utf8_lossy(b);
+                    if timestamp::parse(&text).is_none() {
+                        return Err(format!(
+                            "the time stamp `{}` is \"{text}\", which is not of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm (or is out of range)",
+                            s.attributes[i].name
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "the time stamp `{}` is null; aggregation `{}` needs it",
+                        s.attributes[i].name, agg.name
+                    ));
+                }
+            },
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Store addresses: `sqlite:PATH`, `jdbc:sqlite:PATH`, `postgres://…`, `postgresql://…`,
+//! `jdbc:postgresql://host:port/db`, `jdbc:mysql://…`.
+
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreAddress {
+    /// The embedded default: one SQLite file, shared safely by several node processes.
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL connection URL (`postgresql://user:password@host:port/db?...`).
+    Postgres { url: String },
+    /// MySQL/MariaDB: recognised so that the error is clear; not supported yet.
+    Mysql { url: String },
+}
+
+impl StoreAddress {
+    /// Parses an address; `username` and `password` (from `@store` or a data source) fill
+    /// in what a JDBC URL leaves out.
+    pub fn parse(
+        text: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<StoreAddress> {
+        let t = text.trim();
+        let lower = t.to_ascii_lowercase();
+        if let Some(rest) = strip(t, &lower, "jdbc:sqlite:").or_else(|| strip(t, &lower, "sqlite:"))
+        {
+            // `sqlite:///abs/path` and `sqlite://rel/path` are taken too.
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(Error::Schema(format!(
+                    "store `{t}`: give a file, e.g. sqlite:tally.db"
+                )));
+            }
+            return Ok(StoreAddress::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return Ok(StoreAddress::Postgres {
+                url: with_credentials(t, username, password),
+            });
+        }
+        if let Some(rest) = strip(t, &lower, "jdbc:postgresql:") {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            return Ok(StoreAddress::Postgres {
+                url: with_credentials(&format!("postgresql://{rest}"), username, password),
+            });
+        }
+        if lower.starts_with("jdbc:mysql:")
+            || lower.starts_with("mysql://")
+            || lower.starts_with("jdbc:mariadb:")
+        {
+            return Ok(StoreAddress::Mysql { url: t.to_string() });
+        }
+        Err(Error::Schema(format!(
+            "store `{t}` is not an address Tally knows: use sqlite:PATH, jdbc:sqlite:PATH, \
+             postgres://…, postgresql://… or jdbc:postgresql://host:port/db"
+        )))
+    }
+
+    /// The address with any password replaced by `***`, for logs and messages.
+    pub fn redacted(&self) -> String {
+        match self {
+            StoreAddress::Sqlite { path } => format!("sqlite:{}", path.display()),
+            StoreAddress::Postgres { url } | StoreAddress::Mysql { url } => redact(url),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            StoreAddress::Sqlite { .. } => "sqlite",
+            StoreAddress::Postgres { .. } => "postgres",
+            StoreAddress::Mysql { .. } => "mysql",
+        }
+    }
+}
+
+fn strip<'a>(text: &'a str, lower: &str, prefix: &str) -> Option<&'a str> {
+    lower.starts_with(prefix).then(|| &text[prefix.len()..])
+}
+
+/// Puts user and password into a URL that has none.
+fn with_credentials(url: &str, username: Option<&str>, password: Option<&str>) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    if rest[..authority_end].contains('@') || username.is_none() {
+        return url.to_string();
+    }
+    let mut creds = percent_encode(username.unwrap_or_default());
+    if let Some(p) = password {
+        creds.push(':');
+        creds.push_str(&percent_encode(p));
+    }
+    format!("{scheme}://{creds}@{rest}")
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            StoreAddress::parse("sqlite:/tmp/a.db", None, None).unwrap(),
+            StoreAddress::Sqlite {
+                path: "/tmp/a.db".into()
+            }
+        );
+        assert_eq!(
+            StoreAddress::parse("jdbc:sqlite:rel.db", None, None).unwrap(),
+            StoreAddress::Sqlite {
+                path: "rel.db".into()
+            }
+        );
+        assert_eq!(
+            StoreAddress::parse("sqlite:///abs.db", None, None).unwrap(),
+            StoreAddress::Sqlite {
+                path: "/abs.db".into()
+            }
+        );
+        assert_eq!(
+            StoreAddress::parse(
+                "jdbc:postgresql://127.0.0.1:5432/test",
+                Some("root"),
+                Some("p@ss")
+            )
+            .unwrap(),
+            StoreAddress::Postgres {
+                url: "postgresql://root:p%40ss@127.0.0.1:5432/test".into()
+            }
+        );
+        assert_eq!(
+            StoreAddress::parse("postgres://u:x@h/db", Some("other"), None).unwrap(),
+            StoreAddress::Postgres {
+                url: "postgres://u:x@h/db".into()
+            }
+        );
+        assert!(matches!(
+            StoreAddress::parse("jdbc:mysql://h/db", None, None).unwrap(),
+            StoreAddress::Mysql { .. }
+        ));
+        let e = StoreAddress::parse("mongodb://h", None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sqlite:PATH"), "{e}");
+        assert!(StoreAddress::parse("sqlite:", None, None).is_err());
+    }
+
+    #[test]
+    fn redaction() {
+        let a = StoreAddress::parse("jdbc:postgresql://h:5432/db", Some("root"), Some("secret"))
+            .unwrap();
+        assert_eq!(a.redacted(), "postgresql://root:***@h:5432/db");
+        assert!(!a.redacted().contains("secret"));
+    }
+}

@@ -1,0 +1,239 @@
+//! SQL text shared by the stores: quoting, table definitions, merge expressions.
+//!
+//! Identifiers come only from the checked app (table and column names); values are always
+//! bound parameters.
+
+use crate::plan::CellKind;
+use crate::schema::{Role, TableSchema};
+use crate::types::AttrType;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// `"name"`, with embedded quotes doubled.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub fn column_type(d: Dialect, t: AttrType) -> &'static str {
+    match (d, t) {
+        (Dialect::Sqlite, AttrType::Int | AttrType::Long | AttrType::Bool) => "INTEGER",
+        (Dialect::Sqlite, AttrType::Float | AttrType::Double) => "REAL",
+        (Dialect::Sqlite, AttrType::String) => "TEXT",
+        (Dialect::Postgres, AttrType::Int) => "INTEGER",
+        (Dialect::Postgres, AttrType::Long) => "BIGINT",
+        (Dialect::Postgres, AttrType::Bool) => "BOOLEAN",
+        (Dialect::Postgres, AttrType::Float) => "REAL",
+        (Dialect::Postgres, AttrType::Double) => "DOUBLE PRECISION",
+        (Dialect::Postgres, AttrType::String) => "TEXT",
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for a table.
+pub fn create_table(d: Dialect, t: &TableSchema) -> String {
+    let mut cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            let not_null = if matches!(c.role, Role::Timestamp | Role::Shard) {
+                " NOT NULL"
+            } else {
+                ""
+            };
+            format!("{} {}{}", quote(&c.name), column_type(d, c.ty), not_null)
+        })
+        .collect();
+    let key: Vec<String> = t.columns[..t.key_len]
+        .iter()
+        .map(|c| quote(&c.name))
+        .collect();
+    cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote(&t.name),
+        cols.join(", ")
+    )
+}
+
+/// The merged value of column `i` given the stored row's columns (unqualified names) and
+/// the new value of each column as `new(j)` (an `excluded."c"` or a `?n` parameter).
+pub fn merge_expr(
+    d: Dialect,
+    t: &TableSchema,
+    i: usize,
+    new: &dyn Fn(usize) -> String,
+) -> Option<String> {
+    let c = &t.columns[i];
+    let old = quote(&c.name);
+    let n = new(i);
+    let (least, greatest) = match d {
+        Dialect::Sqlite => (
+            format!("coalesce(min({old}, {n}), {old}, {n})"),
+            format!("coalesce(max({old}, {n}), {old}, {n})"),
+        ),
+        Dialect::Postgres => (
+            format!("least({old}, {n})"),
+            format!("greatest({old}, {n})"),
+        ),
+    };
+    Some(match c.role {
+        Role::Timestamp | Role::Shard | Role::Key(_) => return None,
+        Role::Cell(_, CellKind::Min) => least,
+        Role::Cell(_, CellKind::Max) => greatest,
+        Role::Cell(_, CellKind::Set) => format!("tally_set_union({old}, {n})"),
+        Role::Cell(..) => format!("coalesce({old} + {n}, {old}, {n})"),
+        Role::LastEventTimestamp => greatest,
+        Role::Latest(_) => {
+            let last = t
+                .last_event_timestamp()
+                .expect("latest columns come with AGG_LAST_EVENT_TIMESTAMP");
+            let old_last = quote(&t.columns[last].name);
+            // The newer time stamp wins; a tie goes to the write (the later arrival).
+            format!(
+                "CASE WHEN {old_last} IS NULL OR {} >= {old_last} THEN {n} ELSE {old} END",
+                new(last)
+            )
+        }
+    })
+}
+
+/// `INSERT … ON CONFLICT (key) DO UPDATE SET …` with `?1..?n` parameters in column order.
+pub fn upsert(d: Dialect, t: &TableSchema) -> String {
+    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    let params: Vec<String> = (1..=t.columns.len()).map(|i| placeholder(d, i)).collect();
+    let key = &cols[..t.key_len];
+    let sets: Vec<String> = (0..t.columns.len())
+        .filter_map(|i| {
+            merge_expr(d, t, i, &|j| format!("excluded.{}", cols[j]))
+                .map(|e| format!("{} = {e}", cols[i]))
+        })
+        .collect();
+    let action = if sets.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        format!("DO UPDATE SET {}", sets.join(", "))
+    };
+    format!(
+        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {action}",
+        quote(&t.name),
+        cols.join(", "),
+        params.join(", "),
+        key.join(", ")
+    )
+}
+
+/// `UPDATE … WHERE key IS ?` for keys holding nulls (which never conflict in a primary key).
+pub fn update_null_safe(d: Dialect, t: &TableSchema) -> String {
+    let sets: Vec<String> = (0..t.columns.len())
+        .filter_map(|i| {
+            merge_expr(d, t, i, &|j| placeholder(d, j + 1))
+                .map(|e| format!("{} = {e}", quote(&t.columns[i].name)))
+        })
+        .collect();
+    let cond: Vec<String> = (0..t.key_len)
+        .map(|i| match d {
+            Dialect::Sqlite => {
+                format!("{} IS {}", quote(&t.columns[i].name), placeholder(d, i + 1))
+            }
+            Dialect::Postgres => format!(
+                "{} IS NOT DISTINCT FROM {}",
+                quote(&t.columns[i].name),
+                placeholder(d, i + 1)
+            ),
+        })
+        .collect();
+    let sets = if sets.is_empty() {
+        format!("{0} = {0}", quote(&t.columns[0].name))
+    } else {
+        sets.join(", ")
+    };
+    format!(
+        "UPDATE {} SET {sets} WHERE {}",
+        quote(&t.name),
+        cond.join(" AND ")
+    )
+}
+
+pub fn insert(d: Dialect, t: &TableSchema) -> String {
+    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    let params: Vec<String> = (1..=t.columns.len()).map(|i| placeholder(d, i)).collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        quote(&t.name),
+        cols.join(", "),
+        params.join(", ")
+    )
+}
+
+/// `SELECT` of every column for buckets in `[?1, ?2)`, plus `AND "k" = ?n` for each given key
+/// column index.
+pub fn scan(d: Dialect, t: &TableSchema, key_filters: &[usize]) -> String {
+    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    let mut sql = format!(
+        "SELECT {} FROM {} WHERE \"AGG_TIMESTAMP\" >= {} AND \"AGG_TIMESTAMP\" < {}",
+        cols.join(", "),
+        quote(&t.name),
+        placeholder(d, 1),
+        placeholder(d, 2)
+    );
+    for (n, &k) in key_filters.iter().enumerate() {
+        sql.push_str(&format!(" AND {} = {}", cols[k], placeholder(d, n + 3)));
+    }
+    sql
+}
+
+fn placeholder(d: Dialect, i: usize) -> String {
+    match d {
+        Dialect::Sqlite => format!("?{i}"),
+        Dialect::Postgres => format!("${i}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::duration::Duration;
+    use crate::plan::check;
+
+    #[test]
+    fn seed_upsert_sql() {
+        let cfg = NodeConfig::parse("wso2.carbon: {id: n1}", "n").unwrap();
+        let app = check(
+            "define stream S (symbol string, price double, quantity long, timestamp long);
+             @PartitionById define aggregation A from S select symbol, avg(price) as p, sum(quantity) as q, max(price) as m, price as last
+             group by symbol aggregate by timestamp every sec;",
+            "a",
+            &cfg,
+        )
+        .unwrap();
+        let t = TableSchema::new(&app, &app.aggregations[0], Duration::Seconds);
+        assert_eq!(
+            create_table(Dialect::Sqlite, &t),
+            "CREATE TABLE IF NOT EXISTS \"A_SECONDS\" (\"AGG_TIMESTAMP\" INTEGER NOT NULL, \"SHARD_ID\" TEXT NOT NULL, \"symbol\" TEXT, \
+             \"last\" REAL, \"AGG_LAST_EVENT_TIMESTAMP\" INTEGER, \"AGG_SUM_price\" REAL, \"AGG_COUNT_price\" INTEGER, \
+             \"AGG_SUM_quantity\" INTEGER, \"AGG_MAX_price\" REAL, PRIMARY KEY (\"AGG_TIMESTAMP\", \"SHARD_ID\", \"symbol\"))"
+        );
+        let up = upsert(Dialect::Sqlite, &t);
+        assert!(up.starts_with("INSERT INTO \"A_SECONDS\""), "{up}");
+        assert!(
+            up.contains("ON CONFLICT (\"AGG_TIMESTAMP\", \"SHARD_ID\", \"symbol\") DO UPDATE SET"),
+            "{up}"
+        );
+        assert!(up.contains("\"AGG_SUM_quantity\" = coalesce(\"AGG_SUM_quantity\" + excluded.\"AGG_SUM_quantity\""), "{up}");
+        assert!(up.contains("\"last\" = CASE WHEN \"AGG_LAST_EVENT_TIMESTAMP\" IS NULL OR excluded.\"AGG_LAST_EVENT_TIMESTAMP\" >= \"AGG_LAST_EVENT_TIMESTAMP\""), "{up}");
+        let pg = upsert(Dialect::Postgres, &t);
+        assert!(
+            pg.contains("greatest(\"AGG_MAX_price\", excluded.\"AGG_MAX_price\")")
+                && pg.contains("$9"),
+            "{pg}"
+        );
+        assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+        assert!(update_null_safe(Dialect::Sqlite, &t).ends_with(
+            "WHERE \"AGG_TIMESTAMP\" IS ?1 AND \"SHARD_ID\" IS ?2 AND \"symbol\" IS ?3"
+        ));
+    }
+}

@@ -1,0 +1,260 @@
+//! The embedded default store: one SQLite file, shared by several node processes.
+//!
+//! WAL journal (readers never block the writer), `synchronous=FULL` (a committed flush
+//! survives a power cut, since it has been acknowledged), a busy timeout so that concurrent
+//! nodes queue for the write lock instead of failing, and `BEGIN IMMEDIATE` so a flush
+//! takes the write lock up front and cannot deadlock on a lock upgrade.
+
+use super::sql::{self, Dialect};
+use super::{FlushWrite, Store, StoreAddress};
+use crate::error::{Error, Result};
+use crate::schema::TableSchema;
+use crate::types::Value;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
+use std::time::Duration as StdDuration;
+
+/// How long a writer waits for another node's transaction before giving up (retryable).
+const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(60);
+
+pub struct SqliteStore {
+    address: StoreAddress,
+    conn: Connection,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+/// Maps a SQLite error to the engine's, keeping SQLite's result code and saying whether a
+/// retry can help (the file was busy or locked by another node, or the disk was full).
+pub fn error(context: &str, e: rusqlite::Error) -> Error {
+    let (code, retryable) = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => (
+            Some(format!("{:?}", f.code)),
+            matches!(
+                f.code,
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+            ),
+        ),
+        _ => (None, false),
+    };
+    Error::Store {
+        backend: "sqlite",
+        code,
+        message: format!("{context}: {e}"),
+        retryable,
+    }
+}
+
+impl SqliteStore {
+    pub fn open(address: StoreAddress) -> Result<SqliteStore> {
+        let StoreAddress::Sqlite { path } = &address else {
+            unreachable!("SqliteStore::open takes sqlite addresses")
+        };
+        let ctx = format!("cannot open {}", path.display());
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| error(&ctx, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| error(&ctx, e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| error(&ctx, e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| error(&ctx, e))?;
+        conn.create_scalar_function(
+            "tally_set_union",
+            2,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |f| {
+                let a: Option<String> = f.get(0)?;
+                let b: Option<String> = f.get(1)?;
+                Ok(crate::schema::set_union_json(a.as_deref(), b.as_deref()))
+            },
+        )
+        .map_err(|e| error(&ctx, e))?;
+        Ok(SqliteStore { address, conn })
+    }
+}
+
+/// The column names of `table`, or `None` when it does not exist.
+fn existing_columns(conn: &Connection, table: &str) -> Result<Option<Vec<String>>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT name FROM pragma_table_info(?1)")
+        .map_err(|e| error("cannot read the table layout", e))?;
+    let cols: Vec<String> = stmt
+        .query_map([table], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| error(&format!("cannot read the layout of {table}"), e))?;
+    Ok(if cols.is_empty() { None } else { Some(cols) })
+}
+
+struct Param<'a>(&'a Value);
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::from(rusqlite::types::Null),
+            Value::Int(i) => ToSqlOutput::from(*i as i64),
+            Value::Long(i) => ToSqlOutput::from(*i),
+            Value::Float(f) => ToSqlOutput::from(*f as f64),
+            Value::Double(f) => ToSqlOutput::from(*f),
+            Value::Bool(b) => ToSqlOutput::from(*b as i64),
+            Value::Str(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+fn read_value(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Long(i),
+        ValueRef::Real(f) => Value::Double(f),
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            Value::Str(String::from_utf8_lossy(t).into_owned())
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn address(&self) -> &StoreAddress {
+        &self.address
+    }
+
+    fn prepare(&mut self, tables: &[TableSchema]) -> Result<()> {
+        // One immediate transaction, so that nodes starting together create each table once.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| error("cannot start the schema transaction", e))?;
+        let mut unsharded = Vec::new();
+        let mut mismatched = Vec::new();
+        for t in tables {
+            match existing_columns(&tx, &t.name)? {
+                None => {
+                    tx.execute(&sql::create_table(Dialect::Sqlite, t), [])
+                        .map_err(|e| error(&format!("cannot create {}", t.name), e))?;
+                }
+                Some(cols) => {
+                    if t.partitioned && !cols.iter().any(|c| c == "SHARD_ID") {
+                        unsharded.push(t.name.clone());
+                        continue;
+                    }
+                    let missing: Vec<&str> = t
+                        .columns
+                        .iter()
+                        .filter(|c| !cols.iter().any(|x| *x == c.name))
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    if !missing.is_empty() {
+                        mismatched.push(format!("{} lacks {}", t.name, missing.join(", ")));
+                    }
+                }
+            }
+        }
+        if !unsharded.is_empty() {
+            return Err(Error::Schema(format!(
+                "the tables {} exist without a SHARD_ID column, but aggregation `{}` is partitioned (@PartitionById): \
+                 Siddhi would drop every write to them. Add SHARD_ID filled with this node's shard id and make it part \
+                 of the primary key (tally migrate does this in one transaction), or switch partitioning off for this \
+                 aggregation with @PartitionById(enable='false')",
+                unsharded.join(", "),
+                tables
+                    .iter()
+                    .find(|t| unsharded.contains(&t.name))
+                    .map(|t| t.aggregation.as_str())
+                    .unwrap_or("?")
+            )));
+        }
+        if !mismatched.is_empty() {
+            return Err(Error::Schema(format!(
+                "the store's tables do not fit the app: {}. They were made for a different aggregation definition; \
+                 rename the aggregation or move the old tables away",
+                mismatched.join("; ")
+            )));
+        }
+        tx.commit()
+            .map_err(|e| error("cannot commit the schema transaction", e))
+    }
+
+    fn write(&mut self, flush: &FlushWrite<'_>) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| error("cannot start the flush transaction", e))?;
+        for tw in &flush.tables {
+            let t = tw.table;
+            let ctx = format!("cannot write to {}", t.name);
+            let mut upsert = tx
+                .prepare_cached(&sql::upsert(Dialect::Sqlite, t))
+                .map_err(|e| error(&ctx, e))?;
+            for row in tw.rows {
+                // A null in the key never conflicts in a primary key, so those rows merge by
+                // an explicit `IS` match instead.
+                if row[..t.key_len].iter().any(Value::is_null) {
+                    let params: Vec<Param<'_>> = row.iter().map(Param).collect();
+                    let mut update = tx
+                        .prepare_cached(&sql::update_null_safe(Dialect::Sqlite, t))
+                        .map_err(|e| error(&ctx, e))?;
+                    let changed = update
+                        .execute(rusqlite::params_from_iter(params.iter()))
+                        .map_err(|e| error(&ctx, e))?;
+                    if changed == 0 {
+                        let mut insert = tx
+                            .prepare_cached(&sql::insert(Dialect::Sqlite, t))
+                            .map_err(|e| error(&ctx, e))?;
+                        insert
+                            .execute(rusqlite::params_from_iter(params.iter()))
+                            .map_err(|e| error(&ctx, e))?;
+                    }
+                    continue;
+                }
+                upsert
+                    .execute(rusqlite::params_from_iter(row.iter().map(Param)))
+                    .map_err(|e| error(&ctx, e))?;
+            }
+        }
+        tx.commit().map_err(|e| error("cannot commit the flush", e))
+    }
+
+    fn scan(
+        &mut self,
+        table: &TableSchema,
+        start: i64,
+        end: i64,
+        equal: &[(usize, Value)],
+    ) -> Result<Vec<Vec<Value>>> {
+        if existing_columns(&self.conn, &table.name)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let cols: Vec<usize> = equal.iter().map(|(c, _)| *c).collect();
+        let text = sql::scan(Dialect::Sqlite, table, &cols);
+        let ctx = format!("cannot read {}", table.name);
+        let mut stmt = self
+            .conn
+            .prepare_cached(&text)
+            .map_err(|e| error(&ctx, e))?;
+        let mut params: Vec<Value> = vec![Value::Long(start), Value::Long(end)];
+        params.extend(equal.iter().map(|(_, v)| v.clone()));
+        let n = table.columns.len();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params.iter().map(Param)), |r| {
+                (0..n).map(|i| r.get_ref(i).map(read_value)).collect()
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Vec<Value>>>>())
+            .map_err(|e| error(&ctx, e))?;
+        Ok(rows)
+    }
+}
