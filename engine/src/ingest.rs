@@ -48,7 +48,7 @@ struct Line {
 /// Converts one JSON line into (stream index, values in attribute order).
 pub fn parse_line(plan: &AppPlan, text: &str) -> std::result::Result<(usize, Vec<Value>), String> {
     let line: Line = serde_json::from_str(text).map_err(|e| {
-        let what = if e.is_data() { "does not have the shape of an event" } else { "is not valid JSON" };
+        let what = if e.is_data() { "not the shape of an event" } else { "not valid JSON" };
         format!("{what} ({e}); expected {{\"stream\": \"S\", \"data\": [...]}} or {{\"stream\": \"S\", \"event\": {{...}}}}")
     })?;
     let Some(name) = line.stream else {
@@ -173,7 +173,7 @@ pub fn feed(
                 });
             }
         }
-        if line_no % 4096 == 0 && last_flush.elapsed() >= flush_interval {
+        if line_no.is_multiple_of(4096) && last_flush.elapsed() >= flush_interval {
             router.send_all()?;
             match node.flush() {
                 Ok(stats) => add(&mut report, &stats),
@@ -282,7 +282,7 @@ mod tests {
         let p = plan();
         let cases = [
             (r#"{"stream":"S","data":["IBM", 1.5, 3]"#, "not valid JSON"),
-            (r#"["S"]"#, "shape of an event"),
+            (r#"["S"]"#, "not the shape of an event"),
             (r#"{"data":[1]}"#, "no \"stream\""),
             (
                 r#"{"stream":"T","data":[1]}"#,

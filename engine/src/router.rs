@@ -120,7 +120,7 @@ impl Router {
     /// Checks an event (values already of the attribute types, in attribute order) and
     /// routes it. An event with a bad time stamp is refused with a message that quotes it.
     pub fn push(&mut self, stream: usize, values: &[Value]) -> Result<()> {
-        check_event(&self.plan, stream, values.as_ref()).map_err(Error::Event)?;
+        check_event(&self.plan, stream, values).map_err(Error::Event)?;
         let plan = self.plan.clone();
         let s = &plan.streams[stream];
         if s.aggregations.is_empty() {

@@ -469,3 +469,6 @@ impl Scope for OutputScope<'_> {
         self.inner.unknown_function(name)
     }
 }
+
+#[cfg(test)]
+mod tests;

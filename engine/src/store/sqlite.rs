@@ -55,6 +55,10 @@ pub fn error(context: &str, e: rusqlite::Error) -> Error {
     }
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
 impl SqliteStore {
     pub fn open(address: StoreAddress) -> Result<SqliteStore> {
         let StoreAddress::Sqlite { path } = &address else {
@@ -70,8 +74,19 @@ impl SqliteStore {
         .map_err(|e| error(&ctx, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| error(&ctx, e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| error(&ctx, e))?;
+        // Switching to WAL needs an exclusive lock, and SQLite does not always call the busy
+        // handler for it: when another node opens the same new file at that moment, wait
+        // and retry.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(StdDuration::from_millis(20));
+                }
+                Err(e) => return Err(error(&format!("{ctx} (setting WAL mode)"), e)),
+            }
+        }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| error(&ctx, e))?;
         conn.create_scalar_function(
@@ -155,7 +170,7 @@ impl Store for SqliteStore {
                     let missing: Vec<&str> = t
                         .columns
                         .iter()
-                        .filter(|c| !cols.iter().any(|x| *x == c.name))
+                        .filter(|c| !cols.contains(&c.name))
                         .map(|c| c.name.as_str())
                         .collect();
                     if !missing.is_empty() {

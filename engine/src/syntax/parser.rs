@@ -237,57 +237,55 @@ impl<'d> Parser<'d> {
             name.push_str(&part.text);
         }
         let mut elements = Vec::new();
-        if self.eat_sym("(") {
-            if !self.eat_sym(")") {
-                loop {
-                    if self.is_sym("@") {
-                        elements.push(AnnotationElement::Nested(self.annotation()?));
+        if self.eat_sym("(") && !self.eat_sym(")") {
+            loop {
+                if self.is_sym("@") {
+                    elements.push(AnnotationElement::Nested(self.annotation()?));
+                } else {
+                    let epos = self.pos();
+                    let key = if let Tok::Ident(_) = self.peek().tok {
+                        let mut key = self.name("a key")?.text;
+                        while self.eat_sym(".") {
+                            key.push('.');
+                            key.push_str(&self.name("the rest of the key")?.text);
+                        }
+                        self.expect_sym("=", &format!("after the key `{key}`"))?;
+                        Some(key)
                     } else {
-                        let epos = self.pos();
-                        let key = if let Tok::Ident(_) = self.peek().tok {
-                            let mut key = self.name("a key")?.text;
-                            while self.eat_sym(".") {
-                                key.push('.');
-                                key.push_str(&self.name("the rest of the key")?.text);
-                            }
-                            self.expect_sym("=", &format!("after the key `{key}`"))?;
-                            Some(key)
-                        } else {
-                            None
-                        };
-                        let value = match self.peek().tok.clone() {
-                            Tok::Str(s) => {
-                                self.bump();
-                                s
-                            }
-                            Tok::Int { value, .. } => {
-                                self.bump();
-                                value.to_string()
-                            }
-                            Tok::Ident(s)
-                                if s.eq_ignore_ascii_case("true")
-                                    || s.eq_ignore_ascii_case("false") =>
-                            {
-                                self.bump();
-                                s.to_ascii_lowercase()
-                            }
-                            _ => {
-                                return Err(
-                                    self.error_here("expected a quoted value in the annotation")
-                                );
-                            }
-                        };
-                        elements.push(AnnotationElement::Pair {
-                            key,
-                            value,
-                            pos: epos,
-                        });
-                    }
-                    if self.eat_sym(")") {
-                        break;
-                    }
-                    self.expect_sym(",", "or `)` in the annotation")?;
+                        None
+                    };
+                    let value = match self.peek().tok.clone() {
+                        Tok::Str(s) => {
+                            self.bump();
+                            s
+                        }
+                        Tok::Int { value, .. } => {
+                            self.bump();
+                            value.to_string()
+                        }
+                        Tok::Ident(s)
+                            if s.eq_ignore_ascii_case("true")
+                                || s.eq_ignore_ascii_case("false") =>
+                        {
+                            self.bump();
+                            s.to_ascii_lowercase()
+                        }
+                        _ => {
+                            return Err(
+                                self.error_here("expected a quoted value in the annotation")
+                            );
+                        }
+                    };
+                    elements.push(AnnotationElement::Pair {
+                        key,
+                        value,
+                        pos: epos,
+                    });
                 }
+                if self.eat_sym(")") {
+                    break;
+                }
+                self.expect_sym(",", "or `)` in the annotation")?;
             }
         }
         Ok(Annotation {
