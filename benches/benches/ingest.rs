@@ -1,1 +1,178 @@
-fn main() {}
+//! The per-event path: decode an encoded event and update its group's partial, for the
+//! seed's TradeStream aggregated every sec ... year by symbol (1,000 symbols, ten events
+//! per symbol per second), against the ceiling: a bare hash-map update keyed by
+//! (symbol id, second) over the same event sequence, with no decoding and no interning.
+//!
+//! `scripts/bench.sh` runs this and records the figures in results/.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tally::accumulator::{Layout, State};
+use tally::config::NodeConfig;
+use tally::intern::Interner;
+use tally::plan::{AppPlan, check};
+use tally::router::Batch;
+use tally::types::{AttrType, Value};
+use tally::wire::{DecodedRow, Encoder};
+use tally::worker::Worker;
+
+const APP: &str = "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
+define aggregation TradeAggregation from TradeStream
+select symbol, avg(price) as avgPrice, sum(quantity) as total
+group by symbol aggregate by timestamp every sec ... year;";
+
+const EVENTS: usize = 1_000_000;
+const SYMBOLS: u64 = 1_000;
+const BATCH: usize = 4096;
+/// Event time advances 100 µs per event: ten events per symbol per second.
+const STEP_US: i64 = 100;
+const START_MS: i64 = 1_710_460_800_000;
+
+struct Workload {
+    symbols: Vec<u32>,
+    prices: Vec<f64>,
+    quantities: Vec<i64>,
+    times: Vec<i64>,
+}
+
+fn workload() -> Workload {
+    // A fixed xorshift sequence: the same events in every run.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut w = Workload { symbols: vec![], prices: vec![], quantities: vec![], times: vec![] };
+    for i in 0..EVENTS {
+        let r = next();
+        w.symbols.push((r % SYMBOLS) as u32);
+        w.prices.push(100.0 + (r >> 40) as f64 / 1e6);
+        w.quantities.push(1 + (r >> 20) as i64 % 100);
+        w.times.push(START_MS + i as i64 * STEP_US / 1000);
+    }
+    w
+}
+
+fn batches(w: &Workload) -> Vec<Batch> {
+    let types = [AttrType::String, AttrType::Double, AttrType::Long, AttrType::Long];
+    let names: Vec<String> = (0..SYMBOLS).map(|i| format!("SYM{i:04}")).collect();
+    let mut out = Vec::new();
+    for (b, chunk) in (0..EVENTS).collect::<Vec<_>>().chunks(BATCH).enumerate() {
+        let mut data = Vec::new();
+        for &i in chunk {
+            let values = [
+                Value::Str(names[w.symbols[i] as usize].clone()),
+                Value::Double(w.prices[i]),
+                Value::Long(w.quantities[i]),
+                Value::Long(w.times[i]),
+            ];
+            Encoder::push_values(&mut data, &types, &values);
+        }
+        out.push(Batch { stream: 0, arrival_ms: 0, first_seq: (b * BATCH) as u64, events: chunk.len() as u32, data });
+    }
+    out
+}
+
+fn plan() -> Arc<AppPlan> {
+    Arc::new(check(APP, "bench", &NodeConfig::default()).expect("the bench app is valid"))
+}
+
+/// Decode + accumulate, exactly as a worker does, from empty maps (as after a flush).
+fn per_event_path(c: &mut Criterion) {
+    let plan = plan();
+    let layouts: Vec<Arc<Layout>> =
+        plan.aggregations.iter().map(|a| Arc::new(Layout::new(a, &plan.streams[a.stream]))).collect();
+    let w = workload();
+    let batches = batches(&w);
+    let mut g = c.benchmark_group("ingest");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.sample_size(20).measurement_time(Duration::from_secs(10));
+    let mut worker = Worker::new(0, plan.clone(), &layouts);
+    g.bench_function("decode_and_update", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                for batch in &batches {
+                    worker.process(batch);
+                }
+                total += start.elapsed();
+                // The flush's swap, outside the timing; the spare keeps its memory.
+                let mut old = worker.swap(vec![State::default()]);
+                black_box(old[0].len());
+                old.iter_mut().for_each(State::clear);
+                worker.swap(old);
+            }
+            total
+        })
+    });
+
+    // The parts of the path, for the breakdown in results/: decoding alone, and decoding
+    // plus interning the group key.
+    let types = [AttrType::String, AttrType::Double, AttrType::Long, AttrType::Long];
+    let mut row = DecodedRow::new(&types);
+    g.bench_function("decode_only", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for batch in &batches {
+                let mut pos = 0;
+                while pos < batch.data.len() {
+                    row.decode(&batch.data, &mut pos).expect("valid");
+                    acc = acc.wrapping_add(row.word(3));
+                }
+            }
+            black_box(acc)
+        })
+    });
+    let mut keys = Interner::default();
+    g.bench_function("decode_and_intern_key", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for batch in &batches {
+                let mut pos = 0;
+                while pos < batch.data.len() {
+                    row.decode(&batch.data, &mut pos).expect("valid");
+                    let id = keys.intern(row.str_bytes(&batch.data, 0));
+                    acc = acc.wrapping_add(id as u64 ^ row.word(3));
+                }
+            }
+            black_box(acc)
+        })
+    });
+
+    // The ceiling: the bare map update the architecture budgets (~30 M/s/core).
+    #[derive(Default, Clone, Copy)]
+    struct Bare {
+        sum_price: f64,
+        count_price: i64,
+        sum_quantity: i64,
+    }
+    let mut map: hashbrown::HashMap<(u32, i64), Bare, foldhash::fast::FixedState> = Default::default();
+    g.bench_function("bare_hashmap_update", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                map.clear();
+                let start = Instant::now();
+                for i in 0..EVENTS {
+                    let second = w.times[i].div_euclid(1000) * 1000;
+                    let p = map.entry((w.symbols[i], second)).or_default();
+                    p.sum_price += w.prices[i];
+                    p.count_price += 1;
+                    p.sum_quantity += w.quantities[i];
+                }
+                total += start.elapsed();
+                black_box(map.len());
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, per_event_path);
+criterion_main!(benches);

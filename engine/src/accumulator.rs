@@ -3,17 +3,20 @@
 //!
 //! Layout (chosen for speed): a partial is a fixed run of 64-bit words in one flat vector
 //! (`stride` words per (group, bucket)), addressed by a dense slot number. Group keys and
-//! strings are interned to dense ids. Each group remembers the slot of its current bucket,
-//! so the common case (the next event of a group falls in the same second) updates the
-//! words without touching the hash map. Nothing here locks, allocates (once maps have
-//! grown) or formats per event.
+//! strings are interned to dense ids. Each group keeps its buckets in a small sorted list
+//! and remembers the bucket it touched last, so the common case (the next event of a group
+//! falls in the same second) updates the words directly, and a group moving on to a new
+//! second appends to its own list. There is no global (group, bucket) hash map: inserting
+//! into one was a cache miss per new bucket, which cost more than everything else the path
+//! does. A late event finds its bucket by binary search in its group's list. Nothing here
+//! locks, allocates (once the lists have grown) or formats per event.
 //!
 //! At a flush the worker swaps its [`State`] for an empty one and hands the full one to
 //! the flusher, which turns it into owned [`Partial`]s off the hot path.
 
 use crate::bucket::Bucketer;
 use crate::expr::{Compiled, Row, Scalar};
-use crate::intern::Interner;
+use crate::intern::{Interner, NULL_KEY, pack};
 use crate::key::{self, KeyBytes};
 use crate::partial::{CellValue, Latest, Num, Partial, SetValue};
 use crate::plan::{AggPlan, CellKind, StreamPlan, TimeSource};
@@ -27,15 +30,52 @@ use std::sync::Arc;
 /// One cell's update, with its word offset inside the partial.
 #[derive(Debug, Clone, Copy)]
 enum Op {
-    Count { w: usize },
-    NonNull { attr: usize, w: usize },
-    SumInt { attr: usize, w: usize },
-    SumFloat { attr: usize, w: usize },
-    MinInt { attr: usize, w: usize },
-    MaxInt { attr: usize, w: usize },
-    MinFloat { attr: usize, w: usize },
-    MaxFloat { attr: usize, w: usize },
-    Set { attr: usize, w: usize },
+    Count {
+        w: usize,
+    },
+    NonNull {
+        attr: usize,
+        w: usize,
+    },
+    SumInt {
+        attr: usize,
+        w: usize,
+    },
+    SumFloat {
+        attr: usize,
+        w: usize,
+    },
+    MinInt {
+        attr: usize,
+        w: usize,
+    },
+    MaxInt {
+        attr: usize,
+        w: usize,
+    },
+    MinFloat {
+        attr: usize,
+        w: usize,
+    },
+    MaxFloat {
+        attr: usize,
+        w: usize,
+    },
+    Set {
+        attr: usize,
+        w: usize,
+    },
+    /// A sum fused with its attribute's non-null count (one null check for both).
+    SumIntCounted {
+        attr: usize,
+        w: usize,
+        n: usize,
+    },
+    SumFloatCounted {
+        attr: usize,
+        w: usize,
+        n: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -53,13 +93,52 @@ const TAG_BOOL: u64 = 3;
 const TAG_STR: u64 = 4;
 const NO_SET: u64 = u64::MAX;
 
+/// How an event's group key is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyMode {
+    /// No group by: one group.
+    Constant,
+    /// One string attribute: its bytes are packed straight into an integer key.
+    String(usize),
+    /// One fixed-width attribute: its word is the key.
+    Word(usize),
+    /// Several attributes: encoded, then interned.
+    General,
+}
+
+/// The per-event ops: each sum takes over its attribute's non-null count, whose own op
+/// is dropped (speed: half the null checks and dispatches for sum and avg).
+fn fuse(ops: &[Op]) -> Vec<Op> {
+    let count_of = |attr: usize| {
+        ops.iter().find_map(|o| match *o {
+            Op::NonNull { attr: a, w } if a == attr => Some(w),
+            _ => None,
+        })
+    };
+    let summed = |attr: usize| {
+        ops.iter().any(|o| matches!(*o, Op::SumInt { attr: a, .. } | Op::SumFloat { attr: a, .. } if a == attr))
+    };
+    ops.iter()
+        .filter_map(|o| match *o {
+            Op::NonNull { attr, .. } if summed(attr) => None,
+            Op::SumInt { attr, w } => Some(count_of(attr).map_or(*o, |n| Op::SumIntCounted { attr, w, n })),
+            Op::SumFloat { attr, w } => Some(count_of(attr).map_or(*o, |n| Op::SumFloatCounted { attr, w, n })),
+            other => Some(other),
+        })
+        .collect()
+}
+
 /// What is fixed for an aggregation: compiled once at start.
 #[derive(Debug, Clone)]
 pub struct Layout {
     group_by: Vec<usize>,
+    key_mode: KeyMode,
     time: TimeSource,
     filter: Option<Compiled>,
+    /// One op per cell, in cell order (for reading the words back).
     ops: Vec<Op>,
+    /// What runs per event: `ops` with each sum fused with its non-null count.
+    update: Vec<Op>,
     /// For each cell, the word of its attribute's non-null count (sum/min/max use it to
     /// tell "no input" from 0).
     nonnull_of: Vec<Option<usize>>,
@@ -93,16 +172,13 @@ impl Layout {
             ops.push(op);
             init.push(start);
         }
+        let update = fuse(&ops);
         let nonnull_of = plan
             .cells
             .iter()
             .map(|c| {
                 matches!(c.kind, CellKind::Sum | CellKind::Min | CellKind::Max)
-                    .then(|| {
-                        plan.cells
-                            .iter()
-                            .position(|n| n.kind == CellKind::NonNull && n.attr == c.attr)
-                    })
+                    .then(|| plan.cells.iter().position(|n| n.kind == CellKind::NonNull && n.attr == c.attr))
                     .flatten()
             })
             .collect();
@@ -126,23 +202,27 @@ impl Layout {
                 init.push(0);
             }
         }
+        let key_mode = match plan.group_by[..] {
+            [] => KeyMode::Constant,
+            [a] if stream.attributes[a].ty == AttrType::String => KeyMode::String(a),
+            [a] => KeyMode::Word(a),
+            _ => KeyMode::General,
+        };
         Layout {
             group_by: plan.group_by.clone(),
+            key_mode,
             time: plan.time,
             filter: plan.filter.clone(),
             stride: init.len().max(1),
             ops,
+            update,
             nonnull_of,
             kinds: plan.cells.iter().map(|c| c.kind).collect(),
             inputs: plan.cells.iter().map(|c| c.input).collect(),
             latest,
             latest_at,
             init: if init.is_empty() { vec![0] } else { init },
-            key_types: plan
-                .group_by
-                .iter()
-                .map(|&i| stream.attributes[i].ty)
-                .collect(),
+            key_types: plan.group_by.iter().map(|&i| stream.attributes[i].ty).collect(),
         }
     }
 
@@ -151,13 +231,27 @@ impl Layout {
     }
 }
 
+/// A group found by its packed key, with the bucket it touched last.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
+    id: u32,
+    bucket: i64,
+    slot: u32,
+}
+
 /// The partials gathered since the last flush.
 #[derive(Debug, Default)]
 pub struct State {
+    /// Every group's stored key bytes, by group id.
     keys: Interner,
+    /// Groups whose key packs into 128 bits (most: one symbol, one id, no group by), with
+    /// their current bucket's slot: one lookup per event finds where to add.
+    hot: HashMap<u128, Hot, FixedState>,
     /// Per group id: (bucket, slot) of the bucket it last updated.
     current: Vec<(i64, u32)>,
-    map: HashMap<(u32, i64), u32, FixedState>,
+    /// Per group id: its (bucket, slot) pairs, sorted by bucket. Kept (cleared) across
+    /// flushes up to the largest number of groups seen, so their memory is reused.
+    buckets: Vec<Vec<(i64, u32)>>,
     /// Per slot: its (group id, bucket).
     owners: Vec<(u32, i64)>,
     words: Vec<u64>,
@@ -180,8 +274,11 @@ impl State {
     /// Empties the state but keeps its memory, for the next swap.
     pub fn clear(&mut self) {
         self.keys.clear();
+        self.hot.clear();
         self.current.clear();
-        self.map.clear();
+        for list in &mut self.buckets {
+            list.clear();
+        }
         self.owners.clear();
         self.words.clear();
         self.sets.clear();
@@ -208,22 +305,18 @@ impl State {
                 let empty = layout.nonnull_of[c].is_some_and(|n| w[n] == 0);
                 let num = |x: Num| CellValue::Num(if empty { Num::Null } else { x });
                 match *op {
-                    Op::Count { w: i } | Op::NonNull { w: i, .. } => {
-                        CellValue::Num(Num::Int(w[i] as i64))
-                    }
-                    Op::SumInt { w: i, .. } | Op::MinInt { w: i, .. } | Op::MaxInt { w: i, .. } => {
-                        num(Num::Int(w[i] as i64))
-                    }
+                    Op::Count { w: i } | Op::NonNull { w: i, .. } => CellValue::Num(Num::Int(w[i] as i64)),
+                    Op::SumInt { w: i, .. }
+                    | Op::MinInt { w: i, .. }
+                    | Op::MaxInt { w: i, .. }
+                    | Op::SumIntCounted { w: i, .. } => num(Num::Int(w[i] as i64)),
                     Op::SumFloat { w: i, .. }
                     | Op::MinFloat { w: i, .. }
-                    | Op::MaxFloat { w: i, .. } => num(Num::Float(f64::from_bits(w[i]))),
+                    | Op::MaxFloat { w: i, .. }
+                    | Op::SumFloatCounted { w: i, .. } => num(Num::Float(f64::from_bits(w[i]))),
                     Op::Set { w: i, .. } => {
                         let input = layout.inputs[c].unwrap_or(AttrType::Long);
-                        let set = if w[i] == NO_SET {
-                            None
-                        } else {
-                            self.sets.get(w[i] as usize)
-                        };
+                        let set = if w[i] == NO_SET { None } else { self.sets.get(w[i] as usize) };
                         CellValue::Set(
                             set.into_iter()
                                 .flatten()
@@ -231,10 +324,9 @@ impl State {
                                     AttrType::Int | AttrType::Long => SetValue::Int(v as i64),
                                     AttrType::Float | AttrType::Double => SetValue::Float(v),
                                     AttrType::Bool => SetValue::Bool(v != 0),
-                                    AttrType::String => SetValue::Str(
-                                        String::from_utf8_lossy(self.strings.get(v as u32))
-                                            .into_owned(),
-                                    ),
+                                    AttrType::String => {
+                                        SetValue::Str(String::from_utf8_lossy(self.strings.get(v as u32)).into_owned())
+                                    }
                                 })
                                 .collect(),
                         )
@@ -242,33 +334,64 @@ impl State {
                 }
             })
             .collect();
-        let latest =
-            (!layout.latest.is_empty() && w[layout.latest_at] as i64 != i64::MIN).then(|| {
-                let at = layout.latest_at;
-                Latest {
-                    ts: w[at] as i64,
-                    seq: w[at + 1],
-                    values: layout
-                        .latest
-                        .iter()
-                        .enumerate()
-                        .map(|(j, (_, ty))| {
-                            let (tag, bits) = (w[at + 2 + 2 * j], w[at + 3 + 2 * j]);
-                            match tag {
-                                TAG_INT => Value::Long(bits as i64).cast(*ty),
-                                TAG_FLOAT => Value::Double(f64::from_bits(bits)).cast(*ty),
-                                TAG_BOOL => Value::Bool(bits != 0),
-                                TAG_STR => Value::Str(
-                                    String::from_utf8_lossy(self.strings.get(bits as u32))
-                                        .into_owned(),
-                                ),
-                                _ => Value::Null,
-                            }
-                        })
-                        .collect(),
-                }
-            });
+        let latest = (!layout.latest.is_empty() && w[layout.latest_at] as i64 != i64::MIN).then(|| {
+            let at = layout.latest_at;
+            Latest {
+                ts: w[at] as i64,
+                seq: w[at + 1],
+                values: layout
+                    .latest
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (_, ty))| {
+                        let (tag, bits) = (w[at + 2 + 2 * j], w[at + 3 + 2 * j]);
+                        match tag {
+                            TAG_INT => Value::Long(bits as i64).cast(*ty),
+                            TAG_FLOAT => Value::Double(f64::from_bits(bits)).cast(*ty),
+                            TAG_BOOL => Value::Bool(bits != 0),
+                            TAG_STR => Value::Str(String::from_utf8_lossy(self.strings.get(bits as u32)).into_owned()),
+                            _ => Value::Null,
+                        }
+                    })
+                    .collect(),
+            }
+        });
         Partial { cells, latest }
+    }
+}
+
+/// The per-group sorted bucket lists and the slots they point to.
+struct Lists<'a> {
+    buckets: &'a mut Vec<Vec<(i64, u32)>>,
+    owners: &'a mut Vec<(u32, i64)>,
+    words: &'a mut Vec<u64>,
+    init: &'a [u64],
+}
+
+impl Lists<'_> {
+    /// The slot of (group, bucket), made when new.
+    #[inline]
+    fn slot(&mut self, id: u32, bucket: i64) -> u32 {
+        let k = id as usize;
+        while self.buckets.len() <= k {
+            self.buckets.push(Vec::new());
+        }
+        let list = &mut self.buckets[k];
+        let at = match list.last() {
+            // In time order: a new bucket at the end.
+            None => 0,
+            Some(&(last, _)) if last < bucket => list.len(),
+            // Late: find it, or insert it in order.
+            Some(_) => match list.binary_search_by_key(&bucket, |e| e.0) {
+                Ok(i) => return list[i].1,
+                Err(i) => i,
+            },
+        };
+        let slot = self.owners.len() as u32;
+        self.owners.push((id, bucket));
+        self.words.extend_from_slice(self.init);
+        list.insert(at, (bucket, slot));
+        slot
     }
 }
 
@@ -315,9 +438,7 @@ impl Accumulator {
                 if row.is_null(i) {
                     return None;
                 }
-                std::str::from_utf8(row.str_bytes(buf, i))
-                    .ok()
-                    .and_then(timestamp::parse)
+                std::str::from_utf8(row.str_bytes(buf, i)).ok().and_then(timestamp::parse)
             }
             TimeSource::Arrival => Some(arrival_ms),
         }
@@ -339,44 +460,67 @@ impl Accumulator {
         let bucket = self.bucketer.start(ts);
         let st = &mut self.state;
         st.events += 1;
-        let key = if layout.group_by.is_empty() {
-            if st.keys.is_empty() {
-                st.keys.intern(&[]);
+        // Speed: keys of one attribute (or none) pack into an integer, and one lookup in
+        // `hot` gives the slot of their current bucket. Others are encoded and interned.
+        let packed = match layout.key_mode {
+            KeyMode::Constant => Some(0),
+            KeyMode::String(a) | KeyMode::Word(a) if row.is_null(a) => Some(NULL_KEY),
+            KeyMode::String(a) => pack(row.str_bytes(buf, a)),
+            // A word and a null flag; the top nibble stays clear, unlike NULL_KEY.
+            KeyMode::Word(a) => Some(row.word(a) as u128 | 1 << 64),
+            KeyMode::General => None,
+        };
+        let State { keys, hot, current, buckets, owners, words, .. } = st;
+        let mut lists = Lists { buckets, owners, words, init: &layout.init };
+        let slot = if let Some(packed) = packed {
+            match hot.get_mut(&packed) {
+                Some(h) if h.bucket == bucket => h.slot,
+                Some(h) => {
+                    let slot = lists.slot(h.id, bucket);
+                    (h.bucket, h.slot) = (bucket, slot);
+                    slot
+                }
+                None => {
+                    let id = keys.push_with(|out| key::encode(out, row, buf, &layout.group_by));
+                    let slot = lists.slot(id, bucket);
+                    hot.insert(packed, Hot { id, bucket, slot });
+                    slot
+                }
             }
-            0
         } else {
             key::encode(&mut self.scratch, row, buf, &layout.group_by);
-            st.keys.intern(&self.scratch)
-        };
-        if key as usize == st.current.len() {
-            st.current.push((i64::MIN, u32::MAX));
-        }
-        let (cur_bucket, cur_slot) = st.current[key as usize];
-        let slot = if cur_bucket == bucket && cur_slot != u32::MAX {
-            cur_slot
-        } else {
-            let State {
-                map, owners, words, ..
-            } = st;
-            let slot = *map.entry((key, bucket)).or_insert_with(|| {
-                owners.push((key, bucket));
-                words.extend_from_slice(&layout.init);
-                (owners.len() - 1) as u32
-            });
-            st.current[key as usize] = (bucket, slot);
-            slot
+            let id = keys.intern(&self.scratch);
+            let k = id as usize;
+            if k >= current.len() {
+                current.resize(k + 1, (i64::MIN, u32::MAX));
+            }
+            match current[k] {
+                (b, slot) if b == bucket && slot != u32::MAX => slot,
+                _ => {
+                    let slot = lists.slot(id, bucket);
+                    current[k] = (bucket, slot);
+                    slot
+                }
+            }
         };
         let base = slot as usize * layout.stride;
-        let State {
-            words,
-            sets,
-            strings,
-            ..
-        } = st;
+        let State { words, sets, strings, .. } = st;
         let w = &mut words[base..base + layout.stride];
-        for op in &layout.ops {
+        for op in &layout.update {
             match *op {
                 Op::Count { w: i } => w[i] += 1,
+                Op::SumIntCounted { attr, w: i, n } => {
+                    if !row.is_null(attr) {
+                        w[i] = (w[i] as i64).wrapping_add(row.word(attr) as i64) as u64;
+                        w[n] += 1;
+                    }
+                }
+                Op::SumFloatCounted { attr, w: i, n } => {
+                    if !row.is_null(attr) {
+                        w[i] = (f64::from_bits(w[i]) + f64::from_bits(row.word(attr))).to_bits();
+                        w[n] += 1;
+                    }
+                }
                 Op::NonNull { attr, w: i } => w[i] += !row.is_null(attr) as u64,
                 Op::SumInt { attr, w: i } => {
                     if !row.is_null(attr) {
@@ -400,16 +544,12 @@ impl Accumulator {
                 }
                 Op::MinFloat { attr, w: i } => {
                     if !row.is_null(attr) {
-                        w[i] = f64::from_bits(w[i])
-                            .min(f64::from_bits(row.word(attr)))
-                            .to_bits();
+                        w[i] = f64::from_bits(w[i]).min(f64::from_bits(row.word(attr))).to_bits();
                     }
                 }
                 Op::MaxFloat { attr, w: i } => {
                     if !row.is_null(attr) {
-                        w[i] = f64::from_bits(w[i])
-                            .max(f64::from_bits(row.word(attr)))
-                            .to_bits();
+                        w[i] = f64::from_bits(w[i]).max(f64::from_bits(row.word(attr))).to_bits();
                     }
                 }
                 Op::Set { attr, w: i } => {
@@ -477,10 +617,7 @@ mod tests {
     use crate::plan::check;
     use crate::wire::Encoder;
 
-    fn run(
-        app: &str,
-        events: &[Vec<Value>],
-    ) -> (crate::plan::AppPlan, Vec<(Vec<Value>, i64, Partial)>) {
+    fn run(app: &str, events: &[Vec<Value>]) -> (crate::plan::AppPlan, Vec<(Vec<Value>, i64, Partial)>) {
         let plan = check(app, "t", &NodeConfig::default()).unwrap();
         let s = &plan.streams[0];
         let types: Vec<AttrType> = s.attributes.iter().map(|a| a.ty).collect();
@@ -502,21 +639,14 @@ mod tests {
         assert!(state.events <= events.len() as u64);
         let mut out = Vec::new();
         state.drain_into(&layout, &mut out);
-        let mut decoded: Vec<(Vec<Value>, i64, Partial)> = out
-            .into_iter()
-            .map(|(k, b, p)| (key::decode(&k, layout.key_types()), b, p))
-            .collect();
+        let mut decoded: Vec<(Vec<Value>, i64, Partial)> =
+            out.into_iter().map(|(k, b, p)| (key::decode(&k, layout.key_types()), b, p)).collect();
         decoded.sort_by(|a, b| (a.1, format!("{:?}", a.0)).cmp(&(b.1, format!("{:?}", b.0))));
         (plan, decoded)
     }
 
     fn ev(sym: &str, price: Option<f32>, qty: i32, ts: i64) -> Vec<Value> {
-        vec![
-            Value::Str(sym.into()),
-            price.map(Value::Float).unwrap_or(Value::Null),
-            Value::Int(qty),
-            Value::Long(ts),
-        ]
+        vec![Value::Str(sym.into()), price.map(Value::Float).unwrap_or(Value::Null), Value::Int(qty), Value::Long(ts)]
     }
 
     #[test]
@@ -537,10 +667,7 @@ mod tests {
         let a = &plan.aggregations[0];
         assert_eq!(out.len(), 3);
         let (key, bucket, p) = &out[1];
-        assert_eq!(
-            (key.as_slice(), *bucket),
-            (&[Value::Str("WSO2".into())][..], 1_496_289_950_000)
-        );
+        assert_eq!((key.as_slice(), *bucket), (&[Value::Str("WSO2".into())][..], 1_496_289_950_000));
         let outputs: Vec<Value> = (0..a.outputs.len()).map(|i| p.output(a, i, key)).collect();
         assert_eq!(
             outputs,
@@ -589,10 +716,7 @@ mod tests {
         let a = &plan.aggregations[0];
         let p = &out[0].2;
         let got: Vec<Value> = (0..4).map(|i| p.output(a, i, &[])).collect();
-        assert_eq!(
-            got,
-            vec![Value::Null, Value::Null, Value::Null, Value::Long(2)]
-        );
+        assert_eq!(got, vec![Value::Null, Value::Null, Value::Null, Value::Long(2)]);
     }
 
     #[test]
@@ -604,9 +728,6 @@ mod tests {
         );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1, 42_000, "arrival time given by the worker");
-        assert_eq!(
-            out[0].2.output(&plan.aggregations[0], 0, &[]),
-            Value::Long(13)
-        );
+        assert_eq!(out[0].2.output(&plan.aggregations[0], 0, &[]), Value::Long(13));
     }
 }

@@ -32,10 +32,7 @@ pub struct Zone {
 
 impl Default for Zone {
     fn default() -> Zone {
-        Zone {
-            tz: TimeZone::UTC,
-            name: "GMT".into(),
-        }
+        Zone { tz: TimeZone::UTC, name: "GMT".into() }
     }
 }
 
@@ -52,26 +49,17 @@ impl Zone {
         if let Some(offset) = fixed {
             return parse_offset(offset)
                 .map(|secs| Zone {
-                    tz: TimeZone::fixed(
-                        jiff::tz::Offset::from_seconds(secs).expect("range checked"),
-                    ),
+                    tz: TimeZone::fixed(jiff::tz::Offset::from_seconds(secs).expect("range checked")),
                     name: trimmed.to_string(),
                 })
-                .ok_or_else(|| {
-                    format!("aggTimeZone `{name}`: a fixed offset is written ±HH:mm, e.g. +05:30")
-                });
+                .ok_or_else(|| format!("aggTimeZone `{name}`: a fixed offset is written ±HH:mm, e.g. +05:30"));
         }
-        TimeZone::get(trimmed)
-            .map(|tz| Zone {
-                tz,
-                name: trimmed.to_string(),
-            })
-            .map_err(|_| {
-                format!(
-                    "aggTimeZone `{name}` is not a known time-zone id; use an IANA id such as \
+        TimeZone::get(trimmed).map(|tz| Zone { tz, name: trimmed.to_string() }).map_err(|_| {
+            format!(
+                "aggTimeZone `{name}` is not a known time-zone id; use an IANA id such as \
                  `GMT`, `UTC`, `Asia/Singapore` or `America/New_York`, or an offset like `+05:30`"
-                )
-            })
+            )
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -133,9 +121,7 @@ impl Zone {
     /// The first instant of a local date: midnight, or after a gap the transition instant,
     /// or of a repeated midnight the earlier one ("compatible" disambiguation).
     fn day_start(&self, date: Date) -> Option<i64> {
-        let ambiguous = self
-            .tz
-            .to_ambiguous_timestamp(date.to_datetime(Time::midnight()));
+        let ambiguous = self.tz.to_ambiguous_timestamp(date.to_datetime(Time::midnight()));
         ambiguous.compatible().ok().map(|t| t.as_millisecond())
     }
 }
@@ -177,12 +163,7 @@ pub struct Bucketer {
 
 impl Bucketer {
     pub fn new(zone: Zone, duration: Duration) -> Bucketer {
-        Bucketer {
-            zone,
-            duration,
-            start: 0,
-            end: 0,
-        }
+        Bucketer { zone, duration, start: 0, end: 0 }
     }
 
     pub fn duration(&self) -> Duration {
@@ -230,37 +211,25 @@ mod tests {
         assert!(Zone::parse("GMT-05:00").is_ok());
         assert!(Zone::parse("+5").is_err());
         let msg = Zone::parse("Mars/Olympus").unwrap_err();
-        assert!(
-            msg.contains("Mars/Olympus") && msg.contains("IANA"),
-            "{msg}"
-        );
+        assert!(msg.contains("Mars/Olympus") && msg.contains("IANA"), "{msg}");
     }
 
     #[test]
     fn seconds_and_minutes_are_epoch_arithmetic_even_before_1970() {
         let g = Zone::default();
-        assert_eq!(
-            g.bucket_start(Duration::Seconds, 1_496_289_950_999),
-            1_496_289_950_000
-        );
+        assert_eq!(g.bucket_start(Duration::Seconds, 1_496_289_950_999), 1_496_289_950_000);
         assert_eq!(g.bucket_start(Duration::Seconds, -1), -1000);
         assert_eq!(g.bucket_start(Duration::Minutes, -1), -60_000);
         // Even in a zone with a 30-minute offset, minutes are epoch minutes.
         let india = z("Asia/Kolkata");
-        assert_eq!(
-            india.bucket_start(Duration::Minutes, 1_496_289_950_000),
-            1_496_289_900_000
-        );
+        assert_eq!(india.bucket_start(Duration::Minutes, 1_496_289_950_000), 1_496_289_900_000);
     }
 
     #[test]
     fn hours_in_a_half_hour_zone_start_at_local_hours() {
         let india = z("Asia/Kolkata");
         // 04:05:50Z is 09:35:50 +05:30; the local hour starts 09:00 +05:30 = 03:30Z.
-        assert_eq!(
-            india.bucket_start(Duration::Hours, at("2017-06-01 04:05:50")),
-            at("2017-06-01 03:30:00")
-        );
+        assert_eq!(india.bucket_start(Duration::Hours, at("2017-06-01 04:05:50")), at("2017-06-01 03:30:00"));
     }
 
     #[test]
@@ -269,14 +238,8 @@ mod tests {
         // 2024-11-03: 01:00-02:00 EDT (05:00Z-06:00Z), then 01:00-02:00 EST (06:00Z-07:00Z).
         let first = ny.bucket_range(Duration::Hours, at("2024-11-03 05:30:00"));
         let second = ny.bucket_range(Duration::Hours, at("2024-11-03 06:30:00"));
-        assert_eq!(
-            first,
-            (at("2024-11-03 05:00:00"), at("2024-11-03 06:00:00"))
-        );
-        assert_eq!(
-            second,
-            (at("2024-11-03 06:00:00"), at("2024-11-03 07:00:00"))
-        );
+        assert_eq!(first, (at("2024-11-03 05:00:00"), at("2024-11-03 06:00:00")));
+        assert_eq!(second, (at("2024-11-03 06:00:00"), at("2024-11-03 07:00:00")));
         // The day is 25 hours long and starts at local midnight EDT.
         let day = ny.bucket_range(Duration::Days, at("2024-11-03 12:00:00"));
         assert_eq!(day, (at("2024-11-03 04:00:00"), at("2024-11-04 05:00:00")));
@@ -303,15 +266,9 @@ mod tests {
         let lh = z("Australia/Lord_Howe");
         // 2024-10-06 02:00 +10:30 (15:30Z on the 5th) becomes 02:30 +11:00.
         let before = lh.bucket_range(Duration::Hours, at("2024-10-05 15:29:00"));
-        assert_eq!(
-            before,
-            (at("2024-10-05 14:30:00"), at("2024-10-05 15:30:00"))
-        );
+        assert_eq!(before, (at("2024-10-05 14:30:00"), at("2024-10-05 15:30:00")));
         let after = lh.bucket_range(Duration::Hours, at("2024-10-05 15:40:00"));
-        assert_eq!(
-            after,
-            (at("2024-10-05 15:30:00"), at("2024-10-05 16:00:00"))
-        );
+        assert_eq!(after, (at("2024-10-05 15:30:00"), at("2024-10-05 16:00:00")));
         let next = lh.bucket_range(Duration::Hours, at("2024-10-05 16:10:00"));
         assert_eq!(next, (at("2024-10-05 16:00:00"), at("2024-10-05 17:00:00")));
         // 2024-04-07 02:00 +11:00 (15:00Z on the 6th) falls back to 01:30 +10:30.
@@ -326,10 +283,7 @@ mod tests {
         let ch = z("Pacific/Chatham");
         // +12:45 standard: 2024-06-01 00:00Z is 12:45 local; the hour started 11:15Z... of
         // the previous local hour: 12:00 +12:45 = 23:15Z.
-        assert_eq!(
-            ch.bucket_start(Duration::Hours, at("2024-06-01 00:00:00")),
-            at("2024-05-31 23:15:00")
-        );
+        assert_eq!(ch.bucket_start(Duration::Hours, at("2024-06-01 00:00:00")), at("2024-05-31 23:15:00"));
         // Spring forward 2024-09-29 02:45 +12:45 (14:00Z on the 28th) to 03:45 +13:45: the
         // local hour 02:00-02:45 +12:45 ends at the transition, and 03:45-04:00 +13:45 is a
         // bucket of its own that starts there.
@@ -350,10 +304,7 @@ mod tests {
         let day = sp.bucket_range(Duration::Days, at("2015-10-18 15:00:00"));
         assert_eq!(day.0, at("2015-10-18 03:00:00"));
         // Its month starts at ordinary midnight of the 1st.
-        assert_eq!(
-            sp.bucket_start(Duration::Months, at("2015-10-18 15:00:00")),
-            at("2015-10-01 03:00:00")
-        );
+        assert_eq!(sp.bucket_start(Duration::Months, at("2015-10-18 15:00:00")), at("2015-10-01 03:00:00"));
     }
 
     #[test]
@@ -378,11 +329,7 @@ mod tests {
             g.bucket_range(Duration::Months, at("2020-02-29 12:00:00")),
             (at("2020-02-01 00:00:00"), at("2020-03-01 00:00:00"))
         );
-        assert_eq!(
-            g.bucket_range(Duration::Months, at("2021-02-28 12:00:00"))
-                .1,
-            at("2021-03-01 00:00:00")
-        );
+        assert_eq!(g.bucket_range(Duration::Months, at("2021-02-28 12:00:00")).1, at("2021-03-01 00:00:00"));
         assert_eq!(
             g.bucket_range(Duration::Months, at("2024-12-31 23:59:59")),
             (at("2024-12-01 00:00:00"), at("2025-01-01 00:00:00"))
@@ -392,34 +339,14 @@ mod tests {
             (at("2024-01-01 00:00:00"), at("2025-01-01 00:00:00"))
         );
         // 2000 is a leap year, 1900 is not.
-        assert_eq!(
-            g.bucket_range(Duration::Months, at("2000-02-15 00:00:00"))
-                .1,
-            at("2000-03-01 00:00:00")
-        );
-        assert_eq!(
-            g.bucket_range(Duration::Months, at("1900-02-15 00:00:00"))
-                .1,
-            at("1900-03-01 00:00:00")
-        );
-        assert_eq!(
-            g.bucket_start(Duration::Years, -1),
-            at("1969-01-01 00:00:00")
-        );
+        assert_eq!(g.bucket_range(Duration::Months, at("2000-02-15 00:00:00")).1, at("2000-03-01 00:00:00"));
+        assert_eq!(g.bucket_range(Duration::Months, at("1900-02-15 00:00:00")).1, at("1900-03-01 00:00:00"));
+        assert_eq!(g.bucket_start(Duration::Years, -1), at("1969-01-01 00:00:00"));
         // Singapore days start at 16:00Z the day before; Feb 29 2020 exists.
         let sg = z("Asia/Singapore");
-        assert_eq!(
-            sg.bucket_start(Duration::Days, 1_582_991_999_000),
-            1_582_905_600_000
-        );
-        assert_eq!(
-            sg.bucket_start(Duration::Days, 1_582_992_001_000),
-            1_582_992_000_000
-        );
-        assert_eq!(
-            sg.bucket_start(Duration::Years, at("2020-06-01 00:00:00")),
-            at("2019-12-31 16:00:00")
-        );
+        assert_eq!(sg.bucket_start(Duration::Days, 1_582_991_999_000), 1_582_905_600_000);
+        assert_eq!(sg.bucket_start(Duration::Days, 1_582_992_001_000), 1_582_992_000_000);
+        assert_eq!(sg.bucket_start(Duration::Years, at("2020-06-01 00:00:00")), at("2019-12-31 16:00:00"));
     }
 
     #[test]

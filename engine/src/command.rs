@@ -49,8 +49,8 @@ pub fn ingest(
                 &mut flush_error,
             )?
         } else {
-            let file = std::fs::File::open(path)
-                .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+            let file =
+                std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
             ingest::feed(
                 &mut node,
                 &mut router,
@@ -66,23 +66,12 @@ pub fn ingest(
         total.rows_written += report.rows_written;
         total.flushes += report.flushes;
     }
-    ingest::finish(
-        node,
-        router,
-        &mut total,
-        StdDuration::from_secs(120),
-        on_retry,
-    )?;
+    ingest::finish(node, router, &mut total, StdDuration::from_secs(120), on_retry)?;
     Ok(total)
 }
 
 /// Runs one retrieval query against the store of the queried aggregation.
-pub fn query(
-    plan: &AppPlan,
-    cfg: &NodeConfig,
-    store: Option<&str>,
-    text: &str,
-) -> Result<QueryResult> {
+pub fn query(plan: &AppPlan, cfg: &NodeConfig, store: Option<&str>, text: &str) -> Result<QueryResult> {
     let q = query::compile_query(plan, text)?;
     let agg = &plan.aggregations[q.aggregation];
     let address = resolve_address(agg, store, &cfg.settings.store)?;

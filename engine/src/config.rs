@@ -133,12 +133,8 @@ struct RawConfiguration {
 impl NodeConfig {
     /// Reads and checks a node file.
     pub fn load(path: &Path) -> Result<NodeConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::io(
-                format!("cannot read the node configuration {}", path.display()),
-                e,
-            )
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read the node configuration {}", path.display()), e))?;
         NodeConfig::parse(&text, &path.display().to_string())
     }
 
@@ -150,22 +146,13 @@ impl NodeConfig {
         } else {
             serde_norway::from_str(text).map_err(|e| err(yaml_message(&e)))?
         };
-        let mut cfg = NodeConfig {
-            source_name: source_name.to_string(),
-            ..NodeConfig::default()
-        };
-        cfg.node_id = raw
-            .carbon
-            .and_then(|c| c.id)
-            .map(|v| scalar("wso2.carbon.id", &v))
-            .transpose()
-            .map_err(err)?;
+        let mut cfg = NodeConfig { source_name: source_name.to_string(), ..NodeConfig::default() };
+        cfg.node_id = raw.carbon.and_then(|c| c.id).map(|v| scalar("wso2.carbon.id", &v)).transpose().map_err(err)?;
         let props = raw.siddhi.and_then(|s| s.properties).unwrap_or_default();
         for (key, value) in &props {
             match key.as_str() {
                 "partitionById" => {
-                    cfg.partition_by_id =
-                        boolean("siddhi.properties.partitionById", value).map_err(err)?;
+                    cfg.partition_by_id = boolean("siddhi.properties.partitionById", value).map_err(err)?;
                 }
                 "shardId" => {
                     let id = scalar("siddhi.properties.shardId", value).map_err(err)?;
@@ -175,8 +162,8 @@ impl NodeConfig {
                 }
                 "aggTimeZone" => {
                     let name = scalar("siddhi.properties.aggTimeZone", value).map_err(err)?;
-                    cfg.agg_time_zone = Zone::parse(&name)
-                        .map_err(|m| err(format!("siddhi.properties.aggTimeZone: {m}")))?;
+                    cfg.agg_time_zone =
+                        Zone::parse(&name).map_err(|m| err(format!("siddhi.properties.aggTimeZone: {m}")))?;
                 }
                 _ => {} // other Siddhi properties are not Tally's business
             }
@@ -187,22 +174,9 @@ impl NodeConfig {
             let Some(jdbc_url) = conf.jdbc_url else {
                 continue;
             };
-            let username = conf
-                .username
-                .map(|v| scalar("username", &v))
-                .transpose()
-                .map_err(err)?;
-            let password = conf
-                .password
-                .map(|v| scalar("password", &v))
-                .transpose()
-                .map_err(err)?;
-            cfg.datasources.push(DataSource {
-                name: ds.name,
-                jdbc_url,
-                username,
-                password,
-            });
+            let username = conf.username.map(|v| scalar("username", &v)).transpose().map_err(err)?;
+            let password = conf.password.map(|v| scalar("password", &v)).transpose().map_err(err)?;
+            cfg.datasources.push(DataSource { name: ds.name, jdbc_url, username, password });
         }
         if let Some(settings) = raw.tally {
             cfg.settings = settings;
@@ -216,14 +190,10 @@ impl NodeConfig {
         if let Some(w) = cfg.settings.workers
             && !(1..=256).contains(&w)
         {
-            return Err(err(format!(
-                "tally.workers is {w}; it must be between 1 and 256"
-            )));
+            return Err(err(format!("tally.workers is {w}; it must be between 1 and 256")));
         }
         if !(1..=1 << 20).contains(&cfg.settings.batch_events) {
-            return Err(err(
-                "tally.batch_events must be between 1 and 1048576".into()
-            ));
+            return Err(err("tally.batch_events must be between 1 and 1048576".into()));
         }
         if cfg.settings.queue_batches == 0 {
             return Err(err("tally.queue_batches must be at least 1".into()));
@@ -238,11 +208,7 @@ impl NodeConfig {
 
     /// Worker threads to run: the setting, or one per core.
     pub fn workers(&self) -> usize {
-        self.settings.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+        self.settings.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     }
 
     pub fn datasource(&self, name: &str) -> Option<&DataSource> {
@@ -341,11 +307,8 @@ wso2.datasources:
 
     #[test]
     fn shard_id_falls_back_to_node_id_and_strings_are_accepted() {
-        let cfg = NodeConfig::parse(
-            "wso2.carbon: {id: \"n7\"}\nsiddhi: {properties: {partitionById: 'true'}}",
-            "x",
-        )
-        .unwrap();
+        let cfg =
+            NodeConfig::parse("wso2.carbon: {id: \"n7\"}\nsiddhi: {properties: {partitionById: 'true'}}", "x").unwrap();
         assert!(cfg.partition_by_id);
         assert_eq!(cfg.effective_shard_id(), Some("n7"));
         let empty = NodeConfig::parse("", "x").unwrap();
@@ -355,34 +318,18 @@ wso2.datasources:
 
     #[test]
     fn own_section_rejects_unknown_keys_and_bad_values() {
-        let e = NodeConfig::parse("tally:\n  flush_intervall: 1s\n", "node.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("node.yaml") && e.contains("flush_intervall"),
-            "{e}"
-        );
-        let e = NodeConfig::parse("tally:\n  flush_interval: soon\n", "node.yaml")
-            .unwrap_err()
-            .to_string();
+        let e = NodeConfig::parse("tally:\n  flush_intervall: 1s\n", "node.yaml").unwrap_err().to_string();
+        assert!(e.contains("node.yaml") && e.contains("flush_intervall"), "{e}");
+        let e = NodeConfig::parse("tally:\n  flush_interval: soon\n", "node.yaml").unwrap_err().to_string();
         assert!(e.contains("500ms"), "{e}");
-        let e = NodeConfig::parse(
-            "siddhi: {properties: {aggTimeZone: Asia/Singapo}}",
-            "n.yaml",
-        )
-        .unwrap_err()
-        .to_string();
+        let e =
+            NodeConfig::parse("siddhi: {properties: {aggTimeZone: Asia/Singapo}}", "n.yaml").unwrap_err().to_string();
         assert!(e.contains("Asia/Singapo"), "{e}");
-        let e = NodeConfig::parse("siddhi: {properties: {partitionById: maybe}}", "n.yaml")
-            .unwrap_err()
-            .to_string();
+        let e = NodeConfig::parse("siddhi: {properties: {partitionById: maybe}}", "n.yaml").unwrap_err().to_string();
         assert!(e.contains("true or false"), "{e}");
-        let e = NodeConfig::parse("wso2.carbon: [1, 2", "n.yaml")
-            .unwrap_err()
-            .to_string();
+        let e = NodeConfig::parse("wso2.carbon: [1, 2", "n.yaml").unwrap_err().to_string();
         assert!(e.contains("n.yaml") && e.contains("line"), "{e}");
-        let cfg =
-            NodeConfig::parse("tally:\n  flush_interval: 250ms\n  workers: 3\n", "n").unwrap();
+        let cfg = NodeConfig::parse("tally:\n  flush_interval: 250ms\n  workers: 3\n", "n").unwrap();
         assert_eq!(cfg.flush_interval, StdDuration::from_millis(250));
         assert_eq!(cfg.workers(), 3);
     }

@@ -14,14 +14,8 @@ pub enum Duration {
 }
 
 impl Duration {
-    pub const ALL: [Duration; 6] = [
-        Duration::Seconds,
-        Duration::Minutes,
-        Duration::Hours,
-        Duration::Days,
-        Duration::Months,
-        Duration::Years,
-    ];
+    pub const ALL: [Duration; 6] =
+        [Duration::Seconds, Duration::Minutes, Duration::Hours, Duration::Days, Duration::Months, Duration::Years];
 
     /// Parses a duration word of the app language (`sec`, `minutes`, ...; any case).
     /// `week` is not a duration (Siddhi has none).

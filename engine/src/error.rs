@@ -18,11 +18,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "line {}, column {}: {}",
-            self.line, self.column, self.message
-        )
+        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
     }
 }
 
@@ -33,11 +29,7 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
     pub fn push(&mut self, line: u32, column: u32, message: impl Into<String>) {
-        self.0.push(Diagnostic {
-            line,
-            column,
-            message: message.into(),
-        });
+        self.0.push(Diagnostic { line, column, message: message.into() });
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -64,10 +56,7 @@ impl fmt::Display for Diagnostics {
 pub enum Error {
     /// The Siddhi app has errors; each names its line and column.
     #[error("the app {source_name} has {n} error(s):\n{diags}", n = .diags.len())]
-    App {
-        source_name: String,
-        diags: Diagnostics,
-    },
+    App { source_name: String, diags: Diagnostics },
 
     /// The retrieval query has errors; each names its line and column within the query.
     #[error("invalid query:\n{0}")]
@@ -75,10 +64,7 @@ pub enum Error {
 
     /// The node configuration (deployment.yaml) is wrong.
     #[error("configuration {source_name}: {message}")]
-    Config {
-        source_name: String,
-        message: String,
-    },
+    Config { source_name: String, message: String },
 
     /// One event could not be taken; the message names the event and the value.
     #[error("{0}")]
@@ -87,12 +73,7 @@ pub enum Error {
     /// The store refused or failed. `code` is the SQLSTATE (PostgreSQL) or the SQLite
     /// result code name, when there is one.
     #[error("{backend} store: {message}{}", code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
-    Store {
-        backend: &'static str,
-        code: Option<String>,
-        message: String,
-        retryable: bool,
-    },
+    Store { backend: &'static str, code: Option<String>, message: String, retryable: bool },
 
     /// The store's tables do not fit the app, or the store address is wrong.
     #[error("{0}")]
@@ -122,9 +103,7 @@ impl Error {
             Error::Store { retryable, .. } => *retryable,
             Error::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::Interrupted
-                    | std::io::ErrorKind::WouldBlock
-                    | std::io::ErrorKind::TimedOut
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ),
             Error::Closed => true,
             Error::App { .. }
@@ -137,17 +116,11 @@ impl Error {
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 
     pub(crate) fn config(source_name: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Config {
-            source_name: source_name.into(),
-            message: message.into(),
-        }
+        Error::Config { source_name: source_name.into(), message: message.into() }
     }
 }
 
@@ -162,20 +135,11 @@ mod tests {
         let mut d = Diagnostics::default();
         d.push(1, 5, "expected `stream`");
         d.push(3, 1, "unknown function `median`");
-        let e = Error::App {
-            source_name: "app.siddhi".into(),
-            diags: d,
-        };
+        let e = Error::App { source_name: "app.siddhi".into(), diags: d };
         let text = e.to_string();
         assert!(text.contains("2 error(s)"), "{text}");
-        assert!(
-            text.contains("line 1, column 5: expected `stream`"),
-            "{text}"
-        );
-        assert!(
-            text.contains("line 3, column 1: unknown function `median`"),
-            "{text}"
-        );
+        assert!(text.contains("line 1, column 5: expected `stream`"), "{text}");
+        assert!(text.contains("line 3, column 1: unknown function `median`"), "{text}");
         assert!(!e.is_retryable());
     }
 
@@ -187,10 +151,7 @@ mod tests {
             message: "could not serialize access".into(),
             retryable: true,
         };
-        assert_eq!(
-            e.to_string(),
-            "postgres store: could not serialize access (code 40001)"
-        );
+        assert_eq!(e.to_string(), "postgres store: could not serialize access (code 40001)");
         assert!(e.is_retryable());
     }
 }

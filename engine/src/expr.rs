@@ -73,18 +73,13 @@ pub trait Row {
 
 impl Row for [Value] {
     fn get(&self, index: usize) -> Scalar<'_> {
-        self.get(index)
-            .map(Scalar::from_value)
-            .unwrap_or(Scalar::Null)
+        self.get(index).map(Scalar::from_value).unwrap_or(Scalar::Null)
     }
 }
 
 impl Row for Vec<Value> {
     fn get(&self, index: usize) -> Scalar<'_> {
-        self.as_slice()
-            .get(index)
-            .map(Scalar::from_value)
-            .unwrap_or(Scalar::Null)
+        self.as_slice().get(index).map(Scalar::from_value).unwrap_or(Scalar::Null)
     }
 }
 
@@ -115,19 +110,9 @@ pub enum Compiled {
 /// What names and calls mean where an expression is compiled.
 pub trait Scope {
     /// Resolves an attribute to (column, type), or says why it cannot.
-    fn attribute(
-        &mut self,
-        qualifier: Option<&str>,
-        name: &str,
-    ) -> Result<(usize, AttrType), String>;
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), String>;
     /// Resolves a function call to (column, type). The default knows no functions.
-    fn call(
-        &mut self,
-        name: &str,
-        _args: &[Expr],
-        _pos: Pos,
-        _diags: &mut Diagnostics,
-    ) -> Option<(usize, AttrType)> {
+    fn call(&mut self, name: &str, _args: &[Expr], _pos: Pos, _diags: &mut Diagnostics) -> Option<(usize, AttrType)> {
         let _ = name;
         None
     }
@@ -139,17 +124,9 @@ pub trait Scope {
 
 /// Compiles `expr`; errors go to `diags` with their positions. Returns the expression and
 /// its static type (`None` for a literal null).
-pub fn compile(
-    expr: &Expr,
-    scope: &mut dyn Scope,
-    diags: &mut Diagnostics,
-) -> Option<(Compiled, Option<AttrType>)> {
+pub fn compile(expr: &Expr, scope: &mut dyn Scope, diags: &mut Diagnostics) -> Option<(Compiled, Option<AttrType>)> {
     match expr {
-        Expr::Attr {
-            qualifier,
-            name,
-            pos,
-        } => match scope.attribute(qualifier.as_deref(), name) {
+        Expr::Attr { qualifier, name, pos } => match scope.attribute(qualifier.as_deref(), name) {
             Ok((i, t)) => Some((Compiled::Column(i), Some(t))),
             Err(m) => {
                 diags.push(pos.line, pos.col, m);
@@ -182,12 +159,7 @@ pub fn compile(
                 }
             }
         }
-        Expr::Binary {
-            op,
-            left,
-            right,
-            pos,
-        } => {
+        Expr::Binary { op, left, right, pos } => {
             let l = compile(left, scope, diags);
             let r = compile(right, scope, diags);
             let ((lc, lt), (rc, rt)) = (l?, r?);
@@ -201,53 +173,28 @@ pub fn compile(
                         (Some(a), Some(b)) => match AttrType::promote(a, b) {
                             Some(t) => t,
                             None => {
-                                return fail(format!(
-                                    "`{}` needs numbers, not {a} and {b}",
-                                    op.symbol()
-                                ));
+                                return fail(format!("`{}` needs numbers, not {a} and {b}", op.symbol()));
                             }
                         },
                         (Some(a), None) | (None, Some(a)) if a.is_numeric() => a,
                         _ => return fail(format!("`{}` needs numbers", op.symbol())),
                     };
-                    Some((
-                        Compiled::Arith {
-                            op: *op,
-                            ty,
-                            left: Box::new(lc),
-                            right: Box::new(rc),
-                        },
-                        Some(ty),
-                    ))
+                    Some((Compiled::Arith { op: *op, ty, left: Box::new(lc), right: Box::new(rc) }, Some(ty)))
                 }
                 BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                     if let (Some(a), Some(b)) = (lt, rt) {
                         let comparable = (a.is_numeric() && b.is_numeric())
-                            || (a == b
-                                && (a == AttrType::String || matches!(op, BinOp::Eq | BinOp::Ne)));
+                            || (a == b && (a == AttrType::String || matches!(op, BinOp::Eq | BinOp::Ne)));
                         if !comparable {
-                            return fail(format!(
-                                "cannot compare {a} with {b} using `{}`",
-                                op.symbol()
-                            ));
+                            return fail(format!("cannot compare {a} with {b} using `{}`", op.symbol()));
                         }
                     }
-                    Some((
-                        Compiled::Compare {
-                            op: *op,
-                            left: Box::new(lc),
-                            right: Box::new(rc),
-                        },
-                        Some(AttrType::Bool),
-                    ))
+                    Some((Compiled::Compare { op: *op, left: Box::new(lc), right: Box::new(rc) }, Some(AttrType::Bool)))
                 }
                 BinOp::And | BinOp::Or => {
                     for t in [lt, rt].into_iter().flatten() {
                         if t != AttrType::Bool {
-                            return fail(format!(
-                                "`{}` needs true/false conditions, not {t}",
-                                op.symbol()
-                            ));
+                            return fail(format!("`{}` needs true/false conditions, not {t}", op.symbol()));
                         }
                     }
                     let c = if *op == BinOp::And {
@@ -262,11 +209,7 @@ pub fn compile(
         Expr::Not(inner, pos) => {
             let (c, t) = compile(inner, scope, diags)?;
             if let Some(t) = t.filter(|t| *t != AttrType::Bool) {
-                diags.push(
-                    pos.line,
-                    pos.col,
-                    format!("`not` needs a true/false condition, not {t}"),
-                );
+                diags.push(pos.line, pos.col, format!("`not` needs a true/false condition, not {t}"));
                 return None;
             }
             Some((Compiled::Not(Box::new(c)), Some(AttrType::Bool)))
@@ -295,12 +238,7 @@ impl Compiled {
         match self {
             Compiled::Column(i) => row.get(*i),
             Compiled::Const(v) => Scalar::from_value(v),
-            Compiled::Arith {
-                op,
-                ty,
-                left,
-                right,
-            } => arith(*op, *ty, left.eval(row), right.eval(row)),
+            Compiled::Arith { op, ty, left, right } => arith(*op, *ty, left.eval(row), right.eval(row)),
             Compiled::Compare { op, left, right } => compare(*op, left.eval(row), right.eval(row)),
             Compiled::And(l, r) => Scalar::Bool(l.eval(row).truthy() && r.eval(row).truthy()),
             Compiled::Or(l, r) => Scalar::Bool(l.eval(row).truthy() || r.eval(row).truthy()),
@@ -309,9 +247,7 @@ impl Compiled {
                 _ => Scalar::Bool(false),
             },
             Compiled::Neg(e, ty) => match e.eval(row) {
-                Scalar::Int(i) if *ty == AttrType::Int => {
-                    Scalar::Int((i as i32).wrapping_neg() as i64)
-                }
+                Scalar::Int(i) if *ty == AttrType::Int => Scalar::Int((i as i32).wrapping_neg() as i64),
                 Scalar::Int(i) => Scalar::Int(i.wrapping_neg()),
                 Scalar::Float(f) => Scalar::Float(-f),
                 _ => Scalar::Null,
@@ -343,11 +279,7 @@ fn arith<'a>(op: BinOp, ty: AttrType, a: Scalar<'a>, b: Scalar<'a>) -> Scalar<'a
                 _ => return Scalar::Null,
             };
             // Java int arithmetic wraps at 32 bits.
-            Scalar::Int(if ty == AttrType::Int {
-                r as i32 as i64
-            } else {
-                r
-            })
+            Scalar::Int(if ty == AttrType::Int { r as i32 as i64 } else { r })
         }
         AttrType::Float => {
             let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) else {
@@ -435,31 +367,20 @@ mod tests {
     }
 
     fn row() -> Vec<Value> {
-        vec![
-            Value::Float(70.0),
-            Value::Int(10),
-            Value::Long(200),
-            Value::Str("WSO2".into()),
-        ]
+        vec![Value::Float(70.0), Value::Int(10), Value::Long(200), Value::Str("WSO2".into())]
     }
 
     #[test]
     fn arithmetic_follows_siddhi_types() {
         let (c, t) = compile_on("price * quantity").unwrap();
         assert_eq!(t, Some(AttrType::Float));
-        assert_eq!(
-            c.eval(&row()).to_value(AttrType::Float),
-            Value::Float(700.0)
-        );
+        assert_eq!(c.eval(&row()).to_value(AttrType::Float), Value::Float(700.0));
         let (c, t) = compile_on("volume / 3").unwrap();
         assert_eq!(t, Some(AttrType::Long));
         assert_eq!(c.eval(&row()), Scalar::Int(66));
         let (c, t) = compile_on("quantity * 2147483647").unwrap();
         assert_eq!(t, Some(AttrType::Int));
-        assert_eq!(
-            c.eval(&row()),
-            Scalar::Int((10i32).wrapping_mul(i32::MAX) as i64)
-        );
+        assert_eq!(c.eval(&row()), Scalar::Int((10i32).wrapping_mul(i32::MAX) as i64));
         let (c, _) = compile_on("quantity / 0").unwrap();
         assert_eq!(c.eval(&row()), Scalar::Null);
     }
@@ -467,18 +388,8 @@ mod tests {
     #[test]
     fn conditions() {
         let r = row();
-        assert!(
-            compile_on("symbol == 'WSO2' and volume > 100")
-                .unwrap()
-                .0
-                .holds(&r)
-        );
-        assert!(
-            !compile_on("symbol != \"WSO2\" or quantity >= 11")
-                .unwrap()
-                .0
-                .holds(&r)
-        );
+        assert!(compile_on("symbol == 'WSO2' and volume > 100").unwrap().0.holds(&r));
+        assert!(!compile_on("symbol != \"WSO2\" or quantity >= 11").unwrap().0.holds(&r));
         assert!(compile_on("not (price < 1.5)").unwrap().0.holds(&r));
         let nulls = vec![Value::Null, Value::Null, Value::Null, Value::Null];
         assert!(!compile_on("price > 1").unwrap().0.holds(&nulls));

@@ -55,11 +55,7 @@ impl Flusher {
     ) -> Flusher {
         let tables = TableSchema::all(&plan);
         Flusher {
-            kinds: plan
-                .aggregations
-                .iter()
-                .map(|a| a.cells.iter().map(|c| c.kind).collect())
-                .collect(),
+            kinds: plan.aggregations.iter().map(|a| a.cells.iter().map(|c| c.kind).collect()).collect(),
             pending: plan
                 .aggregations
                 .iter()
@@ -99,11 +95,7 @@ impl Flusher {
                     w[a].drain_into(&self.layouts[a], &mut entries);
                     rollup::merge_entries(&mut finest, entries, &self.kinds[a]);
                 }
-                Some(rollup::roll_up(
-                    &self.plan.aggregations[a],
-                    &self.kinds[a],
-                    finest,
-                ))
+                Some(rollup::roll_up(&self.plan.aggregations[a], &self.kinds[a], finest))
             })
             .collect();
         for (a, r) in rolled.into_iter().enumerate() {
@@ -122,18 +114,11 @@ impl Flusher {
     /// pending. Returns the first error after trying every store.
     pub(crate) fn write(&mut self) -> Result<FlushStats> {
         let started = Instant::now();
-        let mut stats = FlushStats {
-            events: self.pending_events,
-            ..FlushStats::default()
-        };
+        let mut stats = FlushStats { events: self.pending_events, ..FlushStats::default() };
         let mut first_error: Option<Error> = None;
         self.flush_seq += 1;
         for slot in &mut self.stores {
-            if slot
-                .aggregations
-                .iter()
-                .all(|&a| self.pending[a].iter().all(|m| m.is_empty()))
-            {
+            if slot.aggregations.iter().all(|&a| self.pending[a].iter().all(|m| m.is_empty())) {
                 continue;
             }
             let mut rows: Vec<(usize, usize, Vec<Vec<Value>>)> = Vec::new();
@@ -148,12 +133,7 @@ impl Flusher {
                     let r: Vec<Vec<Value>> = map
                         .iter()
                         .map(|((k, bucket), p)| {
-                            table.to_row(
-                                agg.shard_id.as_deref(),
-                                &key::decode(k, key_types),
-                                *bucket,
-                                p,
-                            )
+                            table.to_row(agg.shard_id.as_deref(), &key::decode(k, key_types), *bucket, p)
                         })
                         .collect();
                     rows.push((a, d, r));
@@ -162,13 +142,7 @@ impl Flusher {
             let write = FlushWrite {
                 node_id: &self.node_id,
                 flush_seq: self.flush_seq,
-                tables: rows
-                    .iter()
-                    .map(|(a, d, r)| TableWrite {
-                        table: &self.tables[*a][*d],
-                        rows: r,
-                    })
-                    .collect(),
+                tables: rows.iter().map(|(a, d, r)| TableWrite { table: &self.tables[*a][*d], rows: r }).collect(),
             };
             match slot.store.write(&write) {
                 Ok(()) => {
@@ -197,11 +171,7 @@ impl Flusher {
 
 /// Opens every distinct store the app's aggregations use. `override_url` (the `--store`
 /// option) replaces them all; otherwise each aggregation's `@store`, else `default_url`.
-pub(crate) fn open_stores(
-    plan: &AppPlan,
-    override_url: Option<&str>,
-    default_url: &str,
-) -> Result<Vec<StoreSlot>> {
+pub(crate) fn open_stores(plan: &AppPlan, override_url: Option<&str>, default_url: &str) -> Result<Vec<StoreSlot>> {
     let mut slots: Vec<(StoreAddress, Vec<usize>)> = Vec::new();
     for (i, agg) in plan.aggregations.iter().enumerate() {
         let address = resolve_address(agg, override_url, default_url)?;
@@ -212,12 +182,7 @@ pub(crate) fn open_stores(
     }
     slots
         .into_iter()
-        .map(|(address, aggregations)| {
-            Ok(StoreSlot {
-                store: crate::store::open(&address)?,
-                aggregations,
-            })
-        })
+        .map(|(address, aggregations)| Ok(StoreSlot { store: crate::store::open(&address)?, aggregations }))
         .collect()
 }
 
@@ -229,12 +194,8 @@ pub fn resolve_address(
 ) -> Result<StoreAddress> {
     match (override_url, &agg.store) {
         (Some(url), _) => StoreAddress::parse(url, None, None),
-        (None, Some(spec)) => StoreAddress::parse(
-            &spec.url,
-            spec.username.as_deref(),
-            spec.password.as_deref(),
-        )
-        .map_err(|e| Error::Schema(format!("aggregation `{}` ({}): {e}", agg.name, spec.origin))),
+        (None, Some(spec)) => StoreAddress::parse(&spec.url, spec.username.as_deref(), spec.password.as_deref())
+            .map_err(|e| Error::Schema(format!("aggregation `{}` ({}): {e}", agg.name, spec.origin))),
         (None, None) => StoreAddress::parse(default_url, None, None),
     }
 }

@@ -49,17 +49,16 @@ struct Line {
 pub fn parse_line(plan: &AppPlan, text: &str) -> std::result::Result<(usize, Vec<Value>), String> {
     let line: Line = serde_json::from_str(text).map_err(|e| {
         let what = if e.is_data() { "not the shape of an event" } else { "not valid JSON" };
-        format!("{what} ({e}); expected {{\"stream\": \"S\", \"data\": [...]}} or {{\"stream\": \"S\", \"event\": {{...}}}}")
+        format!(
+            "{what} ({e}); expected {{\"stream\": \"S\", \"data\": [...]}} or {{\"stream\": \"S\", \"event\": {{...}}}}"
+        )
     })?;
     let Some(name) = line.stream else {
         return Err("the event has no \"stream\"".into());
     };
     let Some(si) = plan.stream(&name) else {
         let known: Vec<&str> = plan.streams.iter().map(|s| s.name.as_str()).collect();
-        return Err(format!(
-            "unknown stream `{name}` (the app defines: {})",
-            known.join(", ")
-        ));
+        return Err(format!("unknown stream `{name}` (the app defines: {})", known.join(", ")));
     };
     let s = &plan.streams[si];
     let values = match (line.data, line.event) {
@@ -73,25 +72,14 @@ pub fn parse_line(plan: &AppPlan, text: &str) -> std::result::Result<(usize, Vec
                     data.len()
                 ));
             }
-            data.iter()
-                .enumerate()
-                .map(|(i, v)| convert(s, i, v))
-                .collect::<std::result::Result<Vec<_>, _>>()?
+            data.iter().enumerate().map(|(i, v)| convert(s, i, v)).collect::<std::result::Result<Vec<_>, _>>()?
         }
         (None, Some(map)) => {
             if let Some(unknown) = map.keys().find(|k| s.attribute(k).is_none()) {
-                return Err(format!(
-                    "stream `{}` has no attribute `{unknown}` (it has {})",
-                    s.name,
-                    attribute_list(s)
-                ));
+                return Err(format!("stream `{}` has no attribute `{unknown}` (it has {})", s.name, attribute_list(s)));
             }
             (0..s.attributes.len())
-                .map(|i| {
-                    map.get(&s.attributes[i].name)
-                        .map(|v| convert(s, i, v))
-                        .unwrap_or(Ok(Value::Null))
-                })
+                .map(|i| map.get(&s.attributes[i].name).map(|v| convert(s, i, v)).unwrap_or(Ok(Value::Null)))
                 .collect::<std::result::Result<Vec<_>, _>>()?
         }
         _ => return Err("the event needs either \"data\": [...] or \"event\": {...}".into()),
@@ -100,30 +88,18 @@ pub fn parse_line(plan: &AppPlan, text: &str) -> std::result::Result<(usize, Vec
 }
 
 fn attribute_list(s: &StreamPlan) -> String {
-    s.attributes
-        .iter()
-        .map(|a| format!("{} {}", a.name, a.ty))
-        .collect::<Vec<_>>()
-        .join(", ")
+    s.attributes.iter().map(|a| format!("{} {}", a.name, a.ty)).collect::<Vec<_>>().join(", ")
 }
 
 /// Converts a JSON value to attribute `i`'s type, strictly (no strings as numbers, no
 /// fractions as integers).
-pub fn convert(
-    s: &StreamPlan,
-    i: usize,
-    v: &serde_json::Value,
-) -> std::result::Result<Value, String> {
+pub fn convert(s: &StreamPlan, i: usize, v: &serde_json::Value) -> std::result::Result<Value, String> {
     use serde_json::Value as J;
     let a = &s.attributes[i];
     let bad = || format!("attribute `{}` is {} and cannot take {v}", a.name, a.ty);
     Ok(match (a.ty, v) {
         (_, J::Null) => Value::Null,
-        (AttrType::Int, J::Number(n)) => Value::Int(
-            n.as_i64()
-                .and_then(|x| i32::try_from(x).ok())
-                .ok_or_else(bad)?,
-        ),
+        (AttrType::Int, J::Number(n)) => Value::Int(n.as_i64().and_then(|x| i32::try_from(x).ok()).ok_or_else(bad)?),
         (AttrType::Long, J::Number(n)) => Value::Long(n.as_i64().ok_or_else(bad)?),
         (AttrType::Float, J::Number(n)) => Value::Float(n.as_f64().ok_or_else(bad)? as f32),
         (AttrType::Double, J::Number(n)) => Value::Double(n.as_f64().ok_or_else(bad)?),
@@ -167,10 +143,7 @@ pub fn feed(
                     return Err(Error::Closed);
                 }
                 report.rejected += 1;
-                on_reject(Rejection {
-                    line: line_no,
-                    message,
-                });
+                on_reject(Rejection { line: line_no, message });
             }
         }
         if line_no.is_multiple_of(4096) && last_flush.elapsed() >= flush_interval {
@@ -242,11 +215,7 @@ mod tests {
     #[test]
     fn both_line_shapes() {
         let p = plan();
-        let (s, v) = parse_line(
-            &p,
-            r#"{"stream":"S","data":["IBM", 1.5, 3, 4, true, 1000]}"#,
-        )
-        .unwrap();
+        let (s, v) = parse_line(&p, r#"{"stream":"S","data":["IBM", 1.5, 3, 4, true, 1000]}"#).unwrap();
         assert_eq!(s, 0);
         assert_eq!(
             v,
@@ -259,22 +228,8 @@ mod tests {
                 Value::Long(1000)
             ]
         );
-        let (_, v) = parse_line(
-            &p,
-            r#"{"stream":"S","event":{"ts": 5, "symbol": "X", "price": null}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            v,
-            vec![
-                Value::Str("X".into()),
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                Value::Long(5)
-            ]
-        );
+        let (_, v) = parse_line(&p, r#"{"stream":"S","event":{"ts": 5, "symbol": "X", "price": null}}"#).unwrap();
+        assert_eq!(v, vec![Value::Str("X".into()), Value::Null, Value::Null, Value::Null, Value::Null, Value::Long(5)]);
     }
 
     #[test]
@@ -284,46 +239,22 @@ mod tests {
             (r#"{"stream":"S","data":["IBM", 1.5, 3]"#, "not valid JSON"),
             (r#"["S"]"#, "not the shape of an event"),
             (r#"{"data":[1]}"#, "no \"stream\""),
-            (
-                r#"{"stream":"T","data":[1]}"#,
-                "unknown stream `T` (the app defines: S)",
-            ),
-            (
-                r#"{"stream":"S","data":[1]}"#,
-                "has 6 attributes (symbol string, price float",
-            ),
+            (r#"{"stream":"T","data":[1]}"#, "unknown stream `T` (the app defines: S)"),
+            (r#"{"stream":"S","data":[1]}"#, "has 6 attributes (symbol string, price float"),
             (
                 r#"{"stream":"S","data":["IBM", "1.5", 3, 4, true, 1000]}"#,
                 "attribute `price` is float and cannot take \"1.5\"",
             ),
-            (
-                r#"{"stream":"S","data":["IBM", 1.5, 3.5, 4, true, 1000]}"#,
-                "attribute `qty` is int and cannot take 3.5",
-            ),
-            (
-                r#"{"stream":"S","data":["IBM", 1.5, 3000000000, 4, true, 1000]}"#,
-                "attribute `qty` is int",
-            ),
-            (
-                r#"{"stream":"S","data":[7, 1.5, 3, 4, true, 1000]}"#,
-                "attribute `symbol` is string",
-            ),
-            (
-                r#"{"stream":"S","data":["IBM", 1.5, 3, 4, 1, 1000]}"#,
-                "attribute `ok` is bool",
-            ),
-            (
-                r#"{"stream":"S","event":{"nope": 1}}"#,
-                "no attribute `nope`",
-            ),
+            (r#"{"stream":"S","data":["IBM", 1.5, 3.5, 4, true, 1000]}"#, "attribute `qty` is int and cannot take 3.5"),
+            (r#"{"stream":"S","data":["IBM", 1.5, 3000000000, 4, true, 1000]}"#, "attribute `qty` is int"),
+            (r#"{"stream":"S","data":[7, 1.5, 3, 4, true, 1000]}"#, "attribute `symbol` is string"),
+            (r#"{"stream":"S","data":["IBM", 1.5, 3, 4, 1, 1000]}"#, "attribute `ok` is bool"),
+            (r#"{"stream":"S","event":{"nope": 1}}"#, "no attribute `nope`"),
             (r#"{"stream":"S"}"#, "either \"data\""),
         ];
         for (line, needle) in cases {
             let e = parse_line(&p, line).unwrap_err();
-            assert!(
-                e.contains(needle),
-                "{line}\n  gave: {e}\n  wanted: {needle}"
-            );
+            assert!(e.contains(needle), "{line}\n  gave: {e}\n  wanted: {needle}");
         }
     }
 }

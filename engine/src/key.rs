@@ -111,20 +111,8 @@ mod tests {
 
     #[test]
     fn round_trip_matches_owned_encoding() {
-        let types = [
-            AttrType::String,
-            AttrType::Int,
-            AttrType::Float,
-            AttrType::Bool,
-            AttrType::Long,
-        ];
-        let values = vec![
-            Value::Str("IBM".into()),
-            Value::Int(-3),
-            Value::Float(1.5),
-            Value::Null,
-            Value::Long(9),
-        ];
+        let types = [AttrType::String, AttrType::Int, AttrType::Float, AttrType::Bool, AttrType::Long];
+        let values = vec![Value::Str("IBM".into()), Value::Int(-3), Value::Float(1.5), Value::Null, Value::Long(9)];
         let mut buf = Vec::new();
         Encoder::push_values(&mut buf, &types, &values);
         let mut row = DecodedRow::new(&types);
@@ -137,9 +125,6 @@ mod tests {
         assert_eq!(k, k2);
         // Only the chosen attributes, in the chosen order.
         encode(&mut k, &row, &buf, &[4, 0]);
-        assert_eq!(
-            decode(&k, &[AttrType::Long, AttrType::String]),
-            vec![Value::Long(9), Value::Str("IBM".into())]
-        );
+        assert_eq!(decode(&k, &[AttrType::Long, AttrType::String]), vec![Value::Long(9), Value::Str("IBM".into())]);
     }
 }

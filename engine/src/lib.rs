@@ -22,6 +22,6 @@ pub mod syntax;
 pub mod timestamp;
 pub mod types;
 pub mod wire;
-mod worker;
+pub mod worker;
 
 pub use error::{Error, Result};

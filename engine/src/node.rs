@@ -29,36 +29,22 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node")
-            .field("app", &self.plan.name)
-            .field("workers", &self.senders.len())
-            .finish()
+        f.debug_struct("Node").field("app", &self.plan.name).field("workers", &self.senders.len()).finish()
     }
 }
 
 impl Node {
     /// Opens the stores (creating missing tables and checking existing ones), then starts
     /// the workers. `store_override` is the `--store` option.
-    pub fn start(
-        plan: Arc<AppPlan>,
-        config: &NodeConfig,
-        store_override: Option<&str>,
-    ) -> Result<Node> {
+    pub fn start(plan: Arc<AppPlan>, config: &NodeConfig, store_override: Option<&str>) -> Result<Node> {
         let mut stores = flush::open_stores(&plan, store_override, &config.settings.store)?;
         let tables = TableSchema::all(&plan);
         for slot in &mut stores {
-            let mine: Vec<TableSchema> = slot
-                .aggregations
-                .iter()
-                .flat_map(|&a| tables[a].iter().cloned())
-                .collect();
+            let mine: Vec<TableSchema> = slot.aggregations.iter().flat_map(|&a| tables[a].iter().cloned()).collect();
             slot.store.prepare(&mine)?;
         }
-        let layouts: Vec<Arc<Layout>> = plan
-            .aggregations
-            .iter()
-            .map(|a| Arc::new(Layout::new(a, &plan.streams[a.stream])))
-            .collect();
+        let layouts: Vec<Arc<Layout>> =
+            plan.aggregations.iter().map(|a| Arc::new(Layout::new(a, &plan.streams[a.stream]))).collect();
         let workers = config.workers();
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
@@ -91,12 +77,7 @@ impl Node {
 
     /// A router that feeds this node's workers. Several may exist (one per input thread).
     pub fn router(&self) -> Router {
-        Router::new(
-            self.plan.clone(),
-            self.senders.clone(),
-            self.batch_events,
-            self.seq.clone(),
-        )
+        Router::new(self.plan.clone(), self.senders.clone(), self.batch_events, self.seq.clone())
     }
 
     /// Collects every worker's partials (each worker swaps in an empty state: no lock, no
@@ -122,8 +103,7 @@ impl Node {
         let (tx, rx) = bounded(self.senders.len());
         for (i, s) in self.senders.iter().enumerate() {
             let spares = std::mem::take(&mut self.spares[i]);
-            s.send(Msg::Flush(spares, tx.clone()))
-                .map_err(|_| Error::Closed)?;
+            s.send(Msg::Flush(spares, tx.clone())).map_err(|_| Error::Closed)?;
         }
         drop(tx);
         let mut states: Vec<Vec<State>> = (0..self.senders.len()).map(|_| Vec::new()).collect();

@@ -195,12 +195,7 @@ impl Partial {
 
     /// Merges an owned `other` (saves clones of sets and latest values).
     pub fn merge_owned(&mut self, other: Partial, kinds: &[CellKind]) {
-        if self
-            .cells
-            .iter()
-            .all(|c| matches!(c, CellValue::Num(Num::Null)))
-            && self.latest.is_none()
-        {
+        if self.cells.iter().all(|c| matches!(c, CellValue::Num(Num::Null))) && self.latest.is_none() {
             let only_nums = self.cells.iter().all(|c| matches!(c, CellValue::Num(_)));
             if only_nums {
                 *self = other;
@@ -230,11 +225,9 @@ impl Partial {
         let out = &plan.outputs[index];
         match &out.kind {
             OutputKind::Key(k) => key.get(*k).cloned().unwrap_or(Value::Null),
-            OutputKind::Latest(l) => self
-                .latest
-                .as_ref()
-                .and_then(|x| x.values.get(*l).cloned())
-                .unwrap_or(Value::Null),
+            OutputKind::Latest(l) => {
+                self.latest.as_ref().and_then(|x| x.values.get(*l).cloned()).unwrap_or(Value::Null)
+            }
             OutputKind::Agg(f) => match *f {
                 AggFunc::Sum { sum, .. } => self.num(sum).to_value(out.ty),
                 AggFunc::Count { count } => Value::Long(match self.num(count) {
@@ -242,15 +235,11 @@ impl Partial {
                     _ => 0,
                 }),
                 AggFunc::Avg { sum, nonnull } => match (self.num(sum), self.num(nonnull)) {
-                    (s, Num::Int(n)) if n > 0 && !s.is_null() => {
-                        Value::Double(s.as_f64() / n as f64)
-                    }
+                    (s, Num::Int(n)) if n > 0 && !s.is_null() => Value::Double(s.as_f64() / n as f64),
                     _ => Value::Null,
                 },
                 AggFunc::Min { cell } | AggFunc::Max { cell } => self.num(cell).to_value(out.ty),
-                AggFunc::DistinctCount { set } => {
-                    Value::Long(self.set(set).map(|s| s.len() as i64).unwrap_or(0))
-                }
+                AggFunc::DistinctCount { set } => Value::Long(self.set(set).map(|s| s.len() as i64).unwrap_or(0)),
             },
         }
     }
@@ -261,14 +250,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const KINDS: [CellKind; 6] = [
-        CellKind::Count,
-        CellKind::NonNull,
-        CellKind::Sum,
-        CellKind::Min,
-        CellKind::Max,
-        CellKind::Set,
-    ];
+    const KINDS: [CellKind; 6] =
+        [CellKind::Count, CellKind::NonNull, CellKind::Sum, CellKind::Min, CellKind::Max, CellKind::Set];
 
     /// A partial with integer-valued inputs (so float sums are exact and merges can be
     /// compared with `==`), as one event or nothing would make it.
@@ -284,32 +267,20 @@ mod tests {
                 let (nonnull, sum, min, max) = match value {
                     None => (Num::Null, Num::Null, Num::Null, Num::Null),
                     Some(v) => {
-                        let n = if as_float {
-                            Num::Float(v as f64)
-                        } else {
-                            Num::Int(v)
-                        };
+                        let n = if as_float { Num::Float(v as f64) } else { Num::Int(v) };
                         (Num::Int(1), n, n, n)
                     }
                 };
                 Partial {
                     cells: vec![
-                        CellValue::Num(if count == 0 {
-                            Num::Null
-                        } else {
-                            Num::Int(count)
-                        }),
+                        CellValue::Num(if count == 0 { Num::Null } else { Num::Int(count) }),
                         CellValue::Num(nonnull),
                         CellValue::Num(sum),
                         CellValue::Num(min),
                         CellValue::Num(max),
                         CellValue::Set(set.into_iter().map(SetValue::Int).collect()),
                     ],
-                    latest: latest.map(|(ts, seq, v)| Latest {
-                        ts,
-                        seq,
-                        values: vec![Value::Long(v)],
-                    }),
+                    latest: latest.map(|(ts, seq, v)| Latest { ts, seq, values: vec![Value::Long(v)] }),
                 }
             })
     }
@@ -398,14 +369,7 @@ mod tests {
 
     #[test]
     fn later_arrival_wins_a_time_stamp_tie() {
-        let p = |seq, v| Partial {
-            cells: vec![],
-            latest: Some(Latest {
-                ts: 5,
-                seq,
-                values: vec![Value::Long(v)],
-            }),
-        };
+        let p = |seq, v| Partial { cells: vec![], latest: Some(Latest { ts: 5, seq, values: vec![Value::Long(v)] }) };
         let mut a = p(1, 10);
         a.merge(&p(2, 20), &[]);
         assert_eq!(a.latest.unwrap().values[0], Value::Long(20));
@@ -416,23 +380,10 @@ mod tests {
 
     #[test]
     fn nulls_merge_like_sql() {
-        let mut a = Partial {
-            cells: vec![CellValue::Num(Num::Null), CellValue::Num(Num::Null)],
-            latest: None,
-        };
-        let b = Partial {
-            cells: vec![CellValue::Num(Num::Float(2.5)), CellValue::Num(Num::Null)],
-            latest: None,
-        };
+        let mut a = Partial { cells: vec![CellValue::Num(Num::Null), CellValue::Num(Num::Null)], latest: None };
+        let b = Partial { cells: vec![CellValue::Num(Num::Float(2.5)), CellValue::Num(Num::Null)], latest: None };
         a.merge(&b, &[CellKind::Sum, CellKind::Min]);
-        assert_eq!(
-            a.cells,
-            vec![CellValue::Num(Num::Float(2.5)), CellValue::Num(Num::Null)]
-        );
-        assert_eq!(
-            Num::Int(i64::MAX).add(Num::Int(1)),
-            Num::Int(i64::MIN),
-            "wraps like Java's long"
-        );
+        assert_eq!(a.cells, vec![CellValue::Num(Num::Float(2.5)), CellValue::Num(Num::Null)]);
+        assert_eq!(Num::Int(i64::MAX).add(Num::Int(1)), Num::Int(i64::MIN), "wraps like Java's long");
     }
 }

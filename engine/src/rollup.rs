@@ -16,11 +16,7 @@ use hashbrown::HashMap;
 pub type BucketMap = HashMap<(KeyBytes, i64), Partial, FixedState>;
 
 /// Merges `entries` into `map`.
-pub fn merge_entries(
-    map: &mut BucketMap,
-    entries: Vec<(KeyBytes, i64, Partial)>,
-    kinds: &[CellKind],
-) {
+pub fn merge_entries(map: &mut BucketMap, entries: Vec<(KeyBytes, i64, Partial)>, kinds: &[CellKind]) {
     map.reserve(entries.len());
     for (key, bucket, p) in entries {
         match map.entry((key, bucket)) {
@@ -38,11 +34,7 @@ pub fn merge_maps(into: &mut BucketMap, from: BucketMap, kinds: &[CellKind]) {
         *into = from;
         return;
     }
-    merge_entries(
-        into,
-        from.into_iter().map(|((k, b), p)| (k, b, p)).collect(),
-        kinds,
-    );
+    merge_entries(into, from.into_iter().map(|((k, b), p)| (k, b, p)).collect(), kinds);
 }
 
 /// Rolls the finest duration's partials up into every duration of `agg`; the result has
@@ -80,8 +72,7 @@ mod tests {
 
     #[test]
     fn seconds_roll_into_every_duration_in_the_zone() {
-        let cfg =
-            NodeConfig::parse("siddhi: {properties: {aggTimeZone: Asia/Singapore}}", "n").unwrap();
+        let cfg = NodeConfig::parse("siddhi: {properties: {aggTimeZone: Asia/Singapore}}", "n").unwrap();
         let app = check(
             "define stream S (symbol string, q long, ts long);
              define aggregation A from S select symbol, sum(q) as t group by symbol aggregate by ts every sec, hour, day, month, year;",
@@ -103,22 +94,12 @@ mod tests {
             let mut p = Partial::empty(agg);
             p.cells[0] = CellValue::Num(Num::Int(q));
             p.cells[1] = CellValue::Num(Num::Int(1));
-            merge_entries(
-                &mut finest,
-                vec![(key.clone(), parse(t).unwrap(), p)],
-                &kinds,
-            );
+            merge_entries(&mut finest, vec![(key.clone(), parse(t).unwrap(), p)], &kinds);
         }
         let rolled = roll_up(agg, &kinds, finest);
         assert_eq!(
             agg.durations,
-            vec![
-                Duration::Seconds,
-                Duration::Hours,
-                Duration::Days,
-                Duration::Months,
-                Duration::Years
-            ]
+            vec![Duration::Seconds, Duration::Hours, Duration::Days, Duration::Months, Duration::Years]
         );
         let totals = |m: &BucketMap| {
             let mut v: Vec<(i64, Num)> = m.iter().map(|((_, b), p)| (*b, p.num(0))).collect();

@@ -36,10 +36,7 @@ pub enum Msg {
     Batch(Batch),
     /// Hand over the partials gathered so far (swapping in the given empty states) and
     /// reply on the channel.
-    Flush(
-        Vec<crate::accumulator::State>,
-        Sender<(usize, Vec<crate::accumulator::State>)>,
-    ),
+    Flush(Vec<crate::accumulator::State>, Sender<(usize, Vec<crate::accumulator::State>)>),
     Stop,
 }
 
@@ -77,10 +74,7 @@ pub struct Router {
 
 /// Wall-clock time in epoch milliseconds.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Router {
@@ -92,16 +86,8 @@ impl Router {
     ) -> Router {
         let workers = senders.len();
         Router {
-            types: plan
-                .streams
-                .iter()
-                .map(|s| s.attributes.iter().map(|a| a.ty).collect())
-                .collect(),
-            pending: plan
-                .streams
-                .iter()
-                .map(|_| (0..workers).map(|_| Pending::default()).collect())
-                .collect(),
+            types: plan.streams.iter().map(|s| s.attributes.iter().map(|a| a.ty).collect()).collect(),
+            pending: plan.streams.iter().map(|_| (0..workers).map(|_| Pending::default()).collect()).collect(),
             round_robin: vec![0; plan.streams.len()],
             plan,
             senders,
@@ -131,8 +117,7 @@ impl Router {
             self.round_robin[stream]
         } else {
             self.route_values.clear();
-            self.route_values
-                .extend(s.route_key.iter().map(|&i| values[i].clone()));
+            self.route_values.extend(s.route_key.iter().map(|&i| values[i].clone()));
             key::encode_values(&mut self.scratch, &self.route_values);
             (self.hasher.hash_one(&self.scratch[..]) % workers as u64) as usize
         };
@@ -157,16 +142,8 @@ impl Router {
             return Ok(());
         }
         let first_seq = self.seq.fetch_add(p.events as u64, Ordering::Relaxed);
-        let batch = Batch {
-            stream,
-            arrival_ms: p.arrival_ms,
-            first_seq,
-            events: p.events,
-            data: p.data,
-        };
-        self.senders[worker]
-            .send(Msg::Batch(batch))
-            .map_err(|_| Error::Closed)
+        let batch = Batch { stream, arrival_ms: p.arrival_ms, first_seq, events: p.events, data: p.data };
+        self.senders[worker].send(Msg::Batch(batch)).map_err(|_| Error::Closed)
     }
 
     /// Sends every partly filled batch (before a flush, so the flush sees every event).
@@ -182,11 +159,7 @@ impl Router {
 
 /// Checks what the aggregations need of an event: a usable time stamp. Returns a message
 /// naming the attribute and quoting the value otherwise.
-pub fn check_event<R: Row + ?Sized>(
-    plan: &AppPlan,
-    stream: usize,
-    row: &R,
-) -> std::result::Result<(), String> {
+pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> std::result::Result<(), String> {
     let s = &plan.streams[stream];
     for &ai in &s.aggregations {
         let agg = &plan.aggregations[ai];

@@ -57,33 +57,17 @@ pub struct StoredRow {
 impl TableSchema {
     pub fn new(app: &AppPlan, agg: &AggPlan, duration: Duration) -> TableSchema {
         let stream = &app.streams[agg.stream];
-        let mut columns = vec![Column {
-            name: "AGG_TIMESTAMP".into(),
-            ty: AttrType::Long,
-            role: Role::Timestamp,
-        }];
+        let mut columns = vec![Column { name: "AGG_TIMESTAMP".into(), ty: AttrType::Long, role: Role::Timestamp }];
         if agg.partitioned {
-            columns.push(Column {
-                name: "SHARD_ID".into(),
-                ty: AttrType::String,
-                role: Role::Shard,
-            });
+            columns.push(Column { name: "SHARD_ID".into(), ty: AttrType::String, role: Role::Shard });
         }
         for (i, &a) in agg.group_by.iter().enumerate() {
             let attr = &stream.attributes[a];
-            columns.push(Column {
-                name: attr.name.clone(),
-                ty: attr.ty,
-                role: Role::Key(i),
-            });
+            columns.push(Column { name: attr.name.clone(), ty: attr.ty, role: Role::Key(i) });
         }
         let key_len = columns.len();
         for (i, l) in agg.latest.iter().enumerate() {
-            columns.push(Column {
-                name: l.name.clone(),
-                ty: l.ty,
-                role: Role::Latest(i),
-            });
+            columns.push(Column { name: l.name.clone(), ty: l.ty, role: Role::Latest(i) });
         }
         if !agg.latest.is_empty() {
             columns.push(Column {
@@ -100,11 +84,7 @@ impl TableSchema {
                     CellKind::Min | CellKind::Max => AttrType::Double,
                     _ => c.value_type(),
                 };
-                columns.push(Column {
-                    name: name.clone(),
-                    ty,
-                    role: Role::Cell(i, c.kind),
-                });
+                columns.push(Column { name: name.clone(), ty, role: Role::Cell(i, c.kind) });
             }
         }
         TableSchema {
@@ -119,15 +99,7 @@ impl TableSchema {
 
     /// Every table of every aggregation of the app.
     pub fn all(app: &AppPlan) -> Vec<Vec<TableSchema>> {
-        app.aggregations
-            .iter()
-            .map(|a| {
-                a.durations
-                    .iter()
-                    .map(|d| TableSchema::new(app, a, *d))
-                    .collect()
-            })
-            .collect()
+        app.aggregations.iter().map(|a| a.durations.iter().map(|d| TableSchema::new(app, a, *d)).collect()).collect()
     }
 
     pub fn column(&self, name: &str) -> Option<usize> {
@@ -135,42 +107,22 @@ impl TableSchema {
     }
 
     pub fn last_event_timestamp(&self) -> Option<usize> {
-        self.columns
-            .iter()
-            .position(|c| c.role == Role::LastEventTimestamp)
+        self.columns.iter().position(|c| c.role == Role::LastEventTimestamp)
     }
 
     /// The row a partial is written as.
-    pub fn to_row(
-        &self,
-        shard: Option<&str>,
-        key: &[Value],
-        bucket: i64,
-        p: &Partial,
-    ) -> Vec<Value> {
+    pub fn to_row(&self, shard: Option<&str>, key: &[Value], bucket: i64, p: &Partial) -> Vec<Value> {
         self.columns
             .iter()
             .map(|c| match c.role {
                 Role::Timestamp => Value::Long(bucket),
-                Role::Shard => shard
-                    .map(|s| Value::Str(s.to_string()))
-                    .unwrap_or(Value::Null),
+                Role::Shard => shard.map(|s| Value::Str(s.to_string())).unwrap_or(Value::Null),
                 Role::Key(i) => key.get(i).cloned().unwrap_or(Value::Null),
-                Role::Latest(i) => p
-                    .latest
-                    .as_ref()
-                    .and_then(|l| l.values.get(i).cloned())
-                    .unwrap_or(Value::Null),
-                Role::LastEventTimestamp => p
-                    .latest
-                    .as_ref()
-                    .map(|l| Value::Long(l.ts))
-                    .unwrap_or(Value::Null),
+                Role::Latest(i) => p.latest.as_ref().and_then(|l| l.values.get(i).cloned()).unwrap_or(Value::Null),
+                Role::LastEventTimestamp => p.latest.as_ref().map(|l| Value::Long(l.ts)).unwrap_or(Value::Null),
                 Role::Cell(i, _) => match &p.cells[i] {
                     CellValue::Num(Num::Null) => Value::Null,
-                    CellValue::Num(Num::Int(v)) if c.ty == AttrType::Double => {
-                        Value::Double(*v as f64)
-                    }
+                    CellValue::Num(Num::Int(v)) if c.ty == AttrType::Double => Value::Double(*v as f64),
                     CellValue::Num(Num::Int(v)) => Value::Long(*v),
                     CellValue::Num(Num::Float(v)) => Value::Double(*v),
                     CellValue::Set(s) => Value::Str(set_to_json(s)),
@@ -204,27 +156,19 @@ impl TableSchema {
                 Role::Cell(i, kind) => {
                     out.partial.cells[i] = match kind {
                         CellKind::Set => CellValue::Set(match &v {
-                            Value::Str(s) => {
-                                set_from_json(s, agg.cells[i].input.unwrap_or(AttrType::String))
-                            }
+                            Value::Str(s) => set_from_json(s, agg.cells[i].input.unwrap_or(AttrType::String)),
                             _ => HashSet::new(),
                         }),
-                        _ => {
-                            CellValue::Num(match (Num::from_value(&v), agg.cells[i].is_integer()) {
-                                (Num::Float(f), true) => Num::Int(f as i64),
-                                (n, _) => n,
-                            })
-                        }
+                        _ => CellValue::Num(match (Num::from_value(&v), agg.cells[i].is_integer()) {
+                            (Num::Float(f), true) => Num::Int(f as i64),
+                            (n, _) => n,
+                        }),
                     }
                 }
             }
         }
         if let Some(ts) = latest_ts {
-            out.partial.latest = Some(Latest {
-                ts,
-                seq: 0,
-                values: latest_values,
-            });
+            out.partial.latest = Some(Latest { ts, seq: 0, values: latest_values });
         }
         out
     }
@@ -239,10 +183,7 @@ pub fn set_to_json(set: &HashSet<SetValue>) -> String {
 
 pub fn set_from_json(text: &str, input: AttrType) -> HashSet<SetValue> {
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(|i| SetValue::from_json(i, input))
-            .collect(),
+        Ok(serde_json::Value::Array(items)) => items.iter().filter_map(|i| SetValue::from_json(i, input)).collect(),
         _ => HashSet::new(),
     }
 }
@@ -259,8 +200,7 @@ pub fn set_union_json(a: Option<&str>, b: Option<&str>) -> Option<String> {
         (Some(x), Some(y)) => {
             let mut items = parse(x);
             items.extend(parse(y));
-            let mut keyed: Vec<(String, serde_json::Value)> =
-                items.into_iter().map(|v| (sort_key(&v), v)).collect();
+            let mut keyed: Vec<(String, serde_json::Value)> = items.into_iter().map(|v| (sort_key(&v), v)).collect();
             keyed.sort_by(|p, q| p.0.cmp(&q.0));
             keyed.dedup_by(|p, q| p.0 == q.0);
             let mut values: Vec<serde_json::Value> = keyed.into_iter().map(|(_, v)| v).collect();
@@ -285,10 +225,7 @@ fn json_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Orderin
     match (a, b) {
         (J::Number(x), J::Number(y)) => match (x.as_i64(), y.as_i64()) {
             (Some(p), Some(q)) => p.cmp(&q),
-            _ => x
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&y.as_f64().unwrap_or(0.0)),
+            _ => x.as_f64().unwrap_or(0.0).total_cmp(&y.as_f64().unwrap_or(0.0)),
         },
         (J::String(x), J::String(y)) => x.cmp(y),
         (J::Bool(x), J::Bool(y)) => x.cmp(y),
@@ -343,11 +280,7 @@ mod tests {
         p.cells[2] = CellValue::Num(Num::Int(30));
         p.cells[3] = CellValue::Num(Num::Int(2));
         p.cells[4] = CellValue::Set([SetValue::Int(20), SetValue::Int(10)].into_iter().collect());
-        p.latest = Some(Latest {
-            ts: 7,
-            seq: 0,
-            values: vec![Value::Double(100.0)],
-        });
+        p.latest = Some(Latest { ts: 7, seq: 0, values: vec![Value::Double(100.0)] });
         let row = t.to_row(Some("wso2-si-1"), &[Value::Str("wso2".into())], 1000, &p);
         assert_eq!(row[8], Value::Str("[10,20]".into()));
         let back = t.from_row(agg, row);
@@ -361,14 +294,8 @@ mod tests {
 
     #[test]
     fn set_union_is_sorted_and_distinct() {
-        assert_eq!(
-            set_union_json(Some("[3,1]"), Some("[2,3]")).as_deref(),
-            Some("[1,2,3]")
-        );
-        assert_eq!(
-            set_union_json(Some("[\"b\"]"), Some("[\"a\",\"b\"]")).as_deref(),
-            Some("[\"a\",\"b\"]")
-        );
+        assert_eq!(set_union_json(Some("[3,1]"), Some("[2,3]")).as_deref(), Some("[1,2,3]"));
+        assert_eq!(set_union_json(Some("[\"b\"]"), Some("[\"a\",\"b\"]")).as_deref(), Some("[\"a\",\"b\"]"));
         assert_eq!(set_union_json(None, Some("[1]")).as_deref(), Some("[1]"));
         assert_eq!(set_union_json(None, None), None);
         assert_eq!(

@@ -44,11 +44,7 @@ pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
     let two = |at: usize| -> Result<Option<u32>, String> {
         let s = &b[at..at + 2];
         if s == b"**" {
-            if wildcards {
-                Ok(None)
-            } else {
-                Err(layout_error(text))
-            }
+            if wildcards { Ok(None) } else { Err(layout_error(text)) }
         } else {
             digits(s).map(Some).ok_or_else(|| layout_error(text))
         }
@@ -67,9 +63,7 @@ pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
             let h = digits(&b[21..23]).ok_or_else(|| layout_error(text))?;
             let m = digits(&b[24..26]).ok_or_else(|| layout_error(text))?;
             if h > 18 || m > 59 {
-                return Err(format!(
-                    "`{text}` has an offset out of range (at most ±18:00)"
-                ));
+                return Err(format!("`{text}` has an offset out of range (at most ±18:00)"));
             }
             let secs = (h * 3600 + m * 60) as i32;
             if b[20] == b'-' { -secs } else { secs }
@@ -82,9 +76,7 @@ pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
 }
 
 fn layout_error(text: &str) -> String {
-    format!(
-        "`{text}` is not a time stamp of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm"
-    )
+    format!("`{text}` is not a time stamp of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm")
 }
 
 fn digits(s: &[u8]) -> Option<u32> {
@@ -179,12 +171,7 @@ pub fn format_utc(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let rem = ms.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);
-    let (h, mi, s, milli) = (
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000,
-    );
+    let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
     if milli == 0 {
         format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}")
     } else {
@@ -237,14 +224,8 @@ mod tests {
 
     #[test]
     fn range_bounds_are_the_supported_years() {
-        assert_eq!(
-            to_epoch_ms(&parse_fields("9998-12-31 23:59:59", false).unwrap()),
-            Some(MAX_MS - 999)
-        );
-        assert_eq!(
-            to_epoch_ms(&parse_fields("9999-01-01 00:00:00", false).unwrap()),
-            None
-        );
+        assert_eq!(to_epoch_ms(&parse_fields("9998-12-31 23:59:59", false).unwrap()), Some(MAX_MS - 999));
+        assert_eq!(to_epoch_ms(&parse_fields("9999-01-01 00:00:00", false).unwrap()), None);
         assert_eq!(days_from_civil(-9998, 1, 1) * 86_400_000, MIN_MS);
     }
 }

@@ -40,10 +40,7 @@ impl AttrType {
     }
 
     pub fn is_numeric(self) -> bool {
-        matches!(
-            self,
-            AttrType::Int | AttrType::Long | AttrType::Float | AttrType::Double
-        )
+        matches!(self, AttrType::Int | AttrType::Long | AttrType::Float | AttrType::Double)
     }
 
     pub fn is_integer(self) -> bool {
@@ -62,14 +59,7 @@ impl AttrType {
             }
         }
         let r = rank(a)?.max(rank(b)?);
-        Some(
-            [
-                AttrType::Int,
-                AttrType::Long,
-                AttrType::Float,
-                AttrType::Double,
-            ][r as usize],
-        )
+        Some([AttrType::Int, AttrType::Long, AttrType::Float, AttrType::Double][r as usize])
     }
 }
 
@@ -134,13 +124,8 @@ impl Value {
             (_, Value::Null) => Value::Null,
             (AttrType::Int, Value::Int(v)) => Value::Int(v),
             (AttrType::Int, Value::Long(v)) => Value::Int(v as i32),
-            (AttrType::Long, v @ (Value::Int(_) | Value::Long(_))) => {
-                Value::Long(v.as_i64().unwrap_or(0))
-            }
-            (AttrType::Float, v) => v
-                .as_f64()
-                .map(|x| Value::Float(x as f32))
-                .unwrap_or(Value::Null),
+            (AttrType::Long, v @ (Value::Int(_) | Value::Long(_))) => Value::Long(v.as_i64().unwrap_or(0)),
+            (AttrType::Float, v) => v.as_f64().map(|x| Value::Float(x as f32)).unwrap_or(Value::Null),
             (AttrType::Double, v) => v.as_f64().map(Value::Double).unwrap_or(Value::Null),
             (AttrType::Bool, Value::Bool(b)) => Value::Bool(b),
             (AttrType::Bool, Value::Long(v)) => Value::Bool(v != 0),
@@ -194,9 +179,7 @@ impl Value {
                     J::Null
                 }
             }
-            Value::Double(v) => serde_json::Number::from_f64(*v)
-                .map(J::Number)
-                .unwrap_or(J::Null),
+            Value::Double(v) => serde_json::Number::from_f64(*v).map(J::Number).unwrap_or(J::Null),
             Value::Bool(b) => J::Bool(*b),
             Value::Str(s) => J::String(s.clone()),
         }
@@ -223,18 +206,9 @@ mod tests {
 
     #[test]
     fn promotion_follows_siddhi() {
-        assert_eq!(
-            AttrType::promote(AttrType::Float, AttrType::Int),
-            Some(AttrType::Float)
-        );
-        assert_eq!(
-            AttrType::promote(AttrType::Int, AttrType::Long),
-            Some(AttrType::Long)
-        );
-        assert_eq!(
-            AttrType::promote(AttrType::Long, AttrType::Double),
-            Some(AttrType::Double)
-        );
+        assert_eq!(AttrType::promote(AttrType::Float, AttrType::Int), Some(AttrType::Float));
+        assert_eq!(AttrType::promote(AttrType::Int, AttrType::Long), Some(AttrType::Long));
+        assert_eq!(AttrType::promote(AttrType::Long, AttrType::Double), Some(AttrType::Double));
         assert_eq!(AttrType::promote(AttrType::String, AttrType::Int), None);
     }
 
@@ -248,21 +222,8 @@ mod tests {
 
     #[test]
     fn sort_order_puts_null_last_and_compares_numbers_across_kinds() {
-        let mut v = [
-            Value::Null,
-            Value::Double(2.5),
-            Value::Long(2),
-            Value::Int(3),
-        ];
+        let mut v = [Value::Null, Value::Double(2.5), Value::Long(2), Value::Int(3)];
         v.sort_by(|a, b| a.sort_cmp(b));
-        assert_eq!(
-            v,
-            [
-                Value::Long(2),
-                Value::Double(2.5),
-                Value::Int(3),
-                Value::Null
-            ]
-        );
+        assert_eq!(v, [Value::Long(2), Value::Double(2.5), Value::Int(3), Value::Null]);
     }
 }

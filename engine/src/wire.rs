@@ -13,7 +13,7 @@ use crate::expr::{Row, Scalar};
 use crate::types::{AttrType, Value};
 
 /// Why bytes could not be read as an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireError {
     /// The batch ends inside an event.
     Truncated { attribute: usize },
@@ -33,10 +33,9 @@ impl WireError {
             WireError::BadUtf8 { attribute } => {
                 format!("attribute `{}` is not valid UTF-8", name(attribute))
             }
-            WireError::BadBool { attribute, byte } => format!(
-                "attribute `{}` is a bool but holds the byte {byte}",
-                name(attribute)
-            ),
+            WireError::BadBool { attribute, byte } => {
+                format!("attribute `{}` is a bool but holds the byte {byte}", name(attribute))
+            }
         }
     }
 }
@@ -54,12 +53,7 @@ pub struct DecodedRow {
 impl DecodedRow {
     pub fn new(types: &[AttrType]) -> DecodedRow {
         let n = types.len();
-        DecodedRow {
-            types: types.to_vec(),
-            nulls: vec![true; n],
-            words: vec![0; n],
-            spans: vec![(0, 0); n],
-        }
+        DecodedRow { types: types.to_vec(), nulls: vec![true; n], words: vec![0; n], spans: vec![(0, 0); n] }
     }
 
     /// Decodes the event starting at `*pos` of `buf`, and moves `*pos` past it.
@@ -68,56 +62,53 @@ impl DecodedRow {
         let n = self.types.len();
         let bitmap_len = n.div_ceil(8);
         let mut p = *pos;
-        if p + bitmap_len > buf.len() {
-            return Err(WireError::Truncated { attribute: 0 });
-        }
-        let bitmap = &buf[p..p + bitmap_len];
+        let Some(bitmap) = buf.get(p..p + bitmap_len) else { return Err(WireError::Truncated { attribute: 0 }) };
         p += bitmap_len;
-        for i in 0..n {
-            let null = bitmap[i >> 3] & (1 << (i & 7)) != 0;
-            self.nulls[i] = null;
-            if null {
+        // Speed: one pass, one match per attribute, and zipped iterators so the per-attribute
+        // vectors are not bounds-checked.
+        let attrs = self.types.iter().zip(self.nulls.iter_mut()).zip(self.words.iter_mut().zip(self.spans.iter_mut()));
+        for (i, ((ty, null), (word, span))) in attrs.enumerate() {
+            *null = bitmap[i >> 3] & (1 << (i & 7)) != 0;
+            if *null {
                 continue;
             }
-            let width = match self.types[i] {
-                AttrType::Int | AttrType::Float => 4,
-                AttrType::Long | AttrType::Double => 8,
-                AttrType::Bool => 1,
-                AttrType::String => 4,
-            };
-            let Some(bytes) = buf.get(p..p + width) else {
-                return Err(WireError::Truncated { attribute: i });
-            };
-            p += width;
-            self.words[i] = match self.types[i] {
+            let truncated = WireError::Truncated { attribute: i };
+            match ty {
+                AttrType::Long | AttrType::Double => {
+                    let b = buf.get(p..p + 8).ok_or(truncated)?;
+                    *word = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+                    p += 8;
+                }
                 AttrType::Int => {
-                    i32::from_le_bytes(bytes.try_into().expect("width 4")) as i64 as u64
+                    let b = buf.get(p..p + 4).ok_or(truncated)?;
+                    *word = i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64 as u64;
+                    p += 4;
                 }
-                AttrType::Long => u64::from_le_bytes(bytes.try_into().expect("width 8")),
-                // Speed: floats are widened once here, so aggregation only sees f64.
                 AttrType::Float => {
-                    (f32::from_le_bytes(bytes.try_into().expect("width 4")) as f64).to_bits()
+                    // Speed: floats are widened once here, so aggregation only sees f64.
+                    let b = buf.get(p..p + 4).ok_or(truncated)?;
+                    *word = (f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64).to_bits();
+                    p += 4;
                 }
-                AttrType::Double => u64::from_le_bytes(bytes.try_into().expect("width 8")),
-                AttrType::Bool => match bytes[0] {
-                    0 | 1 => bytes[0] as u64,
-                    b => {
-                        return Err(WireError::BadBool {
-                            attribute: i,
-                            byte: b,
-                        });
+                AttrType::Bool => {
+                    let b = *buf.get(p).ok_or(truncated)?;
+                    if b > 1 {
+                        return Err(WireError::BadBool { attribute: i, byte: b });
                     }
-                },
+                    *word = b as u64;
+                    p += 1;
+                }
                 AttrType::String => {
-                    let len = u32::from_le_bytes(bytes.try_into().expect("width 4")) as usize;
-                    if p + len > buf.len() {
-                        return Err(WireError::Truncated { attribute: i });
+                    let b = buf.get(p..p + 4).ok_or(truncated)?;
+                    let len = u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize;
+                    p += 4;
+                    if len > buf.len() - p {
+                        return Err(truncated);
                     }
-                    self.spans[i] = (p as u32, len as u32);
+                    *span = (p as u32, len as u32);
                     p += len;
-                    0
                 }
-            };
+            }
         }
         *pos = p;
         Ok(())
@@ -127,10 +118,7 @@ impl DecodedRow {
     /// events enter the node; workers trust it).
     pub fn check_utf8(&self, buf: &[u8]) -> Result<(), WireError> {
         for (i, t) in self.types.iter().enumerate() {
-            if *t == AttrType::String
-                && !self.nulls[i]
-                && std::str::from_utf8(self.str_bytes(buf, i)).is_err()
-            {
+            if *t == AttrType::String && !self.nulls[i] && std::str::from_utf8(self.str_bytes(buf, i)).is_err() {
                 return Err(WireError::BadUtf8 { attribute: i });
             }
         }
@@ -239,14 +227,8 @@ impl Encoder {
 mod tests {
     use super::*;
 
-    const TYPES: [AttrType; 6] = [
-        AttrType::String,
-        AttrType::Float,
-        AttrType::Int,
-        AttrType::Long,
-        AttrType::Double,
-        AttrType::Bool,
-    ];
+    const TYPES: [AttrType; 6] =
+        [AttrType::String, AttrType::Float, AttrType::Int, AttrType::Long, AttrType::Double, AttrType::Bool];
 
     #[test]
     fn round_trip_with_nulls() {
@@ -259,22 +241,8 @@ mod tests {
                 Value::Double(2.5),
                 Value::Bool(true),
             ],
-            vec![
-                Value::Null,
-                Value::Null,
-                Value::Int(7),
-                Value::Null,
-                Value::Double(-0.0),
-                Value::Bool(false),
-            ],
-            vec![
-                Value::Str("é".into()),
-                Value::Float(1.0),
-                Value::Null,
-                Value::Long(-1),
-                Value::Null,
-                Value::Null,
-            ],
+            vec![Value::Null, Value::Null, Value::Int(7), Value::Null, Value::Double(-0.0), Value::Bool(false)],
+            vec![Value::Str("é".into()), Value::Float(1.0), Value::Null, Value::Long(-1), Value::Null, Value::Null],
         ];
         let mut buf = Vec::new();
         for e in &events {
@@ -313,25 +281,13 @@ mod tests {
         }
         let mut bad = buf.clone();
         *bad.last_mut().unwrap() = 7;
-        assert_eq!(
-            row.decode(&bad, &mut 0),
-            Err(WireError::BadBool {
-                attribute: 5,
-                byte: 7
-            })
-        );
+        assert_eq!(row.decode(&bad, &mut 0), Err(WireError::BadBool { attribute: 5, byte: 7 }));
         let mut bad = buf.clone();
         bad[5] = 0xff;
         row.decode(&bad, &mut 0).unwrap();
-        assert_eq!(
-            row.check_utf8(&bad),
-            Err(WireError::BadUtf8 { attribute: 0 })
-        );
+        assert_eq!(row.check_utf8(&bad), Err(WireError::BadUtf8 { attribute: 0 }));
         let mut huge = buf;
         huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            row.decode(&huge, &mut 0),
-            Err(WireError::Truncated { attribute: 0 })
-        ));
+        assert!(matches!(row.decode(&huge, &mut 0), Err(WireError::Truncated { attribute: 0 })));
     }
 }

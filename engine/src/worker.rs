@@ -9,7 +9,7 @@ use crate::wire::DecodedRow;
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 
-pub(crate) struct Worker {
+pub struct Worker {
     index: usize,
     plan: Arc<AppPlan>,
     accumulators: Vec<Accumulator>,
@@ -17,29 +17,19 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(index: usize, plan: Arc<AppPlan>, layouts: &[Arc<Layout>]) -> Worker {
-        let accumulators = plan
-            .aggregations
-            .iter()
-            .zip(layouts)
-            .map(|(a, l)| Accumulator::new(a, l.clone()))
-            .collect();
+    pub fn new(index: usize, plan: Arc<AppPlan>, layouts: &[Arc<Layout>]) -> Worker {
+        let accumulators = plan.aggregations.iter().zip(layouts).map(|(a, l)| Accumulator::new(a, l.clone())).collect();
         let rows = plan
             .streams
             .iter()
             .map(|s| DecodedRow::new(&s.attributes.iter().map(|a| a.ty).collect::<Vec<_>>()))
             .collect();
-        Worker {
-            index,
-            plan,
-            accumulators,
-            rows,
-        }
+        Worker { index, plan, accumulators, rows }
     }
 
     /// Takes one batch into the accumulators.
     #[inline]
-    pub(crate) fn process(&mut self, batch: &Batch) {
+    pub fn process(&mut self, batch: &Batch) {
         let stream = &self.plan.streams[batch.stream];
         let row = &mut self.rows[batch.stream];
         let buf = &batch.data[..];
@@ -59,12 +49,9 @@ impl Worker {
         }
     }
 
-    pub(crate) fn swap(&mut self, spares: Vec<State>) -> Vec<State> {
+    pub fn swap(&mut self, spares: Vec<State>) -> Vec<State> {
         let mut spares = spares.into_iter();
-        self.accumulators
-            .iter_mut()
-            .map(|a| a.swap(spares.next().unwrap_or_default()))
-            .collect()
+        self.accumulators.iter_mut().map(|a| a.swap(spares.next().unwrap_or_default())).collect()
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {

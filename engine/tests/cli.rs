@@ -4,8 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const SEED_APP: &str =
-    "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
+const SEED_APP: &str = "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
 
 @PartitionById
 define aggregation TradeAggregation
@@ -21,9 +20,7 @@ struct Dir {
 
 impl Dir {
     fn new() -> Dir {
-        Dir {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Dir { dir: tempfile::tempdir().unwrap() }
     }
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -45,43 +42,16 @@ impl Dir {
 }
 
 fn tally(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .output()
-        .expect("tally runs")
+    Command::new(env!("CARGO_BIN_EXE_tally")).args(args).output().expect("tally runs")
 }
 
 fn ingest(app: &Path, config: &Path, store: &str, events: &Path) -> Output {
-    tally(&[
-        "ingest",
-        "--app",
-        s(app),
-        "--config",
-        s(config),
-        "--store",
-        store,
-        s(events),
-    ])
+    tally(&["ingest", "--app", s(app), "--config", s(config), "--store", store, s(events)])
 }
 
 fn query(app: &Path, config: &Path, store: &str, q: &str) -> serde_json::Value {
-    let out = tally(&[
-        "query",
-        "--app",
-        s(app),
-        "--config",
-        s(config),
-        "--store",
-        store,
-        "--format",
-        "json",
-        q,
-    ]);
-    assert!(
-        out.status.success(),
-        "query failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = tally(&["query", "--app", s(app), "--config", s(config), "--store", store, "--format", "json", q]);
+    assert!(out.status.success(), "query failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
@@ -100,21 +70,15 @@ fn seed_two_nodes_thirty_plus_forty_is_seventy() {
     let (n1, n2) = (d.node("wso2-si-1"), d.node("wso2-si-2"));
     let e1 = d.write(
         "n1.jsonl",
-        &(trade("wso2", 100.0, 10, 1_710_496_805_000)
-            + &trade("wso2", 100.0, 20, 1_710_498_010_000)),
+        &(trade("wso2", 100.0, 10, 1_710_496_805_000) + &trade("wso2", 100.0, 20, 1_710_498_010_000)),
     );
     let e2 = d.write(
         "n2.jsonl",
-        &(trade("wso2", 100.0, 10, 1_710_496_805_000)
-            + &trade("wso2", 100.0, 30, 1_710_499_200_000)),
+        &(trade("wso2", 100.0, 10, 1_710_496_805_000) + &trade("wso2", 100.0, 30, 1_710_499_200_000)),
     );
     for (n, e) in [(&n1, &e1), (&n2, &e2)] {
         let out = ingest(&app, n, &d.store(), e);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let q = "from TradeAggregation within \"2024-03-15 **:**:**\" per 'hours' select symbol, total, avgPrice";
     for node in [&n1, &n2] {
@@ -133,30 +97,18 @@ fn seed_two_nodes_thirty_plus_forty_is_seventy() {
 /// (the query language merges shards and has no way to ask for one).
 fn shard_total(db: &Path, shard: &str) -> i64 {
     use tally::store::{Store, StoreAddress, open};
-    let mut store: Box<dyn Store> = open(&StoreAddress::Sqlite {
-        path: db.to_path_buf(),
-    })
-    .unwrap();
+    let mut store: Box<dyn Store> = open(&StoreAddress::Sqlite { path: db.to_path_buf() }).unwrap();
     let cfg = tally::config::NodeConfig::parse(
         &format!("wso2.carbon: {{id: {shard}}}\nsiddhi: {{properties: {{partitionById: true}}}}"),
         "n",
     )
     .unwrap();
     let plan = tally::plan::check(SEED_APP, "app", &cfg).unwrap();
-    let table = tally::schema::TableSchema::new(
-        &plan,
-        &plan.aggregations[0],
-        tally::duration::Duration::Hours,
-    );
+    let table = tally::schema::TableSchema::new(&plan, &plan.aggregations[0], tally::duration::Duration::Hours);
     let col = table.column("AGG_SUM_quantity").unwrap();
     let shard_col = table.column("SHARD_ID").unwrap();
     store
-        .scan(
-            &table,
-            i64::MIN,
-            i64::MAX,
-            &[(shard_col, tally::types::Value::Str(shard.into()))],
-        )
+        .scan(&table, i64::MIN, i64::MAX, &[(shard_col, tally::types::Value::Str(shard.into()))])
         .unwrap()
         .iter()
         .map(|r| r[col].as_i64().unwrap())
@@ -184,12 +136,7 @@ fn two_nodes_writing_concurrently_lose_nothing() {
             let sym = symbols[(k as usize + i) % symbols.len()];
             let qty = (k % 97) + 1 + i as i64;
             *expected.entry(sym).or_default() += qty;
-            text.push_str(&trade(
-                sym,
-                10.0 + (k % 7) as f64,
-                qty,
-                1_710_460_800_000 + k * 997,
-            ));
+            text.push_str(&trade(sym, 10.0 + (k % 7) as f64, qty, 1_710_460_800_000 + k * 997));
         }
         files.push(d.write(&format!("e{i}.jsonl"), &text));
     }
@@ -199,16 +146,7 @@ fn two_nodes_writing_concurrently_lose_nothing() {
         .zip(&files)
         .map(|(n, e)| {
             Command::new(env!("CARGO_BIN_EXE_tally"))
-                .args([
-                    "ingest",
-                    "--app",
-                    s(&app),
-                    "--config",
-                    s(n),
-                    "--store",
-                    &d.store(),
-                    s(e),
-                ])
+                .args(["ingest", "--app", s(&app), "--config", s(n), "--store", &d.store(), s(e)])
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -216,11 +154,7 @@ fn two_nodes_writing_concurrently_lose_nothing() {
         .collect();
     for c in spawned {
         let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     for store in [d.store()] {
         for per in ["seconds", "hours", "days", "years"] {
@@ -281,41 +215,26 @@ fn bad_input_is_reported_never_panics_and_good_events_are_kept() {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
     assert!(!err.contains("panicked"));
-    let answer = query(
-        &app,
-        &n1,
-        &d.store(),
-        "from TradeAggregation within 0L, 4000000000000L per 'days' select total",
-    );
+    let answer =
+        query(&app, &n1, &d.store(), "from TradeAggregation within 0L, 4000000000000L per 'days' select total");
     assert_eq!(answer["records"], serde_json::json!([[12]]));
 
     // An app with errors: every error, with positions, and a non-zero exit.
-    let bad = d.write("bad.siddhi", "define stream S (a int, b strin);\ndefine aggregation A from T select sum(a) as s aggregate every week;\n");
+    let bad = d.write(
+        "bad.siddhi",
+        "define stream S (a int, b strin);\ndefine aggregation A from T select sum(a) as s aggregate every week;\n",
+    );
     let out = tally(&["check", "--app", s(&bad), "--config", s(&n1)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        err.contains("line 1, column 27: unknown type `strin`"),
-        "{err}"
-    );
-    assert!(
-        err.contains("line 2, column 27: aggregation `A` reads `T`"),
-        "{err}"
-    );
+    assert!(err.contains("line 1, column 27: unknown type `strin`"), "{err}");
+    assert!(err.contains("line 2, column 27: aggregation `A` reads `T`"), "{err}");
     // Ingesting with an invalid app refuses to start and writes nothing.
     let out = ingest(&bad, &n1, &d.store(), &e);
     assert_eq!(out.status.code(), Some(1));
-    let answer = query(
-        &app,
-        &n1,
-        &d.store(),
-        "from TradeAggregation within 0L, 4000000000000L per 'days' select total",
-    );
-    assert_eq!(
-        answer["records"],
-        serde_json::json!([[12]]),
-        "nothing already ingested is lost"
-    );
+    let answer =
+        query(&app, &n1, &d.store(), "from TradeAggregation within 0L, 4000000000000L per 'days' select total");
+    assert_eq!(answer["records"], serde_json::json!([[12]]), "nothing already ingested is lost");
 
     // Missing files and a store that cannot be opened are errors, not panics.
     let out = ingest(&app, &n1, &d.store(), &d.path("missing.jsonl"));
@@ -333,10 +252,7 @@ fn a_restarted_node_merges_into_what_it_stored() {
     let d = Dir::new();
     let app = d.write("app.siddhi", SEED_APP);
     let n1 = d.node("n1");
-    let e = d.write(
-        "e.jsonl",
-        &(trade("ibm", 2.0, 3, 1_000) + &trade("ibm", 4.0, 5, 61_000)),
-    );
+    let e = d.write("e.jsonl", &(trade("ibm", 2.0, 3, 1_000) + &trade("ibm", 4.0, 5, 61_000)));
     for _ in 0..3 {
         assert!(ingest(&app, &n1, &d.store(), &e).status.success());
     }
@@ -346,10 +262,7 @@ fn a_restarted_node_merges_into_what_it_stored() {
         &d.store(),
         "from TradeAggregation within 0L, 120000L per 'minutes' select AGG_TIMESTAMP, total, avgPrice order by AGG_TIMESTAMP desc",
     );
-    assert_eq!(
-        answer["records"],
-        serde_json::json!([[60000, 15, 4.0], [0, 9, 2.0]])
-    );
+    assert_eq!(answer["records"], serde_json::json!([[60000, 15, 4.0], [0, 9, 2.0]]));
 }
 
 #[test]
@@ -360,47 +273,16 @@ fn query_formats_for_people_and_programs() {
     let e = d.write("e.jsonl", &trade("ibm", 2.5, 3, 1_000));
     assert!(ingest(&app, &n1, &d.store(), &e).status.success());
     let q = "from TradeAggregation within 0L, 120000L per 'seconds'";
-    let table = tally(&[
-        "query",
-        "--app",
-        s(&app),
-        "--config",
-        s(&n1),
-        "--store",
-        &d.store(),
-        q,
-    ]);
+    let table = tally(&["query", "--app", s(&app), "--config", s(&n1), "--store", &d.store(), q]);
     assert_eq!(
         String::from_utf8_lossy(&table.stdout),
         "AGG_TIMESTAMP | symbol | avgPrice | total\n--------------+--------+----------+------\n         1000 | ibm    |      2.5 |     3\n(1 row)\n"
     );
-    let csv = tally(&[
-        "query",
-        "--app",
-        s(&app),
-        "--config",
-        s(&n1),
-        "--store",
-        &d.store(),
-        "--format",
-        "csv",
-        q,
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&csv.stdout),
-        "AGG_TIMESTAMP,symbol,avgPrice,total\n1000,ibm,2.5,3\n"
-    );
+    let csv = tally(&["query", "--app", s(&app), "--config", s(&n1), "--store", &d.store(), "--format", "csv", q]);
+    assert_eq!(String::from_utf8_lossy(&csv.stdout), "AGG_TIMESTAMP,symbol,avgPrice,total\n1000,ibm,2.5,3\n");
     // Querying a store that does not exist says so.
-    let out = tally(&[
-        "query",
-        "--app",
-        s(&app),
-        "--config",
-        s(&n1),
-        "--store",
-        "sqlite:/tmp/definitely-not-here.db",
-        q,
-    ]);
+    let out =
+        tally(&["query", "--app", s(&app), "--config", s(&n1), "--store", "sqlite:/tmp/definitely-not-here.db", q]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }

@@ -80,10 +80,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(
-    app: &Path,
-    config: Option<&Path>,
-) -> anyhow::Result<(tally::config::NodeConfig, tally::plan::AppPlan)> {
+fn load(app: &Path, config: Option<&Path>) -> anyhow::Result<(tally::config::NodeConfig, tally::plan::AppPlan)> {
     let loaded = tally::command::load(app, config)?;
     for w in &loaded.1.warnings {
         eprintln!("warning: {}: {w}", app.display());
@@ -104,12 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest {
-            app,
-            config,
-            store,
-            events,
-        } => {
+        Command::Ingest { app, config, store, events } => {
             let (cfg, plan) = load(&app, config.as_deref())?;
             let mut shown = 0u64;
             let mut on_reject = |path: &Path, r: tally::ingest::Rejection| {
@@ -124,38 +116,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     wait.as_secs_f64()
                 );
             };
-            let report = tally::command::ingest(
-                plan,
-                &cfg,
-                store.as_deref(),
-                &events,
-                &mut on_reject,
-                &mut on_retry,
-            )
-            .context("ingest failed")?;
+            let report = tally::command::ingest(plan, &cfg, store.as_deref(), &events, &mut on_reject, &mut on_retry)
+                .context("ingest failed")?;
             if report.rejected > MAX_REJECTIONS_SHOWN {
-                eprintln!(
-                    "rejected: … and {} more",
-                    report.rejected - MAX_REJECTIONS_SHOWN
-                );
+                eprintln!("rejected: … and {} more", report.rejected - MAX_REJECTIONS_SHOWN);
             }
             eprintln!(
                 "ingested {} event(s), rejected {}, wrote {} row(s) in {} flush(es)",
                 report.accepted, report.rejected, report.rows_written, report.flushes
             );
-            Ok(if report.rejected > 0 {
-                ExitCode::from(EXIT_REJECTED)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if report.rejected > 0 { ExitCode::from(EXIT_REJECTED) } else { ExitCode::SUCCESS })
         }
-        Command::Query {
-            app,
-            config,
-            store,
-            format,
-            query,
-        } => {
+        Command::Query { app, config, store, format, query } => {
             let (cfg, plan) = load(&app, config.as_deref())?;
             let result = tally::command::query(&plan, &cfg, store.as_deref(), &query)?;
             let text = match format {
@@ -163,10 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Format::Csv => tally::query::format::csv(&result),
                 Format::Table => tally::query::format::table(&result),
             };
-            std::io::stdout()
-                .lock()
-                .write_all(text.as_bytes())
-                .context("cannot write the answer")?;
+            std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write the answer")?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -95,10 +95,7 @@ pub(super) fn check(
     let mut purge = Purge {
         enabled: true,
         interval_ms: 15 * MINUTE,
-        retention: durations
-            .iter()
-            .map(|d| (*d, default_retention(*d)))
-            .collect(),
+        retention: durations.iter().map(|d| (*d, default_retention(*d))).collect(),
     };
     for ann in &a.annotations {
         let lower = ann.name.to_ascii_lowercase();
@@ -146,12 +143,7 @@ pub(super) fn check(
     } else {
         None
     };
-    Checked {
-        partitioned,
-        shard_id,
-        store,
-        purge,
-    }
+    Checked { partitioned, shard_id, store, purge }
 }
 
 fn bool_value(v: &str) -> Option<bool> {
@@ -166,7 +158,11 @@ fn store_spec(ann: &Annotation, config: &NodeConfig, diags: &mut Diagnostics) ->
     match ann.get("type") {
         Some((t, _)) if t.eq_ignore_ascii_case("rdbms") => {}
         Some((t, pos)) => {
-            diags.push(pos.line, pos.col, format!("@store(type='{t}') is not supported: Tally stores aggregations in an RDBMS (type='rdbms')"));
+            diags.push(
+                pos.line,
+                pos.col,
+                format!("@store(type='{t}') is not supported: Tally stores aggregations in an RDBMS (type='rdbms')"),
+            );
             return None;
         }
         None => {
@@ -186,7 +182,10 @@ fn store_spec(ann: &Annotation, config: &NodeConfig, diags: &mut Diagnostics) ->
                 diags.push(
                     pos.line,
                     pos.col,
-                    format!("@store(datasource='{name}'): {} has no such entry under wso2.datasources.dataSources", config.source_name),
+                    format!(
+                        "@store(datasource='{name}'): {} has no such entry under wso2.datasources.dataSources",
+                        config.source_name
+                    ),
                 );
                 None
             }
@@ -200,11 +199,7 @@ fn store_spec(ann: &Annotation, config: &NodeConfig, diags: &mut Diagnostics) ->
             origin: "@store".into(),
         }),
         None => {
-            diags.push(
-                ann.pos.line,
-                ann.pos.col,
-                "@store(type='rdbms') needs jdbc.url='...' or datasource='...'",
-            );
+            diags.push(ann.pos.line, ann.pos.col, "@store(type='rdbms') needs jdbc.url='...' or datasource='...'");
             None
         }
     }
@@ -214,11 +209,7 @@ fn purge_spec(ann: &Annotation, purge: &mut Purge, diags: &mut Diagnostics) {
     if let Some((v, pos)) = ann.get("enable") {
         match bool_value(v) {
             Some(b) => purge.enabled = b,
-            None => diags.push(
-                pos.line,
-                pos.col,
-                format!("@purge(enable='{v}'): write 'true' or 'false'"),
-            ),
+            None => diags.push(pos.line, pos.col, format!("@purge(enable='{v}'): write 'true' or 'false'")),
         }
     }
     if let Some((v, pos)) = ann.get("interval") {
@@ -235,12 +226,7 @@ fn purge_spec(ann: &Annotation, purge: &mut Purge, diags: &mut Diagnostics) {
         return;
     };
     for e in &periods.elements {
-        let AnnotationElement::Pair {
-            key: Some(key),
-            value,
-            pos,
-        } = e
-        else {
+        let AnnotationElement::Pair { key: Some(key), value, pos } = e else {
             diags.push(
                 periods.pos.line,
                 periods.pos.col,
@@ -252,9 +238,7 @@ fn purge_spec(ann: &Annotation, purge: &mut Purge, diags: &mut Diagnostics) {
             diags.push(
                 pos.line,
                 pos.col,
-                format!(
-                    "@retentionPeriod: `{key}` is not a duration (sec, min, hour, day, month, year)"
-                ),
+                format!("@retentionPeriod: `{key}` is not a duration (sec, min, hour, day, month, year)"),
             );
             continue;
         };
@@ -274,12 +258,20 @@ fn purge_spec(ann: &Annotation, purge: &mut Purge, diags: &mut Diagnostics) {
             Some(ms) => {
                 let (min, written) = minimum_retention(d);
                 if ms < min {
-                    diags.push(pos.line, pos.col, format!("@retentionPeriod {key}='{value}' is below the minimum for {d}, {written}"));
+                    diags.push(
+                        pos.line,
+                        pos.col,
+                        format!("@retentionPeriod {key}='{value}' is below the minimum for {d}, {written}"),
+                    );
                 } else {
                     slot.1 = Some(ms);
                 }
             }
-            None => diags.push(pos.line, pos.col, format!("@retentionPeriod {key}='{value}': write a time such as '120 sec' or '24 hours', or 'all'")),
+            None => diags.push(
+                pos.line,
+                pos.col,
+                format!("@retentionPeriod {key}='{value}': write a time such as '120 sec' or '24 hours', or 'all'"),
+            ),
         }
     }
 }

@@ -198,18 +198,10 @@ pub fn check(text: &str, source_name: &str, config: &NodeConfig) -> Result<AppPl
     let mut diags = Diagnostics::default();
     let app = parse_app(text, &mut diags);
     let mut warnings = Diagnostics::default();
-    let plan = Checker {
-        config,
-        diags: &mut diags,
-        warnings: &mut warnings,
-    }
-    .app(&app);
+    let plan = Checker { config, diags: &mut diags, warnings: &mut warnings }.app(&app);
     if !diags.is_empty() {
         diags.0.sort_by_key(|d| (d.line, d.column));
-        return Err(Error::App {
-            source_name: source_name.to_string(),
-            diags,
-        });
+        return Err(Error::App { source_name: source_name.to_string(), diags });
     }
     let mut plan = plan;
     plan.warnings = warnings.0;
@@ -218,8 +210,8 @@ pub fn check(text: &str, source_name: &str, config: &NodeConfig) -> Result<AppPl
 
 /// Reads an app file and checks it.
 pub fn load(path: &std::path::Path, config: &NodeConfig) -> Result<AppPlan> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("cannot read the app {}", path.display()), e))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read the app {}", path.display()), e))?;
     check(&text, &path.display().to_string(), config)
 }
 
@@ -248,10 +240,7 @@ impl Checker<'_> {
         let mut streams: Vec<StreamPlan> = Vec::new();
         for s in &app.streams {
             if streams.iter().any(|p| p.name == s.name.text) {
-                self.err(
-                    s.name.pos,
-                    format!("the stream `{}` is defined twice", s.name.text),
-                );
+                self.err(s.name.pos, format!("the stream `{}` is defined twice", s.name.text));
                 continue;
             }
             for a in &s.annotations {
@@ -267,26 +256,12 @@ impl Checker<'_> {
             let mut attributes: Vec<Attribute> = Vec::new();
             for (n, t) in &s.attributes {
                 if attributes.iter().any(|a| a.name == n.text) {
-                    self.err(
-                        n.pos,
-                        format!(
-                            "the attribute `{}` appears twice in stream `{}`",
-                            n.text, s.name.text
-                        ),
-                    );
+                    self.err(n.pos, format!("the attribute `{}` appears twice in stream `{}`", n.text, s.name.text));
                 }
                 match AttrType::parse(&t.text) {
-                    Some(ty) => attributes.push(Attribute {
-                        name: n.text.clone(),
-                        ty,
-                    }),
-                    None => self.err(
-                        t.pos,
-                        format!(
-                            "unknown type `{}`: use int, long, float, double, string or bool",
-                            t.text
-                        ),
-                    ),
+                    Some(ty) => attributes.push(Attribute { name: n.text.clone(), ty }),
+                    None => self
+                        .err(t.pos, format!("unknown type `{}`: use int, long, float, double, string or bool", t.text)),
                 }
             }
             streams.push(StreamPlan {
@@ -299,10 +274,7 @@ impl Checker<'_> {
         let mut aggregations: Vec<AggPlan> = Vec::new();
         for a in &app.aggregations {
             if aggregations.iter().any(|p| p.name == a.name.text) {
-                self.err(
-                    a.name.pos,
-                    format!("the aggregation `{}` is defined twice", a.name.text),
-                );
+                self.err(a.name.pos, format!("the aggregation `{}` is defined twice", a.name.text));
                 continue;
             }
             if let Some(plan) = self.aggregation(a, &streams) {
@@ -320,19 +292,11 @@ impl Checker<'_> {
         }
         for (si, s) in streams.iter_mut().enumerate() {
             if s.aggregations.is_empty() {
-                let pos = app
-                    .streams
-                    .iter()
-                    .find(|d| d.name.text == s.name)
-                    .map(|d| d.name.pos)
-                    .unwrap_or_default();
+                let pos = app.streams.iter().find(|d| d.name.text == s.name).map(|d| d.name.pos).unwrap_or_default();
                 self.warnings.push(
                     pos.line,
                     pos.col,
-                    format!(
-                        "no aggregation reads stream `{}`; its events are accepted and dropped",
-                        s.name
-                    ),
+                    format!("no aggregation reads stream `{}`; its events are accepted and dropped", s.name),
                 );
                 continue;
             }
@@ -340,19 +304,10 @@ impl Checker<'_> {
             for &ai in &s.aggregations[1..] {
                 key.retain(|k| aggregations[ai].group_by.contains(k));
             }
-            debug_assert!(
-                s.aggregations
-                    .iter()
-                    .all(|&ai| aggregations[ai].stream == si)
-            );
+            debug_assert!(s.aggregations.iter().all(|&ai| aggregations[ai].stream == si));
             s.route_key = key;
         }
-        AppPlan {
-            name,
-            streams,
-            aggregations,
-            warnings: Vec::new(),
-        }
+        AppPlan { name, streams, aggregations, warnings: Vec::new() }
     }
 
     fn aggregation(&mut self, a: &ast::AggregationDef, streams: &[StreamPlan]) -> Option<AggPlan> {
@@ -364,11 +319,7 @@ impl Checker<'_> {
                     "aggregation `{}` reads `{}`, which is not a defined stream{}",
                     a.name.text,
                     a.from.text,
-                    if known.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (defined: {})", known.join(", "))
-                    }
+                    if known.is_empty() { String::new() } else { format!(" (defined: {})", known.join(", ")) }
                 ),
             );
             return None;
@@ -389,13 +340,7 @@ impl Checker<'_> {
                     }
                 },
                 None => {
-                    self.err(
-                        n.pos,
-                        format!(
-                            "`aggregate by {}`: stream `{}` has no such attribute",
-                            n.text, s.name
-                        ),
-                    );
+                    self.err(n.pos, format!("`aggregate by {}`: stream `{}` has no such attribute", n.text, s.name));
                     TimeSource::Arrival
                 }
             },
@@ -403,27 +348,16 @@ impl Checker<'_> {
         let mut group_by = Vec::new();
         for g in &a.group_by {
             match s.attribute(&g.text) {
-                Some(i) if group_by.contains(&i) => {
-                    self.err(g.pos, format!("`{}` appears twice in group by", g.text))
-                }
+                Some(i) if group_by.contains(&i) => self.err(g.pos, format!("`{}` appears twice in group by", g.text)),
                 Some(i) => group_by.push(i),
-                None => self.err(
-                    g.pos,
-                    format!(
-                        "group by `{}`: stream `{}` has no such attribute",
-                        g.text, s.name
-                    ),
-                ),
+                None => self.err(g.pos, format!("group by `{}`: stream `{}` has no such attribute", g.text, s.name)),
             }
         }
         let filter = a.filter.as_ref().and_then(|f| {
             let mut scope = StreamScope { stream: s };
             let (c, t) = compile(f, &mut scope, self.diags)?;
             if t.is_some_and(|t| t != AttrType::Bool) {
-                self.err(
-                    f.pos(),
-                    "the filter on the aggregation input must be a true/false condition",
-                );
+                self.err(f.pos(), "the filter on the aggregation input must be a true/false condition");
             }
             Some(c)
         });
@@ -477,10 +411,7 @@ impl Checker<'_> {
                         );
                         Vec::new()
                     }
-                    (Some(f), Some(t)) => Duration::ALL
-                        .into_iter()
-                        .filter(|d| *d >= f && *d <= t)
-                        .collect(),
+                    (Some(f), Some(t)) => Duration::ALL.into_iter().filter(|d| *d >= f && *d <= t).collect(),
                     _ => Vec::new(),
                 }
             }
@@ -509,11 +440,7 @@ pub(crate) struct StreamScope<'a> {
 }
 
 impl Scope for StreamScope<'_> {
-    fn attribute(
-        &mut self,
-        qualifier: Option<&str>,
-        name: &str,
-    ) -> Result<(usize, AttrType), String> {
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), String> {
         if let Some(q) = qualifier
             && q != self.stream.name
         {

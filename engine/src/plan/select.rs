@@ -35,12 +35,7 @@ pub(super) fn check(
             // Stored only for avg (set below); otherwise it lives in memory.
             _ => None,
         };
-        cells.push(Cell {
-            kind,
-            attr,
-            input: attr.map(|i| s.attributes[i].ty),
-            column,
-        });
+        cells.push(Cell { kind, attr, input: attr.map(|i| s.attributes[i].ty), column });
         cells.len() - 1
     };
 
@@ -71,19 +66,11 @@ pub(super) fn check(
             continue;
         }
         if outputs.iter().any(|o| o.name.eq_ignore_ascii_case(&name)) {
-            diags.push(
-                name_pos.line,
-                name_pos.col,
-                format!("the output name `{name}` is used twice"),
-            );
+            diags.push(name_pos.line, name_pos.col, format!("the output name `{name}` is used twice"));
             continue;
         }
         let output = match &item.expr {
-            Expr::Attr {
-                qualifier,
-                name: attr,
-                pos,
-            } => {
+            Expr::Attr { qualifier, name: attr, pos } => {
                 let mut scope = StreamScope { stream: s };
                 match scope.attribute(qualifier.as_deref(), attr) {
                     Err(m) => {
@@ -91,43 +78,26 @@ pub(super) fn check(
                         continue;
                     }
                     Ok((i, ty)) => match group_by.iter().position(|g| *g == i) {
-                        Some(k) => Output {
-                            name,
-                            kind: OutputKind::Key(k),
-                            ty,
-                        },
+                        Some(k) => Output { name, kind: OutputKind::Key(k), ty },
                         None => {
                             latest.push(LatestColumn {
                                 name: name.clone(),
                                 expr: crate::expr::Compiled::Column(i),
                                 ty,
                             });
-                            Output {
-                                name,
-                                kind: OutputKind::Latest(latest.len() - 1),
-                                ty,
-                            }
+                            Output { name, kind: OutputKind::Latest(latest.len() - 1), ty }
                         }
                     },
                 }
             }
-            Expr::Call { name: f, args, pos }
-                if AGGREGATORS.contains(&f.to_ascii_lowercase().as_str()) =>
-            {
-                let Some((func, ty)) = aggregator(f, args, *pos, s, diags, &mut cells, &mut cell)
-                else {
+            Expr::Call { name: f, args, pos } if AGGREGATORS.contains(&f.to_ascii_lowercase().as_str()) => {
+                let Some((func, ty)) = aggregator(f, args, *pos, s, diags, &mut cells, &mut cell) else {
                     continue;
                 };
-                Output {
-                    name,
-                    kind: OutputKind::Agg(func),
-                    ty,
-                }
+                Output { name, kind: OutputKind::Agg(func), ty }
             }
             e => {
-                let mut scope = NoAggregatorScope {
-                    inner: StreamScope { stream: s },
-                };
+                let mut scope = NoAggregatorScope { inner: StreamScope { stream: s } };
                 let Some((c, ty)) = compile(e, &mut scope, diags) else {
                     continue;
                 };
@@ -136,16 +106,8 @@ pub(super) fn check(
                     diags.push(pos.line, pos.col, "a select item cannot be a bare null");
                     continue;
                 };
-                latest.push(LatestColumn {
-                    name: name.clone(),
-                    expr: c,
-                    ty,
-                });
-                Output {
-                    name,
-                    kind: OutputKind::Latest(latest.len() - 1),
-                    ty,
-                }
+                latest.push(LatestColumn { name: name.clone(), expr: c, ty });
+                Output { name, kind: OutputKind::Latest(latest.len() - 1), ty }
             }
         };
         outputs.push(output);
@@ -159,10 +121,7 @@ pub(super) fn check(
         })
         .collect();
     for i in avg_attrs {
-        let attr = cells[i]
-            .attr
-            .map(|a| s.attributes[a].name.clone())
-            .unwrap_or_default();
+        let attr = cells[i].attr.map(|a| s.attributes[a].name.clone()).unwrap_or_default();
         cells[i].column = Some(format!("AGG_COUNT_{attr}"));
     }
     (diags.len() == before).then_some((cells, latest, outputs))
@@ -180,40 +139,18 @@ fn aggregator(
     let lower = f.to_ascii_lowercase();
     if lower == "count" {
         if !args.is_empty() {
-            diags.push(
-                pos.line,
-                pos.col,
-                "`count()` takes no argument: it counts every event",
-            );
+            diags.push(pos.line, pos.col, "`count()` takes no argument: it counts every event");
             return None;
         }
-        return Some((
-            AggFunc::Count {
-                count: cell(CellKind::Count, None, cells),
-            },
-            AttrType::Long,
-        ));
+        return Some((AggFunc::Count { count: cell(CellKind::Count, None, cells) }, AttrType::Long));
     }
     let [arg] = args else {
-        diags.push(
-            pos.line,
-            pos.col,
-            format!("`{f}` takes exactly one attribute, e.g. `{f}(price)`"),
-        );
+        diags.push(pos.line, pos.col, format!("`{f}` takes exactly one attribute, e.g. `{f}(price)`"));
         return None;
     };
-    let Expr::Attr {
-        qualifier,
-        name,
-        pos: apos,
-    } = arg
-    else {
+    let Expr::Attr { qualifier, name, pos: apos } = arg else {
         let p = arg.pos();
-        diags.push(
-            p.line,
-            p.col,
-            format!("`{f}` takes one attribute of the input stream, not an expression"),
-        );
+        diags.push(p.line, p.col, format!("`{f}` takes one attribute of the input stream, not an expression"));
         return None;
     };
     let mut scope = StreamScope { stream: s };
@@ -225,25 +162,14 @@ fn aggregator(
         }
     };
     if lower != "distinctcount" && !ty.is_numeric() {
-        diags.push(
-            apos.line,
-            apos.col,
-            format!("`{f}({name})` needs a numeric attribute, but `{name}` is {ty}"),
-        );
+        diags.push(apos.line, apos.col, format!("`{f}({name})` needs a numeric attribute, but `{name}` is {ty}"));
         return None;
     }
     Some(match lower.as_str() {
         "sum" => {
             let sum = cell(CellKind::Sum, Some(i), cells);
             let nonnull = cell(CellKind::NonNull, Some(i), cells);
-            (
-                AggFunc::Sum { sum, nonnull },
-                if ty.is_integer() {
-                    AttrType::Long
-                } else {
-                    AttrType::Double
-                },
-            )
+            (AggFunc::Sum { sum, nonnull }, if ty.is_integer() { AttrType::Long } else { AttrType::Double })
         }
         "avg" => {
             let sum = cell(CellKind::Sum, Some(i), cells);
@@ -252,28 +178,13 @@ fn aggregator(
         }
         "min" => {
             cell(CellKind::NonNull, Some(i), cells);
-            (
-                AggFunc::Min {
-                    cell: cell(CellKind::Min, Some(i), cells),
-                },
-                ty,
-            )
+            (AggFunc::Min { cell: cell(CellKind::Min, Some(i), cells) }, ty)
         }
         "max" => {
             cell(CellKind::NonNull, Some(i), cells);
-            (
-                AggFunc::Max {
-                    cell: cell(CellKind::Max, Some(i), cells),
-                },
-                ty,
-            )
+            (AggFunc::Max { cell: cell(CellKind::Max, Some(i), cells) }, ty)
         }
-        _ => (
-            AggFunc::DistinctCount {
-                set: cell(CellKind::Set, Some(i), cells),
-            },
-            AttrType::Long,
-        ),
+        _ => (AggFunc::DistinctCount { set: cell(CellKind::Set, Some(i), cells) }, AttrType::Long),
     })
 }
 
@@ -283,22 +194,14 @@ struct NoAggregatorScope<'a> {
 }
 
 impl Scope for NoAggregatorScope<'_> {
-    fn attribute(
-        &mut self,
-        qualifier: Option<&str>,
-        name: &str,
-    ) -> Result<(usize, AttrType), String> {
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), String> {
         self.inner.attribute(qualifier, name)
     }
     fn unknown_function(&self, name: &str) -> String {
         if AGGREGATORS.contains(&name.to_ascii_lowercase().as_str()) {
-            format!(
-                "`{name}` must be a whole select item (`{name}(x) as name`), not part of an expression"
-            )
+            format!("`{name}` must be a whole select item (`{name}(x) as name`), not part of an expression")
         } else {
-            format!(
-                "unknown function `{name}`: an aggregation can use sum, count, avg, min, max and distinctCount"
-            )
+            format!("unknown function `{name}`: an aggregation can use sum, count, avg, min, max and distinctCount")
         }
     }
 }

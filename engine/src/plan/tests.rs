@@ -10,9 +10,7 @@ fn plan(app: &str) -> AppPlan {
 }
 
 fn errors(app: &str, yaml: &str) -> String {
-    check(app, "app.siddhi", &cfg(yaml))
-        .unwrap_err()
-        .to_string()
+    check(app, "app.siddhi", &cfg(yaml)).unwrap_err().to_string()
 }
 
 const STOCK: &str = "define stream stockStream (symbol string, price float, lastClosingPrice float, volume long, quantity int, timestamp long);\n";
@@ -33,22 +31,8 @@ fn seed_app_plan() {
     assert!(a.partitioned);
     assert_eq!(a.shard_id.as_deref(), Some("n1"));
     let cols: Vec<Option<&str>> = a.cells.iter().map(|c| c.column.as_deref()).collect();
-    assert_eq!(
-        cols,
-        vec![
-            Some("AGG_SUM_price"),
-            Some("AGG_COUNT_price"),
-            Some("AGG_SUM_quantity"),
-            None
-        ]
-    );
-    assert_eq!(
-        a.outputs
-            .iter()
-            .map(|o| o.name.as_str())
-            .collect::<Vec<_>>(),
-        ["symbol", "avgPrice", "total"]
-    );
+    assert_eq!(cols, vec![Some("AGG_SUM_price"), Some("AGG_COUNT_price"), Some("AGG_SUM_quantity"), None]);
+    assert_eq!(a.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["symbol", "avgPrice", "total"]);
     assert_eq!(a.outputs[2].ty, AttrType::Long);
     assert_eq!(p.streams[0].route_key, vec![0]);
     assert_eq!(a.table_name(Duration::Hours), "TradeAggregation_HOURS");
@@ -62,26 +46,10 @@ fn cells_are_shared_and_latest_values_typed() {
          aggregate by timestamp every min, day, year;"
     ));
     let a = &p.aggregations[0];
-    assert_eq!(
-        a.durations,
-        vec![Duration::Minutes, Duration::Days, Duration::Years]
-    );
+    assert_eq!(a.durations, vec![Duration::Minutes, Duration::Days, Duration::Years]);
     let kinds: Vec<CellKind> = a.cells.iter().map(|c| c.kind).collect();
-    assert_eq!(
-        kinds,
-        vec![
-            CellKind::Sum,
-            CellKind::NonNull,
-            CellKind::Max,
-            CellKind::Count,
-            CellKind::Set
-        ]
-    );
-    assert_eq!(
-        a.latest.len(),
-        2,
-        "symbol (not grouped) and price * quantity"
-    );
+    assert_eq!(kinds, vec![CellKind::Sum, CellKind::NonNull, CellKind::Max, CellKind::Count, CellKind::Set]);
+    assert_eq!(a.latest.len(), 2, "symbol (not grouped) and price * quantity");
     assert_eq!(a.latest[1].ty, AttrType::Float);
     assert_eq!(a.outputs[4].ty, AttrType::Float, "max keeps the input type");
     assert!(p.streams[0].route_key.is_empty());
@@ -89,27 +57,16 @@ fn cells_are_shared_and_latest_values_typed() {
 
 #[test]
 fn durations_errors() {
+    let e =
+        errors(&format!("{STOCK}define aggregation A from stockStream select count() as n aggregate every week;"), "");
+    assert!(e.contains("line 2, column 75") && e.contains("`week` is not an aggregation duration"), "{e}");
     let e = errors(
-        &format!(
-            "{STOCK}define aggregation A from stockStream select count() as n aggregate every week;"
-        ),
-        "",
-    );
-    assert!(
-        e.contains("line 2, column 75") && e.contains("`week` is not an aggregation duration"),
-        "{e}"
-    );
-    let e = errors(
-        &format!(
-            "{STOCK}define aggregation A from stockStream select count() as n aggregate every year ... sec;"
-        ),
+        &format!("{STOCK}define aggregation A from stockStream select count() as n aggregate every year ... sec;"),
         "",
     );
     assert!(e.contains("runs backwards"), "{e}");
     let e = errors(
-        &format!(
-            "{STOCK}define aggregation A from stockStream select count() as n aggregate every sec, min, sec;"
-        ),
+        &format!("{STOCK}define aggregation A from stockStream select count() as n aggregate every sec, min, sec;"),
         "",
     );
     assert!(e.contains("listed twice"), "{e}");
@@ -146,51 +103,29 @@ fn time_attribute_kinds() {
         "define stream S (ts string, v int); define aggregation A from S select sum(v) as t aggregate by ts every sec;",
     );
     assert_eq!(p.aggregations[0].time, TimeSource::Text(0));
-    let p = plan(
-        "define stream S (ts string, v int); define aggregation A from S select sum(v) as t aggregate every sec;",
-    );
+    let p =
+        plan("define stream S (ts string, v int); define aggregation A from S select sum(v) as t aggregate every sec;");
     assert_eq!(p.aggregations[0].time, TimeSource::Arrival);
 }
 
 #[test]
 fn partitioning_rules() {
     let app = |ann: &str| {
-        format!(
-            "{STOCK}{ann}\ndefine aggregation A from stockStream select count() as n aggregate every sec...year;"
-        )
+        format!("{STOCK}{ann}\ndefine aggregation A from stockStream select count() as n aggregate every sec...year;")
     };
     // Annotation without a shard id anywhere: error.
-    let e = errors(
-        &app("@PartitionById(enable='true')"),
-        "siddhi: {properties: {}}",
-    );
-    assert!(
-        e.contains("partitioned by shard id") && e.contains("siddhi.properties.shardId"),
-        "{e}"
-    );
+    let e = errors(&app("@PartitionById(enable='true')"), "siddhi: {properties: {}}");
+    assert!(e.contains("partitioned by shard id") && e.contains("siddhi.properties.shardId"), "{e}");
     // enable='false' wins over the global property.
-    let p = check(
-        &app("@PartitionById(enable='false')"),
-        "a",
-        &cfg("siddhi: {properties: {partitionById: true}}"),
-    )
-    .unwrap();
+    let p = check(&app("@PartitionById(enable='false')"), "a", &cfg("siddhi: {properties: {partitionById: true}}"))
+        .unwrap();
     assert!(!p.aggregations[0].partitioned);
     // The global property alone partitions, with the node id as shard id.
-    let p = check(
-        &app(""),
-        "a",
-        &cfg("wso2.carbon: {id: n9}\nsiddhi: {properties: {partitionById: true}}"),
-    )
-    .unwrap();
+    let p = check(&app(""), "a", &cfg("wso2.carbon: {id: n9}\nsiddhi: {properties: {partitionById: true}}")).unwrap();
     assert_eq!(p.aggregations[0].shard_id.as_deref(), Some("n9"));
     // shardId wins over the node id; annotation names are case-insensitive.
-    let p = check(
-        &app("@partitionbyid"),
-        "a",
-        &cfg("wso2.carbon: {id: n9}\nsiddhi: {properties: {shardId: s1}}"),
-    )
-    .unwrap();
+    let p =
+        check(&app("@partitionbyid"), "a", &cfg("wso2.carbon: {id: n9}\nsiddhi: {properties: {shardId: s1}}")).unwrap();
     assert_eq!(p.aggregations[0].shard_id.as_deref(), Some("s1"));
 }
 
@@ -198,21 +133,11 @@ fn partitioning_rules() {
 fn store_and_purge_annotations() {
     let yaml = "wso2.datasources:\n  dataSources:\n    - name: TEST_DB\n      definition:\n        configuration:\n          jdbcUrl: 'jdbc:postgresql://h:5432/db'\n          username: u\n          password: p\n";
     let app = |ann: &str| {
-        format!(
-            "{STOCK}{ann}\ndefine aggregation A from stockStream select count() as n aggregate every sec...day;"
-        )
+        format!("{STOCK}{ann}\ndefine aggregation A from stockStream select count() as n aggregate every sec...day;")
     };
-    let p = check(
-        &app("@store(type='rdbms', datasource='TEST_DB')"),
-        "a",
-        &cfg(yaml),
-    )
-    .unwrap();
+    let p = check(&app("@store(type='rdbms', datasource='TEST_DB')"), "a", &cfg(yaml)).unwrap();
     let s = p.aggregations[0].store.as_ref().unwrap();
-    assert_eq!(
-        (s.url.as_str(), s.username.as_deref()),
-        ("jdbc:postgresql://h:5432/db", Some("u"))
-    );
+    assert_eq!((s.url.as_str(), s.username.as_deref()), ("jdbc:postgresql://h:5432/db", Some("u")));
     let e = errors(&app("@store(type='rdbms', datasource='NOPE')"), yaml);
     assert!(e.contains("no such entry"), "{e}");
     let e = errors(&app("@store(type='mongodb', mongodb.uri='x')"), "");
@@ -232,14 +157,8 @@ fn store_and_purge_annotations() {
             (Duration::Days, Some(40 * 86_400_000)),
         ]
     );
-    let e = errors(
-        &app("@purge(@retentionPeriod(sec='10 sec', year='5 years'))"),
-        "",
-    );
-    assert!(
-        e.contains("below the minimum for seconds, 120 sec") && e.contains("has no years duration"),
-        "{e}"
-    );
+    let e = errors(&app("@purge(@retentionPeriod(sec='10 sec', year='5 years'))"), "");
+    assert!(e.contains("below the minimum for seconds, 120 sec") && e.contains("has no years duration"), "{e}");
     let p = plan(&app("@purge(enable='false')"));
     assert!(!p.aggregations[0].purge.enabled);
 }
@@ -253,10 +172,7 @@ fn unsupported_things_are_rejected_with_reasons() {
         "",
     );
     assert!(e.contains("@PrimaryKey is not allowed"), "{e}");
-    let e = errors(
-        &format!("{STOCK}from stockStream#window.length(5) select symbol insert into Out;"),
-        "",
-    );
+    let e = errors(&format!("{STOCK}from stockStream#window.length(5) select symbol insert into Out;"), "");
     assert!(e.contains("not supported") && e.contains("own node"), "{e}");
     let e = errors("define stream S (a int);", "");
     assert!(e.contains("defines no aggregation"), "{e}");
@@ -272,10 +188,7 @@ fn warnings_for_ignored_things() {
     assert_eq!(p.warnings.len(), 3, "{text:?}");
     assert!(text.iter().any(|w| w.contains("@source")));
     assert!(text.iter().any(|w| w.contains("Unused")));
-    assert!(
-        text.iter()
-            .any(|w| w.contains("IgnoreEventsOlderThanBuffer"))
-    );
+    assert!(text.iter().any(|w| w.contains("IgnoreEventsOlderThanBuffer")));
 }
 
 #[test]

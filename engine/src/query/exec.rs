@@ -25,11 +25,8 @@ pub struct QueryResult {
 pub fn run(plan: &AppPlan, q: &CompiledQuery, store: &mut dyn Store) -> Result<QueryResult> {
     let agg = &plan.aggregations[q.aggregation];
     let table = TableSchema::new(plan, agg, q.duration);
-    let equal: Vec<(usize, Value)> = q
-        .pushdown
-        .iter()
-        .filter_map(|(name, v)| table.column(name).map(|c| (c, v.clone())))
-        .collect();
+    let equal: Vec<(usize, Value)> =
+        q.pushdown.iter().filter_map(|(name, v)| table.column(name).map(|c| (c, v.clone()))).collect();
     let rows = store.scan(&table, q.range.0, q.range.1, &equal)?;
     let merged = merge_shards(&table, agg, rows);
     Ok(answer(agg, q, merged))
@@ -38,11 +35,7 @@ pub fn run(plan: &AppPlan, q: &CompiledQuery, store: &mut dyn Store) -> Result<Q
 /// Merges the stored rows of every shard into one partial per (bucket, group), sorted by
 /// bucket then group. Latest values go by time stamp; a tie between shards goes to the
 /// shard whose id sorts last, so every node answers alike.
-pub fn merge_shards(
-    table: &TableSchema,
-    agg: &AggPlan,
-    rows: Vec<Vec<Value>>,
-) -> Vec<(i64, Vec<Value>, Partial)> {
+pub fn merge_shards(table: &TableSchema, agg: &AggPlan, rows: Vec<Vec<Value>>) -> Vec<(i64, Vec<Value>, Partial)> {
     let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
     let mut stored: Vec<_> = rows.into_iter().map(|r| table.from_row(agg, r)).collect();
     stored.sort_by(|a, b| a.shard.cmp(&b.shard));
@@ -60,36 +53,23 @@ pub fn merge_shards(
         }
         key::encode_values(&mut scratch, &r.key);
         match merged.entry((r.bucket, scratch.clone())) {
-            hashbrown::hash_map::Entry::Occupied(mut e) => {
-                e.get_mut().1.merge_owned(r.partial, &kinds)
-            }
+            hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().1.merge_owned(r.partial, &kinds),
             hashbrown::hash_map::Entry::Vacant(e) => {
                 e.insert((r.key, r.partial));
             }
         }
     }
-    let mut out: Vec<(i64, Vec<Value>, Partial)> = merged
-        .into_iter()
-        .map(|((b, _), (k, p))| (b, k, p))
-        .collect();
+    let mut out: Vec<(i64, Vec<Value>, Partial)> = merged.into_iter().map(|((b, _), (k, p))| (b, k, p)).collect();
     out.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| cmp_values(&a.1, &b.1)));
     out
 }
 
 fn cmp_values(a: &[Value], b: &[Value]) -> Ordering {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| x.sort_cmp(y))
-        .find(|o| *o != Ordering::Equal)
-        .unwrap_or(Ordering::Equal)
+    a.iter().zip(b).map(|(x, y)| x.sort_cmp(y)).find(|o| *o != Ordering::Equal).unwrap_or(Ordering::Equal)
 }
 
 /// The query's answer from merged partials.
-pub fn answer(
-    agg: &AggPlan,
-    q: &CompiledQuery,
-    merged: Vec<(i64, Vec<Value>, Partial)>,
-) -> QueryResult {
+pub fn answer(agg: &AggPlan, q: &CompiledQuery, merged: Vec<(i64, Vec<Value>, Partial)>) -> QueryResult {
     let n_out = agg.outputs.len();
     let mut rows: Vec<Vec<Value>> = merged
         .into_iter()
@@ -106,10 +86,7 @@ pub fn answer(
     }
     let types: Vec<Option<AttrType>> = q.select.iter().map(|(_, _, t)| *t).collect();
     let project = |ext: &Vec<Value>| -> Vec<Value> {
-        q.select
-            .iter()
-            .map(|(_, c, t)| t.map(|t| c.eval(ext).to_value(t)).unwrap_or(Value::Null))
-            .collect()
+        q.select.iter().map(|(_, c, t)| t.map(|t| c.eval(ext).to_value(t)).unwrap_or(Value::Null)).collect()
     };
     // Each result: (outputs, outputs ++ extended row) — the second for having / order by.
     let mut results: Vec<(Vec<Value>, Vec<Value>)> = Vec::new();
@@ -125,11 +102,7 @@ pub fn answer(
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut scratch = Vec::new();
         for r in rows {
-            let key_values: Vec<Value> = q
-                .group_by
-                .iter()
-                .map(|g| scalar_value(g.eval(&r)))
-                .collect();
+            let key_values: Vec<Value> = q.group_by.iter().map(|g| scalar_value(g.eval(&r))).collect();
             key::encode_values(&mut scratch, &key_values);
             let g = *index.entry(scratch.clone()).or_insert_with(|| {
                 groups.push(Vec::new());
@@ -161,11 +134,7 @@ pub fn answer(
         let mut keyed: Vec<(Vec<Value>, Vec<Value>)> = results
             .into_iter()
             .map(|(out, combined)| {
-                let keys = q
-                    .order_by
-                    .iter()
-                    .map(|(c, _)| scalar_value(c.eval(&combined)))
-                    .collect();
+                let keys = q.order_by.iter().map(|(c, _)| scalar_value(c.eval(&combined))).collect();
                 (keys, out)
             })
             .collect();
@@ -179,22 +148,11 @@ pub fn answer(
             }
             Ordering::Equal
         });
-        results = keyed
-            .into_iter()
-            .map(|(_, out)| (out, Vec::new()))
-            .collect();
+        results = keyed.into_iter().map(|(_, out)| (out, Vec::new())).collect();
     }
-    let records: Vec<Vec<Value>> = results
-        .into_iter()
-        .map(|(out, _)| out)
-        .skip(q.offset)
-        .take(q.limit.unwrap_or(usize::MAX))
-        .collect();
-    QueryResult {
-        columns: q.select.iter().map(|(n, _, _)| n.clone()).collect(),
-        types,
-        records,
-    }
+    let records: Vec<Vec<Value>> =
+        results.into_iter().map(|(out, _)| out).skip(q.offset).take(q.limit.unwrap_or(usize::MAX)).collect();
+    QueryResult { columns: q.select.iter().map(|(n, _, _)| n.clone()).collect(), types, records }
 }
 
 fn scalar_value(s: Scalar<'_>) -> Value {
@@ -208,14 +166,7 @@ fn scalar_value(s: Scalar<'_>) -> Value {
 }
 
 fn aggregate(a: &AggregateCall, rows: &[Vec<Value>]) -> Value {
-    let values = || {
-        rows.iter().map(|r| {
-            a.arg
-                .as_ref()
-                .map(|c| scalar_value(c.eval(r)))
-                .unwrap_or(Value::Null)
-        })
-    };
+    let values = || rows.iter().map(|r| a.arg.as_ref().map(|c| scalar_value(c.eval(r))).unwrap_or(Value::Null));
     match a.func {
         RowAgg::Count => match &a.arg {
             None => Value::Long(rows.len() as i64),
@@ -226,38 +177,25 @@ fn aggregate(a: &AggregateCall, rows: &[Vec<Value>]) -> Value {
             if vs.is_empty() {
                 Value::Null
             } else if a.ty == AttrType::Long {
-                Value::Long(
-                    vs.iter()
-                        .filter_map(Value::as_i64)
-                        .fold(0i64, i64::wrapping_add),
-                )
+                Value::Long(vs.iter().filter_map(Value::as_i64).fold(0i64, i64::wrapping_add))
             } else {
                 Value::Double(vs.iter().filter_map(Value::as_f64).sum())
             }
         }
         RowAgg::Avg => {
             let vs: Vec<f64> = values().filter_map(|v| v.as_f64()).collect();
-            if vs.is_empty() {
-                Value::Null
-            } else {
-                Value::Double(vs.iter().sum::<f64>() / vs.len() as f64)
-            }
+            if vs.is_empty() { Value::Null } else { Value::Double(vs.iter().sum::<f64>() / vs.len() as f64) }
         }
         RowAgg::Min | RowAgg::Max => {
             let best = values().filter(|v| !v.is_null()).reduce(|x, y| {
                 let o = x.sort_cmp(&y);
-                let keep_x = if a.func == RowAgg::Min {
-                    o != Ordering::Greater
-                } else {
-                    o != Ordering::Less
-                };
+                let keep_x = if a.func == RowAgg::Min { o != Ordering::Greater } else { o != Ordering::Less };
                 if keep_x { x } else { y }
             });
             best.map(|v| v.cast(a.ty)).unwrap_or(Value::Null)
         }
         RowAgg::DistinctCount => {
-            let set: HashSet<SetValue> =
-                values().filter_map(|v| SetValue::from_value(&v)).collect();
+            let set: HashSet<SetValue> = values().filter_map(|v| SetValue::from_value(&v)).collect();
             Value::Long(set.len() as i64)
         }
     }

@@ -5,29 +5,17 @@ use crate::types::Value;
 
 /// `{"columns": [...], "records": [[...], ...]}` on one line.
 pub fn json(r: &QueryResult) -> String {
-    let records: Vec<serde_json::Value> = r
-        .records
-        .iter()
-        .map(|row| serde_json::Value::Array(row.iter().map(Value::to_json).collect()))
-        .collect();
+    let records: Vec<serde_json::Value> =
+        r.records.iter().map(|row| serde_json::Value::Array(row.iter().map(Value::to_json).collect())).collect();
     serde_json::json!({ "columns": r.columns, "records": records }).to_string()
 }
 
 /// RFC 4180 CSV with a header line; null is an empty field.
 pub fn csv(r: &QueryResult) -> String {
     let field = |s: String| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
-        }
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
     };
-    let mut out = r
-        .columns
-        .iter()
-        .map(|c| field(c.clone()))
-        .collect::<Vec<_>>()
-        .join(",");
+    let mut out = r.columns.iter().map(|c| field(c.clone())).collect::<Vec<_>>().join(",");
     out.push('\n');
     for row in &r.records {
         let line: Vec<String> = row
@@ -59,39 +47,23 @@ pub fn table(r: &QueryResult) -> String {
         })
         .collect();
     let widths: Vec<usize> = (0..r.columns.len())
-        .map(|i| {
-            cells
-                .iter()
-                .map(|c| c[i].chars().count())
-                .chain([r.columns[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|i| cells.iter().map(|c| c[i].chars().count()).chain([r.columns[i].chars().count()]).max().unwrap_or(0))
         .collect();
     let numeric: Vec<bool> = (0..r.columns.len())
         .map(|i| {
             r.records.iter().all(|row| {
-                matches!(
-                    row[i],
-                    Value::Null
-                        | Value::Int(_)
-                        | Value::Long(_)
-                        | Value::Float(_)
-                        | Value::Double(_)
-                )
+                matches!(row[i], Value::Null | Value::Int(_) | Value::Long(_) | Value::Float(_) | Value::Double(_))
             })
         })
         .collect();
     let line = |vals: &[String]| {
         vals.iter()
             .enumerate()
-            .map(|(i, v)| {
-                if numeric[i] {
-                    format!("{v:>w$}", w = widths[i])
-                } else {
-                    format!("{v:<w$}", w = widths[i])
-                }
-            })
+            .map(
+                |(i, v)| {
+                    if numeric[i] { format!("{v:>w$}", w = widths[i]) } else { format!("{v:<w$}", w = widths[i]) }
+                },
+            )
             .collect::<Vec<_>>()
             .join(" | ")
             .trim_end()
@@ -99,23 +71,13 @@ pub fn table(r: &QueryResult) -> String {
     };
     let mut out = line(&r.columns);
     out.push('\n');
-    out.push_str(
-        &widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .join("-+-"),
-    );
+    out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
     out.push('\n');
     for c in &cells {
         out.push_str(&line(c));
         out.push('\n');
     }
-    out.push_str(&format!(
-        "({} row{})\n",
-        cells.len(),
-        if cells.len() == 1 { "" } else { "s" }
-    ));
+    out.push_str(&format!("({} row{})\n", cells.len(), if cells.len() == 1 { "" } else { "s" }));
     out
 }
 
@@ -127,17 +89,9 @@ mod tests {
     fn r() -> QueryResult {
         QueryResult {
             columns: vec!["symbol".into(), "total".into(), "avgPrice".into()],
-            types: vec![
-                Some(AttrType::String),
-                Some(AttrType::Long),
-                Some(AttrType::Double),
-            ],
+            types: vec![Some(AttrType::String), Some(AttrType::Long), Some(AttrType::Double)],
             records: vec![
-                vec![
-                    Value::Str("wso2".into()),
-                    Value::Long(70),
-                    Value::Double(100.0),
-                ],
+                vec![Value::Str("wso2".into()), Value::Long(70), Value::Double(100.0)],
                 vec![Value::Str("a,\"b".into()), Value::Null, Value::Double(0.5)],
             ],
         }
@@ -149,10 +103,7 @@ mod tests {
             json(&r()),
             r#"{"columns":["symbol","total","avgPrice"],"records":[["wso2",70,100.0],["a,\"b",null,0.5]]}"#
         );
-        assert_eq!(
-            csv(&r()),
-            "symbol,total,avgPrice\nwso2,70,100.0\n\"a,\"\"b\",,0.5\n"
-        );
+        assert_eq!(csv(&r()), "symbol,total,avgPrice\nwso2,70,100.0\n\"a,\"\"b\",,0.5\n");
         assert_eq!(
             table(&r()),
             "symbol | total | avgPrice\n-------+-------+---------\nwso2   |    70 |    100.0\na,\"b   |  null |      0.5\n(2 rows)\n"

@@ -83,11 +83,7 @@ fn check(plan: &AppPlan, q: &Query, diags: &mut Diagnostics) -> Option<CompiledQ
         diags.push(
             q.from.pos.line,
             q.from.pos.col,
-            format!(
-                "unknown aggregation `{}` (the app defines: {})",
-                q.from.text,
-                known.join(", ")
-            ),
+            format!("unknown aggregation `{}` (the app defines: {})", q.from.text, known.join(", ")),
         );
         return None;
     };
@@ -95,7 +91,11 @@ fn check(plan: &AppPlan, q: &Query, diags: &mut Diagnostics) -> Option<CompiledQ
     let range = match &q.within {
         Some(w) => within::range(w, diags),
         None => {
-            diags.push(q.from.pos.line, q.from.pos.col, "a query on an aggregation needs `within START, END` (or a pattern) and `per \"duration\"`");
+            diags.push(
+                q.from.pos.line,
+                q.from.pos.col,
+                "a query on an aggregation needs `within START, END` (or a pattern) and `per \"duration\"`",
+            );
             None
         }
     };
@@ -114,28 +114,16 @@ fn check(plan: &AppPlan, q: &Query, diags: &mut Diagnostics) -> Option<CompiledQ
     };
     let (base, hidden_keys) = base_columns(plan, agg);
     let alias = q.alias.as_ref().map(|a| a.text.as_str());
-    let mut base_scope = BaseScope {
-        base: &base,
-        alias,
-        agg: &agg.name,
-        aggregates: Vec::new(),
-        allow_aggregates: false,
-    };
+    let mut base_scope =
+        BaseScope { base: &base, alias, agg: &agg.name, aggregates: Vec::new(), allow_aggregates: false };
     let on = q.on.as_ref().and_then(|e| {
         let (c, t) = compile(e, &mut base_scope, diags)?;
         if t.is_some_and(|t| t != AttrType::Bool) {
-            diags.push(
-                e.pos().line,
-                e.pos().col,
-                "`on` needs a true/false condition",
-            );
+            diags.push(e.pos().line, e.pos().col, "`on` needs a true/false condition");
         }
         Some(c)
     });
-    let pushdown =
-        q.on.as_ref()
-            .map(|e| pushdown(e, agg, plan, alias))
-            .unwrap_or_default();
+    let pushdown = q.on.as_ref().map(|e| pushdown(e, agg, plan, alias)).unwrap_or_default();
 
     base_scope.allow_aggregates = true;
     let mut select = Vec::new();
@@ -151,20 +139,12 @@ fn check(plan: &AppPlan, q: &Query, diags: &mut Diagnostics) -> Option<CompiledQ
                     (Some(a), _) => a.text.clone(),
                     (None, Expr::Attr { name, .. }) => name.clone(),
                     (None, e) => {
-                        diags.push(
-                            e.pos().line,
-                            e.pos().col,
-                            "give this select item a name with `as`",
-                        );
+                        diags.push(e.pos().line, e.pos().col, "give this select item a name with `as`");
                         continue;
                     }
                 };
                 if select.iter().any(|(n, _, _)| *n == name) {
-                    diags.push(
-                        item.pos.line,
-                        item.pos.col,
-                        format!("the output name `{name}` is used twice"),
-                    );
+                    diags.push(item.pos.line, item.pos.col, format!("the output name `{name}` is used twice"));
                     continue;
                 }
                 if let Some((c, t)) = compile(&item.expr, &mut base_scope, diags) {
@@ -181,15 +161,9 @@ fn check(plan: &AppPlan, q: &Query, diags: &mut Diagnostics) -> Option<CompiledQ
         }
     }
     // having and order by see the outputs first, then the merged row, then aggregates.
-    let mut out_scope = OutputScope {
-        outputs: &select,
-        inner: base_scope,
-    };
+    let mut out_scope = OutputScope { outputs: &select, inner: base_scope };
     out_scope.inner.allow_aggregates = true;
-    let having = q
-        .having
-        .as_ref()
-        .and_then(|e| compile(e, &mut out_scope, diags).map(|(c, _)| c));
+    let having = q.having.as_ref().and_then(|e| compile(e, &mut out_scope, diags).map(|(c, _)| c));
     let order_by = q
         .order_by
         .iter()
@@ -197,15 +171,8 @@ fn check(plan: &AppPlan, q: &Query, diags: &mut Diagnostics) -> Option<CompiledQ
         .collect();
     let aggregates = out_scope.inner.aggregates;
     let grouped = !group_by.is_empty() || !aggregates.is_empty();
-    let limit = q
-        .limit
-        .as_ref()
-        .and_then(|(e, p)| count(e, *p, "limit", diags));
-    let offset = q
-        .offset
-        .as_ref()
-        .and_then(|(e, p)| count(e, *p, "offset", diags))
-        .unwrap_or(0);
+    let limit = q.limit.as_ref().and_then(|(e, p)| count(e, *p, "limit", diags));
+    let offset = q.offset.as_ref().and_then(|(e, p)| count(e, *p, "offset", diags)).unwrap_or(0);
     Some(CompiledQuery {
         aggregation: ai,
         duration: duration?,
@@ -247,11 +214,7 @@ fn count(e: &Expr, pos: Pos, what: &str, diags: &mut Diagnostics) -> Option<usiz
         Expr::Lit(Literal::Int(v), _) if *v >= 0 => Some(*v as usize),
         Expr::Lit(Literal::Long(v), _) if *v >= 0 => Some(*v as usize),
         _ => {
-            diags.push(
-                pos.line,
-                pos.col,
-                format!("`{what}` takes a whole number of rows"),
-            );
+            diags.push(pos.line, pos.col, format!("`{what}` takes a whole number of rows"));
             None
         }
     }
@@ -263,10 +226,7 @@ fn pushdown(e: &Expr, agg: &AggPlan, plan: &AppPlan, alias: Option<&str>) -> Vec
     let mut out = Vec::new();
     let mut stack = vec![e];
     while let Some(e) = stack.pop() {
-        let Expr::Binary {
-            op, left, right, ..
-        } = e
-        else {
+        let Expr::Binary { op, left, right, .. } = e else {
             continue;
         };
         match op {
@@ -276,33 +236,16 @@ fn pushdown(e: &Expr, agg: &AggPlan, plan: &AppPlan, alias: Option<&str>) -> Vec
             }
             BinOp::Eq => {
                 let (attr, lit) = match (&**left, &**right) {
-                    (
-                        Expr::Attr {
-                            qualifier, name, ..
-                        },
-                        Expr::Lit(l, _),
-                    )
-                    | (
-                        Expr::Lit(l, _),
-                        Expr::Attr {
-                            qualifier, name, ..
-                        },
-                    ) => {
-                        if qualifier
-                            .as_deref()
-                            .is_some_and(|q| Some(q) != alias && q != agg.name)
-                        {
+                    (Expr::Attr { qualifier, name, .. }, Expr::Lit(l, _))
+                    | (Expr::Lit(l, _), Expr::Attr { qualifier, name, .. }) => {
+                        if qualifier.as_deref().is_some_and(|q| Some(q) != alias && q != agg.name) {
                             continue;
                         }
                         (name, l)
                     }
                     _ => continue,
                 };
-                let Some(&g) = agg
-                    .group_by
-                    .iter()
-                    .find(|&&g| stream.attributes[g].name == *attr)
-                else {
+                let Some(&g) = agg.group_by.iter().find(|&&g| stream.attributes[g].name == *attr) else {
                     continue;
                 };
                 let ty = stream.attributes[g].ty;
@@ -330,40 +273,20 @@ struct BaseScope<'a> {
 }
 
 impl Scope for BaseScope<'_> {
-    fn attribute(
-        &mut self,
-        qualifier: Option<&str>,
-        name: &str,
-    ) -> std::result::Result<(usize, AttrType), String> {
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> std::result::Result<(usize, AttrType), String> {
         if let Some(q) = qualifier
             && Some(q) != self.alias
             && q != self.agg
         {
-            return Err(format!(
-                "`{q}.{name}`: `{q}` is not the queried aggregation or its alias"
-            ));
+            return Err(format!("`{q}.{name}`: `{q}` is not the queried aggregation or its alias"));
         }
-        self.base
-            .iter()
-            .position(|(n, _)| n == name)
-            .map(|i| (i, self.base[i].1))
-            .ok_or_else(|| {
-                let names: Vec<&str> = self.base.iter().map(|(n, _)| n.as_str()).collect();
-                format!(
-                    "`{name}` is not an attribute of aggregation `{}` (it has {})",
-                    self.agg,
-                    names.join(", ")
-                )
-            })
+        self.base.iter().position(|(n, _)| n == name).map(|i| (i, self.base[i].1)).ok_or_else(|| {
+            let names: Vec<&str> = self.base.iter().map(|(n, _)| n.as_str()).collect();
+            format!("`{name}` is not an attribute of aggregation `{}` (it has {})", self.agg, names.join(", "))
+        })
     }
 
-    fn call(
-        &mut self,
-        name: &str,
-        args: &[Expr],
-        pos: Pos,
-        diags: &mut Diagnostics,
-    ) -> Option<(usize, AttrType)> {
+    fn call(&mut self, name: &str, args: &[Expr], pos: Pos, diags: &mut Diagnostics) -> Option<(usize, AttrType)> {
         let func = match name.to_ascii_lowercase().as_str() {
             "sum" => RowAgg::Sum,
             "count" => RowAgg::Count,
@@ -414,18 +337,12 @@ impl Scope for BaseScope<'_> {
             diags.push(pos.line, pos.col, format!("`{name}` needs a number"));
             return None;
         }
-        self.aggregates.push(AggregateCall {
-            func,
-            arg: arg.map(|(c, _)| c),
-            ty,
-        });
+        self.aggregates.push(AggregateCall { func, arg: arg.map(|(c, _)| c), ty });
         Some((self.base.len() + self.aggregates.len() - 1, ty))
     }
 
     fn unknown_function(&self, name: &str) -> String {
-        format!(
-            "unknown function `{name}`: a query can use sum, count, avg, min, max and distinctCount"
-        )
+        format!("unknown function `{name}`: a query can use sum, count, avg, min, max and distinctCount")
     }
 }
 
@@ -437,32 +354,18 @@ struct OutputScope<'a> {
 }
 
 impl Scope for OutputScope<'_> {
-    fn attribute(
-        &mut self,
-        qualifier: Option<&str>,
-        name: &str,
-    ) -> std::result::Result<(usize, AttrType), String> {
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> std::result::Result<(usize, AttrType), String> {
         if qualifier.is_none()
             && let Some(i) = self.outputs.iter().position(|(n, _, _)| n == name)
         {
             return Ok((i, self.outputs[i].2.unwrap_or(AttrType::String)));
         }
-        self.inner
-            .attribute(qualifier, name)
-            .map(|(i, t)| (i + self.outputs.len(), t))
+        self.inner.attribute(qualifier, name).map(|(i, t)| (i + self.outputs.len(), t))
     }
 
-    fn call(
-        &mut self,
-        name: &str,
-        args: &[Expr],
-        pos: Pos,
-        diags: &mut Diagnostics,
-    ) -> Option<(usize, AttrType)> {
+    fn call(&mut self, name: &str, args: &[Expr], pos: Pos, diags: &mut Diagnostics) -> Option<(usize, AttrType)> {
         // Arguments of an aggregate refer to the merged row, not to outputs.
-        self.inner
-            .call(name, args, pos, diags)
-            .map(|(i, t)| (i + self.outputs.len(), t))
+        self.inner.call(name, args, pos, diags).map(|(i, t)| (i + self.outputs.len(), t))
     }
 
     fn unknown_function(&self, name: &str) -> String {

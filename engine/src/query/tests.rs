@@ -13,11 +13,7 @@ define aggregation A from S select symbol, sum(qty) as total, avg(price) as avgP
 group by symbol aggregate by ts every sec, min, day;";
 
 fn node_config(id: &str) -> NodeConfig {
-    NodeConfig::parse(
-        &format!("wso2.carbon: {{id: {id}}}\ntally: {{workers: 2, batch_events: 2}}"),
-        "n",
-    )
-    .unwrap()
+    NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}\ntally: {{workers: 2, batch_events: 2}}"), "n").unwrap()
 }
 
 fn ingest(store: &str, id: &str, events: &[(&str, Option<f64>, i64, i64)]) {
@@ -27,17 +23,7 @@ fn ingest(store: &str, id: &str, events: &[(&str, Option<f64>, i64, i64)]) {
     let mut router = node.router();
     for (sym, price, qty, ts) in events {
         let price = price.map(Value::Double).unwrap_or(Value::Null);
-        router
-            .push(
-                0,
-                &[
-                    Value::Str(sym.to_string()),
-                    price,
-                    Value::Long(*qty),
-                    Value::Long(*ts),
-                ],
-            )
-            .unwrap();
+        router.push(0, &[Value::Str(sym.to_string()), price, Value::Long(*qty), Value::Long(*ts)]).unwrap();
     }
     router.send_all().unwrap();
     drop(router);
@@ -72,11 +58,7 @@ fn fixture() -> (tempfile::TempDir, String) {
     ingest(
         &store,
         "n2",
-        &[
-            ("IBM", Some(20.0), 4, 1_200),
-            ("WSO2", Some(15.0), 20, 2_000),
-            ("IBM", Some(1.0), 8, 62_000),
-        ],
+        &[("IBM", Some(20.0), 4, 1_200), ("WSO2", Some(15.0), 20, 2_000), ("IBM", Some(1.0), 8, 62_000)],
     );
     (dir, store)
 }
@@ -114,10 +96,7 @@ fn shards_merge_sums_avgs_max_and_latest() {
     );
     // Same time stamp on both shards: the shard whose id sorts last wins, on every node.
     assert_eq!(
-        rows(
-            &store,
-            "from A on symbol == 'WSO2' within 0L, 60000L per 'min' select last"
-        ),
+        rows(&store, "from A on symbol == 'WSO2' within 0L, 60000L per 'min' select last"),
         vec![vec![Value::Double(15.0)]]
     );
 }
@@ -154,40 +133,19 @@ fn group_by_having_limit_offset() {
     let q = "from A within 0L, 86400000L per 'sec' select symbol, sum(total) as t, count() as n group by symbol having t > 8 order by t desc";
     assert_eq!(
         rows(&store, q),
-        vec![
-            vec![s("WSO2"), Value::Long(30), Value::Long(1)],
-            vec![s("IBM"), Value::Long(15), Value::Long(2)]
-        ]
+        vec![vec![s("WSO2"), Value::Long(30), Value::Long(1)], vec![s("IBM"), Value::Long(15), Value::Long(2)]]
     );
-    assert_eq!(
-        rows(&store, &format!("{q} limit 1")),
-        vec![vec![s("WSO2"), Value::Long(30), Value::Long(1)]]
-    );
-    assert_eq!(
-        rows(&store, &format!("{q} limit 1 offset 1")),
-        vec![vec![s("IBM"), Value::Long(15), Value::Long(2)]]
-    );
+    assert_eq!(rows(&store, &format!("{q} limit 1")), vec![vec![s("WSO2"), Value::Long(30), Value::Long(1)]]);
+    assert_eq!(rows(&store, &format!("{q} limit 1 offset 1")), vec![vec![s("IBM"), Value::Long(15), Value::Long(2)]]);
     let agg_only = "from A within 0L, 86400000L per 'day' select sum(total) as t, max(hi) as m, avg(avgPrice) as a, distinctCount(symbol) as d";
     assert_eq!(
         rows(&store, agg_only),
-        vec![vec![
-            Value::Long(52),
-            Value::Double(30.0),
-            Value::Double(12.625),
-            Value::Long(3)
-        ]]
+        vec![vec![Value::Long(52), Value::Double(30.0), Value::Double(12.625), Value::Long(3)]]
     );
     // Per day the shards merge into one row per symbol.
     assert_eq!(
-        rows(
-            &store,
-            "from A within 0L, 86400000L per 'day' select symbol, total order by symbol"
-        ),
-        vec![
-            vec![s("IBM"), Value::Long(15)],
-            vec![s("ORCL"), Value::Long(7)],
-            vec![s("WSO2"), Value::Long(30)],
-        ]
+        rows(&store, "from A within 0L, 86400000L per 'day' select symbol, total order by symbol"),
+        vec![vec![s("IBM"), Value::Long(15)], vec![s("ORCL"), Value::Long(7)], vec![s("WSO2"), Value::Long(30)],]
     );
 }
 
@@ -195,37 +153,19 @@ fn group_by_having_limit_offset() {
 fn query_errors_name_their_place() {
     let (_d, store) = fixture();
     for (q, needle) in [
-        (
-            "from B within 0L, 1L per 'sec'",
-            "unknown aggregation `B` (the app defines: A)",
-        ),
+        ("from B within 0L, 1L per 'sec'", "unknown aggregation `B` (the app defines: A)"),
         (
             "from A within 0L, 1L per 'hours'",
             "line 1, column 26: aggregation `A` has no hours duration (it has seconds, minutes, days)",
         ),
         ("from A within 0L, 1L", "needs `per"),
         ("from A per 'sec'", "needs `within"),
-        (
-            "from A within 0L, 1L per 'sec' select nope",
-            "`nope` is not an attribute of aggregation `A`",
-        ),
-        (
-            "from A within 0L, 1L per 'sec' select median(total) as m",
-            "unknown function `median`",
-        ),
-        (
-            "from A within 0L, 1L per 'sec' select total limit -1",
-            "whole number",
-        ),
-        (
-            "from A within 0L, 1L per 'sec' select symbol, symbol",
-            "used twice",
-        ),
+        ("from A within 0L, 1L per 'sec' select nope", "`nope` is not an attribute of aggregation `A`"),
+        ("from A within 0L, 1L per 'sec' select median(total) as m", "unknown function `median`"),
+        ("from A within 0L, 1L per 'sec' select total limit -1", "whole number"),
+        ("from A within 0L, 1L per 'sec' select symbol, symbol", "used twice"),
         ("from A on total within 0L, 1L per 'sec'", "true/false"),
-        (
-            "from A within 0L, 1L per 'sec' select sum(symbol) as x",
-            "needs a number",
-        ),
+        ("from A within 0L, 1L per 'sec' select sum(symbol) as x", "needs a number"),
     ] {
         let e = ask(&store, q).unwrap_err().to_string();
         assert!(e.contains(needle), "{q}\n  gave: {e}");
@@ -237,11 +177,7 @@ fn pushdown_matches_the_full_scan() {
     let (_d, store) = fixture();
     let cfg = node_config("n1");
     let plan = check(APP, "a", &cfg).unwrap();
-    let c = compile_query(
-        &plan,
-        "from A on symbol == 'IBM' and total > 1 within 0L, 86400000L per 'sec'",
-    )
-    .unwrap();
+    let c = compile_query(&plan, "from A on symbol == 'IBM' and total > 1 within 0L, 86400000L per 'sec'").unwrap();
     assert_eq!(c.pushdown, vec![("symbol".to_string(), s("IBM"))]);
     let pushed = rows(
         &store,
@@ -252,11 +188,5 @@ fn pushdown_matches_the_full_scan() {
         "from A on not (symbol != 'IBM') and total > 1 within 0L, 86400000L per 'sec' select AGG_TIMESTAMP, total",
     );
     assert_eq!(pushed, filtered);
-    assert_eq!(
-        pushed,
-        vec![
-            vec![Value::Long(1000), Value::Long(7)],
-            vec![Value::Long(62000), Value::Long(8)]
-        ]
-    );
+    assert_eq!(pushed, vec![vec![Value::Long(1000), Value::Long(7)], vec![Value::Long(62000), Value::Long(8)]]);
 }

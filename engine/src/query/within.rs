@@ -19,7 +19,11 @@ pub fn range(w: &Within, diags: &mut Diagnostics) -> Option<Range> {
             let end = bound(b, diags);
             let (start, end) = (start?, end?);
             if start >= end {
-                diags.push(pos.line, pos.col, format!("`within {start}, {end}`: the start must be before the end (the range is [start, end))"));
+                diags.push(
+                    pos.line,
+                    pos.col,
+                    format!("`within {start}, {end}`: the start must be before the end (the range is [start, end))"),
+                );
                 return None;
             }
             Some((start, end))
@@ -32,7 +36,11 @@ pub fn range(w: &Within, diags: &mut Diagnostics) -> Option<Range> {
             }
             other => {
                 let p = other.pos();
-                diags.push(p.line, p.col, "`within` takes time stamps (epoch ms or \"yyyy-MM-dd HH:mm:ss\") or a pattern string");
+                diags.push(
+                    p.line,
+                    p.col,
+                    "`within` takes time stamps (epoch ms or \"yyyy-MM-dd HH:mm:ss\") or a pattern string",
+                );
                 None
             }
         },
@@ -43,23 +51,18 @@ fn bound(e: &Expr, diags: &mut Diagnostics) -> Option<i64> {
     match e {
         Expr::Lit(Literal::Int(v), _) => Some(*v as i64),
         Expr::Lit(Literal::Long(v), _) => Some(*v),
-        Expr::Lit(Literal::Str(s), p) => match timestamp::parse_fields(s, false)
-            .ok()
-            .and_then(|f| timestamp::to_epoch_ms(&f))
-        {
-            Some(ms) => Some(ms),
-            None => {
-                diags.push(p.line, p.col, format!("`{s}` is not a time stamp: write epoch milliseconds (e.g. 1496289950000L) or \"yyyy-MM-dd HH:mm:ss\" with an optional \" +05:30\""));
-                None
+        Expr::Lit(Literal::Str(s), p) => {
+            match timestamp::parse_fields(s, false).ok().and_then(|f| timestamp::to_epoch_ms(&f)) {
+                Some(ms) => Some(ms),
+                None => {
+                    diags.push(p.line, p.col, format!("`{s}` is not a time stamp: write epoch milliseconds (e.g. 1496289950000L) or \"yyyy-MM-dd HH:mm:ss\" with an optional \" +05:30\""));
+                    None
+                }
             }
-        },
+        }
         other => {
             let p = other.pos();
-            diags.push(
-                p.line,
-                p.col,
-                "a `within` bound is a number of epoch milliseconds or a time stamp string",
-            );
+            diags.push(p.line, p.col, "a `within` bound is a number of epoch milliseconds or a time stamp string");
             None
         }
     }
@@ -70,22 +73,17 @@ fn pattern(text: &str, pos: Pos, diags: &mut Diagnostics) -> Option<Range> {
     let fields = match timestamp::parse_fields(text, true) {
         Ok(f) => f,
         Err(m) => {
-            diags.push(pos.line, pos.col, format!("`within` pattern: {m}; wildcards `**` replace whole fields, e.g. \"2017-06-** **:**:**\""));
+            diags.push(
+                pos.line,
+                pos.col,
+                format!("`within` pattern: {m}; wildcards `**` replace whole fields, e.g. \"2017-06-** **:**:**\""),
+            );
             return None;
         }
     };
-    let parts = [
-        fields.month,
-        fields.day,
-        fields.hour,
-        fields.minute,
-        fields.second,
-    ];
+    let parts = [fields.month, fields.day, fields.hour, fields.minute, fields.second];
     // Once a field is a wildcard, every field to its right must be one too.
-    let first_wild = parts
-        .iter()
-        .position(Option::is_none)
-        .unwrap_or(parts.len());
+    let first_wild = parts.iter().position(Option::is_none).unwrap_or(parts.len());
     if parts[first_wild..].iter().any(Option::is_some) {
         diags.push(
             pos.line,
@@ -106,11 +104,7 @@ fn pattern(text: &str, pos: Pos, diags: &mut Diagnostics) -> Option<Range> {
     match end {
         Some(end) => Some((start, end)),
         None => {
-            diags.push(
-                pos.line,
-                pos.col,
-                format!("`{text}` is out of the supported range"),
-            );
+            diags.push(pos.line, pos.col, format!("`{text}` is out of the supported range"));
             None
         }
     }
@@ -134,15 +128,17 @@ fn shift_month(f: &Fields, months: u32) -> Option<i64> {
 pub fn per(e: &Expr, agg: &AggPlan, diags: &mut Diagnostics) -> Option<Duration> {
     let Expr::Lit(Literal::Str(text), p) = e else {
         let p = e.pos();
-        diags.push(
-            p.line,
-            p.col,
-            "`per` takes a string naming a duration, e.g. per \"hours\"",
-        );
+        diags.push(p.line, p.col, "`per` takes a string naming a duration, e.g. per \"hours\"");
         return None;
     };
     let Some(d) = Duration::parse_per(text) else {
-        diags.push(p.line, p.col, format!("`per \"{text}\"`: not a duration; use sec, min, hour (or h), day, month or year (singular or plural)"));
+        diags.push(
+            p.line,
+            p.col,
+            format!(
+                "`per \"{text}\"`: not a duration; use sec, min, hour (or h), day, month or year (singular or plural)"
+            ),
+        );
         return None;
     };
     if !agg.has_duration(d) {
@@ -150,11 +146,7 @@ pub fn per(e: &Expr, agg: &AggPlan, diags: &mut Diagnostics) -> Option<Duration>
         diags.push(
             p.line,
             p.col,
-            format!(
-                "aggregation `{}` has no {d} duration (it has {})",
-                agg.name,
-                has.join(", ")
-            ),
+            format!("aggregation `{}` has no {d} duration (it has {})", agg.name, has.join(", ")),
         );
         return None;
     }
@@ -168,8 +160,7 @@ mod tests {
 
     fn within(text: &str) -> Result<Range, String> {
         let mut d = Diagnostics::default();
-        let q = parse_query(&format!("from A within {text} per 'sec'"), &mut d)
-            .ok_or_else(|| d.to_string())?;
+        let q = parse_query(&format!("from A within {text} per 'sec'"), &mut d).ok_or_else(|| d.to_string())?;
         range(q.within.as_ref().unwrap(), &mut d).ok_or_else(|| d.to_string())
     }
 
@@ -178,44 +169,17 @@ mod tests {
         let s = 1_496_289_950_000;
         assert_eq!(within("1496289950000L, 1496289951000L"), Ok((s, s + 1000)));
         assert_eq!(within("1496289950000, 1496289951000"), Ok((s, s + 1000)));
-        assert_eq!(
-            within("\"2017-06-01 04:05:50\", \"2017-06-01 04:05:51\""),
-            Ok((s, s + 1000))
-        );
-        assert_eq!(
-            within("\"2017-06-01 09:35:50 +05:30\", 1496289951000L"),
-            Ok((s, s + 1000))
-        );
+        assert_eq!(within("\"2017-06-01 04:05:50\", \"2017-06-01 04:05:51\""), Ok((s, s + 1000)));
+        assert_eq!(within("\"2017-06-01 09:35:50 +05:30\", 1496289951000L"), Ok((s, s + 1000)));
         assert_eq!(within("\"2017-06-01 04:05:50\""), Ok((s, s + 1000)));
-        assert_eq!(
-            within("\"2017-06-01 04:05:**\""),
-            Ok((s - 50_000, s + 10_000))
-        );
-        assert_eq!(
-            within("\"2017-06-01 04:**:**\""),
-            Ok((s - 350_000, s + 3_250_000))
-        );
+        assert_eq!(within("\"2017-06-01 04:05:**\""), Ok((s - 50_000, s + 10_000)));
+        assert_eq!(within("\"2017-06-01 04:**:**\""), Ok((s - 350_000, s + 3_250_000)));
         let day = 1_496_275_200_000;
-        assert_eq!(
-            within("\"2017-06-01 **:**:**\""),
-            Ok((day, day + 86_400_000))
-        );
-        assert_eq!(
-            within("'2017-06-** **:**:**'"),
-            Ok((day, 1_498_867_200_000))
-        );
-        assert_eq!(
-            within("\"2017-12-** **:**:**\""),
-            Ok((1_512_086_400_000, 1_514_764_800_000))
-        );
-        assert_eq!(
-            within("\"2017-**-** **:**:**\""),
-            Ok((1_483_228_800_000, 1_514_764_800_000))
-        );
-        assert_eq!(
-            within("\"2020-02-** **:**:** +08:00\""),
-            Ok((1_580_486_400_000, 1_582_992_000_000))
-        );
+        assert_eq!(within("\"2017-06-01 **:**:**\""), Ok((day, day + 86_400_000)));
+        assert_eq!(within("'2017-06-** **:**:**'"), Ok((day, 1_498_867_200_000)));
+        assert_eq!(within("\"2017-12-** **:**:**\""), Ok((1_512_086_400_000, 1_514_764_800_000)));
+        assert_eq!(within("\"2017-**-** **:**:**\""), Ok((1_483_228_800_000, 1_514_764_800_000)));
+        assert_eq!(within("\"2020-02-** **:**:** +08:00\""), Ok((1_580_486_400_000, 1_582_992_000_000)));
     }
 
     #[test]

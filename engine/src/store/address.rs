@@ -17,30 +17,19 @@ pub enum StoreAddress {
 impl StoreAddress {
     /// Parses an address; `username` and `password` (from `@store` or a data source) fill
     /// in what a JDBC URL leaves out.
-    pub fn parse(
-        text: &str,
-        username: Option<&str>,
-        password: Option<&str>,
-    ) -> Result<StoreAddress> {
+    pub fn parse(text: &str, username: Option<&str>, password: Option<&str>) -> Result<StoreAddress> {
         let t = text.trim();
         let lower = t.to_ascii_lowercase();
-        if let Some(rest) = strip(t, &lower, "jdbc:sqlite:").or_else(|| strip(t, &lower, "sqlite:"))
-        {
+        if let Some(rest) = strip(t, &lower, "jdbc:sqlite:").or_else(|| strip(t, &lower, "sqlite:")) {
             // `sqlite:///abs/path` and `sqlite://rel/path` are taken too.
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() {
-                return Err(Error::Schema(format!(
-                    "store `{t}`: give a file, e.g. sqlite:tally.db"
-                )));
+                return Err(Error::Schema(format!("store `{t}`: give a file, e.g. sqlite:tally.db")));
             }
-            return Ok(StoreAddress::Sqlite {
-                path: PathBuf::from(path),
-            });
+            return Ok(StoreAddress::Sqlite { path: PathBuf::from(path) });
         }
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            return Ok(StoreAddress::Postgres {
-                url: with_credentials(t, username, password),
-            });
+            return Ok(StoreAddress::Postgres { url: with_credentials(t, username, password) });
         }
         if let Some(rest) = strip(t, &lower, "jdbc:postgresql:") {
             let rest = rest.strip_prefix("//").unwrap_or(rest);
@@ -48,10 +37,7 @@ impl StoreAddress {
                 url: with_credentials(&format!("postgresql://{rest}"), username, password),
             });
         }
-        if lower.starts_with("jdbc:mysql:")
-            || lower.starts_with("mysql://")
-            || lower.starts_with("jdbc:mariadb:")
-        {
+        if lower.starts_with("jdbc:mysql:") || lower.starts_with("mysql://") || lower.starts_with("jdbc:mariadb:") {
             return Ok(StoreAddress::Mysql { url: t.to_string() });
         }
         Err(Error::Schema(format!(
@@ -101,9 +87,7 @@ fn with_credentials(url: &str, username: Option<&str>, password: Option<&str>) -
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -131,54 +115,33 @@ mod tests {
     fn forms() {
         assert_eq!(
             StoreAddress::parse("sqlite:/tmp/a.db", None, None).unwrap(),
-            StoreAddress::Sqlite {
-                path: "/tmp/a.db".into()
-            }
+            StoreAddress::Sqlite { path: "/tmp/a.db".into() }
         );
         assert_eq!(
             StoreAddress::parse("jdbc:sqlite:rel.db", None, None).unwrap(),
-            StoreAddress::Sqlite {
-                path: "rel.db".into()
-            }
+            StoreAddress::Sqlite { path: "rel.db".into() }
         );
         assert_eq!(
             StoreAddress::parse("sqlite:///abs.db", None, None).unwrap(),
-            StoreAddress::Sqlite {
-                path: "/abs.db".into()
-            }
+            StoreAddress::Sqlite { path: "/abs.db".into() }
         );
         assert_eq!(
-            StoreAddress::parse(
-                "jdbc:postgresql://127.0.0.1:5432/test",
-                Some("root"),
-                Some("p@ss")
-            )
-            .unwrap(),
-            StoreAddress::Postgres {
-                url: "postgresql://root:p%40ss@127.0.0.1:5432/test".into()
-            }
+            StoreAddress::parse("jdbc:postgresql://127.0.0.1:5432/test", Some("root"), Some("p@ss")).unwrap(),
+            StoreAddress::Postgres { url: "postgresql://root:p%40ss@127.0.0.1:5432/test".into() }
         );
         assert_eq!(
             StoreAddress::parse("postgres://u:x@h/db", Some("other"), None).unwrap(),
-            StoreAddress::Postgres {
-                url: "postgres://u:x@h/db".into()
-            }
+            StoreAddress::Postgres { url: "postgres://u:x@h/db".into() }
         );
-        assert!(matches!(
-            StoreAddress::parse("jdbc:mysql://h/db", None, None).unwrap(),
-            StoreAddress::Mysql { .. }
-        ));
-        let e = StoreAddress::parse("mongodb://h", None, None)
-            .unwrap_err()
-            .to_string();
+        assert!(matches!(StoreAddress::parse("jdbc:mysql://h/db", None, None).unwrap(), StoreAddress::Mysql { .. }));
+        let e = StoreAddress::parse("mongodb://h", None, None).unwrap_err().to_string();
         assert!(e.contains("sqlite:PATH"), "{e}");
         assert!(StoreAddress::parse("sqlite:", None, None).is_err());
     }
 
     #[test]
     fn redaction() {
-        let a = StoreAddress::parse("jdbc:postgresql://h:5432/db", Some("root"), Some("secret"))
-            .unwrap();
+        let a = StoreAddress::parse("jdbc:postgresql://h:5432/db", Some("root"), Some("secret")).unwrap();
         assert_eq!(a.redacted(), "postgresql://root:***@h:5432/db");
         assert!(!a.redacted().contains("secret"));
     }

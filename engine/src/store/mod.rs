@@ -51,22 +51,14 @@ pub trait Store: Send {
     /// The rows of `table` (every shard) whose bucket starts in `[start, end)`, optionally
     /// only those whose columns equal the given values. A table that does not exist yet
     /// has no rows.
-    fn scan(
-        &mut self,
-        table: &TableSchema,
-        start: i64,
-        end: i64,
-        equal: &[(usize, Value)],
-    ) -> Result<Vec<Vec<Value>>>;
+    fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>>;
 }
 
 /// Opens the store at `address`.
 pub fn open(address: &StoreAddress) -> Result<Box<dyn Store>> {
     match address {
         StoreAddress::Sqlite { .. } => Ok(Box::new(sqlite::SqliteStore::open(address.clone())?)),
-        StoreAddress::Postgres { .. } => {
-            Ok(Box::new(postgres::PostgresStore::open(address.clone())?))
-        }
+        StoreAddress::Postgres { .. } => Ok(Box::new(postgres::PostgresStore::open(address.clone())?)),
         StoreAddress::Mysql { .. } => Err(Error::Unsupported(format!(
             "store {}: MySQL/MariaDB is not supported yet; use PostgreSQL (jdbc:postgresql://…) or the embedded SQLite store (sqlite:PATH)",
             address.redacted()

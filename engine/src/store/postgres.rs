@@ -30,13 +30,7 @@ impl Store for PostgresStore {
     fn write(&mut self, _flush: &FlushWrite<'_>) -> Result<()> {
         Err(Error::Unsupported("PostgreSQL is not supported yet".into()))
     }
-    fn scan(
-        &mut self,
-        _t: &TableSchema,
-        _s: i64,
-        _e: i64,
-        _eq: &[(usize, Value)],
-    ) -> Result<Vec<Vec<Value>>> {
+    fn scan(&mut self, _t: &TableSchema, _s: i64, _e: i64, _eq: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
         Err(Error::Unsupported("PostgreSQL is not supported yet".into()))
     }
 }

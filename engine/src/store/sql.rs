@@ -38,46 +38,26 @@ pub fn create_table(d: Dialect, t: &TableSchema) -> String {
         .columns
         .iter()
         .map(|c| {
-            let not_null = if matches!(c.role, Role::Timestamp | Role::Shard) {
-                " NOT NULL"
-            } else {
-                ""
-            };
+            let not_null = if matches!(c.role, Role::Timestamp | Role::Shard) { " NOT NULL" } else { "" };
             format!("{} {}{}", quote(&c.name), column_type(d, c.ty), not_null)
         })
         .collect();
-    let key: Vec<String> = t.columns[..t.key_len]
-        .iter()
-        .map(|c| quote(&c.name))
-        .collect();
+    let key: Vec<String> = t.columns[..t.key_len].iter().map(|c| quote(&c.name)).collect();
     cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
-    format!(
-        "CREATE TABLE IF NOT EXISTS {} ({})",
-        quote(&t.name),
-        cols.join(", ")
-    )
+    format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(&t.name), cols.join(", "))
 }
 
 /// The merged value of column `i` given the stored row's columns (unqualified names) and
 /// the new value of each column as `new(j)` (an `excluded."c"` or a `?n` parameter).
-pub fn merge_expr(
-    d: Dialect,
-    t: &TableSchema,
-    i: usize,
-    new: &dyn Fn(usize) -> String,
-) -> Option<String> {
+pub fn merge_expr(d: Dialect, t: &TableSchema, i: usize, new: &dyn Fn(usize) -> String) -> Option<String> {
     let c = &t.columns[i];
     let old = quote(&c.name);
     let n = new(i);
     let (least, greatest) = match d {
-        Dialect::Sqlite => (
-            format!("coalesce(min({old}, {n}), {old}, {n})"),
-            format!("coalesce(max({old}, {n}), {old}, {n})"),
-        ),
-        Dialect::Postgres => (
-            format!("least({old}, {n})"),
-            format!("greatest({old}, {n})"),
-        ),
+        Dialect::Sqlite => {
+            (format!("coalesce(min({old}, {n}), {old}, {n})"), format!("coalesce(max({old}, {n}), {old}, {n})"))
+        }
+        Dialect::Postgres => (format!("least({old}, {n})"), format!("greatest({old}, {n})")),
     };
     Some(match c.role {
         Role::Timestamp | Role::Shard | Role::Key(_) => return None,
@@ -87,15 +67,10 @@ pub fn merge_expr(
         Role::Cell(..) => format!("coalesce({old} + {n}, {old}, {n})"),
         Role::LastEventTimestamp => greatest,
         Role::Latest(_) => {
-            let last = t
-                .last_event_timestamp()
-                .expect("latest columns come with AGG_LAST_EVENT_TIMESTAMP");
+            let last = t.last_event_timestamp().expect("latest columns come with AGG_LAST_EVENT_TIMESTAMP");
             let old_last = quote(&t.columns[last].name);
             // The newer time stamp wins; a tie goes to the write (the later arrival).
-            format!(
-                "CASE WHEN {old_last} IS NULL OR {} >= {old_last} THEN {n} ELSE {old} END",
-                new(last)
-            )
+            format!("CASE WHEN {old_last} IS NULL OR {} >= {old_last} THEN {n} ELSE {old} END", new(last))
         }
     })
 }
@@ -106,16 +81,9 @@ pub fn upsert(d: Dialect, t: &TableSchema) -> String {
     let params: Vec<String> = (1..=t.columns.len()).map(|i| placeholder(d, i)).collect();
     let key = &cols[..t.key_len];
     let sets: Vec<String> = (0..t.columns.len())
-        .filter_map(|i| {
-            merge_expr(d, t, i, &|j| format!("excluded.{}", cols[j]))
-                .map(|e| format!("{} = {e}", cols[i]))
-        })
+        .filter_map(|i| merge_expr(d, t, i, &|j| format!("excluded.{}", cols[j])).map(|e| format!("{} = {e}", cols[i])))
         .collect();
-    let action = if sets.is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        format!("DO UPDATE SET {}", sets.join(", "))
-    };
+    let action = if sets.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", sets.join(", ")) };
     format!(
         "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {action}",
         quote(&t.name),
@@ -129,8 +97,7 @@ pub fn upsert(d: Dialect, t: &TableSchema) -> String {
 pub fn update_null_safe(d: Dialect, t: &TableSchema) -> String {
     let sets: Vec<String> = (0..t.columns.len())
         .filter_map(|i| {
-            merge_expr(d, t, i, &|j| placeholder(d, j + 1))
-                .map(|e| format!("{} = {e}", quote(&t.columns[i].name)))
+            merge_expr(d, t, i, &|j| placeholder(d, j + 1)).map(|e| format!("{} = {e}", quote(&t.columns[i].name)))
         })
         .collect();
     let cond: Vec<String> = (0..t.key_len)
@@ -138,34 +105,19 @@ pub fn update_null_safe(d: Dialect, t: &TableSchema) -> String {
             Dialect::Sqlite => {
                 format!("{} IS {}", quote(&t.columns[i].name), placeholder(d, i + 1))
             }
-            Dialect::Postgres => format!(
-                "{} IS NOT DISTINCT FROM {}",
-                quote(&t.columns[i].name),
-                placeholder(d, i + 1)
-            ),
+            Dialect::Postgres => {
+                format!("{} IS NOT DISTINCT FROM {}", quote(&t.columns[i].name), placeholder(d, i + 1))
+            }
         })
         .collect();
-    let sets = if sets.is_empty() {
-        format!("{0} = {0}", quote(&t.columns[0].name))
-    } else {
-        sets.join(", ")
-    };
-    format!(
-        "UPDATE {} SET {sets} WHERE {}",
-        quote(&t.name),
-        cond.join(" AND ")
-    )
+    let sets = if sets.is_empty() { format!("{0} = {0}", quote(&t.columns[0].name)) } else { sets.join(", ") };
+    format!("UPDATE {} SET {sets} WHERE {}", quote(&t.name), cond.join(" AND "))
 }
 
 pub fn insert(d: Dialect, t: &TableSchema) -> String {
     let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
     let params: Vec<String> = (1..=t.columns.len()).map(|i| placeholder(d, i)).collect();
-    format!(
-        "INSERT INTO {} ({}) VALUES ({})",
-        quote(&t.name),
-        cols.join(", "),
-        params.join(", ")
-    )
+    format!("INSERT INTO {} ({}) VALUES ({})", quote(&t.name), cols.join(", "), params.join(", "))
 }
 
 /// `SELECT` of every column for buckets in `[?1, ?2)`, plus `AND "k" = ?n` for each given key
@@ -219,21 +171,18 @@ mod tests {
         );
         let up = upsert(Dialect::Sqlite, &t);
         assert!(up.starts_with("INSERT INTO \"A_SECONDS\""), "{up}");
+        assert!(up.contains("ON CONFLICT (\"AGG_TIMESTAMP\", \"SHARD_ID\", \"symbol\") DO UPDATE SET"), "{up}");
         assert!(
-            up.contains("ON CONFLICT (\"AGG_TIMESTAMP\", \"SHARD_ID\", \"symbol\") DO UPDATE SET"),
+            up.contains("\"AGG_SUM_quantity\" = coalesce(\"AGG_SUM_quantity\" + excluded.\"AGG_SUM_quantity\""),
             "{up}"
         );
-        assert!(up.contains("\"AGG_SUM_quantity\" = coalesce(\"AGG_SUM_quantity\" + excluded.\"AGG_SUM_quantity\""), "{up}");
         assert!(up.contains("\"last\" = CASE WHEN \"AGG_LAST_EVENT_TIMESTAMP\" IS NULL OR excluded.\"AGG_LAST_EVENT_TIMESTAMP\" >= \"AGG_LAST_EVENT_TIMESTAMP\""), "{up}");
         let pg = upsert(Dialect::Postgres, &t);
-        assert!(
-            pg.contains("greatest(\"AGG_MAX_price\", excluded.\"AGG_MAX_price\")")
-                && pg.contains("$9"),
-            "{pg}"
-        );
+        assert!(pg.contains("greatest(\"AGG_MAX_price\", excluded.\"AGG_MAX_price\")") && pg.contains("$9"), "{pg}");
         assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
-        assert!(update_null_safe(Dialect::Sqlite, &t).ends_with(
-            "WHERE \"AGG_TIMESTAMP\" IS ?1 AND \"SHARD_ID\" IS ?2 AND \"symbol\" IS ?3"
-        ));
+        assert!(
+            update_null_safe(Dialect::Sqlite, &t)
+                .ends_with("WHERE \"AGG_TIMESTAMP\" IS ?1 AND \"SHARD_ID\" IS ?2 AND \"symbol\" IS ?3")
+        );
     }
 }

@@ -25,9 +25,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("address", &self.address)
-            .finish()
+        f.debug_struct("SqliteStore").field("address", &self.address).finish()
     }
 }
 
@@ -39,20 +37,12 @@ pub fn error(context: &str, e: rusqlite::Error) -> Error {
             Some(format!("{:?}", f.code)),
             matches!(
                 f.code,
-                ErrorCode::DatabaseBusy
-                    | ErrorCode::DatabaseLocked
-                    | ErrorCode::DiskFull
-                    | ErrorCode::SystemIoFailure
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull | ErrorCode::SystemIoFailure
             ),
         ),
         _ => (None, false),
     };
-    Error::Store {
-        backend: "sqlite",
-        code,
-        message: format!("{context}: {e}"),
-        retryable,
-    }
+    Error::Store { backend: "sqlite", code, message: format!("{context}: {e}"), retryable }
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -61,19 +51,14 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 
 impl SqliteStore {
     pub fn open(address: StoreAddress) -> Result<SqliteStore> {
-        let StoreAddress::Sqlite { path } = &address else {
-            unreachable!("SqliteStore::open takes sqlite addresses")
-        };
+        let StoreAddress::Sqlite { path } = &address else { unreachable!("SqliteStore::open takes sqlite addresses") };
         let ctx = format!("cannot open {}", path.display());
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| error(&ctx, e))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| error(&ctx, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| error(&ctx, e))?;
         // Switching to WAL needs an exclusive lock, and SQLite does not always call the busy
         // handler for it: when another node opens the same new file at that moment, wait
         // and retry.
@@ -87,8 +72,7 @@ impl SqliteStore {
                 Err(e) => return Err(error(&format!("{ctx} (setting WAL mode)"), e)),
             }
         }
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| error(&ctx, e))?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| error(&ctx, e))?;
         conn.create_scalar_function(
             "tally_set_union",
             2,
@@ -137,9 +121,7 @@ fn read_value(v: ValueRef<'_>) -> Value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Long(i),
         ValueRef::Real(f) => Value::Double(f),
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            Value::Str(String::from_utf8_lossy(t).into_owned())
-        }
+        ValueRef::Text(t) | ValueRef::Blob(t) => Value::Str(String::from_utf8_lossy(t).into_owned()),
     }
 }
 
@@ -167,12 +149,8 @@ impl Store for SqliteStore {
                         unsharded.push(t.name.clone());
                         continue;
                     }
-                    let missing: Vec<&str> = t
-                        .columns
-                        .iter()
-                        .filter(|c| !cols.contains(&c.name))
-                        .map(|c| c.name.as_str())
-                        .collect();
+                    let missing: Vec<&str> =
+                        t.columns.iter().filter(|c| !cols.contains(&c.name)).map(|c| c.name.as_str()).collect();
                     if !missing.is_empty() {
                         mismatched.push(format!("{} lacks {}", t.name, missing.join(", ")));
                     }
@@ -186,11 +164,7 @@ impl Store for SqliteStore {
                  of the primary key (tally migrate does this in one transaction), or switch partitioning off for this \
                  aggregation with @PartitionById(enable='false')",
                 unsharded.join(", "),
-                tables
-                    .iter()
-                    .find(|t| unsharded.contains(&t.name))
-                    .map(|t| t.aggregation.as_str())
-                    .unwrap_or("?")
+                tables.iter().find(|t| unsharded.contains(&t.name)).map(|t| t.aggregation.as_str()).unwrap_or("?")
             )));
         }
         if !mismatched.is_empty() {
@@ -200,8 +174,7 @@ impl Store for SqliteStore {
                 mismatched.join("; ")
             )));
         }
-        tx.commit()
-            .map_err(|e| error("cannot commit the schema transaction", e))
+        tx.commit().map_err(|e| error("cannot commit the schema transaction", e))
     }
 
     fn write(&mut self, flush: &FlushWrite<'_>) -> Result<()> {
@@ -212,55 +185,37 @@ impl Store for SqliteStore {
         for tw in &flush.tables {
             let t = tw.table;
             let ctx = format!("cannot write to {}", t.name);
-            let mut upsert = tx
-                .prepare_cached(&sql::upsert(Dialect::Sqlite, t))
-                .map_err(|e| error(&ctx, e))?;
+            let mut upsert = tx.prepare_cached(&sql::upsert(Dialect::Sqlite, t)).map_err(|e| error(&ctx, e))?;
             for row in tw.rows {
                 // A null in the key never conflicts in a primary key, so those rows merge by
                 // an explicit `IS` match instead.
                 if row[..t.key_len].iter().any(Value::is_null) {
                     let params: Vec<Param<'_>> = row.iter().map(Param).collect();
-                    let mut update = tx
-                        .prepare_cached(&sql::update_null_safe(Dialect::Sqlite, t))
-                        .map_err(|e| error(&ctx, e))?;
-                    let changed = update
-                        .execute(rusqlite::params_from_iter(params.iter()))
-                        .map_err(|e| error(&ctx, e))?;
+                    let mut update =
+                        tx.prepare_cached(&sql::update_null_safe(Dialect::Sqlite, t)).map_err(|e| error(&ctx, e))?;
+                    let changed =
+                        update.execute(rusqlite::params_from_iter(params.iter())).map_err(|e| error(&ctx, e))?;
                     if changed == 0 {
-                        let mut insert = tx
-                            .prepare_cached(&sql::insert(Dialect::Sqlite, t))
-                            .map_err(|e| error(&ctx, e))?;
-                        insert
-                            .execute(rusqlite::params_from_iter(params.iter()))
-                            .map_err(|e| error(&ctx, e))?;
+                        let mut insert =
+                            tx.prepare_cached(&sql::insert(Dialect::Sqlite, t)).map_err(|e| error(&ctx, e))?;
+                        insert.execute(rusqlite::params_from_iter(params.iter())).map_err(|e| error(&ctx, e))?;
                     }
                     continue;
                 }
-                upsert
-                    .execute(rusqlite::params_from_iter(row.iter().map(Param)))
-                    .map_err(|e| error(&ctx, e))?;
+                upsert.execute(rusqlite::params_from_iter(row.iter().map(Param))).map_err(|e| error(&ctx, e))?;
             }
         }
         tx.commit().map_err(|e| error("cannot commit the flush", e))
     }
 
-    fn scan(
-        &mut self,
-        table: &TableSchema,
-        start: i64,
-        end: i64,
-        equal: &[(usize, Value)],
-    ) -> Result<Vec<Vec<Value>>> {
+    fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
         if existing_columns(&self.conn, &table.name)?.is_none() {
             return Ok(Vec::new());
         }
         let cols: Vec<usize> = equal.iter().map(|(c, _)| *c).collect();
         let text = sql::scan(Dialect::Sqlite, table, &cols);
         let ctx = format!("cannot read {}", table.name);
-        let mut stmt = self
-            .conn
-            .prepare_cached(&text)
-            .map_err(|e| error(&ctx, e))?;
+        let mut stmt = self.conn.prepare_cached(&text).map_err(|e| error(&ctx, e))?;
         let mut params: Vec<Value> = vec![Value::Long(start), Value::Long(end)];
         params.extend(equal.iter().map(|(_, v)| v.clone()));
         let n = table.columns.len();

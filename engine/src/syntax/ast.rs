@@ -12,11 +12,7 @@ pub struct Annotation {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnnotationElement {
-    Pair {
-        key: Option<String>,
-        value: String,
-        pos: Pos,
-    },
+    Pair { key: Option<String>, value: String, pos: Pos },
     Nested(Annotation),
 }
 
@@ -24,11 +20,9 @@ impl Annotation {
     /// The value of `key` (case-insensitive), if given.
     pub fn get(&self, key: &str) -> Option<(&str, Pos)> {
         self.elements.iter().find_map(|e| match e {
-            AnnotationElement::Pair {
-                key: Some(k),
-                value,
-                pos,
-            } if k.eq_ignore_ascii_case(key) => Some((value.as_str(), *pos)),
+            AnnotationElement::Pair { key: Some(k), value, pos } if k.eq_ignore_ascii_case(key) => {
+                Some((value.as_str(), *pos))
+            }
             _ => None,
         })
     }

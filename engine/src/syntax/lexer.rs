@@ -51,8 +51,8 @@ pub struct Token {
 }
 
 const SYMBOLS: [&str; 23] = [
-    "...", "==", "!=", "<=", ">=", "(", ")", "[", "]", ",", ";", ".", "@", "=", "<", ">", "+", "-",
-    "*", "/", "%", "#", ":",
+    "...", "==", "!=", "<=", ">=", "(", ")", "[", "]", ",", ";", ".", "@", "=", "<", ">", "+", "-", "*", "/", "%", "#",
+    ":",
 ];
 
 /// Splits `text` into tokens. Lexical errors go to `diags`; the bad character is skipped so
@@ -107,10 +107,7 @@ pub fn tokenize(text: &str, diags: &mut Diagnostics) -> Vec<Token> {
             while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
                 advance!(1);
             }
-            out.push(Token {
-                tok: Tok::Ident(chars[start..i].iter().collect()),
-                pos,
-            });
+            out.push(Token { tok: Tok::Ident(chars[start..i].iter().collect()), pos });
             continue;
         }
         if c == '`' {
@@ -124,20 +121,12 @@ pub fn tokenize(text: &str, diags: &mut Diagnostics) -> Vec<Token> {
             if i < chars.len() && chars[i] == '`' {
                 advance!(1);
             } else {
-                diags.push(
-                    pos.line,
-                    pos.col,
-                    "this quoted name is never closed with a backtick",
-                );
+                diags.push(pos.line, pos.col, "this quoted name is never closed with a backtick");
             }
-            out.push(Token {
-                tok: Tok::Ident(name),
-                pos,
-            });
+            out.push(Token { tok: Tok::Ident(name), pos });
             continue;
         }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
             let start = i;
             while i < chars.len() && chars[i].is_ascii_digit() {
                 advance!(1);
@@ -176,59 +165,30 @@ pub fn tokenize(text: &str, diags: &mut Diagnostics) -> Vec<Token> {
                     match digits.parse::<i64>() {
                         Ok(value) => Tok::Int { value, long: true },
                         Err(_) => {
-                            diags.push(
-                                pos.line,
-                                pos.col,
-                                format!("`{digits}L` does not fit a long"),
-                            );
-                            Tok::Int {
-                                value: 0,
-                                long: true,
-                            }
+                            diags.push(pos.line, pos.col, format!("`{digits}L` does not fit a long"));
+                            Tok::Int { value: 0, long: true }
                         }
                     }
                 }
                 Some('f') => {
                     advance!(1);
-                    Tok::Num {
-                        value: digits.parse().unwrap_or(0.0),
-                        float: true,
-                    }
+                    Tok::Num { value: digits.parse().unwrap_or(0.0), float: true }
                 }
                 Some('d') => {
                     advance!(1);
-                    Tok::Num {
-                        value: digits.parse().unwrap_or(0.0),
-                        float: false,
-                    }
+                    Tok::Num { value: digits.parse().unwrap_or(0.0), float: false }
                 }
-                _ if is_decimal => Tok::Num {
-                    value: digits.parse().unwrap_or(0.0),
-                    float: false,
-                },
+                _ if is_decimal => Tok::Num { value: digits.parse().unwrap_or(0.0), float: false },
                 _ => match digits.parse::<i64>() {
-                    Ok(value) => Tok::Int {
-                        value,
-                        long: i32::try_from(value).is_err(),
-                    },
+                    Ok(value) => Tok::Int { value, long: i32::try_from(value).is_err() },
                     Err(_) => {
                         diags.push(pos.line, pos.col, format!("`{digits}` does not fit a long"));
-                        Tok::Int {
-                            value: 0,
-                            long: true,
-                        }
+                        Tok::Int { value: 0, long: true }
                     }
                 },
             };
-            if chars
-                .get(i)
-                .is_some_and(|s| s.is_alphanumeric() || *s == '_')
-            {
-                diags.push(
-                    line,
-                    col,
-                    format!("unexpected `{}` right after a number", chars[i]),
-                );
+            if chars.get(i).is_some_and(|s| s.is_alphanumeric() || *s == '_') {
+                diags.push(line, col, format!("unexpected `{}` right after a number", chars[i]));
             }
             out.push(Token { tok, pos });
             continue;
@@ -258,16 +218,9 @@ pub fn tokenize(text: &str, diags: &mut Diagnostics) -> Vec<Token> {
                 advance!(1);
             }
             if !closed {
-                diags.push(
-                    pos.line,
-                    pos.col,
-                    format!("this string is never closed with {c}"),
-                );
+                diags.push(pos.line, pos.col, format!("this string is never closed with {c}"));
             }
-            out.push(Token {
-                tok: Tok::Str(s),
-                pos,
-            });
+            out.push(Token { tok: Tok::Str(s), pos });
             continue;
         }
         if let Some(sym) = SYMBOLS.iter().find(|s| {
@@ -275,19 +228,13 @@ pub fn tokenize(text: &str, diags: &mut Diagnostics) -> Vec<Token> {
             i + n <= chars.len() && chars[i..i + n].iter().copied().eq(s.chars())
         }) {
             advance!(sym.len());
-            out.push(Token {
-                tok: Tok::Sym(sym),
-                pos,
-            });
+            out.push(Token { tok: Tok::Sym(sym), pos });
             continue;
         }
         diags.push(pos.line, pos.col, format!("unexpected character `{c}`"));
         advance!(1);
     }
-    out.push(Token {
-        tok: Tok::Eof,
-        pos: Pos { line, col },
-    });
+    out.push(Token { tok: Tok::Eof, pos: Pos { line, col } });
     out
 }
 
@@ -311,32 +258,14 @@ mod tests {
                 Tok::Ident("sec".into()),
                 Tok::Sym("..."),
                 Tok::Ident("year".into()),
-                Tok::Int {
-                    value: 12,
-                    long: true
-                },
-                Tok::Num {
-                    value: 3.5,
-                    float: false
-                },
-                Tok::Num {
-                    value: 2.0,
-                    float: true
-                },
-                Tok::Int {
-                    value: 7,
-                    long: false
-                },
+                Tok::Int { value: 12, long: true },
+                Tok::Num { value: 3.5, float: false },
+                Tok::Num { value: 2.0, float: true },
+                Tok::Int { value: 7, long: false },
                 Tok::Eof,
             ]
         );
-        assert_eq!(
-            toks("1496200000000")[0],
-            Tok::Int {
-                value: 1_496_200_000_000,
-                long: true
-            }
-        );
+        assert_eq!(toks("1496200000000")[0], Tok::Int { value: 1_496_200_000_000, long: true });
     }
 
     #[test]

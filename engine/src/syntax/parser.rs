@@ -120,19 +120,11 @@ impl<'d> Parser<'d> {
     }
 
     fn expect_kw(&mut self, word: &str, context: &str) -> PResult<()> {
-        if self.eat_kw(word) {
-            Ok(())
-        } else {
-            Err(self.error_here(&format!("expected `{word}` {context}")))
-        }
+        if self.eat_kw(word) { Ok(()) } else { Err(self.error_here(&format!("expected `{word}` {context}"))) }
     }
 
     fn expect_sym(&mut self, s: &str, context: &str) -> PResult<()> {
-        if self.eat_sym(s) {
-            Ok(())
-        } else {
-            Err(self.error_here(&format!("expected `{s}` {context}")))
-        }
+        if self.eat_sym(s) { Ok(()) } else { Err(self.error_here(&format!("expected `{s}` {context}"))) }
     }
 
     fn name(&mut self, what: &str) -> PResult<Name> {
@@ -173,10 +165,7 @@ impl<'d> Parser<'d> {
         if self.at_eof() || self.is_sym(";") {
             if let Some(a) = annotations.first() {
                 let pos = a.pos;
-                return Err(self.error_at(
-                    pos,
-                    format!("the annotation @{} belongs to no definition", a.name),
-                ));
+                return Err(self.error_at(pos, format!("the annotation @{} belongs to no definition", a.name)));
             }
             return Ok(());
         }
@@ -188,10 +177,7 @@ impl<'d> Parser<'d> {
             } else if self.eat_kw("aggregation") {
                 let a = self.aggregation_def(annotations)?;
                 app.aggregations.push(a);
-            } else if let Some(kind) = ["table", "window", "trigger", "function"]
-                .into_iter()
-                .find(|k| self.is_kw(k))
-            {
+            } else if let Some(kind) = ["table", "window", "trigger", "function"].into_iter().find(|k| self.is_kw(k)) {
                 return Err(self.error_at(
                     start,
                     format!(
@@ -205,7 +191,10 @@ impl<'d> Parser<'d> {
         } else if self.is_kw("from") {
             return Err(self.error_at(start, UNSUPPORTED_QUERY));
         } else if self.is_kw("partition") {
-            let err = self.error_at(start, "`partition with` blocks are not supported: Tally runs `define stream` and `define aggregation` only");
+            let err = self.error_at(
+                start,
+                "`partition with` blocks are not supported: Tally runs `define stream` and `define aggregation` only",
+            );
             // Skip the whole `partition ... begin ... end;`.
             while !self.at_eof() && !self.is_kw("end") {
                 self.bump();
@@ -263,24 +252,15 @@ impl<'d> Parser<'d> {
                             self.bump();
                             value.to_string()
                         }
-                        Tok::Ident(s)
-                            if s.eq_ignore_ascii_case("true")
-                                || s.eq_ignore_ascii_case("false") =>
-                        {
+                        Tok::Ident(s) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {
                             self.bump();
                             s.to_ascii_lowercase()
                         }
                         _ => {
-                            return Err(
-                                self.error_here("expected a quoted value in the annotation")
-                            );
+                            return Err(self.error_here("expected a quoted value in the annotation"));
                         }
                     };
-                    elements.push(AnnotationElement::Pair {
-                        key,
-                        value,
-                        pos: epos,
-                    });
+                    elements.push(AnnotationElement::Pair { key, value, pos: epos });
                 }
                 if self.eat_sym(")") {
                     break;
@@ -288,11 +268,7 @@ impl<'d> Parser<'d> {
                 self.expect_sym(",", "or `)` in the annotation")?;
             }
         }
-        Ok(Annotation {
-            name,
-            pos,
-            elements,
-        })
+        Ok(Annotation { name, pos, elements })
     }
 
     fn stream_def(&mut self, annotations: Vec<Annotation>) -> PResult<StreamDef> {
@@ -308,11 +284,7 @@ impl<'d> Parser<'d> {
             }
             self.expect_sym(",", "or `)` in the attribute list")?;
         }
-        Ok(StreamDef {
-            annotations,
-            name,
-            attributes,
-        })
+        Ok(StreamDef { annotations, name, attributes })
     }
 
     fn aggregation_def(&mut self, annotations: Vec<Annotation>) -> PResult<AggregationDef> {
@@ -348,17 +320,14 @@ impl<'d> Parser<'d> {
         }
         if self.is_kw("having") || self.is_kw("order") || self.is_kw("limit") {
             let pos = self.pos();
-            return Err(self.error_at(pos, "an aggregation definition takes no `having`, `order by` or `limit`; put them in the retrieval query"));
+            return Err(self.error_at(
+                pos,
+                "an aggregation definition takes no `having`, `order by` or `limit`; put them in the retrieval query",
+            ));
         }
-        self.expect_kw(
-            "aggregate",
-            "(an aggregation ends with `aggregate [by ATTR] every ...`)",
-        )?;
-        let by = if self.eat_kw("by") {
-            Some(self.name("the time stamp attribute after `aggregate by`")?)
-        } else {
-            None
-        };
+        self.expect_kw("aggregate", "(an aggregation ends with `aggregate [by ATTR] every ...`)")?;
+        let by =
+            if self.eat_kw("by") { Some(self.name("the time stamp attribute after `aggregate by`")?) } else { None };
         let every_pos = self.pos();
         self.expect_kw("every", "after `aggregate`")?;
         let first = self.name("a duration (sec, min, hour, day, month or year)")?;
@@ -371,17 +340,7 @@ impl<'d> Parser<'d> {
             }
             Every::List(list)
         };
-        Ok(AggregationDef {
-            annotations,
-            name,
-            from,
-            filter,
-            select,
-            group_by,
-            by,
-            every,
-            every_pos,
-        })
+        Ok(AggregationDef { annotations, name, from, filter, select, group_by, by, every, every_pos })
     }
 
     fn select_items(&mut self) -> PResult<Vec<SelectItem>> {
@@ -389,11 +348,7 @@ impl<'d> Parser<'d> {
         loop {
             let pos = self.pos();
             let expr = self.expr()?;
-            let alias = if self.eat_kw("as") {
-                Some(self.name("a name after `as`")?)
-            } else {
-                None
-            };
+            let alias = if self.eat_kw("as") { Some(self.name("a name after `as`")?) } else { None };
             items.push(SelectItem { expr, alias, pos });
             if !self.eat_sym(",") {
                 break;
@@ -407,11 +362,7 @@ impl<'d> Parser<'d> {
     fn parse_query(&mut self) -> PResult<Query> {
         self.expect_kw("from", "to start the query")?;
         let from = self.name("an aggregation name after `from`")?;
-        let alias = if self.eat_kw("as") {
-            Some(self.name("an alias after `as`")?)
-        } else {
-            None
-        };
+        let alias = if self.eat_kw("as") { Some(self.name("an alias after `as`")?) } else { None };
         let mut q = Query {
             from,
             alias,
@@ -510,12 +461,7 @@ impl<'d> Parser<'d> {
         while self.is_kw("or") {
             let pos = self.bump().pos;
             let right = self.and_expr()?;
-            left = Expr::Binary {
-                op: BinOp::Or,
-                left: Box::new(left),
-                right: Box::new(right),
-                pos,
-            };
+            left = Expr::Binary { op: BinOp::Or, left: Box::new(left), right: Box::new(right), pos };
         }
         Ok(left)
     }
@@ -525,12 +471,7 @@ impl<'d> Parser<'d> {
         while self.is_kw("and") {
             let pos = self.bump().pos;
             let right = self.not_expr()?;
-            left = Expr::Binary {
-                op: BinOp::And,
-                left: Box::new(left),
-                right: Box::new(right),
-                pos,
-            };
+            left = Expr::Binary { op: BinOp::And, left: Box::new(left), right: Box::new(right), pos };
         }
         Ok(left)
     }
@@ -565,12 +506,7 @@ impl<'d> Parser<'d> {
         };
         let pos = self.bump().pos;
         let right = self.add_expr()?;
-        Ok(Expr::Binary {
-            op,
-            left: Box::new(left),
-            right: Box::new(right),
-            pos,
-        })
+        Ok(Expr::Binary { op, left: Box::new(left), right: Box::new(right), pos })
     }
 
     fn add_expr(&mut self) -> PResult<Expr> {
@@ -583,12 +519,7 @@ impl<'d> Parser<'d> {
             };
             let pos = self.bump().pos;
             let right = self.mul_expr()?;
-            left = Expr::Binary {
-                op,
-                left: Box::new(left),
-                right: Box::new(right),
-                pos,
-            };
+            left = Expr::Binary { op, left: Box::new(left), right: Box::new(right), pos };
         }
     }
 
@@ -603,12 +534,7 @@ impl<'d> Parser<'d> {
             };
             let pos = self.bump().pos;
             let right = self.unary_expr()?;
-            left = Expr::Binary {
-                op,
-                left: Box::new(left),
-                right: Box::new(right),
-                pos,
-            };
+            left = Expr::Binary { op, left: Box::new(left), right: Box::new(right), pos };
         }
     }
 
@@ -634,25 +560,11 @@ impl<'d> Parser<'d> {
         match t.tok {
             Tok::Int { value, long } => {
                 self.bump();
-                Ok(Expr::Lit(
-                    if long {
-                        Literal::Long(value)
-                    } else {
-                        Literal::Int(value as i32)
-                    },
-                    pos,
-                ))
+                Ok(Expr::Lit(if long { Literal::Long(value) } else { Literal::Int(value as i32) }, pos))
             }
             Tok::Num { value, float } => {
                 self.bump();
-                Ok(Expr::Lit(
-                    if float {
-                        Literal::Float(value as f32)
-                    } else {
-                        Literal::Double(value)
-                    },
-                    pos,
-                ))
+                Ok(Expr::Lit(if float { Literal::Float(value as f32) } else { Literal::Double(value) }, pos))
             }
             Tok::Str(s) => {
                 self.bump();
@@ -666,9 +578,7 @@ impl<'d> Parser<'d> {
             }
             Tok::Ident(word) => {
                 let lower = word.to_ascii_lowercase();
-                if matches!(lower.as_str(), "true" | "false")
-                    && !matches!(self.peek_at(1), Tok::Sym("("))
-                {
+                if matches!(lower.as_str(), "true" | "false") && !matches!(self.peek_at(1), Tok::Sym("(")) {
                     self.bump();
                     return Ok(Expr::Lit(Literal::Bool(lower == "true"), pos));
                 }
@@ -706,17 +616,9 @@ impl<'d> Parser<'d> {
                 }
                 if self.eat_sym(".") {
                     let attr = self.name("an attribute name after `.`")?;
-                    return Ok(Expr::Attr {
-                        qualifier: Some(name),
-                        name: attr.text,
-                        pos,
-                    });
+                    return Ok(Expr::Attr { qualifier: Some(name), name: attr.text, pos });
                 }
-                Ok(Expr::Attr {
-                    qualifier: None,
-                    name,
-                    pos,
-                })
+                Ok(Expr::Attr { qualifier: None, name, pos })
             }
             _ => Err(self.error_here("expected a value, an attribute or `(`")),
         }
@@ -758,20 +660,9 @@ mod tests {
         assert_eq!(app.streams[0].attributes.len(), 4);
         let agg = &app.aggregations[0];
         assert_eq!(agg.annotations.len(), 3);
-        assert_eq!(
-            agg.annotations[0].get("jdbc.url").unwrap().0,
-            "jdbc:sqlite:x.db"
-        );
+        assert_eq!(agg.annotations[0].get("jdbc.url").unwrap().0, "jdbc:sqlite:x.db");
         let purge = &agg.annotations[2];
-        assert_eq!(
-            purge
-                .nested("retentionPeriod")
-                .unwrap()
-                .get("min")
-                .unwrap()
-                .0,
-            "24 hours"
-        );
+        assert_eq!(purge.nested("retentionPeriod").unwrap().get("min").unwrap().0, "24 hours");
         assert_eq!(agg.select.len(), 3);
         assert_eq!(agg.group_by[0].text, "symbol");
         assert_eq!(agg.by.as_ref().unwrap().text, "timestamp");
@@ -787,10 +678,7 @@ mod tests {
         let agg = &app.aggregations[0];
         assert!(agg.filter.is_some());
         assert!(matches!(&agg.every, Every::List(l) if l.len() == 3));
-        assert!(matches!(
-            agg.select[0].expr,
-            Expr::Binary { op: BinOp::Mul, .. }
-        ));
+        assert!(matches!(agg.select[0].expr, Expr::Binary { op: BinOp::Mul, .. }));
     }
 
     #[test]
@@ -808,11 +696,7 @@ mod tests {
         assert_eq!(d.0[1].line, 3);
         assert!(d.0[1].message.contains("node"), "{}", d.0[1].message);
         assert!(d.0[2].message.contains("define table"));
-        assert!(
-            d.0[3].message.contains("expected a duration"),
-            "{}",
-            d.0[3].message
-        );
+        assert!(d.0[3].message.contains("expected a duration"), "{}", d.0[3].message);
     }
 
     #[test]
@@ -831,11 +715,7 @@ mod tests {
         assert!(q.order_by[0].descending && !q.order_by[1].descending);
         assert!(q.limit.is_some() && q.offset.is_some());
 
-        let q = parse_query(
-            "from A within 0L, 1543664151000L per 'minutes' select *",
-            &mut d,
-        )
-        .unwrap();
+        let q = parse_query("from A within 0L, 1543664151000L per 'minutes' select *", &mut d).unwrap();
         assert!(matches!(q.within, Some(Within::Range(..))));
         assert!(q.select.is_none());
 
