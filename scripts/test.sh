@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The README's second command, and what CI runs (.ci/run): the whole suite.
+#   1. formatting and lints (cargo fmt --check, clippy -D warnings);
+#   2. every unit and integration test of the workspace (cargo test, release build);
+#   3. the benches compile (cargo bench --no-run), so they do not rot;
+#   4. the conformance suite ../shared/conformance/run.py against target/release/tally.
+# It fails when any step fails, and also when a step ran no test at all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+shared=${SHARED:-$root/../shared}
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+step() { printf '\n== %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo is not installed; install Rust from https://rustup.rs" >&2
+  exit 2
+fi
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+step "unit and integration tests"
+cargo test --workspace --release 2>&1 | tee "$log/cargo-test.txt"
+read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log/cargo-test.txt")
+if [ "$passed" -eq 0 ]; then
+  echo "error: cargo test ran no test" >&2
+  exit 1
+fi
+
+step "benches compile"
+cargo bench --workspace --no-run
+
+step "conformance suite"
+conf_passed=0
+conf_failed=0
+if [ -f "$shared/conformance/run.py" ]; then
+  TALLY="$root/target/release/tally" python3 "$shared/conformance/run.py" 2>&1 | tee "$log/conformance.txt"
+  summary=$(tail -n 1 "$log/conformance.txt")
+  conf_passed=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$summary")
+  conf_failed=$(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$summary")
+  if [ "$conf_passed" -eq 0 ]; then
+    echo "error: the conformance suite ran no case" >&2
+    exit 1
+  fi
+elif [ "${CI:-}" = "true" ]; then
+  echo "error: $shared/conformance/run.py is missing; CI must run it" >&2
+  exit 1
+else
+  echo "skipped: $shared/conformance/run.py not found (set SHARED=path/to/shared)"
+fi
+
+step "summary"
+echo "cargo test: $passed passed, $failed failed; conformance: $conf_passed passed, $conf_failed failed"
+echo "$((passed + conf_passed)) passed, $((failed + conf_failed)) failed"
+[ "$failed" -eq 0 ] && [ "$conf_failed" -eq 0 ]
