@@ -44,6 +44,8 @@ pub(crate) struct Flusher {
     pending_events: u64,
     node_id: String,
     flush_seq: u64,
+    /// Roll-up threads (named; one per core).
+    pool: rayon::ThreadPool,
 }
 
 impl Flusher {
@@ -52,9 +54,13 @@ impl Flusher {
         layouts: Vec<Arc<Layout>>,
         stores: Vec<StoreSlot>,
         node_id: String,
-    ) -> Flusher {
+    ) -> Result<Flusher> {
         let tables = TableSchema::all(&plan);
-        Flusher {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("tally-rollup-{i}"))
+            .build()
+            .map_err(|e| Error::io("cannot start the roll-up threads", std::io::Error::other(e)))?;
+        Ok(Flusher {
             kinds: plan.aggregations.iter().map(|a| a.cells.iter().map(|c| c.kind).collect()).collect(),
             pending: plan
                 .aggregations
@@ -68,7 +74,8 @@ impl Flusher {
             pending_events: 0,
             node_id,
             flush_seq: 0,
-        }
+            pool,
+        })
     }
 
     pub(crate) fn tables(&self) -> &[Vec<TableSchema>] {
@@ -83,21 +90,23 @@ impl Flusher {
         // Per aggregation, in parallel: decode each worker's slots into owned partials,
         // merge across workers (the same group can be in several when routing was round
         // robin), and roll up.
-        let rolled: Vec<Option<Vec<BucketMap>>> = (0..aggs)
-            .into_par_iter()
-            .map(|a| {
-                if states.iter().all(|w| w[a].is_empty()) {
-                    return None;
-                }
-                let mut finest = BucketMap::default();
-                for w in states {
-                    let mut entries: Vec<(KeyBytes, i64, Partial)> = Vec::new();
-                    w[a].drain_into(&self.layouts[a], &mut entries);
-                    rollup::merge_entries(&mut finest, entries, &self.kinds[a]);
-                }
-                Some(rollup::roll_up(&self.plan.aggregations[a], &self.kinds[a], finest))
-            })
-            .collect();
+        let rolled: Vec<Option<Vec<BucketMap>>> = self.pool.install(|| {
+            (0..aggs)
+                .into_par_iter()
+                .map(|a| {
+                    if states.iter().all(|w| w[a].is_empty()) {
+                        return None;
+                    }
+                    let mut finest = BucketMap::default();
+                    for w in states {
+                        let mut entries: Vec<(KeyBytes, i64, Partial)> = Vec::new();
+                        w[a].drain_into(&self.layouts[a], &mut entries);
+                        rollup::merge_entries(&mut finest, entries, &self.kinds[a]);
+                    }
+                    Some(rollup::roll_up(&self.plan.aggregations[a], &self.kinds[a], finest))
+                })
+                .collect()
+        });
         for (a, r) in rolled.into_iter().enumerate() {
             let Some(maps) = r else { continue };
             for (d, m) in maps.into_iter().enumerate() {

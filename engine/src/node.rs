@@ -59,7 +59,7 @@ impl Node {
             threads.push(handle);
         }
         let node_id = config.node_id.clone().unwrap_or_else(|| "node".to_string());
-        let flusher = Flusher::new(plan.clone(), layouts, stores, node_id);
+        let flusher = Flusher::new(plan.clone(), layouts, stores, node_id)?;
         Ok(Node {
             spares: (0..workers).map(|_| Vec::new()).collect(),
             plan,

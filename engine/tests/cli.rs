@@ -93,6 +93,43 @@ fn seed_two_nodes_thirty_plus_forty_is_seventy() {
     assert_eq!(shard_total(&d.path("store.db"), "wso2-si-2"), 40);
 }
 
+/// The seed again, with both nodes started at the same moment on a new store file (they
+/// race to create it, its tables and the WAL), a few times over.
+#[test]
+fn seed_two_nodes_writing_concurrently_is_seventy() {
+    for round in 0..5 {
+        let d = Dir::new();
+        let app = d.write("app.siddhi", SEED_APP);
+        let (n1, n2) = (d.node("wso2-si-1"), d.node("wso2-si-2"));
+        let e1 = d.write(
+            "n1.jsonl",
+            &(trade("wso2", 100.0, 10, 1_710_496_805_000) + &trade("wso2", 100.0, 20, 1_710_498_010_000)),
+        );
+        let e2 = d.write(
+            "n2.jsonl",
+            &(trade("wso2", 100.0, 10, 1_710_496_805_000) + &trade("wso2", 100.0, 30, 1_710_499_200_000)),
+        );
+        let store = d.store();
+        let children: Vec<_> = [(&n1, &e1), (&n2, &e2)]
+            .into_iter()
+            .map(|(n, e)| {
+                Command::new(env!("CARGO_BIN_EXE_tally"))
+                    .args(["ingest", "--app", s(&app), "--config", s(n), "--store", &store, s(e)])
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let q = "from TradeAggregation within \"2024-03-15 **:**:**\" per 'hours' select symbol, total, avgPrice";
+        let answer = query(&app, &n2, &store, q);
+        assert_eq!(answer["records"], serde_json::json!([["wso2", 70, 100.0]]), "round {round}");
+    }
+}
+
 /// The quantity one shard holds in the HOURS table, read through the engine's own store
 /// (the query language merges shards and has no way to ask for one).
 fn shard_total(db: &Path, shard: &str) -> i64 {

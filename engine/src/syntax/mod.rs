@@ -1,5 +1,6 @@
 //! The app and query language: tokens, syntax tree and parser.
 pub mod ast;
+mod expression;
 pub mod lexer;
 pub mod parser;
 

@@ -8,10 +8,10 @@ use super::lexer::{Tok, Token, tokenize};
 use crate::error::Diagnostics;
 
 /// The error has been recorded in the diagnostics; the caller only unwinds.
-struct Reported;
-type PResult<T> = Result<T, Reported>;
+pub(super) struct Reported;
+pub(super) type PResult<T> = Result<T, Reported>;
 
-struct Parser<'d> {
+pub(super) struct Parser<'d> {
     toks: Vec<Token>,
     i: usize,
     diags: &'d mut Diagnostics,
@@ -55,19 +55,19 @@ pub fn parse_query(text: &str, diags: &mut Diagnostics) -> Option<Query> {
 impl<'d> Parser<'d> {
     // ------------------------------------------------------------------ token helpers
 
-    fn peek(&self) -> &Token {
+    pub(super) fn peek(&self) -> &Token {
         &self.toks[self.i.min(self.toks.len() - 1)]
     }
 
-    fn peek_at(&self, n: usize) -> &Tok {
+    pub(super) fn peek_at(&self, n: usize) -> &Tok {
         &self.toks[(self.i + n).min(self.toks.len() - 1)].tok
     }
 
-    fn pos(&self) -> Pos {
+    pub(super) fn pos(&self) -> Pos {
         self.peek().pos
     }
 
-    fn bump(&mut self) -> Token {
+    pub(super) fn bump(&mut self) -> Token {
         let t = self.peek().clone();
         if self.i < self.toks.len() - 1 {
             self.i += 1;
@@ -75,19 +75,19 @@ impl<'d> Parser<'d> {
         t
     }
 
-    fn at_eof(&self) -> bool {
+    pub(super) fn at_eof(&self) -> bool {
         matches!(self.peek().tok, Tok::Eof)
     }
 
-    fn is_kw(&self, word: &str) -> bool {
+    pub(super) fn is_kw(&self, word: &str) -> bool {
         matches!(&self.peek().tok, Tok::Ident(s) if s.eq_ignore_ascii_case(word))
     }
 
-    fn is_kw_at(&self, n: usize, word: &str) -> bool {
+    pub(super) fn is_kw_at(&self, n: usize, word: &str) -> bool {
         matches!(self.peek_at(n), Tok::Ident(s) if s.eq_ignore_ascii_case(word))
     }
 
-    fn eat_kw(&mut self, word: &str) -> bool {
+    pub(super) fn eat_kw(&mut self, word: &str) -> bool {
         if self.is_kw(word) {
             self.bump();
             true
@@ -96,11 +96,11 @@ impl<'d> Parser<'d> {
         }
     }
 
-    fn is_sym(&self, s: &str) -> bool {
+    pub(super) fn is_sym(&self, s: &str) -> bool {
         matches!(self.peek().tok, Tok::Sym(t) if t == s)
     }
 
-    fn eat_sym(&mut self, s: &str) -> bool {
+    pub(super) fn eat_sym(&mut self, s: &str) -> bool {
         if self.is_sym(s) {
             self.bump();
             true
@@ -109,25 +109,25 @@ impl<'d> Parser<'d> {
         }
     }
 
-    fn error_at(&mut self, pos: Pos, msg: impl Into<String>) -> Reported {
+    pub(super) fn error_at(&mut self, pos: Pos, msg: impl Into<String>) -> Reported {
         self.diags.push(pos.line, pos.col, msg);
         Reported
     }
 
-    fn error_here(&mut self, expected: &str) -> Reported {
+    pub(super) fn error_here(&mut self, expected: &str) -> Reported {
         let t = self.peek().clone();
         self.error_at(t.pos, format!("{expected}, found {}", t.tok.describe()))
     }
 
-    fn expect_kw(&mut self, word: &str, context: &str) -> PResult<()> {
+    pub(super) fn expect_kw(&mut self, word: &str, context: &str) -> PResult<()> {
         if self.eat_kw(word) { Ok(()) } else { Err(self.error_here(&format!("expected `{word}` {context}"))) }
     }
 
-    fn expect_sym(&mut self, s: &str, context: &str) -> PResult<()> {
+    pub(super) fn expect_sym(&mut self, s: &str, context: &str) -> PResult<()> {
         if self.eat_sym(s) { Ok(()) } else { Err(self.error_here(&format!("expected `{s}` {context}"))) }
     }
 
-    fn name(&mut self, what: &str) -> PResult<Name> {
+    pub(super) fn name(&mut self, what: &str) -> PResult<Name> {
         match self.peek().tok.clone() {
             Tok::Ident(text) => {
                 let pos = self.bump().pos;
@@ -448,180 +448,6 @@ impl<'d> Parser<'d> {
             q.offset = Some((self.expr()?, pos));
         }
         Ok(q)
-    }
-
-    // ------------------------------------------------------------------ expressions
-
-    fn expr(&mut self) -> PResult<Expr> {
-        self.or_expr()
-    }
-
-    fn or_expr(&mut self) -> PResult<Expr> {
-        let mut left = self.and_expr()?;
-        while self.is_kw("or") {
-            let pos = self.bump().pos;
-            let right = self.and_expr()?;
-            left = Expr::Binary { op: BinOp::Or, left: Box::new(left), right: Box::new(right), pos };
-        }
-        Ok(left)
-    }
-
-    fn and_expr(&mut self) -> PResult<Expr> {
-        let mut left = self.not_expr()?;
-        while self.is_kw("and") {
-            let pos = self.bump().pos;
-            let right = self.not_expr()?;
-            left = Expr::Binary { op: BinOp::And, left: Box::new(left), right: Box::new(right), pos };
-        }
-        Ok(left)
-    }
-
-    fn not_expr(&mut self) -> PResult<Expr> {
-        if self.is_kw("not") {
-            let pos = self.bump().pos;
-            return Ok(Expr::Not(Box::new(self.not_expr()?), pos));
-        }
-        self.cmp_expr()
-    }
-
-    fn cmp_expr(&mut self) -> PResult<Expr> {
-        let left = self.add_expr()?;
-        if self.is_kw("is") && self.is_kw_at(1, "null") {
-            let pos = self.bump().pos;
-            self.bump();
-            return Ok(Expr::IsNull(Box::new(left), pos));
-        }
-        let op = match self.peek().tok {
-            Tok::Sym("==") => BinOp::Eq,
-            Tok::Sym("!=") => BinOp::Ne,
-            Tok::Sym("<") => BinOp::Lt,
-            Tok::Sym("<=") => BinOp::Le,
-            Tok::Sym(">") => BinOp::Gt,
-            Tok::Sym(">=") => BinOp::Ge,
-            Tok::Sym("=") => {
-                let pos = self.pos();
-                return Err(self.error_at(pos, "`=` is not a comparison; write `==`"));
-            }
-            _ => return Ok(left),
-        };
-        let pos = self.bump().pos;
-        let right = self.add_expr()?;
-        Ok(Expr::Binary { op, left: Box::new(left), right: Box::new(right), pos })
-    }
-
-    fn add_expr(&mut self) -> PResult<Expr> {
-        let mut left = self.mul_expr()?;
-        loop {
-            let op = match self.peek().tok {
-                Tok::Sym("+") => BinOp::Add,
-                Tok::Sym("-") => BinOp::Sub,
-                _ => return Ok(left),
-            };
-            let pos = self.bump().pos;
-            let right = self.mul_expr()?;
-            left = Expr::Binary { op, left: Box::new(left), right: Box::new(right), pos };
-        }
-    }
-
-    fn mul_expr(&mut self) -> PResult<Expr> {
-        let mut left = self.unary_expr()?;
-        loop {
-            let op = match self.peek().tok {
-                Tok::Sym("*") => BinOp::Mul,
-                Tok::Sym("/") => BinOp::Div,
-                Tok::Sym("%") => BinOp::Mod,
-                _ => return Ok(left),
-            };
-            let pos = self.bump().pos;
-            let right = self.unary_expr()?;
-            left = Expr::Binary { op, left: Box::new(left), right: Box::new(right), pos };
-        }
-    }
-
-    fn unary_expr(&mut self) -> PResult<Expr> {
-        if self.is_sym("-") {
-            let pos = self.bump().pos;
-            let inner = self.unary_expr()?;
-            // Fold `-5` into a literal so that `-9223372036854775808L`-like bounds work.
-            return Ok(match inner {
-                Expr::Lit(Literal::Int(v), _) => Expr::Lit(Literal::Int(-v), pos),
-                Expr::Lit(Literal::Long(v), _) => Expr::Lit(Literal::Long(-v), pos),
-                Expr::Lit(Literal::Float(v), _) => Expr::Lit(Literal::Float(-v), pos),
-                Expr::Lit(Literal::Double(v), _) => Expr::Lit(Literal::Double(-v), pos),
-                other => Expr::Neg(Box::new(other), pos),
-            });
-        }
-        self.primary()
-    }
-
-    fn primary(&mut self) -> PResult<Expr> {
-        let t = self.peek().clone();
-        let pos = t.pos;
-        match t.tok {
-            Tok::Int { value, long } => {
-                self.bump();
-                Ok(Expr::Lit(if long { Literal::Long(value) } else { Literal::Int(value as i32) }, pos))
-            }
-            Tok::Num { value, float } => {
-                self.bump();
-                Ok(Expr::Lit(if float { Literal::Float(value as f32) } else { Literal::Double(value) }, pos))
-            }
-            Tok::Str(s) => {
-                self.bump();
-                Ok(Expr::Lit(Literal::Str(s), pos))
-            }
-            Tok::Sym("(") => {
-                self.bump();
-                let e = self.expr()?;
-                self.expect_sym(")", "to close the parenthesis")?;
-                Ok(e)
-            }
-            Tok::Ident(word) => {
-                let lower = word.to_ascii_lowercase();
-                if matches!(lower.as_str(), "true" | "false") && !matches!(self.peek_at(1), Tok::Sym("(")) {
-                    self.bump();
-                    return Ok(Expr::Lit(Literal::Bool(lower == "true"), pos));
-                }
-                if lower == "null" {
-                    self.bump();
-                    return Ok(Expr::Lit(Literal::Null, pos));
-                }
-                self.bump();
-                let mut name = word;
-                if self.is_sym(":")
-                    && matches!(self.peek_at(1), Tok::Ident(_))
-                    && matches!(self.peek_at(2), Tok::Sym("("))
-                {
-                    self.bump();
-                    let rest = self.name("a function name")?;
-                    name = format!("{name}:{}", rest.text);
-                }
-                if self.eat_sym("(") {
-                    let mut args = Vec::new();
-                    if !self.eat_sym(")") {
-                        loop {
-                            if self.is_sym("*") {
-                                // `count(*)`: same as `count()`.
-                                self.bump();
-                            } else {
-                                args.push(self.expr()?);
-                            }
-                            if self.eat_sym(")") {
-                                break;
-                            }
-                            self.expect_sym(",", "or `)` in the argument list")?;
-                        }
-                    }
-                    return Ok(Expr::Call { name, args, pos });
-                }
-                if self.eat_sym(".") {
-                    let attr = self.name("an attribute name after `.`")?;
-                    return Ok(Expr::Attr { qualifier: Some(name), name: attr.text, pos });
-                }
-                Ok(Expr::Attr { qualifier: None, name, pos })
-            }
-            _ => Err(self.error_here("expected a value, an attribute or `(`")),
-        }
     }
 }
 
