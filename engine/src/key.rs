@@ -72,35 +72,32 @@ pub fn decode(bytes: &[u8], types: &[AttrType]) -> Vec<Value> {
 /// Encodes owned values the same way as [`encode`] (for keys read back from a store).
 pub fn encode_values(out: &mut Vec<u8>, values: &[Value]) {
     out.clear();
-    for v in values {
-        match v {
-            Value::Null => out.push(0),
-            Value::Str(s) => {
-                out.push(1);
-                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-            Value::Bool(b) => {
-                out.push(1);
-                out.push(*b as u8);
-            }
-            Value::Int(i) => {
-                out.push(1);
-                out.extend_from_slice(&(*i as i64).to_le_bytes());
-            }
-            Value::Long(i) => {
-                out.push(1);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Float(f) => {
-                out.push(1);
-                out.extend_from_slice(&(*f as f64).to_bits().to_le_bytes());
-            }
-            Value::Double(f) => {
-                out.push(1);
-                out.extend_from_slice(&f.to_bits().to_le_bytes());
-            }
+    values.iter().for_each(|v| push_value(out, v));
+}
+
+/// Encodes `values[i]` for each `i` of `attrs`, the same way as [`encode`].
+pub fn encode_values_at(out: &mut Vec<u8>, values: &[Value], attrs: &[usize]) {
+    out.clear();
+    attrs.iter().for_each(|&i| push_value(out, &values[i]));
+}
+
+fn push_value(out: &mut Vec<u8>, v: &Value) {
+    if v.is_null() {
+        out.push(0);
+        return;
+    }
+    out.push(1);
+    match v {
+        Value::Str(s) => {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
         }
+        Value::Bool(b) => out.push(*b as u8),
+        Value::Int(i) => out.extend_from_slice(&(*i as i64).to_le_bytes()),
+        Value::Long(i) => out.extend_from_slice(&i.to_le_bytes()),
+        Value::Float(f) => out.extend_from_slice(&(*f as f64).to_bits().to_le_bytes()),
+        Value::Double(f) => out.extend_from_slice(&f.to_bits().to_le_bytes()),
+        Value::Null => unreachable!("handled above"),
     }
 }
 

@@ -68,7 +68,6 @@ pub struct Router {
     seq: Arc<AtomicU64>,
     round_robin: Vec<usize>,
     scratch: Vec<u8>,
-    route_values: Vec<Value>,
     hasher: FixedState,
 }
 
@@ -94,7 +93,6 @@ impl Router {
             batch_events: batch_events.max(1) as u32,
             seq,
             scratch: Vec::new(),
-            route_values: Vec::new(),
             hasher: FixedState::with_seed(0x7a11),
         }
     }
@@ -107,18 +105,16 @@ impl Router {
     /// routes it. An event with a bad time stamp is refused with a message that quotes it.
     pub fn push(&mut self, stream: usize, values: &[Value]) -> Result<()> {
         check_event(&self.plan, stream, values).map_err(Error::Event)?;
-        let plan = self.plan.clone();
-        let s = &plan.streams[stream];
+        let s = &self.plan.streams[stream];
         if s.aggregations.is_empty() {
             return Ok(()); // accepted and dropped, as the app check warned
         }
         let workers = self.senders.len();
-        let worker = if s.route_key.is_empty() || workers == 1 {
+        let round_robin = s.route_key.is_empty() || workers == 1;
+        let worker = if round_robin {
             self.round_robin[stream]
         } else {
-            self.route_values.clear();
-            self.route_values.extend(s.route_key.iter().map(|&i| values[i].clone()));
-            key::encode_values(&mut self.scratch, &self.route_values);
+            key::encode_values_at(&mut self.scratch, values, &s.route_key);
             (self.hasher.hash_one(&self.scratch[..]) % workers as u64) as usize
         };
         let p = &mut self.pending[stream][worker];
@@ -129,7 +125,7 @@ impl Router {
         p.events += 1;
         if p.events >= self.batch_events {
             self.send(stream, worker)?;
-            if s.route_key.is_empty() || workers == 1 {
+            if round_robin {
                 self.round_robin[stream] = (self.round_robin[stream] + 1) % workers;
             }
         }
