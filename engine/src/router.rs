@@ -159,40 +159,27 @@ pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> s
     let s = &plan.streams[stream];
     for &ai in &s.aggregations {
         let agg = &plan.aggregations[ai];
-        match agg.time {
-            TimeSource::Arrival => {}
-            TimeSource::Millis(i) => match row.get(i) {
-                Scalar::Int(ms) if (MIN_MS..=MAX_MS).contains(&ms) => {}
-                Scalar::Int(ms) => {
+        let (i, value) = match agg.time {
+            TimeSource::Arrival => continue,
+            TimeSource::Millis(i) | TimeSource::Text(i) => (i, row.get(i)),
+        };
+        let name = &s.attributes[i].name;
+        match value {
+            Scalar::Int(ms) if (MIN_MS..=MAX_MS).contains(&ms) => {}
+            Scalar::Int(ms) => {
+                return Err(format!(
+                    "the time stamp `{name}` is {ms}, outside the supported range (years -9998 to 9998 in epoch milliseconds)"
+                ));
+            }
+            Scalar::Str(b) => {
+                let text = String::from_utf8_lossy(b);
+                if timestamp::parse(&text).is_none() {
                     return Err(format!(
-                        "the time stamp `{}` is {ms}, outside the supported range (years -9998 to 9998 in epoch milliseconds)",
-                        s.attributes[i].name
+                        "the time stamp `{name}` is \"{text}\", which is not of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm (or is out of range)"
                     ));
                 }
-                _ => {
-                    return Err(format!(
-                        "the time stamp `{}` is null; aggregation `{}` needs it",
-                        s.attributes[i].name, agg.name
-                    ));
-                }
-            },
-            TimeSource::Text(i) => match row.get(i) {
-                Scalar::Str(b) => {
-                    let text = String::from_utf8_lossy(b);
-                    if timestamp::parse(&text).is_none() {
-                        return Err(format!(
-                            "the time stamp `{}` is \"{text}\", which is not of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm (or is out of range)",
-                            s.attributes[i].name
-                        ));
-                    }
-                }
-                _ => {
-                    return Err(format!(
-                        "the time stamp `{}` is null; aggregation `{}` needs it",
-                        s.attributes[i].name, agg.name
-                    ));
-                }
-            },
+            }
+            _ => return Err(format!("the time stamp `{name}` is null; aggregation `{}` needs it", agg.name)),
         }
     }
     Ok(())

@@ -63,11 +63,10 @@ fn trade(symbol: &str, price: f64, qty: i64, ts: i64) -> String {
     format!("{{\"stream\":\"TradeStream\",\"data\":[\"{symbol}\",{price:?},{qty},{ts}]}}\n")
 }
 
-#[test]
-fn seed_two_nodes_thirty_plus_forty_is_seventy() {
-    let d = Dir::new();
+/// The seed's files: the app, two node files (`wso2-si-1`, `wso2-si-2`) and their events
+/// (node 1 trades 10 + 20, node 2 trades 10 + 30, all on 2024-03-15 between 10:00 and 10:40).
+fn seed_files(d: &Dir) -> (PathBuf, [(PathBuf, PathBuf); 2]) {
     let app = d.write("app.siddhi", SEED_APP);
-    let (n1, n2) = (d.node("wso2-si-1"), d.node("wso2-si-2"));
     let e1 = d.write(
         "n1.jsonl",
         &(trade("wso2", 100.0, 10, 1_710_496_805_000) + &trade("wso2", 100.0, 20, 1_710_498_010_000)),
@@ -76,13 +75,22 @@ fn seed_two_nodes_thirty_plus_forty_is_seventy() {
         "n2.jsonl",
         &(trade("wso2", 100.0, 10, 1_710_496_805_000) + &trade("wso2", 100.0, 30, 1_710_499_200_000)),
     );
+    (app, [(d.node("wso2-si-1"), e1), (d.node("wso2-si-2"), e2)])
+}
+
+const SEED_QUERY: &str =
+    "from TradeAggregation within \"2024-03-15 **:**:**\" per 'hours' select symbol, total, avgPrice";
+
+#[test]
+fn seed_two_nodes_thirty_plus_forty_is_seventy() {
+    let d = Dir::new();
+    let (app, [(n1, e1), (n2, e2)]) = seed_files(&d);
     for (n, e) in [(&n1, &e1), (&n2, &e2)] {
         let out = ingest(&app, n, &d.store(), e);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let q = "from TradeAggregation within \"2024-03-15 **:**:**\" per 'hours' select symbol, total, avgPrice";
     for node in [&n1, &n2] {
-        let answer = query(&app, node, &d.store(), q);
+        let answer = query(&app, node, &d.store(), SEED_QUERY);
         assert_eq!(
             answer,
             serde_json::json!({"columns": ["symbol", "total", "avgPrice"], "records": [["wso2", 70, 100.0]]})
@@ -99,19 +107,10 @@ fn seed_two_nodes_thirty_plus_forty_is_seventy() {
 fn seed_two_nodes_writing_concurrently_is_seventy() {
     for round in 0..5 {
         let d = Dir::new();
-        let app = d.write("app.siddhi", SEED_APP);
-        let (n1, n2) = (d.node("wso2-si-1"), d.node("wso2-si-2"));
-        let e1 = d.write(
-            "n1.jsonl",
-            &(trade("wso2", 100.0, 10, 1_710_496_805_000) + &trade("wso2", 100.0, 20, 1_710_498_010_000)),
-        );
-        let e2 = d.write(
-            "n2.jsonl",
-            &(trade("wso2", 100.0, 10, 1_710_496_805_000) + &trade("wso2", 100.0, 30, 1_710_499_200_000)),
-        );
+        let (app, nodes) = seed_files(&d);
         let store = d.store();
-        let children: Vec<_> = [(&n1, &e1), (&n2, &e2)]
-            .into_iter()
+        let children: Vec<_> = nodes
+            .iter()
             .map(|(n, e)| {
                 Command::new(env!("CARGO_BIN_EXE_tally"))
                     .args(["ingest", "--app", s(&app), "--config", s(n), "--store", &store, s(e)])
@@ -124,8 +123,7 @@ fn seed_two_nodes_writing_concurrently_is_seventy() {
             let out = c.wait_with_output().unwrap();
             assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let q = "from TradeAggregation within \"2024-03-15 **:**:**\" per 'hours' select symbol, total, avgPrice";
-        let answer = query(&app, &n2, &store, q);
+        let answer = query(&app, &nodes[1].0, &store, SEED_QUERY);
         assert_eq!(answer["records"], serde_json::json!([["wso2", 70, 100.0]]), "round {round}");
     }
 }
