@@ -104,8 +104,20 @@ impl Router {
     /// Checks an event (values already of the attribute types, in attribute order) and
     /// routes it. An event with a bad time stamp is refused with a message that quotes it.
     pub fn push(&mut self, stream: usize, values: &[Value]) -> Result<()> {
-        check_event(&self.plan, stream, values).map_err(Error::Event)?;
         let s = &self.plan.streams[stream];
+        // The encoding trusts these; a caller of the library may not have converted.
+        if values.len() != s.attributes.len() {
+            return Err(Error::Event(format!(
+                "stream `{}` has {} attributes, the event has {} values",
+                s.name,
+                s.attributes.len(),
+                values.len()
+            )));
+        }
+        if let Some((a, v)) = s.attributes.iter().zip(values).find(|(a, v)| v.attr_type().is_some_and(|t| t != a.ty)) {
+            return Err(Error::Event(format!("attribute `{}` is {} and cannot take {v:?}", a.name, a.ty)));
+        }
+        check_event(&self.plan, stream, values).map_err(Error::Event)?;
         if s.aggregations.is_empty() {
             return Ok(()); // accepted and dropped, as the app check warned
         }
@@ -183,4 +195,34 @@ pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> s
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::plan::check;
+
+    #[test]
+    fn events_of_the_wrong_shape_are_refused_not_encoded() {
+        let plan = Arc::new(
+            check(
+                "define stream S (a int, ts long); define aggregation A from S select sum(a) as t aggregate by ts every sec;",
+                "a",
+                &NodeConfig::default(),
+            )
+            .unwrap(),
+        );
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let mut r = Router::new(plan, vec![tx], 1, Arc::new(AtomicU64::new(0)));
+        let e = r.push(0, &[Value::Int(1)]).unwrap_err().to_string();
+        assert!(e.contains("has 2 attributes, the event has 1"), "{e}");
+        let e = r.push(0, &[Value::Long(1), Value::Long(5)]).unwrap_err().to_string();
+        assert!(e.contains("attribute `a` is int"), "{e}");
+        let e = r.push(0, &[Value::Int(1), Value::Null]).unwrap_err().to_string();
+        assert!(e.contains("the time stamp `ts` is null"), "{e}");
+        assert!(rx.try_recv().is_err(), "nothing was sent");
+        r.push(0, &[Value::Null, Value::Long(5)]).unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Msg::Batch(b)) if b.events == 1 && b.first_seq == 0));
+    }
 }
