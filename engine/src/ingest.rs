@@ -258,3 +258,42 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::plan::check;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Any line is either an event or a message; JSON-ish noise included.
+        #[test]
+        fn any_line_is_taken_or_explained(
+            values in prop::collection::vec(prop::sample::select(vec![
+                "null", "1", "-1", "1.5", "1e308", "9223372036854775808", "\"IBM\"", "true", "[]", "{}", "\"2017-06-01 04:05:50\"",
+            ]), 0..7),
+            shape in 0u8..4,
+            noise in ".{0,40}",
+        ) {
+            let plan = check(
+                "define stream S (symbol string, price float, qty int, ts long, t string, ok bool);
+                 define aggregation A from S select sum(qty) as q aggregate by ts every sec;",
+                "a",
+                &NodeConfig::default(),
+            ).unwrap();
+            let line = match shape {
+                0 => format!("{{\"stream\":\"S\",\"data\":[{}]}}", values.join(",")),
+                1 => format!("{{\"stream\":\"S\",\"event\":{{\"qty\":{}}}}}", values.first().copied().unwrap_or("null")),
+                2 => noise.clone(),
+                _ => format!("{{\"stream\":{},\"data\":{}}}", values.first().copied().unwrap_or("1"), noise),
+            };
+            match parse_line(&plan, &line) {
+                Ok((_, v)) => prop_assert_eq!(v.len(), 6),
+                Err(m) => prop_assert!(!m.is_empty()),
+            }
+        }
+    }
+}

@@ -203,3 +203,38 @@ fn filter_on_input() {
     );
     assert!(e.contains("true/false"), "{e}");
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments of the language, shuffled into nonsense that is close to real apps.
+    fn fragments() -> impl Strategy<Value = String> {
+        let words = prop::sample::select(vec![
+            "define", "stream", "aggregation", "S", "A", "from", "select", "group", "by", "aggregate", "every",
+            "sec", "...", "year", "week", ",", ";", "(", ")", "[", "]", "@", "PartitionById", "store", "purge",
+            "retentionPeriod", "=", "'x'", "\"2017-06-** **:**:**\"", "sum", "avg", "count", "distinctCount",
+            "a", "ts", "int", "long", "string", "float", "as", "*", "+", "-", "/", "%", "==", ">", "and", "not",
+            "is", "null", "1", "1.5", "9223372036854775807", "99999999999999999999", "L", "#", "window", "--", "/*",
+            "`", "é", "\u{0}", "within", "per", "on", "order", "limit", "offset", "having", "h",
+        ]);
+        prop::collection::vec(words, 0..60).prop_map(|w| w.join(" "))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn checking_any_app_text_returns(text in fragments()) {
+            let _ = check(&text, "fuzz", &cfg("wso2.carbon: {id: n}"));
+        }
+
+        #[test]
+        fn compiling_any_query_returns(text in fragments(), raw in ".{0,80}") {
+            let app = plan(&format!("{STOCK}define aggregation A from stockStream select symbol, sum(price) as p group by symbol aggregate by timestamp every sec...year;"));
+            let _ = crate::query::compile_query(&app, &text);
+            let _ = crate::query::compile_query(&app, &raw);
+            let _ = check(&raw, "fuzz", &cfg(""));
+        }
+    }
+}
