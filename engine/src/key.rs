@@ -5,7 +5,7 @@
 //! floats as f64 bits LE, bools as one byte, strings as u32 LE length and the bytes).
 
 use crate::types::{AttrType, Value};
-use crate::wire::DecodedRow;
+use crate::wire::Row;
 use std::sync::Arc;
 
 /// A group key in its encoded form, shared between durations during roll-up.
@@ -14,7 +14,7 @@ pub type KeyBytes = Arc<[u8]>;
 /// Appends the key of `row` over `attrs` to `out` (cleared first). No allocation once `out`
 /// has grown to the largest key.
 #[inline]
-pub fn encode(out: &mut Vec<u8>, row: &DecodedRow, buf: &[u8], attrs: &[usize]) {
+pub fn encode(out: &mut Vec<u8>, row: &Row<'_, '_>, attrs: &[usize]) {
     out.clear();
     for &a in attrs {
         if row.is_null(a) {
@@ -24,7 +24,7 @@ pub fn encode(out: &mut Vec<u8>, row: &DecodedRow, buf: &[u8], attrs: &[usize]) 
         out.push(1);
         match row.attr_type(a) {
             AttrType::String => {
-                let s = row.str_bytes(buf, a);
+                let s = row.str_bytes(a);
                 out.extend_from_slice(&(s.len() as u32).to_le_bytes());
                 out.extend_from_slice(s);
             }
@@ -104,24 +104,25 @@ fn push_value(out: &mut Vec<u8>, v: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Encoder;
+    use crate::wire::{BatchBuilder, BatchView};
 
     #[test]
     fn round_trip_matches_owned_encoding() {
         let types = [AttrType::String, AttrType::Int, AttrType::Float, AttrType::Bool, AttrType::Long];
         let values = vec![Value::Str("IBM".into()), Value::Int(-3), Value::Float(1.5), Value::Null, Value::Long(9)];
-        let mut buf = Vec::new();
-        Encoder::push_values(&mut buf, &types, &values);
-        let mut row = DecodedRow::new(&types);
-        row.decode(&buf, &mut 0).unwrap();
+        let mut b = BatchBuilder::new(&types);
+        b.push_values(&values);
+        let buf = b.finish();
+        let view = BatchView::parse(&buf, &types).unwrap();
+        let row = view.row(0);
         let mut k = Vec::new();
-        encode(&mut k, &row, &buf, &[0, 1, 2, 3, 4]);
+        encode(&mut k, &row, &[0, 1, 2, 3, 4]);
         assert_eq!(decode(&k, &types), values);
         let mut k2 = Vec::new();
         encode_values(&mut k2, &values);
         assert_eq!(k, k2);
         // Only the chosen attributes, in the chosen order.
-        encode(&mut k, &row, &buf, &[4, 0]);
+        encode(&mut k, &row, &[4, 0]);
         assert_eq!(decode(&k, &[AttrType::Long, AttrType::String]), vec![Value::Long(9), Value::Str("IBM".into())]);
     }
 }

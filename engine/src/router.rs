@@ -12,7 +12,7 @@ use crate::key;
 use crate::plan::{AppPlan, TimeSource};
 use crate::timestamp::{self, MAX_MS, MIN_MS};
 use crate::types::{AttrType, Value};
-use crate::wire::Encoder;
+use crate::wire::BatchBuilder;
 use crossbeam_channel::Sender;
 use foldhash::fast::FixedState;
 use std::hash::BuildHasher;
@@ -50,17 +50,15 @@ impl std::fmt::Debug for Msg {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pending {
-    data: Vec<u8>,
-    events: u32,
+    builder: BatchBuilder,
     arrival_ms: i64,
 }
 
 #[derive(Debug)]
 pub struct Router {
     plan: Arc<AppPlan>,
-    types: Vec<Vec<AttrType>>,
     senders: Vec<Sender<Msg>>,
     /// `[stream][worker]`
     pending: Vec<Vec<Pending>>,
@@ -85,8 +83,14 @@ impl Router {
     ) -> Router {
         let workers = senders.len();
         Router {
-            types: plan.streams.iter().map(|s| s.attributes.iter().map(|a| a.ty).collect()).collect(),
-            pending: plan.streams.iter().map(|_| (0..workers).map(|_| Pending::default()).collect()).collect(),
+            pending: plan
+                .streams
+                .iter()
+                .map(|s| {
+                    let types: Vec<AttrType> = s.attributes.iter().map(|a| a.ty).collect();
+                    (0..workers).map(|_| Pending { builder: BatchBuilder::new(&types), arrival_ms: 0 }).collect()
+                })
+                .collect(),
             round_robin: vec![0; plan.streams.len()],
             plan,
             senders,
@@ -130,12 +134,11 @@ impl Router {
             (self.hasher.hash_one(&self.scratch[..]) % workers as u64) as usize
         };
         let p = &mut self.pending[stream][worker];
-        if p.events == 0 {
+        if p.builder.is_empty() {
             p.arrival_ms = now_ms();
         }
-        Encoder::push_values(&mut p.data, &self.types[stream], values);
-        p.events += 1;
-        if p.events >= self.batch_events {
+        p.builder.push_values(values);
+        if p.builder.len() as u32 >= self.batch_events {
             self.send(stream, worker)?;
             if round_robin {
                 self.round_robin[stream] = (self.round_robin[stream] + 1) % workers;
@@ -145,12 +148,13 @@ impl Router {
     }
 
     fn send(&mut self, stream: usize, worker: usize) -> Result<()> {
-        let p = std::mem::take(&mut self.pending[stream][worker]);
-        if p.events == 0 {
+        let p = &mut self.pending[stream][worker];
+        if p.builder.is_empty() {
             return Ok(());
         }
-        let first_seq = self.seq.fetch_add(p.events as u64, Ordering::Relaxed);
-        let batch = Batch { stream, arrival_ms: p.arrival_ms, first_seq, events: p.events, data: p.data };
+        let events = p.builder.len() as u32;
+        let first_seq = self.seq.fetch_add(events as u64, Ordering::Relaxed);
+        let batch = Batch { stream, arrival_ms: p.arrival_ms, first_seq, events, data: p.builder.finish() };
         self.senders[worker].send(Msg::Batch(batch)).map_err(|_| Error::Closed)
     }
 

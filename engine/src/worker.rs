@@ -5,7 +5,8 @@
 use crate::accumulator::{Accumulator, Layout, State};
 use crate::plan::AppPlan;
 use crate::router::{Batch, Msg};
-use crate::wire::DecodedRow;
+use crate::types::AttrType;
+use crate::wire::BatchView;
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 
@@ -13,39 +14,33 @@ pub struct Worker {
     index: usize,
     plan: Arc<AppPlan>,
     accumulators: Vec<Accumulator>,
-    rows: Vec<DecodedRow>,
+    /// Per stream: its attribute types.
+    types: Vec<Vec<AttrType>>,
 }
 
 impl Worker {
     pub fn new(index: usize, plan: Arc<AppPlan>, layouts: &[Arc<Layout>]) -> Worker {
         let accumulators = plan.aggregations.iter().zip(layouts).map(|(a, l)| Accumulator::new(a, l.clone())).collect();
-        let rows = plan
-            .streams
-            .iter()
-            .map(|s| DecodedRow::new(&s.attributes.iter().map(|a| a.ty).collect::<Vec<_>>()))
-            .collect();
-        Worker { index, plan, accumulators, rows }
+        let types = plan.streams.iter().map(|s| s.attributes.iter().map(|a| a.ty).collect()).collect();
+        Worker { index, plan, accumulators, types }
     }
 
     /// Takes one batch into the accumulators.
     #[inline]
     pub fn process(&mut self, batch: &Batch) {
         let stream = &self.plan.streams[batch.stream];
-        let row = &mut self.rows[batch.stream];
-        let buf = &batch.data[..];
-        let mut pos = 0;
-        let mut seq = batch.first_seq;
-        while pos < buf.len() {
-            // Events were checked where they entered the node; a failure here would be a
-            // bug, and dropping the rest of the batch is the only safe thing to do.
-            if row.decode(buf, &mut pos).is_err() {
-                debug_assert!(false, "undecodable event reached a worker");
-                break;
-            }
+        // Batches were checked where they entered the node; a failure here would be a bug,
+        // and dropping the batch is the only safe thing to do.
+        let Ok(view) = BatchView::parse(&batch.data, &self.types[batch.stream]) else {
+            debug_assert!(false, "an unreadable batch reached a worker");
+            return;
+        };
+        for i in 0..view.len() {
+            let row = view.row(i);
+            let seq = batch.first_seq + i as u64;
             for &ai in &stream.aggregations {
-                self.accumulators[ai].add(row, buf, batch.arrival_ms, seq);
+                self.accumulators[ai].add(&row, batch.arrival_ms, seq);
             }
-            seq += 1;
         }
     }
 

@@ -28,7 +28,7 @@ use crate::partial::SetValue;
 use crate::plan::{AggPlan, CellKind, TimeSource};
 use crate::timestamp;
 use crate::types::AttrType;
-use crate::wire::DecodedRow;
+use crate::wire::Row as EventRow;
 use hashbrown::HashSet;
 use layout::{KeyMode, LatestOp, NO_SET, Op, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_NULL, TAG_STR};
 use state::{Hot, Lists};
@@ -70,14 +70,14 @@ impl Accumulator {
     /// The event's time stamp, or `None` when it has none (the caller has validated events,
     /// so this only guards).
     #[inline]
-    fn time_of(&self, row: &DecodedRow, buf: &[u8], arrival_ms: i64) -> Option<i64> {
+    fn time_of(&self, row: &EventRow<'_, '_>, arrival_ms: i64) -> Option<i64> {
         match self.layout.time {
             TimeSource::Millis(i) => (!row.is_null(i)).then(|| row.word(i) as i64),
             TimeSource::Text(i) => {
                 if row.is_null(i) {
                     return None;
                 }
-                std::str::from_utf8(row.str_bytes(buf, i)).ok().and_then(timestamp::parse)
+                std::str::from_utf8(row.str_bytes(i)).ok().and_then(timestamp::parse)
             }
             TimeSource::Arrival => Some(arrival_ms),
         }
@@ -86,14 +86,14 @@ impl Accumulator {
     /// Adds one decoded event. `seq` orders arrivals (ties of the time stamp go to the
     /// later arrival); `arrival_ms` is used when the aggregation has no `aggregate by`.
     #[inline]
-    pub fn add(&mut self, row: &DecodedRow, buf: &[u8], arrival_ms: i64, seq: u64) {
+    pub fn add(&mut self, row: &EventRow<'_, '_>, arrival_ms: i64, seq: u64) {
         let layout = &*self.layout;
         if let Some(f) = &layout.filter
-            && !f.holds(&row.with(buf))
+            && !f.holds(row)
         {
             return;
         }
-        let Some(ts) = self.time_of(row, buf, arrival_ms) else {
+        let Some(ts) = self.time_of(row, arrival_ms) else {
             return;
         };
         let bucket = self.bucketer.start(ts);
@@ -104,7 +104,7 @@ impl Accumulator {
         let packed = match layout.key_mode {
             KeyMode::Constant => Some(0),
             KeyMode::String(a) | KeyMode::Word(a) if row.is_null(a) => Some(NULL_KEY),
-            KeyMode::String(a) => pack(row.str_bytes(buf, a)),
+            KeyMode::String(a) => pack(row.str_bytes(a)),
             // A word and a null flag; the top nibble stays clear, unlike NULL_KEY.
             KeyMode::Word(a) => Some(row.word(a) as u128 | 1 << 64),
             KeyMode::General => None,
@@ -120,14 +120,14 @@ impl Accumulator {
                     slot
                 }
                 None => {
-                    let id = keys.push_with(|out| key::encode(out, row, buf, &layout.group_by));
+                    let id = keys.push_with(|out| key::encode(out, row, &layout.group_by));
                     let slot = lists.slot(id, bucket);
                     hot.insert(packed, Hot { id, bucket, slot });
                     slot
                 }
             }
         } else {
-            key::encode(&mut self.scratch, row, buf, &layout.group_by);
+            key::encode(&mut self.scratch, row, &layout.group_by);
             let id = keys.intern(&self.scratch);
             let k = id as usize;
             if k >= current.len() {
@@ -194,7 +194,7 @@ impl Accumulator {
                 Op::Set { attr, w: i } => {
                     if !row.is_null(attr) {
                         let v = match row.attr_type(attr) {
-                            AttrType::String => strings.intern(row.str_bytes(buf, attr)) as u64,
+                            AttrType::String => strings.intern(row.str_bytes(attr)) as u64,
                             AttrType::Float | AttrType::Double => {
                                 match SetValue::float(f64::from_bits(row.word(attr))) {
                                     SetValue::Float(b) => b,
@@ -217,11 +217,11 @@ impl Accumulator {
             if (ts, seq) >= (w[at] as i64, w[at + 1]) {
                 w[at] = ts as u64;
                 w[at + 1] = seq;
-                let r = row.with(buf);
+                let r = row;
                 for (j, (op, _)) in layout.latest.iter().enumerate() {
                     let value = match op {
                         LatestOp::Attr(i) => r.get(*i),
-                        LatestOp::Expr(e) => e.eval(&r),
+                        LatestOp::Expr(e) => e.eval(r),
                     };
                     let (tag, bits) = match value {
                         Scalar::Null => (TAG_NULL, 0),

@@ -3,7 +3,7 @@ use crate::config::NodeConfig;
 use crate::partial::Partial;
 use crate::plan::check;
 use crate::types::Value;
-use crate::wire::Encoder;
+use crate::wire::{BatchBuilder, BatchView};
 
 fn run(app: &str, events: &[Vec<Value>]) -> (crate::plan::AppPlan, Vec<(Vec<Value>, i64, Partial)>) {
     let plan = check(app, "t", &NodeConfig::default()).unwrap();
@@ -11,17 +11,14 @@ fn run(app: &str, events: &[Vec<Value>]) -> (crate::plan::AppPlan, Vec<(Vec<Valu
     let types: Vec<AttrType> = s.attributes.iter().map(|a| a.ty).collect();
     let layout = Arc::new(Layout::new(&plan.aggregations[0], s));
     let mut acc = Accumulator::new(&plan.aggregations[0], layout.clone());
-    let mut buf = Vec::new();
+    let mut builder = BatchBuilder::new(&types);
     for e in events {
-        Encoder::push_values(&mut buf, &types, e);
+        builder.push_values(e);
     }
-    let mut row = DecodedRow::new(&types);
-    let mut pos = 0;
-    let mut seq = 0;
-    while pos < buf.len() {
-        row.decode(&buf, &mut pos).unwrap();
-        acc.add(&row, &buf, 42_000, seq);
-        seq += 1;
+    let buf = builder.finish();
+    let view = BatchView::parse(&buf, &types).unwrap();
+    for i in 0..view.len() {
+        acc.add(&view.row(i), 42_000, i as u64);
     }
     let state = acc.swap(State::default());
     assert!(state.events <= events.len() as u64);
