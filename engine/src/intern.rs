@@ -27,15 +27,15 @@ pub struct Interner {
 #[inline]
 pub fn pack(b: &[u8]) -> Option<u128> {
     let n = b.len();
-    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
-    let half = |s: &[u8]| u32::from_le_bytes(s.try_into().expect("4 bytes")) as u64;
-    let (lo, hi) = match n {
-        0 => (0, 0),
-        1..=3 => (b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16, 0),
-        4..=7 => (half(&b[..4]) | (half(&b[n - 4..]) >> ((8 - n) * 8)) << 32, 0),
-        8 => (word(&b[..8]), 0),
-        9..=15 => (word(&b[..8]), word(&b[n - 8..]) >> ((16 - n) * 8)),
-        _ => return None,
+    let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
+    let half = |c: &[u8; 4]| u32::from_le_bytes(*c) as u64;
+    let (lo, hi) = match (b.first_chunk::<8>(), b.last_chunk::<8>(), b.first_chunk::<4>(), b.last_chunk::<4>()) {
+        _ if n > 15 => return None,
+        (Some(f), Some(l), _, _) if n > 8 => (word(f), word(l) >> ((16 - n) * 8)),
+        (Some(f), _, _, _) => (word(f), 0),
+        (_, _, Some(f), Some(l)) => (half(f) | (half(l) >> ((8 - n) * 8)) << 32, 0),
+        _ if n > 0 => (b[0] as u64 | (b[n / 2] as u64) << 8 | (b[n - 1] as u64) << 16, 0),
+        _ => (0, 0),
     };
     Some(lo as u128 | (hi as u128) << 64 | (n as u128) << 120)
 }
