@@ -272,6 +272,12 @@ impl<'a> Row<'_, 'a> {
         self.batch.word(a, self.i)
     }
 
+    /// An 8-byte attribute (long, double) as its word, without dispatching on the type.
+    #[inline]
+    pub fn word8(&self, a: usize) -> u64 {
+        u64::from_le_bytes(self.batch.columns[a].w8[self.i])
+    }
+
     #[inline]
     pub fn str_bytes(&self, a: usize) -> &'a [u8] {
         self.batch.str_bytes(a, self.i)

@@ -72,7 +72,7 @@ impl Accumulator {
     #[inline]
     fn time_of(&self, row: &EventRow<'_, '_>, arrival_ms: i64) -> Option<i64> {
         match self.layout.time {
-            TimeSource::Millis(i) => (!row.is_null(i)).then(|| row.word(i) as i64),
+            TimeSource::Millis(i) => (!row.is_null(i)).then(|| row.word8(i) as i64),
             TimeSource::Text(i) => {
                 if row.is_null(i) {
                     return None;
@@ -148,6 +148,18 @@ impl Accumulator {
         for op in &layout.update {
             match *op {
                 Op::Count { w: i } => w[i] += 1,
+                Op::SumLongCounted { attr, w: i, n } => {
+                    if !row.is_null(attr) {
+                        w[i] = (w[i] as i64).wrapping_add(row.word8(attr) as i64) as u64;
+                        w[n] += 1;
+                    }
+                }
+                Op::SumDoubleCounted { attr, w: i, n } => {
+                    if !row.is_null(attr) {
+                        w[i] = (f64::from_bits(w[i]) + f64::from_bits(row.word8(attr))).to_bits();
+                        w[n] += 1;
+                    }
+                }
                 Op::SumIntCounted { attr, w: i, n } => {
                     if !row.is_null(attr) {
                         w[i] = (w[i] as i64).wrapping_add(row.word(attr) as i64) as u64;

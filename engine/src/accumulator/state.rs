@@ -88,11 +88,13 @@ impl State {
                     Op::SumInt { w: i, .. }
                     | Op::MinInt { w: i, .. }
                     | Op::MaxInt { w: i, .. }
-                    | Op::SumIntCounted { w: i, .. } => num(Num::Int(w[i] as i64)),
+                    | Op::SumIntCounted { w: i, .. }
+                    | Op::SumLongCounted { w: i, .. } => num(Num::Int(w[i] as i64)),
                     Op::SumFloat { w: i, .. }
                     | Op::MinFloat { w: i, .. }
                     | Op::MaxFloat { w: i, .. }
-                    | Op::SumFloatCounted { w: i, .. } => num(Num::Float(f64::from_bits(w[i]))),
+                    | Op::SumFloatCounted { w: i, .. }
+                    | Op::SumDoubleCounted { w: i, .. } => num(Num::Float(f64::from_bits(w[i]))),
                     Op::Set { w: i, .. } => {
                         let input = layout.inputs[c].unwrap_or(AttrType::Long);
                         let set = if w[i] == NO_SET { None } else { self.sets.get(w[i] as usize) };
