@@ -14,6 +14,8 @@ import datetime
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,6 +62,23 @@ def run_once():
     return out
 
 
+def instructions_per_event():
+    """Instructions one event costs on the per-event path, counted by callgrind (repeatable
+    whatever the machine is doing); None when valgrind is not installed."""
+    if not shutil.which("valgrind"):
+        return None
+    subprocess.run(["cargo", "build", "--release", "-p", "tally-benches", "--example", "per_event"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    exe = os.path.join(ROOT, "target", "release", "examples", "per_event")
+    counts = {}
+    for iters in (1, 3):
+        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", exe],
+                             cwd=ROOT, env={**os.environ, "ITERS": str(iters)},
+                             capture_output=True, text=True, check=True).stderr
+        counts[iters] = int(re.search(r"refs:\s+([0-9,]+)", out).group(1).replace(",", ""))
+    return (counts[3] - counts[1]) / (2 * EVENTS_PER_ITER)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -90,6 +109,7 @@ def main():
         "runs": runs,
         "median": medians,
         "median_ratio_to_ceiling": statistics.median(r["ratio"] for r in runs),
+        "instructions_per_event_callgrind": instructions_per_event(),
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
@@ -99,6 +119,8 @@ def main():
     print(f"median over {len(runs)} runs: per-event path {m['decode_and_update'] / 1e6:.1f} M events/s/core; "
           f"ceiling {m['bare_hashmap_update'] / 1e6:.1f} M/s; ratio {result['median_ratio_to_ceiling']:.2f}; "
           f"decode alone {m['decode_only'] / 1e6:.1f} M/s; decode + key {m['decode_and_intern_key'] / 1e6:.1f} M/s")
+    if result["instructions_per_event_callgrind"]:
+        print(f"callgrind: {result['instructions_per_event_callgrind']:.0f} instructions per event")
     print(f"written to {os.path.relpath(args.out, ROOT)}")
 
 

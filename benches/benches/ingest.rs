@@ -3,83 +3,18 @@
 //! per symbol per second), against the ceiling: a bare hash-map update keyed by
 //! (symbol id, second) over the same event sequence, with no decoding and no interning.
 //!
-//! `scripts/bench.sh` runs this and records the figures in results/.
+//! `scripts/bench_engine_core.py` runs this and records the figures in results/; the
+//! workload is in `src/lib.rs`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally::accumulator::{Layout, State};
-use tally::config::NodeConfig;
 use tally::intern::Interner;
-use tally::plan::{AppPlan, check};
-use tally::router::Batch;
-use tally::types::{AttrType, Value};
-use tally::wire::{BatchBuilder, BatchView};
+use tally::wire::BatchView;
 use tally::worker::Worker;
-
-const APP: &str = "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
-define aggregation TradeAggregation from TradeStream
-select symbol, avg(price) as avgPrice, sum(quantity) as total
-group by symbol aggregate by timestamp every sec ... year;";
-
-const EVENTS: usize = 1_000_000;
-const SYMBOLS: u64 = 1_000;
-const BATCH: usize = 4096;
-/// Event time advances 100 µs per event: ten events per symbol per second.
-const STEP_US: i64 = 100;
-const START_MS: i64 = 1_710_460_800_000;
-const TYPES: [AttrType; 4] = [AttrType::String, AttrType::Double, AttrType::Long, AttrType::Long];
-
-struct Workload {
-    symbols: Vec<u32>,
-    prices: Vec<f64>,
-    quantities: Vec<i64>,
-    times: Vec<i64>,
-}
-
-fn workload() -> Workload {
-    // A fixed xorshift sequence: the same events in every run.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let mut w = Workload { symbols: vec![], prices: vec![], quantities: vec![], times: vec![] };
-    for i in 0..EVENTS {
-        let r = next();
-        w.symbols.push((r % SYMBOLS) as u32);
-        w.prices.push(100.0 + (r >> 40) as f64 / 1e6);
-        w.quantities.push(1 + (r >> 20) as i64 % 100);
-        w.times.push(START_MS + i as i64 * STEP_US / 1000);
-    }
-    w
-}
-
-fn batches(w: &Workload) -> Vec<Batch> {
-    let names: Vec<String> = (0..SYMBOLS).map(|i| format!("SYM{i:04}")).collect();
-    let mut out = Vec::new();
-    let mut builder = BatchBuilder::new(&TYPES);
-    for (b, chunk) in (0..EVENTS).collect::<Vec<_>>().chunks(BATCH).enumerate() {
-        for &i in chunk {
-            builder.push_values(&[
-                Value::Str(names[w.symbols[i] as usize].clone()),
-                Value::Double(w.prices[i]),
-                Value::Long(w.quantities[i]),
-                Value::Long(w.times[i]),
-            ]);
-        }
-        let data = builder.finish();
-        out.push(Batch { stream: 0, arrival_ms: 0, first_seq: (b * BATCH) as u64, events: chunk.len() as u32, data });
-    }
-    out
-}
-
-fn plan() -> Arc<AppPlan> {
-    Arc::new(check(APP, "bench", &NodeConfig::default()).expect("the bench app is valid"))
-}
+use tally_benches::{EVENTS, TYPES, batches, plan, workload};
 
 /// Decode + accumulate, exactly as a worker does, from empty maps (as after a flush).
 fn per_event_path(c: &mut Criterion) {
