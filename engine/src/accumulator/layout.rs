@@ -135,7 +135,6 @@ pub struct Layout {
     /// For each cell, the word of its attribute's non-null count (sum/min/max use it to
     /// tell "no input" from 0).
     pub(super) nonnull_of: Vec<Option<usize>>,
-    pub(super) kinds: Vec<CellKind>,
     pub(super) inputs: Vec<Option<AttrType>>,
     pub(super) latest: Vec<(LatestOp, AttrType)>,
     pub(super) latest_at: usize,
@@ -210,7 +209,6 @@ impl Layout {
             ops,
             update,
             nonnull_of,
-            kinds: plan.cells.iter().map(|c| c.kind).collect(),
             inputs: plan.cells.iter().map(|c| c.input).collect(),
             latest,
             latest_at,
@@ -224,8 +222,4 @@ impl Layout {
     }
 }
 
-impl Layout {
-    pub fn kinds(&self) -> &[CellKind] {
-        &self.kinds
-    }
-}
+impl Layout {}

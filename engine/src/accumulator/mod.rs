@@ -25,7 +25,7 @@ use crate::expr::{Row, Scalar};
 use crate::intern::{NULL_KEY, pack};
 use crate::key;
 use crate::partial::SetValue;
-use crate::plan::{AggPlan, CellKind, TimeSource};
+use crate::plan::{AggPlan, TimeSource};
 use crate::timestamp;
 use crate::types::AttrType;
 use crate::wire::Row as EventRow;
@@ -51,14 +51,6 @@ impl Accumulator {
             bucketer: Bucketer::new(plan.zone.clone(), plan.finest()),
             scratch: Vec::new(),
         }
-    }
-
-    pub fn layout(&self) -> &Arc<Layout> {
-        &self.layout
-    }
-
-    pub fn state(&self) -> &State {
-        &self.state
     }
 
     /// Hands over the gathered partials, continuing with `spare` (an empty, cleared state
@@ -247,11 +239,6 @@ impl Accumulator {
                 }
             }
         }
-    }
-
-    /// The cell kinds, for merging this aggregation's partials.
-    pub fn kinds(&self) -> &[CellKind] {
-        &self.layout.kinds
     }
 }
 

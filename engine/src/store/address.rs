@@ -53,14 +53,6 @@ impl StoreAddress {
             StoreAddress::Postgres { url } | StoreAddress::Mysql { url } => redact(url),
         }
     }
-
-    pub fn backend(&self) -> &'static str {
-        match self {
-            StoreAddress::Sqlite { .. } => "sqlite",
-            StoreAddress::Postgres { .. } => "postgres",
-            StoreAddress::Mysql { .. } => "mysql",
-        }
-    }
 }
 
 fn strip<'a>(text: &'a str, lower: &str, prefix: &str) -> Option<&'a str> {
