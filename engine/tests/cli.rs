@@ -128,6 +128,44 @@ fn seed_two_nodes_writing_concurrently_is_seventy() {
     }
 }
 
+/// The seed on PostgreSQL, both nodes writing at once. Runs when DATABASE_URL names a
+/// PostgreSQL (scripts/test.sh starts a throwaway one and sets it); the aggregation gets a
+/// name of its own so the run never meets tables of another.
+#[test]
+fn seed_on_postgres_with_both_nodes_writing_at_once() {
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(u) if u.starts_with("postgres") => u,
+        _ => {
+            eprintln!("skipped: DATABASE_URL does not name a PostgreSQL (scripts/test.sh starts one and sets it)");
+            return;
+        }
+    };
+    let d = Dir::new();
+    let (_, nodes) = seed_files(&d);
+    let name = format!(
+        "Seed{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000
+    );
+    let app = d.write("pg.siddhi", &SEED_APP.replace("TradeAggregation", &name));
+    let children: Vec<_> = nodes
+        .iter()
+        .map(|(n, e)| {
+            Command::new(env!("CARGO_BIN_EXE_tally"))
+                .args(["ingest", "--app", s(&app), "--config", s(n), "--store", &url, s(e)])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let answer = query(&app, &nodes[0].0, &url, &SEED_QUERY.replace("TradeAggregation", &name));
+    assert_eq!(answer["records"], serde_json::json!([["wso2", 70, 100.0]]));
+}
+
 /// The quantity one shard holds in the HOURS table, read through the engine's own store
 /// (the query language merges shards and has no way to ask for one).
 fn shard_total(db: &Path, shard: &str) -> i64 {

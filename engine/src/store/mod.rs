@@ -54,6 +54,43 @@ pub trait Store: Send {
     fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>>;
 }
 
+/// Checks tables that exist against the app: `SHARD_ID` for partitioned aggregations, and
+/// every column. `existing` pairs each table with the columns the store has for it.
+pub(crate) fn check_layouts(existing: &[(&TableSchema, Vec<String>)]) -> Result<()> {
+    let unsharded: Vec<&TableSchema> = existing
+        .iter()
+        .filter(|(t, cols)| t.partitioned && !cols.iter().any(|c| c == "SHARD_ID"))
+        .map(|(t, _)| *t)
+        .collect();
+    if let Some(first) = unsharded.first() {
+        let names: Vec<&str> = unsharded.iter().map(|t| t.name.as_str()).collect();
+        return Err(Error::Schema(format!(
+            "the tables {} exist without a SHARD_ID column, but aggregation `{}` is partitioned (@PartitionById): \
+             Siddhi would drop every write to them. Add SHARD_ID filled with this node's shard id and make it part \
+             of the primary key (tally migrate does this in one transaction), or switch partitioning off for this \
+             aggregation with @PartitionById(enable='false')",
+            names.join(", "),
+            first.aggregation
+        )));
+    }
+    let mismatched: Vec<String> = existing
+        .iter()
+        .filter_map(|(t, cols)| {
+            let missing: Vec<&str> =
+                t.columns.iter().filter(|c| !cols.contains(&c.name)).map(|c| c.name.as_str()).collect();
+            (!missing.is_empty()).then(|| format!("{} lacks {}", t.name, missing.join(", ")))
+        })
+        .collect();
+    if !mismatched.is_empty() {
+        return Err(Error::Schema(format!(
+            "the store's tables do not fit the app: {}. They were made for a different aggregation definition; \
+             rename the aggregation or move the old tables away",
+            mismatched.join("; ")
+        )));
+    }
+    Ok(())
+}
+
 /// Opens the store at `address`.
 pub fn open(address: &StoreAddress) -> Result<Box<dyn Store>> {
     match address {

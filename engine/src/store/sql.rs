@@ -51,7 +51,12 @@ pub fn create_table(d: Dialect, t: &TableSchema) -> String {
 /// the new value of each column as `new(j)` (an `excluded."c"` or a `?n` parameter).
 pub fn merge_expr(d: Dialect, t: &TableSchema, i: usize, new: &dyn Fn(usize) -> String) -> Option<String> {
     let c = &t.columns[i];
-    let old = quote(&c.name);
+    // PostgreSQL needs the stored row's columns qualified by the table (or its alias).
+    let qualify = |name: &str| match d {
+        Dialect::Sqlite => quote(name),
+        Dialect::Postgres => format!("{}.{}", quote(&t.name), quote(name)),
+    };
+    let old = qualify(&c.name);
     let n = new(i);
     let (least, greatest) = match d {
         Dialect::Sqlite => {
@@ -68,7 +73,7 @@ pub fn merge_expr(d: Dialect, t: &TableSchema, i: usize, new: &dyn Fn(usize) -> 
         Role::LastEventTimestamp => greatest,
         Role::Latest(_) => {
             let last = t.last_event_timestamp().expect("latest columns come with AGG_LAST_EVENT_TIMESTAMP");
-            let old_last = quote(&t.columns[last].name);
+            let old_last = qualify(&t.columns[last].name);
             // The newer time stamp wins; a tie goes to the write (the later arrival).
             format!("CASE WHEN {old_last} IS NULL OR {} >= {old_last} THEN {n} ELSE {old} END", new(last))
         }
@@ -89,6 +94,24 @@ pub fn upsert(d: Dialect, t: &TableSchema) -> String {
         quote(&t.name),
         cols.join(", "),
         params.join(", "),
+        key.join(", ")
+    )
+}
+
+/// `INSERT … SELECT … FROM stage ON CONFLICT (key) DO UPDATE SET …`: merges a staging table.
+pub fn merge_from(d: Dialect, t: &TableSchema, stage: &str) -> String {
+    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    let key = &cols[..t.key_len];
+    let sets: Vec<String> = (0..t.columns.len())
+        .filter_map(|i| merge_expr(d, t, i, &|j| format!("excluded.{}", cols[j])).map(|e| format!("{} = {e}", cols[i])))
+        .collect();
+    let action = if sets.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", sets.join(", ")) };
+    format!(
+        "INSERT INTO {} AS {} ({}) SELECT {} FROM {stage} ON CONFLICT ({}) {action}",
+        quote(&t.name),
+        quote(&t.name),
+        cols.join(", "),
+        cols.join(", "),
         key.join(", ")
     )
 }
@@ -178,7 +201,10 @@ mod tests {
         );
         assert!(up.contains("\"last\" = CASE WHEN \"AGG_LAST_EVENT_TIMESTAMP\" IS NULL OR excluded.\"AGG_LAST_EVENT_TIMESTAMP\" >= \"AGG_LAST_EVENT_TIMESTAMP\""), "{up}");
         let pg = upsert(Dialect::Postgres, &t);
-        assert!(pg.contains("greatest(\"AGG_MAX_price\", excluded.\"AGG_MAX_price\")") && pg.contains("$9"), "{pg}");
+        assert!(
+            pg.contains("greatest(\"A_SECONDS\".\"AGG_MAX_price\", excluded.\"AGG_MAX_price\")") && pg.contains("$9"),
+            "{pg}"
+        );
         assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
         assert!(
             update_null_safe(Dialect::Sqlite, &t)

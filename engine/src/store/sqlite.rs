@@ -136,43 +136,18 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| error("cannot start the schema transaction", e))?;
-        let mut unsharded = Vec::new();
-        let mut mismatched = Vec::new();
+        let mut layouts = Vec::new();
+        let mut missing = Vec::new();
         for t in tables {
             match existing_columns(&tx, &t.name)? {
-                None => {
-                    tx.execute(&sql::create_table(Dialect::Sqlite, t), [])
-                        .map_err(|e| error(&format!("cannot create {}", t.name), e))?;
-                }
-                Some(cols) => {
-                    if t.partitioned && !cols.iter().any(|c| c == "SHARD_ID") {
-                        unsharded.push(t.name.clone());
-                        continue;
-                    }
-                    let missing: Vec<&str> =
-                        t.columns.iter().filter(|c| !cols.contains(&c.name)).map(|c| c.name.as_str()).collect();
-                    if !missing.is_empty() {
-                        mismatched.push(format!("{} lacks {}", t.name, missing.join(", ")));
-                    }
-                }
+                None => missing.push(t),
+                Some(cols) => layouts.push((t, cols)),
             }
         }
-        if !unsharded.is_empty() {
-            return Err(Error::Schema(format!(
-                "the tables {} exist without a SHARD_ID column, but aggregation `{}` is partitioned (@PartitionById): \
-                 Siddhi would drop every write to them. Add SHARD_ID filled with this node's shard id and make it part \
-                 of the primary key (tally migrate does this in one transaction), or switch partitioning off for this \
-                 aggregation with @PartitionById(enable='false')",
-                unsharded.join(", "),
-                tables.iter().find(|t| unsharded.contains(&t.name)).map(|t| t.aggregation.as_str()).unwrap_or("?")
-            )));
-        }
-        if !mismatched.is_empty() {
-            return Err(Error::Schema(format!(
-                "the store's tables do not fit the app: {}. They were made for a different aggregation definition; \
-                 rename the aggregation or move the old tables away",
-                mismatched.join("; ")
-            )));
+        super::check_layouts(&layouts)?;
+        for t in missing {
+            tx.execute(&sql::create_table(Dialect::Sqlite, t), [])
+                .map_err(|e| error(&format!("cannot create {}", t.name), e))?;
         }
         tx.commit().map_err(|e| error("cannot commit the schema transaction", e))
     }
