@@ -59,6 +59,25 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Runs one `tally ingest` per (node file, events file) pair, all at the same time, and
+/// checks that each succeeded.
+fn ingest_at_once(app: &Path, nodes: &[(PathBuf, PathBuf)], store: &str) {
+    let children: Vec<_> = nodes
+        .iter()
+        .map(|(n, e)| {
+            Command::new(env!("CARGO_BIN_EXE_tally"))
+                .args(["ingest", "--app", s(app), "--config", s(n), "--store", store, s(e)])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 fn trade(symbol: &str, price: f64, qty: i64, ts: i64) -> String {
     format!("{{\"stream\":\"TradeStream\",\"data\":[\"{symbol}\",{price:?},{qty},{ts}]}}\n")
 }
@@ -109,20 +128,7 @@ fn seed_two_nodes_writing_concurrently_is_seventy() {
         let d = Dir::new();
         let (app, nodes) = seed_files(&d);
         let store = d.store();
-        let children: Vec<_> = nodes
-            .iter()
-            .map(|(n, e)| {
-                Command::new(env!("CARGO_BIN_EXE_tally"))
-                    .args(["ingest", "--app", s(&app), "--config", s(n), "--store", &store, s(e)])
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for c in children {
-            let out = c.wait_with_output().unwrap();
-            assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        ingest_at_once(&app, &nodes, &store);
         let answer = query(&app, &nodes[1].0, &store, SEED_QUERY);
         assert_eq!(answer["records"], serde_json::json!([["wso2", 70, 100.0]]), "round {round}");
     }
@@ -148,20 +154,7 @@ fn seed_on_postgres_with_both_nodes_writing_at_once() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000
     );
     let app = d.write("pg.siddhi", &SEED_APP.replace("TradeAggregation", &name));
-    let children: Vec<_> = nodes
-        .iter()
-        .map(|(n, e)| {
-            Command::new(env!("CARGO_BIN_EXE_tally"))
-                .args(["ingest", "--app", s(&app), "--config", s(n), "--store", &url, s(e)])
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    ingest_at_once(&app, &nodes, &url);
     let answer = query(&app, &nodes[0].0, &url, &SEED_QUERY.replace("TradeAggregation", &name));
     assert_eq!(answer["records"], serde_json::json!([["wso2", 70, 100.0]]));
 }
@@ -214,41 +207,26 @@ fn two_nodes_writing_concurrently_lose_nothing() {
         files.push(d.write(&format!("e{i}.jsonl"), &text));
     }
     // Both processes run at the same time against one file.
-    let spawned: Vec<_> = nodes
-        .iter()
-        .zip(&files)
-        .map(|(n, e)| {
-            Command::new(env!("CARGO_BIN_EXE_tally"))
-                .args(["ingest", "--app", s(&app), "--config", s(n), "--store", &d.store(), s(e)])
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in spawned {
-        let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    for store in [d.store()] {
-        for per in ["seconds", "hours", "days", "years"] {
-            let answer = query(
-                &app,
-                &nodes[0],
-                &store,
-                &format!(
-                    "from TradeAggregation within 0L, 4000000000000L per '{per}' select symbol, sum(total) as total group by symbol"
-                ),
-            );
-            let got: std::collections::BTreeMap<String, i64> = answer["records"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
-                .collect();
-            let want: std::collections::BTreeMap<String, i64> =
-                expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-            assert_eq!(got, want, "per {per} in {store}");
-        }
+    let pairs: Vec<(PathBuf, PathBuf)> = nodes.iter().cloned().zip(files.iter().cloned()).collect();
+    ingest_at_once(&app, &pairs, &d.store());
+    let store = d.store();
+    for per in ["seconds", "hours", "days", "years"] {
+        let answer = query(
+            &app,
+            &nodes[0],
+            &store,
+            &format!(
+                "from TradeAggregation within 0L, 4000000000000L per '{per}' select symbol, sum(total) as total group by symbol"
+            ),
+        );
+        let got: std::collections::BTreeMap<String, i64> = answer["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+            .collect();
+        let want: std::collections::BTreeMap<String, i64> = expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        assert_eq!(got, want, "per {per} in {store}");
     }
 }
 

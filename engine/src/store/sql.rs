@@ -82,35 +82,28 @@ pub fn merge_expr(d: Dialect, t: &TableSchema, i: usize, new: &dyn Fn(usize) -> 
 
 /// `INSERT … ON CONFLICT (key) DO UPDATE SET …` with `?1..?n` parameters in column order.
 pub fn upsert(d: Dialect, t: &TableSchema) -> String {
-    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
     let params: Vec<String> = (1..=t.columns.len()).map(|i| placeholder(d, i)).collect();
-    let key = &cols[..t.key_len];
-    let sets: Vec<String> = (0..t.columns.len())
-        .filter_map(|i| merge_expr(d, t, i, &|j| format!("excluded.{}", cols[j])).map(|e| format!("{} = {e}", cols[i])))
-        .collect();
-    let action = if sets.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", sets.join(", ")) };
-    format!(
-        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {action}",
-        quote(&t.name),
-        cols.join(", "),
-        params.join(", "),
-        key.join(", ")
-    )
+    merge_insert(d, t, "", &format!("VALUES ({})", params.join(", ")))
 }
 
 /// `INSERT … SELECT … FROM stage ON CONFLICT (key) DO UPDATE SET …`: merges a staging table.
 pub fn merge_from(d: Dialect, t: &TableSchema, stage: &str) -> String {
     let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    merge_insert(d, t, &format!(" AS {}", quote(&t.name)), &format!("SELECT {} FROM {stage}", cols.join(", ")))
+}
+
+/// An insert of `rows` (a VALUES list or a SELECT) that merges into the existing row on a
+/// key conflict; `alias` names the target for dialects that need it qualified.
+fn merge_insert(d: Dialect, t: &TableSchema, alias: &str, rows: &str) -> String {
+    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
     let key = &cols[..t.key_len];
     let sets: Vec<String> = (0..t.columns.len())
         .filter_map(|i| merge_expr(d, t, i, &|j| format!("excluded.{}", cols[j])).map(|e| format!("{} = {e}", cols[i])))
         .collect();
     let action = if sets.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", sets.join(", ")) };
     format!(
-        "INSERT INTO {} AS {} ({}) SELECT {} FROM {stage} ON CONFLICT ({}) {action}",
+        "INSERT INTO {}{alias} ({}) {rows} ON CONFLICT ({}) {action}",
         quote(&t.name),
-        quote(&t.name),
-        cols.join(", "),
         cols.join(", "),
         key.join(", ")
     )
