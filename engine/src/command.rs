@@ -33,7 +33,7 @@ pub fn ingest(
     on_reject: &mut dyn FnMut(&Path, Rejection),
     on_retry: &mut dyn FnMut(&Error, StdDuration),
 ) -> Result<IngestReport> {
-    let mut node = Node::start(Arc::new(plan), cfg, store)?;
+    let mut node = Node::start(Arc::new(plan), cfg, store, on_retry)?;
     let mut router = node.router();
     let mut total = IngestReport::default();
     for path in inputs {
@@ -66,7 +66,7 @@ pub fn ingest(
         total.rows_written += report.rows_written;
         total.flushes += report.flushes;
     }
-    ingest::finish(node, router, &mut total, StdDuration::from_secs(120), on_retry)?;
+    ingest::finish(node, router, &mut total, cfg.store_wait, on_retry)?;
     Ok(total)
 }
 

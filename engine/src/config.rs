@@ -37,6 +37,10 @@ pub struct Settings {
     pub batch_events: usize,
     /// Batches a worker's queue holds before the decoder waits (back-pressure).
     pub queue_batches: usize,
+    /// How long a node keeps retrying a store that is down or busy (at start, and for the
+    /// last flush of `tally ingest`) before giving up: an interval, or `forever`. Nothing
+    /// buffered is dropped while it waits.
+    pub store_wait: String,
 }
 
 impl Default for Settings {
@@ -47,6 +51,7 @@ impl Default for Settings {
             flush_interval: "1s".into(),
             batch_events: 4096,
             queue_batches: 64,
+            store_wait: "2m".into(),
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct NodeConfig {
     pub settings: Settings,
     /// `settings.flush_interval`, parsed.
     pub flush_interval: StdDuration,
+    /// `settings.store_wait`, parsed (`None`: forever).
+    pub store_wait: Option<StdDuration>,
 }
 
 impl Default for NodeConfig {
@@ -81,6 +88,7 @@ impl Default for NodeConfig {
             datasources: Vec::new(),
             settings: Settings::default(),
             flush_interval: StdDuration::from_secs(1),
+            store_wait: Some(StdDuration::from_secs(120)),
         }
     }
 }
@@ -187,6 +195,15 @@ impl NodeConfig {
                 cfg.settings.flush_interval
             ))
         })?;
+        cfg.store_wait = match cfg.settings.store_wait.trim() {
+            "forever" => None,
+            text => Some(parse_interval(text).ok_or_else(|| {
+                err(format!(
+                    "tally.store_wait `{}`: write an interval such as 30s or 5m, or `forever`",
+                    cfg.settings.store_wait
+                ))
+            })?),
+        };
         if let Some(w) = cfg.settings.workers
             && !(1..=256).contains(&w)
         {
@@ -331,7 +348,12 @@ wso2.datasources:
         assert!(e.contains("n.yaml") && e.contains("line"), "{e}");
         let cfg = NodeConfig::parse("tally:\n  flush_interval: 250ms\n  workers: 3\n", "n").unwrap();
         assert_eq!(cfg.flush_interval, StdDuration::from_millis(250));
+        assert_eq!(cfg.store_wait, Some(StdDuration::from_secs(120)));
         assert_eq!(cfg.workers(), 3);
+        let cfg = NodeConfig::parse("tally:\n  store_wait: forever\n", "n").unwrap();
+        assert_eq!(cfg.store_wait, None);
+        let e = NodeConfig::parse("tally:\n  store_wait: later\n", "n").unwrap_err().to_string();
+        assert!(e.contains("tally.store_wait `later`"), "{e}");
     }
 
     #[test]

@@ -79,6 +79,11 @@ pub enum Error {
     #[error("{0}")]
     Schema(String),
 
+    /// The shard registry refused this node (changed shard id, a live node holds it, or
+    /// this process's registration was taken over).
+    #[error("{0}")]
+    Shard(String),
+
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
     Io {
@@ -111,6 +116,7 @@ impl Error {
             | Error::Config { .. }
             | Error::Event(_)
             | Error::Schema(_)
+            | Error::Shard(_)
             | Error::Unsupported(_) => false,
         }
     }

@@ -1,8 +1,12 @@
 //! The flush: turn the workers' handed-over states into partials, roll them up into every
 //! duration, and write them to the stores, one transaction per store.
 //!
-//! What could not be written stays pending and is merged with the next flush's partials
-//! (merging is associative), so a store outage delays data but loses none.
+//! Each store gets its rows as one numbered flush. A flush that fails stays *in flight*
+//! with its number and exactly its rows, and is retried as it is before anything newer goes
+//! to that store: if the failure hid a commit (the connection dropped after COMMIT was
+//! sent), the store sees the number again and skips it, so nothing is counted twice. New
+//! partials meanwhile merge into the pending maps (merging is associative), so a store
+//! outage delays data but loses none.
 
 use crate::accumulator::{Layout, State};
 use crate::error::{Error, Result};
@@ -11,7 +15,8 @@ use crate::partial::Partial;
 use crate::plan::{AppPlan, CellKind};
 use crate::rollup::{self, BucketMap};
 use crate::schema::TableSchema;
-use crate::store::{FlushWrite, Store, StoreAddress, TableWrite};
+use crate::store::registry::{self, HEARTBEAT_EVERY_MS};
+use crate::store::{Applied, Claim, FlushWrite, Store, StoreAddress, TableWrite};
 use crate::types::Value;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -24,6 +29,8 @@ pub struct FlushStats {
     pub events: u64,
     /// Rows written (all durations).
     pub rows: usize,
+    /// Flushes a store had applied before (retries after an ambiguous commit), skipped.
+    pub already_applied: usize,
     pub elapsed: StdDuration,
 }
 
@@ -31,6 +38,19 @@ pub(crate) struct StoreSlot {
     pub store: Box<dyn Store>,
     /// Aggregations written to it.
     pub aggregations: Vec<usize>,
+    /// This process as registered in this store (with a shard id when one of the
+    /// aggregations is partitioned).
+    pub claim: Claim,
+    /// The flush that was sent and not confirmed: retried as it is, with its number.
+    pub in_flight: Option<InFlight>,
+    /// When this store last saw this node (a flush or a heartbeat), epoch ms.
+    pub last_seen_ms: i64,
+}
+
+/// One numbered flush to one store: `(aggregation, duration, rows)`.
+pub(crate) struct InFlight {
+    pub seq: i64,
+    pub tables: Vec<(usize, usize, Vec<Vec<Value>>)>,
 }
 
 pub(crate) struct Flusher {
@@ -42,8 +62,8 @@ pub(crate) struct Flusher {
     /// `[aggregation][duration]`: rolled up, not yet written.
     pending: Vec<Vec<BucketMap>>,
     pending_events: u64,
-    node_id: String,
-    flush_seq: u64,
+    /// The number of the last flush handed to a store; continues across restarts.
+    flush_seq: i64,
     /// Roll-up threads (named; one per core).
     pool: rayon::ThreadPool,
 }
@@ -53,7 +73,7 @@ impl Flusher {
         plan: Arc<AppPlan>,
         layouts: Vec<Arc<Layout>>,
         stores: Vec<StoreSlot>,
-        node_id: String,
+        flush_seq: i64,
     ) -> Result<Flusher> {
         let tables = TableSchema::all(&plan);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -72,8 +92,7 @@ impl Flusher {
             tables,
             stores,
             pending_events: 0,
-            node_id,
-            flush_seq: 0,
+            flush_seq,
             pool,
         })
     }
@@ -116,55 +135,25 @@ impl Flusher {
     }
 
     pub(crate) fn pending_rows(&self) -> usize {
-        self.pending.iter().flatten().map(|m| m.len()).sum()
+        let in_flight: usize = self
+            .stores
+            .iter()
+            .filter_map(|s| s.in_flight.as_ref())
+            .map(|f| f.tables.iter().map(|(_, _, r)| r.len()).sum::<usize>())
+            .sum();
+        self.pending.iter().flatten().map(|m| m.len()).sum::<usize>() + in_flight
     }
 
-    /// Writes everything pending; one transaction per store. What a store refused stays
-    /// pending. Returns the first error after trying every store.
+    /// Writes everything pending; one transaction per store. A store's unconfirmed flush is
+    /// retried first, unchanged; what a store refused stays in flight. Returns the first
+    /// error after trying every store.
     pub(crate) fn write(&mut self) -> Result<FlushStats> {
         let started = Instant::now();
         let mut stats = FlushStats { events: self.pending_events, ..FlushStats::default() };
         let mut first_error: Option<Error> = None;
-        self.flush_seq += 1;
-        for slot in &mut self.stores {
-            if slot.aggregations.iter().all(|&a| self.pending[a].iter().all(|m| m.is_empty())) {
-                continue;
-            }
-            let mut rows: Vec<(usize, usize, Vec<Vec<Value>>)> = Vec::new();
-            for &a in &slot.aggregations {
-                let agg = &self.plan.aggregations[a];
-                let key_types = self.layouts[a].key_types();
-                for (d, map) in self.pending[a].iter().enumerate() {
-                    if map.is_empty() {
-                        continue;
-                    }
-                    let table = &self.tables[a][d];
-                    let r: Vec<Vec<Value>> = map
-                        .iter()
-                        .map(|((k, bucket), p)| {
-                            table.to_row(agg.shard_id.as_deref(), &key::decode(k, key_types), *bucket, p)
-                        })
-                        .collect();
-                    rows.push((a, d, r));
-                }
-            }
-            let write = FlushWrite {
-                node_id: &self.node_id,
-                flush_seq: self.flush_seq,
-                tables: rows.iter().map(|(a, d, r)| TableWrite { table: &self.tables[*a][*d], rows: r }).collect(),
-            };
-            match slot.store.write(&write) {
-                Ok(()) => {
-                    stats.rows += write.rows();
-                    for &a in &slot.aggregations {
-                        for m in &mut self.pending[a] {
-                            m.clear();
-                        }
-                    }
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+        for i in 0..self.stores.len() {
+            if let Err(e) = self.write_slot(i, &mut stats) {
+                first_error.get_or_insert(e);
             }
         }
         stats.elapsed = started.elapsed();
@@ -176,11 +165,109 @@ impl Flusher {
             }
         }
     }
+
+    /// Retries store `i`'s flush in flight, if any; then, when it is confirmed, numbers and
+    /// sends what is pending for the store.
+    fn write_slot(&mut self, i: usize, stats: &mut FlushStats) -> Result<()> {
+        let retry = self.stores[i].in_flight.is_some();
+        if retry || self.take_pending(i) {
+            self.send_in_flight(i, stats)?;
+        }
+        if retry && self.take_pending(i) {
+            self.send_in_flight(i, stats)?;
+        }
+        Ok(())
+    }
+
+    /// Sends store `i`'s flush in flight; it stays in flight unless the store confirms it.
+    fn send_in_flight(&mut self, i: usize, stats: &mut FlushStats) -> Result<()> {
+        let slot = &mut self.stores[i];
+        let Some(flight) = slot.in_flight.as_ref() else { return Ok(()) };
+        let write = FlushWrite {
+            claim: &slot.claim,
+            flush_seq: flight.seq,
+            tables: flight.tables.iter().map(|(a, d, r)| TableWrite { table: &self.tables[*a][*d], rows: r }).collect(),
+        };
+        match slot.store.write(&write)? {
+            Applied::Written => stats.rows += write.rows(),
+            Applied::AlreadyApplied => stats.already_applied += 1,
+        }
+        slot.in_flight = None;
+        slot.last_seen_ms = registry::now_ms();
+        Ok(())
+    }
+
+    /// Turns store `i`'s pending partials into rows under the next flush number. False when
+    /// there is nothing pending for it.
+    fn take_pending(&mut self, i: usize) -> bool {
+        let aggs = &self.stores[i].aggregations;
+        if aggs.iter().all(|&a| self.pending[a].iter().all(|m| m.is_empty())) {
+            return false;
+        }
+        let mut tables: Vec<(usize, usize, Vec<Vec<Value>>)> = Vec::new();
+        for &a in aggs {
+            let agg = &self.plan.aggregations[a];
+            let key_types = self.layouts[a].key_types();
+            for (d, map) in self.pending[a].iter_mut().enumerate() {
+                if map.is_empty() {
+                    continue;
+                }
+                let table = &self.tables[a][d];
+                let rows: Vec<Vec<Value>> = map
+                    .iter()
+                    .map(|((k, bucket), p)| table.to_row(agg.shard_id.as_deref(), &key::decode(k, key_types), *bucket, p))
+                    .collect();
+                map.clear();
+                tables.push((a, d, rows));
+            }
+        }
+        self.flush_seq += 1;
+        self.stores[i].in_flight = Some(InFlight { seq: self.flush_seq, tables });
+        true
+    }
+
+    /// Refreshes the heartbeat in every store that has not seen this node for a while
+    /// (flushes refresh it too). A registration taken over is an error; a store that is
+    /// down is only reported (the next flush tries again).
+    pub(crate) fn heartbeat(&mut self) -> Result<()> {
+        let now = registry::now_ms();
+        let mut first_error = None;
+        for slot in &mut self.stores {
+            if now - slot.last_seen_ms < HEARTBEAT_EVERY_MS {
+                continue;
+            }
+            match slot.store.heartbeat(&slot.claim) {
+                Ok(()) => slot.last_seen_ms = now,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Whether every store has confirmed every flush and nothing is pending.
+    pub(crate) fn is_clear(&self) -> bool {
+        self.pending_rows() == 0 && self.stores.iter().all(|s| s.in_flight.is_none())
+    }
+
+    /// Marks this process's registrations released (after the last flush).
+    pub(crate) fn release(&mut self) -> Result<()> {
+        for slot in &mut self.stores {
+            slot.store.release(&slot.claim)?;
+        }
+        Ok(())
+    }
 }
 
-/// Opens every distinct store the app's aggregations use. `override_url` (the `--store`
-/// option) replaces them all; otherwise each aggregation's `@store`, else `default_url`.
-pub(crate) fn open_stores(plan: &AppPlan, override_url: Option<&str>, default_url: &str) -> Result<Vec<StoreSlot>> {
+/// The distinct stores the app's aggregations use, each with the aggregations it holds.
+/// `override_url` (the `--store` option) replaces them all; otherwise each aggregation's
+/// `@store`, else `default_url`.
+pub(crate) fn store_addresses(
+    plan: &AppPlan,
+    override_url: Option<&str>,
+    default_url: &str,
+) -> Result<Vec<(StoreAddress, Vec<usize>)>> {
     let mut slots: Vec<(StoreAddress, Vec<usize>)> = Vec::new();
     for (i, agg) in plan.aggregations.iter().enumerate() {
         let address = resolve_address(agg, override_url, default_url)?;
@@ -189,10 +276,7 @@ pub(crate) fn open_stores(plan: &AppPlan, override_url: Option<&str>, default_ur
             None => slots.push((address, vec![i])),
         }
     }
-    slots
-        .into_iter()
-        .map(|(address, aggregations)| Ok(StoreSlot { store: crate::store::open(&address)?, aggregations }))
-        .collect()
+    Ok(slots)
 }
 
 /// The store address of one aggregation.

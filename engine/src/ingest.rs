@@ -165,35 +165,23 @@ fn add(report: &mut IngestReport, stats: &FlushStats) {
     report.flushes += 1;
 }
 
-/// Sends what the router holds, stops the workers and writes everything to the store.
-/// A retryable store error (busy, locked, down) is retried with back-off up to `patience`,
-/// calling `on_retry` before each wait; nothing is dropped while retrying.
+/// Sends what the router holds, stops the workers and writes everything to the store, then
+/// releases the node's registration. A retryable store error (busy, locked, down) is retried
+/// with back-off up to `patience` (`None`: for ever), calling `on_retry` before each wait;
+/// nothing is dropped while retrying.
 pub fn finish(
     mut node: Node,
     mut router: Router,
     report: &mut IngestReport,
-    patience: StdDuration,
+    patience: Option<StdDuration>,
     on_retry: &mut dyn FnMut(&Error, StdDuration),
 ) -> Result<()> {
     router.send_all()?;
     drop(router);
     node.stop_workers()?;
-    let deadline = Instant::now() + patience;
-    let mut wait = StdDuration::from_millis(200);
-    loop {
-        match node.write_pending() {
-            Ok(stats) => {
-                add(report, &stats);
-                return Ok(());
-            }
-            Err(e) if e.is_retryable() && Instant::now() + wait < deadline => {
-                on_retry(&e, wait);
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(StdDuration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let stats = crate::backoff::retry(patience, on_retry, || node.write_pending())?;
+    add(report, &stats);
+    crate::backoff::retry(patience, on_retry, || node.release())
 }
 
 #[cfg(test)]

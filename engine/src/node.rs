@@ -7,7 +7,8 @@
 use crate::accumulator::{Layout, State};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
-use crate::flush::{self, FlushStats, Flusher};
+use crate::flush::{self, FlushStats, Flusher, StoreSlot};
+use crate::store::{Claim, StoreAddress};
 use crate::plan::AppPlan;
 use crate::router::{Msg, Router};
 use crate::schema::TableSchema;
@@ -16,6 +17,7 @@ use crossbeam_channel::{Sender, bounded};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
+use std::time::Duration as StdDuration;
 
 pub struct Node {
     plan: Arc<AppPlan>,
@@ -34,14 +36,29 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Opens the stores (creating missing tables and checking existing ones), then starts
-    /// the workers. `store_override` is the `--store` option.
-    pub fn start(plan: Arc<AppPlan>, config: &NodeConfig, store_override: Option<&str>) -> Result<Node> {
-        let mut stores = flush::open_stores(&plan, store_override, &config.settings.store)?;
+    /// Opens the stores (creating missing tables and checking existing ones), registers the
+    /// node in each store's shard registry, then starts the workers. `store_override` is the
+    /// `--store` option. A store that is down is retried for `tally.store_wait`, telling
+    /// `on_wait` before each wait.
+    pub fn start(
+        plan: Arc<AppPlan>,
+        config: &NodeConfig,
+        store_override: Option<&str>,
+        on_wait: &mut dyn FnMut(&Error, StdDuration),
+    ) -> Result<Node> {
         let tables = TableSchema::all(&plan);
-        for slot in &mut stores {
-            let mine: Vec<TableSchema> = slot.aggregations.iter().flat_map(|&a| tables[a].iter().cloned()).collect();
-            slot.store.prepare(&mine)?;
+        let me = Claim::new(config.node_id.as_deref(), config.effective_shard_id());
+        let mut stores = Vec::new();
+        let mut flush_seq = 0;
+        for (address, aggregations) in flush::store_addresses(&plan, store_override, &config.settings.store)? {
+            let mine: Vec<TableSchema> = aggregations.iter().flat_map(|&a| tables[a].iter().cloned()).collect();
+            let shard = aggregations.iter().find_map(|&a| plan.aggregations[a].shard_id.as_deref());
+            let claim = me.with_shard(shard);
+            let (slot, last_seq) = crate::backoff::retry(config.store_wait, on_wait, || {
+                open_slot(&address, &mine, aggregations.clone(), claim.clone())
+            })?;
+            flush_seq = flush_seq.max(last_seq);
+            stores.push(slot);
         }
         let layouts: Vec<Arc<Layout>> =
             plan.aggregations.iter().map(|a| Arc::new(Layout::new(a, &plan.streams[a.stream]))).collect();
@@ -58,8 +75,7 @@ impl Node {
             senders.push(tx);
             threads.push(handle);
         }
-        let node_id = config.node_id.clone().unwrap_or_else(|| "node".to_string());
-        let flusher = Flusher::new(plan.clone(), layouts, stores, node_id)?;
+        let flusher = Flusher::new(plan.clone(), layouts, stores, flush_seq)?;
         Ok(Node {
             spares: (0..workers).map(|_| Vec::new()).collect(),
             plan,
@@ -85,7 +101,9 @@ impl Node {
     /// Batches sent before this call are included.
     pub fn flush(&mut self) -> Result<FlushStats> {
         self.collect()?;
-        self.flusher.write()
+        let stats = self.flusher.write()?;
+        self.flusher.heartbeat()?;
+        Ok(stats)
     }
 
     /// Writes what is pending without collecting from the workers (to retry a flush that
@@ -94,7 +112,19 @@ impl Node {
         self.flusher.write()
     }
 
-    /// Rows rolled up and not yet written.
+    /// Marks the node's registrations released, after its last flush, so that it can be
+    /// restarted at once (on any host). Refused while anything is unwritten.
+    pub fn release(&mut self) -> Result<()> {
+        if !self.flusher.is_clear() {
+            return Err(Error::Schema(format!(
+                "the node still holds {} unwritten rows; write them before releasing its registration",
+                self.flusher.pending_rows()
+            )));
+        }
+        self.flusher.release()
+    }
+
+    /// Rows rolled up and not yet written (pending, and in flushes not yet confirmed).
     pub fn pending_rows(&self) -> usize {
         self.flusher.pending_rows()
     }
@@ -125,7 +155,9 @@ impl Node {
     /// [`Node::write_pending`] instead to retry.
     pub fn shutdown(mut self) -> Result<FlushStats> {
         self.stop_workers()?;
-        self.flusher.write()
+        let stats = self.flusher.write()?;
+        self.release()?;
+        Ok(stats)
     }
 
     /// Drains the workers into the pending partials and stops them, but keeps the node (and
@@ -145,6 +177,22 @@ impl Node {
     pub fn tables(&self) -> &[Vec<TableSchema>] {
         self.flusher.tables()
     }
+}
+
+/// Opens one store, prepares its tables and registers this process; returns the slot and
+/// the last flush number the node applied there.
+fn open_slot(
+    address: &StoreAddress,
+    tables: &[TableSchema],
+    aggregations: Vec<usize>,
+    claim: Claim,
+) -> Result<(StoreSlot, i64)> {
+    let mut store = crate::store::open(address)?;
+    store.prepare(tables)?;
+    let last_seq = store.register(&claim)?;
+    let slot =
+        StoreSlot { store, aggregations, claim, in_flight: None, last_seen_ms: crate::store::registry::now_ms() };
+    Ok((slot, last_seq))
 }
 
 impl Drop for Node {

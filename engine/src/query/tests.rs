@@ -19,7 +19,7 @@ fn node_config(id: &str) -> NodeConfig {
 fn ingest(store: &str, id: &str, events: &[(&str, Option<f64>, i64, i64)]) {
     let cfg = node_config(id);
     let plan = Arc::new(check(APP, "a", &cfg).unwrap());
-    let node = Node::start(plan, &cfg, Some(store)).unwrap();
+    let node = Node::start(plan, &cfg, Some(store), &mut |_, _| {}).unwrap();
     let mut router = node.router();
     for (sym, price, qty, ts) in events {
         let price = price.map(Value::Double).unwrap_or(Value::Null);

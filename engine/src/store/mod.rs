@@ -6,10 +6,12 @@
 
 pub mod address;
 pub mod postgres;
+pub mod registry;
 pub mod sql;
 pub mod sqlite;
 
 pub use address::StoreAddress;
+pub use registry::{Applied, Claim};
 
 use crate::error::{Error, Result};
 use crate::schema::TableSchema;
@@ -25,9 +27,11 @@ pub struct TableWrite<'a> {
 /// Everything one flush of one node writes: applied in one transaction, or not at all.
 #[derive(Debug)]
 pub struct FlushWrite<'a> {
-    pub node_id: &'a str,
-    /// Increases with every flush of the node; lets a store apply a retried flush once.
-    pub flush_seq: u64,
+    /// The writing process, registered in this store ([`Store::register`]).
+    pub claim: &'a Claim,
+    /// Increases with every flush of the node (across restarts); a store applies each
+    /// number once, so a flush retried after an ambiguous commit is not counted twice.
+    pub flush_seq: i64,
     pub tables: Vec<TableWrite<'a>>,
 }
 
@@ -44,9 +48,30 @@ pub trait Store: Send {
     /// (columns, and `SHARD_ID` for partitioned aggregations).
     fn prepare(&mut self, tables: &[TableSchema]) -> Result<()>;
 
+    /// Registers this process in the shard registry (creating it when missing) and returns
+    /// the last flush sequence number its node id applied here. Refuses a changed shard id
+    /// and a second live holder of the node or shard id ([`registry::decide`]).
+    fn register(&mut self, claim: &Claim) -> Result<i64>;
+
+    /// Refreshes this process's heartbeat; fails when its registration was taken over.
+    fn heartbeat(&mut self, claim: &Claim) -> Result<()>;
+
+    /// Marks this process's registration released (the node stopped cleanly).
+    fn release(&mut self, claim: &Claim) -> Result<()>;
+
     /// Merges the rows of one flush into the tables, in one transaction: sums added,
-    /// min/max combined, sets united, latest values by time stamp.
-    fn write(&mut self, flush: &FlushWrite<'_>) -> Result<()>;
+    /// min/max combined, sets united, latest values by time stamp; and records the flush
+    /// sequence number in the same transaction. A number applied before changes nothing.
+    fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied>;
+
+    /// Deletes the rows of `table` whose bucket starts before `before_ms`; only those of
+    /// `shard` when given (a node purges its own shard). Returns the rows deleted.
+    fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64>;
+
+    /// Rebuilds the tables that exist without `SHARD_ID` for a partitioned aggregation:
+    /// adds the column filled with `shard_id` and makes it part of the primary key, all in
+    /// one transaction. Returns the names of the tables migrated.
+    fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>>;
 
     /// The rows of `table` (every shard) whose bucket starts in `[start, end)`, optionally
     /// only those whose columns equal the given values. A table that does not exist yet
@@ -89,6 +114,38 @@ pub(crate) fn check_layouts(existing: &[(&TableSchema, Vec<String>)]) -> Result<
         )));
     }
     Ok(())
+}
+
+/// Of the tables that exist (each with the store's columns for it), those `migrate` must
+/// rebuild: partitioned but without `SHARD_ID`. Refuses tables whose other columns do not
+/// match the app, since a rebuild would drop or invent data.
+pub(crate) fn migration_targets<'a>(existing: &[(&'a TableSchema, Vec<String>)]) -> Result<Vec<&'a TableSchema>> {
+    let mut targets = Vec::new();
+    for (t, cols) in existing {
+        if !t.partitioned || cols.iter().any(|c| c == "SHARD_ID") {
+            continue;
+        }
+        let missing: Vec<&str> = t
+            .columns
+            .iter()
+            .filter(|c| c.name != "SHARD_ID" && !cols.contains(&c.name))
+            .map(|c| c.name.as_str())
+            .collect();
+        let extra: Vec<&str> =
+            cols.iter().filter(|c| !t.columns.iter().any(|tc| &tc.name == *c)).map(String::as_str).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(Error::Schema(format!(
+                "cannot migrate {}: besides SHARD_ID its columns differ from the app's (missing: {}; not in the app: \
+                 {}). It was made for another definition of aggregation `{}`; move it away instead",
+                t.name,
+                if missing.is_empty() { "none".to_string() } else { missing.join(", ") },
+                if extra.is_empty() { "none".to_string() } else { extra.join(", ") },
+                t.aggregation
+            )));
+        }
+        targets.push(*t);
+    }
+    Ok(targets)
 }
 
 /// Opens the store at `address`.

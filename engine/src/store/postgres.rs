@@ -5,7 +5,8 @@
 //! them into the table (sums added, min/max combined, sets united, latest by time stamp).
 //! No per-row INSERT statements.
 
-use super::sql::{self, Dialect, quote};
+use super::registry::{self, Applied, Claim, Entry, for_dialect, statements as reg};
+use super::sql::{self, Dialect, KeyStyle, quote};
 use super::{FlushWrite, Store, StoreAddress};
 use crate::error::{Error, Result};
 use crate::schema::TableSchema;
@@ -19,6 +20,8 @@ use std::time::Duration as StdDuration;
 pub struct PostgresStore {
     address: StoreAddress,
     client: Client,
+    /// `UNIQUE NULLS NOT DISTINCT` keys on PostgreSQL 15+, so null group-by values merge.
+    key_style: KeyStyle,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -130,9 +133,46 @@ impl PostgresStore {
         let mut config = postgres::Config::from_str(url).map_err(|e| error(&ctx, e))?;
         config.connect_timeout(StdDuration::from_secs(10));
         config.application_name("tally");
-        let client = config.connect(NoTls).map_err(|e| error(&ctx, e))?;
-        Ok(PostgresStore { address, client })
+        let mut client = config.connect(NoTls).map_err(|e| error(&ctx, e))?;
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .map_err(|e| error(&ctx, e))?
+            .get(0);
+        let key_style = if version >= 150_000 { KeyStyle::NullsNotDistinct } else { KeyStyle::PrimaryKey };
+        Ok(PostgresStore { address, client, key_style })
     }
+
+    /// The tables of `tables` that exist, each with its columns.
+    fn layouts<'a>(
+        tx: &mut postgres::Transaction<'_>,
+        tables: &'a [TableSchema],
+    ) -> Result<(Vec<(&'a TableSchema, Vec<String>)>, Vec<&'a TableSchema>)> {
+        let mut layouts = Vec::new();
+        let mut missing = Vec::new();
+        for t in tables {
+            let rows = tx
+                .query(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
+                    &[&t.name],
+                )
+                .map_err(|e| error(&format!("cannot read the layout of {}", t.name), e))?;
+            let cols: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            if cols.is_empty() {
+                missing.push(t);
+            } else {
+                layouts.push((t, cols));
+            }
+        }
+        Ok((layouts, missing))
+    }
+}
+
+/// The instance that holds `claim`'s node id in the registry, if any.
+fn holder(tx: &mut impl postgres::GenericClient, claim: &Claim) -> Result<Option<String>> {
+    Ok(tx
+        .query_opt(&*for_dialect(Dialect::Postgres, reg::HOLDER), &[&claim.node_id])
+        .map_err(|e| error("cannot read the shard registry", e))?
+        .map(|r| r.get(0)))
 }
 
 fn read_value(row: &postgres::Row, i: usize, t: AttrType) -> std::result::Result<Value, postgres::Error> {
@@ -157,34 +197,127 @@ impl Store for PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(|e| error("cannot lock the schema", e))?;
         tx.batch_execute(SET_UNION).map_err(|e| error("cannot create the function tally_set_union", e))?;
-        let existing = |tx: &mut postgres::Transaction<'_>, name: &str| -> Result<Option<Vec<String>>> {
-            let rows = tx
-                .query(
-                    "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
-                    &[&name],
-                )
-                .map_err(|e| error(&format!("cannot read the layout of {name}"), e))?;
-            let cols: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-            Ok(if cols.is_empty() { None } else { Some(cols) })
-        };
-        let mut missing_tables = Vec::new();
-        let mut layouts = Vec::new();
-        for t in tables {
-            match existing(&mut tx, &t.name)? {
-                None => missing_tables.push(t),
-                Some(cols) => layouts.push((t, cols)),
-            }
-        }
+        let (layouts, missing) = Self::layouts(&mut tx, tables)?;
         super::check_layouts(&layouts)?;
-        for t in missing_tables {
-            tx.batch_execute(&sql::create_table(Dialect::Postgres, t))
+        for t in missing {
+            tx.batch_execute(&sql::create_table(Dialect::Postgres, t, self.key_style))
                 .map_err(|e| error(&format!("cannot create {}", t.name), e))?;
         }
         tx.commit().map_err(|e| error("cannot commit the schema transaction", e))
     }
 
-    fn write(&mut self, flush: &FlushWrite<'_>) -> Result<()> {
+    fn register(&mut self, claim: &Claim) -> Result<i64> {
+        let mut tx = self.client.transaction().map_err(|e| error("cannot start the registration transaction", e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(|e| error("cannot lock the schema", e))?;
+        tx.batch_execute(reg::CREATE).map_err(|e| error("cannot create the shard registry", e))?;
+        let rows: Vec<Entry> = tx
+            .query(reg::SELECT_ALL, &[])
+            .map_err(|e| error("cannot read the shard registry", e))?
+            .iter()
+            .map(|r| Entry {
+                node_id: r.get(0),
+                shard_id: r.get(1),
+                instance: r.get(2),
+                host: r.get(3),
+                pid: r.get(4),
+                heartbeat_ms: r.get(5),
+                released: r.get::<_, i64>(6) != 0,
+                flush_seq: r.get(7),
+            })
+            .collect();
+        let now = registry::now_ms();
+        let last = registry::decide(claim, &rows, now)?;
+        tx.execute(
+            &*for_dialect(Dialect::Postgres, reg::CLAIM),
+            &[&claim.node_id, &claim.shard_id, &claim.instance, &claim.host, &i64::from(claim.pid), &now],
+        )
+        .map_err(|e| error("cannot register in the shard registry", e))?;
+        tx.commit().map_err(|e| error("cannot commit the registration", e))?;
+        Ok(last)
+    }
+
+    fn heartbeat(&mut self, claim: &Claim) -> Result<()> {
+        let n = self
+            .client
+            .execute(
+                &*for_dialect(Dialect::Postgres, reg::HEARTBEAT),
+                &[&claim.node_id, &claim.instance, &registry::now_ms()],
+            )
+            .map_err(|e| error("cannot refresh the heartbeat", e))?;
+        if n == 0 { Err(registry::fenced(claim, holder(&mut self.client, claim)?.as_deref())) } else { Ok(()) }
+    }
+
+    fn release(&mut self, claim: &Claim) -> Result<()> {
+        let r = if claim.named {
+            self.client.execute(
+                &*for_dialect(Dialect::Postgres, reg::RELEASE),
+                &[&claim.node_id, &claim.instance, &registry::now_ms()],
+            )
+        } else {
+            self.client.execute(&*for_dialect(Dialect::Postgres, reg::FORGET), &[&claim.node_id, &claim.instance])
+        };
+        r.map_err(|e| error("cannot release the registration", e))?;
+        Ok(())
+    }
+
+    fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
+        let ctx = format!("cannot purge {}", table.name);
+        let exists = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
+                &[&table.name],
+            )
+            .map_err(|e| error(&ctx, e))?;
+        if exists.is_none() {
+            return Ok(0);
+        }
+        match shard {
+            Some(s) => self.client.execute(&sql::purge(Dialect::Postgres, table, true), &[&before_ms, &s]),
+            None => self.client.execute(&sql::purge(Dialect::Postgres, table, false), &[&before_ms]),
+        }
+        .map_err(|e| error(&ctx, e))
+    }
+
+    fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
+        let mut tx = self.client.transaction().map_err(|e| error("cannot start the migration transaction", e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(|e| error("cannot lock the schema", e))?;
+        let (layouts, _) = Self::layouts(&mut tx, tables)?;
+        let targets = super::migration_targets(&layouts)?;
+        for t in &targets {
+            let ctx = format!("cannot migrate {}", t.name);
+            for stmt in sql::migrate(Dialect::Postgres, t, self.key_style) {
+                if stmt.contains("$1") {
+                    tx.execute(&stmt, &[&shard_id]).map_err(|e| error(&ctx, e))?;
+                } else {
+                    tx.batch_execute(&stmt).map_err(|e| error(&ctx, e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| error("cannot commit the migration", e))?;
+        Ok(targets.iter().map(|t| t.name.clone()).collect())
+    }
+
+    fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
         let mut tx = self.client.transaction().map_err(|e| error("cannot start the flush transaction", e))?;
+        // The flush's number first (it also locks this node's registry row until commit): a
+        // number applied before means a retry of a committed flush, and another instance's
+        // registration means this process was fenced off.
+        let claim = flush.claim;
+        let recorded = tx
+            .execute(
+                &*for_dialect(Dialect::Postgres, reg::RECORD_FLUSH),
+                &[&claim.node_id, &claim.instance, &flush.flush_seq, &registry::now_ms()],
+            )
+            .map_err(|e| error("cannot record the flush in the shard registry", e))?;
+        if recorded == 0 {
+            return match holder(&mut tx, claim)? {
+                Some(i) if i == claim.instance => Ok(Applied::AlreadyApplied),
+                other => Err(registry::fenced(claim, other.as_deref())),
+            };
+        }
         for tw in &flush.tables {
             let t = tw.table;
             let ctx = format!("cannot write to {}", t.name);
@@ -208,7 +341,8 @@ impl Store for PostgresStore {
             writer.finish().map_err(|e| error(&ctx, e))?;
             tx.batch_execute(&sql::merge_from(Dialect::Postgres, t, &stage)).map_err(|e| error(&ctx, e))?;
         }
-        tx.commit().map_err(|e| error("cannot commit the flush", e))
+        tx.commit().map_err(|e| error("cannot commit the flush", e))?;
+        Ok(Applied::Written)
     }
 
     fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {

@@ -32,8 +32,24 @@ pub fn column_type(d: Dialect, t: AttrType) -> &'static str {
     }
 }
 
+/// How a table's key is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStyle {
+    /// `PRIMARY KEY (…)`. SQLite lets its columns hold nulls; PostgreSQL makes them NOT NULL.
+    PrimaryKey,
+    /// `UNIQUE NULLS NOT DISTINCT (…)` (PostgreSQL 15+) when the key has group-by columns,
+    /// which may hold nulls: a null group-by value is a group of its own, and its rows must
+    /// still merge on conflict. A primary key otherwise.
+    NullsNotDistinct,
+}
+
 /// `CREATE TABLE IF NOT EXISTS` for a table.
-pub fn create_table(d: Dialect, t: &TableSchema) -> String {
+pub fn create_table(d: Dialect, t: &TableSchema, style: KeyStyle) -> String {
+    create_table_named(d, t, &t.name, style)
+}
+
+/// [`create_table`] under another name (a table being rebuilt).
+pub fn create_table_named(d: Dialect, t: &TableSchema, name: &str, style: KeyStyle) -> String {
     let mut cols: Vec<String> = t
         .columns
         .iter()
@@ -43,8 +59,42 @@ pub fn create_table(d: Dialect, t: &TableSchema) -> String {
         })
         .collect();
     let key: Vec<String> = t.columns[..t.key_len].iter().map(|c| quote(&c.name)).collect();
-    cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
-    format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(&t.name), cols.join(", "))
+    let has_group_by = t.columns[..t.key_len].iter().any(|c| matches!(c.role, Role::Key(_)));
+    match style {
+        KeyStyle::NullsNotDistinct if has_group_by => {
+            cols.push(format!("UNIQUE NULLS NOT DISTINCT ({})", key.join(", ")))
+        }
+        _ => cols.push(format!("PRIMARY KEY ({})", key.join(", "))),
+    }
+    format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(name), cols.join(", "))
+}
+
+/// The statements that rebuild `t`, which exists without `SHARD_ID`, with the column filled
+/// from parameter 1 and in the key: create the new table, copy, drop the old, rename.
+pub fn migrate(d: Dialect, t: &TableSchema, style: KeyStyle) -> Vec<String> {
+    let temp = format!("{}__tally_migrating", t.name);
+    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    let values: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| if matches!(c.role, Role::Shard) { placeholder(d, 1) } else { quote(&c.name) })
+        .collect();
+    vec![
+        format!("DROP TABLE IF EXISTS {}", quote(&temp)),
+        create_table_named(d, t, &temp, style),
+        format!("INSERT INTO {} ({}) SELECT {} FROM {}", quote(&temp), cols.join(", "), values.join(", "), quote(&t.name)),
+        format!("DROP TABLE {}", quote(&t.name)),
+        format!("ALTER TABLE {} RENAME TO {}", quote(&temp), quote(&t.name)),
+    ]
+}
+
+/// `DELETE` of the rows whose bucket starts before `?1`, and of shard `?2` when `by_shard`.
+pub fn purge(d: Dialect, t: &TableSchema, by_shard: bool) -> String {
+    let mut sql = format!("DELETE FROM {} WHERE \"AGG_TIMESTAMP\" < {}", quote(&t.name), placeholder(d, 1));
+    if by_shard {
+        sql.push_str(&format!(" AND \"SHARD_ID\" = {}", placeholder(d, 2)));
+    }
+    sql
 }
 
 /// The merged value of column `i` given the stored row's columns (unqualified names) and
@@ -180,7 +230,7 @@ mod tests {
         .unwrap();
         let t = TableSchema::new(&app, &app.aggregations[0], Duration::Seconds);
         assert_eq!(
-            create_table(Dialect::Sqlite, &t),
+            create_table(Dialect::Sqlite, &t, KeyStyle::PrimaryKey),
             "CREATE TABLE IF NOT EXISTS \"A_SECONDS\" (\"AGG_TIMESTAMP\" INTEGER NOT NULL, \"SHARD_ID\" TEXT NOT NULL, \"symbol\" TEXT, \
              \"last\" REAL, \"AGG_LAST_EVENT_TIMESTAMP\" INTEGER, \"AGG_SUM_price\" REAL, \"AGG_COUNT_price\" INTEGER, \
              \"AGG_SUM_quantity\" INTEGER, \"AGG_MAX_price\" REAL, PRIMARY KEY (\"AGG_TIMESTAMP\", \"SHARD_ID\", \"symbol\"))"
@@ -199,6 +249,18 @@ mod tests {
             "{pg}"
         );
         assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+        assert!(
+            create_table(Dialect::Postgres, &t, KeyStyle::NullsNotDistinct)
+                .ends_with("UNIQUE NULLS NOT DISTINCT (\"AGG_TIMESTAMP\", \"SHARD_ID\", \"symbol\"))")
+        );
+        let m = migrate(Dialect::Postgres, &t, KeyStyle::PrimaryKey);
+        assert!(m[2].starts_with("INSERT INTO \"A_SECONDS__tally_migrating\""), "{m:?}");
+        assert!(m[2].contains("SELECT \"AGG_TIMESTAMP\", $1, \"symbol\""), "{m:?}");
+        assert_eq!(m[4], "ALTER TABLE \"A_SECONDS__tally_migrating\" RENAME TO \"A_SECONDS\"");
+        assert_eq!(
+            purge(Dialect::Sqlite, &t, true),
+            "DELETE FROM \"A_SECONDS\" WHERE \"AGG_TIMESTAMP\" < ?1 AND \"SHARD_ID\" = ?2"
+        );
         assert!(
             update_null_safe(Dialect::Sqlite, &t)
                 .ends_with("WHERE \"AGG_TIMESTAMP\" IS ?1 AND \"SHARD_ID\" IS ?2 AND \"symbol\" IS ?3")

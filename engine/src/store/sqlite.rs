@@ -5,7 +5,8 @@
 //! nodes queue for the write lock instead of failing, and `BEGIN IMMEDIATE` so a flush
 //! takes the write lock up front and cannot deadlock on a lock upgrade.
 
-use super::sql::{self, Dialect};
+use super::registry::{self, Applied, Claim, Entry, statements as reg};
+use super::sql::{self, Dialect, KeyStyle};
 use super::{FlushWrite, Store, StoreAddress};
 use crate::error::{Error, Result};
 use crate::schema::TableSchema;
@@ -100,6 +101,14 @@ fn existing_columns(conn: &Connection, table: &str) -> Result<Option<Vec<String>
     Ok(if cols.is_empty() { None } else { Some(cols) })
 }
 
+/// The instance that holds `claim`'s node id in the registry, if any.
+fn holder(conn: &Connection, claim: &Claim) -> Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(reg::HOLDER, [&claim.node_id], |r| r.get(0))
+        .optional()
+        .map_err(|e| error("cannot read the shard registry", e))
+}
+
 struct Param<'a>(&'a Value);
 
 impl ToSql for Param<'_> {
@@ -146,17 +155,120 @@ impl Store for SqliteStore {
         }
         super::check_layouts(&layouts)?;
         for t in missing {
-            tx.execute(&sql::create_table(Dialect::Sqlite, t), [])
+            tx.execute(&sql::create_table(Dialect::Sqlite, t, KeyStyle::PrimaryKey), [])
                 .map_err(|e| error(&format!("cannot create {}", t.name), e))?;
         }
         tx.commit().map_err(|e| error("cannot commit the schema transaction", e))
     }
 
-    fn write(&mut self, flush: &FlushWrite<'_>) -> Result<()> {
+    fn register(&mut self, claim: &Claim) -> Result<i64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| error("cannot start the registration transaction", e))?;
+        let ctx = "cannot read the shard registry";
+        tx.execute(reg::CREATE, []).map_err(|e| error("cannot create the shard registry", e))?;
+        let rows: Vec<Entry> = {
+            let mut stmt = tx.prepare(reg::SELECT_ALL).map_err(|e| error(ctx, e))?;
+            stmt.query_map([], |r| {
+                Ok(Entry {
+                    node_id: r.get(0)?,
+                    shard_id: r.get(1)?,
+                    instance: r.get(2)?,
+                    host: r.get(3)?,
+                    pid: r.get(4)?,
+                    heartbeat_ms: r.get(5)?,
+                    released: r.get::<_, i64>(6)? != 0,
+                    flush_seq: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| error(ctx, e))?
+        };
+        let now = registry::now_ms();
+        let last = registry::decide(claim, &rows, now)?;
+        tx.execute(
+            reg::CLAIM,
+            rusqlite::params![claim.node_id, claim.shard_id, claim.instance, claim.host, claim.pid, now],
+        )
+        .map_err(|e| error("cannot register in the shard registry", e))?;
+        tx.commit().map_err(|e| error("cannot commit the registration", e))?;
+        Ok(last)
+    }
+
+    fn heartbeat(&mut self, claim: &Claim) -> Result<()> {
+        let n = self
+            .conn
+            .execute(reg::HEARTBEAT, rusqlite::params![claim.node_id, claim.instance, registry::now_ms()])
+            .map_err(|e| error("cannot refresh the heartbeat", e))?;
+        if n == 0 { Err(registry::fenced(claim, holder(&self.conn, claim)?.as_deref())) } else { Ok(()) }
+    }
+
+    fn release(&mut self, claim: &Claim) -> Result<()> {
+        let text = if claim.named { reg::RELEASE } else { reg::FORGET };
+        let params: &[&dyn ToSql] = &[&claim.node_id, &claim.instance, &registry::now_ms()];
+        self.conn
+            .execute(text, &params[..if claim.named { 3 } else { 2 }])
+            .map_err(|e| error("cannot release the registration", e))?;
+        Ok(())
+    }
+
+    fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
+        if existing_columns(&self.conn, &table.name)?.is_none() {
+            return Ok(0);
+        }
+        let ctx = format!("cannot purge {}", table.name);
+        let n = match shard {
+            Some(s) => self.conn.execute(&sql::purge(Dialect::Sqlite, table, true), rusqlite::params![before_ms, s]),
+            None => self.conn.execute(&sql::purge(Dialect::Sqlite, table, false), rusqlite::params![before_ms]),
+        }
+        .map_err(|e| error(&ctx, e))?;
+        Ok(n as u64)
+    }
+
+    fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| error("cannot start the migration transaction", e))?;
+        let mut existing = Vec::new();
+        for t in tables {
+            if let Some(cols) = existing_columns(&tx, &t.name)? {
+                existing.push((t, cols));
+            }
+        }
+        let targets = super::migration_targets(&existing)?;
+        for t in &targets {
+            let ctx = format!("cannot migrate {}", t.name);
+            for stmt in sql::migrate(Dialect::Sqlite, t, KeyStyle::PrimaryKey) {
+                let params: &[&dyn ToSql] = if stmt.contains("?1") { &[&shard_id] } else { &[] };
+                tx.execute(&stmt, params).map_err(|e| error(&ctx, e))?;
+            }
+        }
+        tx.commit().map_err(|e| error("cannot commit the migration", e))?;
+        Ok(targets.iter().map(|t| t.name.clone()).collect())
+    }
+
+    fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| error("cannot start the flush transaction", e))?;
+        // The flush's number first: a number applied before means a retry of a committed
+        // flush, and another instance's registration means this process was fenced off.
+        let claim = flush.claim;
+        let recorded = tx
+            .execute(
+                reg::RECORD_FLUSH,
+                rusqlite::params![claim.node_id, claim.instance, flush.flush_seq, registry::now_ms()],
+            )
+            .map_err(|e| error("cannot record the flush in the shard registry", e))?;
+        if recorded == 0 {
+            return match holder(&tx, claim)? {
+                Some(i) if i == claim.instance => Ok(Applied::AlreadyApplied),
+                other => Err(registry::fenced(claim, other.as_deref())),
+            };
+        }
         for tw in &flush.tables {
             let t = tw.table;
             let ctx = format!("cannot write to {}", t.name);
@@ -180,7 +292,8 @@ impl Store for SqliteStore {
                 upsert.execute(rusqlite::params_from_iter(row.iter().map(Param))).map_err(|e| error(&ctx, e))?;
             }
         }
-        tx.commit().map_err(|e| error("cannot commit the flush", e))
+        tx.commit().map_err(|e| error("cannot commit the flush", e))?;
+        Ok(Applied::Written)
     }
 
     fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
