@@ -86,3 +86,55 @@ pub fn query(plan: &AppPlan, cfg: &NodeConfig, store: Option<&str>, text: &str) 
     let mut s = crate::store::open(&address)?;
     query::run(plan, &q, s.as_mut())
 }
+
+/// One purge pass over every table with a finite retention, for this node's shard. A store
+/// that is down is waited for (`tally.store_wait`).
+pub fn purge(
+    plan: &AppPlan,
+    cfg: &NodeConfig,
+    store: Option<&str>,
+    on_retry: &mut dyn FnMut(&Error, StdDuration),
+) -> Result<Vec<crate::retention::Purged>> {
+    let mut retention = crate::retention::Retention::new(plan, cfg, store)?;
+    crate::backoff::retry(cfg.store_wait, on_retry, || retention.run_all(crate::store::registry::now_ms()))
+}
+
+/// Migrates the tables of the app's partitioned aggregations that exist without
+/// `SHARD_ID`, in each store: `(store, tables migrated, shard id)`. The node registers
+/// first, so the shard id is checked against the registry (and recorded).
+pub fn migrate(
+    plan: &AppPlan,
+    cfg: &NodeConfig,
+    store: Option<&str>,
+    on_retry: &mut dyn FnMut(&Error, StdDuration),
+) -> Result<Vec<(String, Vec<String>, String)>> {
+    let tables = crate::schema::TableSchema::all(plan);
+    let me = crate::store::Claim::new(cfg.node_id.as_deref(), cfg.effective_shard_id());
+    let mut out = Vec::new();
+    for (address, aggregations) in crate::flush::store_addresses(plan, store, &cfg.settings.store)? {
+        let partitioned: Vec<usize> =
+            aggregations.into_iter().filter(|&a| plan.aggregations[a].shard_id.is_some()).collect();
+        let Some(shard) = partitioned.first().and_then(|&a| plan.aggregations[a].shard_id.clone()) else {
+            continue;
+        };
+        let mine: Vec<crate::schema::TableSchema> =
+            partitioned.iter().flat_map(|&a| tables[a].iter().cloned()).collect();
+        let claim = me.with_shard(Some(&shard));
+        let migrated = crate::backoff::retry(cfg.store_wait, on_retry, || {
+            let mut s = crate::store::open(&address)?;
+            s.register(&claim)?;
+            let done = s.migrate(&mine, &shard);
+            s.release(&claim)?;
+            done
+        })?;
+        out.push((address.redacted(), migrated, shard));
+    }
+    if out.is_empty() {
+        return Err(Error::Schema(
+            "nothing to migrate: no aggregation of the app is partitioned (@PartitionById, or \
+             siddhi.properties.partitionById: true)"
+                .into(),
+        ));
+    }
+    Ok(out)
+}

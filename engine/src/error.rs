@@ -72,7 +72,7 @@ pub enum Error {
 
     /// The store refused or failed. `code` is the SQLSTATE (PostgreSQL) or the SQLite
     /// result code name, when there is one.
-    #[error("{backend} store: {message}{}", code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
+    #[error("{backend} store: {message}{}", code_suffix(backend, code.as_deref()))]
     Store { backend: &'static str, code: Option<String>, message: String, retryable: bool },
 
     /// The store's tables do not fit the app, or the store address is wrong.
@@ -130,6 +130,15 @@ impl Error {
     }
 }
 
+/// ` (SQLSTATE 23505)` for PostgreSQL, ` (code DatabaseBusy)` for SQLite.
+fn code_suffix(backend: &str, code: Option<&str>) -> String {
+    match (backend, code) {
+        (_, None) => String::new(),
+        ("postgres", Some(c)) => format!(" (SQLSTATE {c})"),
+        (_, Some(c)) => format!(" (code {c})"),
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
@@ -157,7 +166,7 @@ mod tests {
             message: "could not serialize access".into(),
             retryable: true,
         };
-        assert_eq!(e.to_string(), "postgres store: could not serialize access (code 40001)");
+        assert_eq!(e.to_string(), "postgres store: could not serialize access (SQLSTATE 40001)");
         assert!(e.is_retryable());
     }
 }

@@ -15,6 +15,7 @@ pub mod node;
 pub mod partial;
 pub mod plan;
 pub mod query;
+pub mod retention;
 pub mod rollup;
 pub mod router;
 pub mod schema;

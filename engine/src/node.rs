@@ -205,3 +205,131 @@ impl Drop for Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::check;
+    use crate::schema::TableSchema;
+    use crate::store::{Applied, FlushWrite, Store};
+    use crate::types::Value;
+
+    /// A store whose next write commits and then reports a lost connection: the ambiguous
+    /// outcome of a COMMIT whose answer never arrived.
+    struct CommitThenFail {
+        inner: Box<dyn Store>,
+        fail_next: bool,
+    }
+
+    impl Store for CommitThenFail {
+        fn address(&self) -> &StoreAddress {
+            self.inner.address()
+        }
+        fn prepare(&mut self, tables: &[TableSchema]) -> Result<()> {
+            self.inner.prepare(tables)
+        }
+        fn register(&mut self, claim: &Claim) -> Result<i64> {
+            self.inner.register(claim)
+        }
+        fn heartbeat(&mut self, claim: &Claim) -> Result<()> {
+            self.inner.heartbeat(claim)
+        }
+        fn release(&mut self, claim: &Claim) -> Result<()> {
+            self.inner.release(claim)
+        }
+        fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
+            let applied = self.inner.write(flush)?;
+            if std::mem::take(&mut self.fail_next) {
+                return Err(Error::Store {
+                    backend: "test",
+                    code: None,
+                    message: "connection lost after COMMIT was sent".into(),
+                    retryable: true,
+                });
+            }
+            Ok(applied)
+        }
+        fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
+            self.inner.purge(table, before_ms, shard)
+        }
+        fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
+            self.inner.migrate(tables, shard_id)
+        }
+        fn scan(&mut self, t: &TableSchema, start: i64, end: i64, eq: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
+            self.inner.scan(t, start, end, eq)
+        }
+    }
+
+    fn push(node: &Node, qty: &[i64]) {
+        let mut router = node.router();
+        for (i, q) in qty.iter().enumerate() {
+            router.push(0, &[Value::Str("wso2".into()), Value::Long(*q), Value::Long(1_000 + i as i64)]).unwrap();
+        }
+        router.send_all().unwrap();
+    }
+
+    /// The total quantity in every table of the node's store, per table.
+    fn totals(node: &mut Node) -> Vec<i64> {
+        let tables = node.flusher.tables()[0].to_vec();
+        let slot = &mut node.flusher.stores[0];
+        tables
+            .iter()
+            .map(|t| {
+                let col = t.column("AGG_SUM_qty").unwrap();
+                let rows = slot.store.scan(t, i64::MIN, i64::MAX, &[]).unwrap();
+                rows.iter().map(|r| r[col].as_i64().unwrap()).sum()
+            })
+            .collect()
+    }
+
+    /// A flush whose commit was not confirmed is retried with its number; the store knows
+    /// the number and skips it, so its rows count once. On SQLite, and on PostgreSQL when
+    /// DATABASE_URL names one.
+    #[test]
+    fn a_flush_retried_after_an_ambiguous_commit_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut urls = vec![format!("sqlite:{}", dir.path().join("s.db").display())];
+        urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
+        for url in urls {
+            let tag = format!("{}x{}", std::process::id(), crate::store::registry::now_ms() % 1_000_000_000);
+            let cfg = NodeConfig::parse(&format!("wso2.carbon: {{id: once{tag}}}\ntally: {{workers: 2}}"), "n").unwrap();
+            let app = format!(
+                "define stream S (symbol string, qty long, ts long);
+                 @PartitionById define aggregation Once{tag} from S select symbol, sum(qty) as q
+                 group by symbol aggregate by ts every sec ... day;"
+            );
+            let plan = Arc::new(check(&app, "a", &cfg).unwrap());
+            let mut node = Node::start(plan, &cfg, Some(&url), &mut |_, _| {}).unwrap();
+            let slot = &mut node.flusher.stores[0];
+            let inner = crate::store::open(slot.store.address()).unwrap();
+            slot.store = Box::new(CommitThenFail { inner, fail_next: true });
+
+            push(&node, &[10, 20]);
+            let e = node.flush().unwrap_err();
+            assert!(e.is_retryable(), "{e}");
+            assert_eq!(totals(&mut node), vec![30, 30, 30, 30], "{url}: the first attempt did commit");
+            assert!(node.pending_rows() > 0, "and the node still holds it, unconfirmed");
+
+            push(&node, &[40]);
+            let stats = node.flush().unwrap();
+            assert_eq!(stats.already_applied, 1, "{url}: the retry was recognised");
+            assert_eq!(totals(&mut node), vec![70, 70, 70, 70], "{url}: 10 + 20 once, then 40");
+
+            // The number continues after a restart, so the next run's flushes are not
+            // mistaken for retries.
+            node.shutdown().unwrap();
+            let mut node = Node::start(
+                Arc::new(check(&app, "a", &cfg).unwrap()),
+                &cfg,
+                Some(&url),
+                &mut |_, _| {},
+            )
+            .unwrap();
+            push(&node, &[5]);
+            let stats = node.flush().unwrap();
+            assert_eq!(stats.already_applied, 0);
+            assert_eq!(totals(&mut node), vec![75, 75, 75, 75], "{url}");
+            node.shutdown().unwrap();
+        }
+    }
+}

@@ -2,62 +2,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const SEED_APP: &str = "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
+mod common;
 
-@PartitionById
-define aggregation TradeAggregation
-from TradeStream
-select symbol, avg(price) as avgPrice, sum(quantity) as total
-group by symbol
-aggregate by timestamp every sec ... year;
-";
-
-struct Dir {
-    dir: tempfile::TempDir,
-}
-
-impl Dir {
-    fn new() -> Dir {
-        Dir { dir: tempfile::tempdir().unwrap() }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-    fn node(&self, id: &str) -> PathBuf {
-        self.write(
-            &format!("{id}.yaml"),
-            &format!("wso2.carbon:\n  id: {id}\nsiddhi:\n  properties:\n    partitionById: true\n    shardId: {id}\n"),
-        )
-    }
-    fn store(&self) -> String {
-        format!("sqlite:{}", self.path("store.db").display())
-    }
-}
-
-fn tally(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally")).args(args).output().expect("tally runs")
-}
-
-fn ingest(app: &Path, config: &Path, store: &str, events: &Path) -> Output {
-    tally(&["ingest", "--app", s(app), "--config", s(config), "--store", store, s(events)])
-}
-
-fn query(app: &Path, config: &Path, store: &str, q: &str) -> serde_json::Value {
-    let out = tally(&["query", "--app", s(app), "--config", s(config), "--store", store, "--format", "json", q]);
-    assert!(out.status.success(), "query failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{Dir, SEED_APP, ingest, query, s, tally, trade};
 
 /// Runs one `tally ingest` per (node file, events file) pair, all at the same time, and
 /// checks that each succeeded.
@@ -76,10 +25,6 @@ fn ingest_at_once(app: &Path, nodes: &[(PathBuf, PathBuf)], store: &str) {
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-}
-
-fn trade(symbol: &str, price: f64, qty: i64, ts: i64) -> String {
-    format!("{{\"stream\":\"TradeStream\",\"data\":[\"{symbol}\",{price:?},{qty},{ts}]}}\n")
 }
 
 /// The seed's files: the app, two node files (`wso2-si-1`, `wso2-si-2`) and their events

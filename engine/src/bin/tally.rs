@@ -60,6 +60,26 @@ enum Command {
         /// e.g. from TradeAggregation within "2024-03-15 **:**:**" per "hours" select symbol, total
         query: String,
     },
+    /// Delete buckets older than each duration's retention (@purge), once, for this node's
+    /// shard. A running node does this on its schedule; `ingest` never purges.
+    Purge {
+        #[arg(long)]
+        app: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// Give existing tables of partitioned aggregations the SHARD_ID column (filled with this
+    /// node's shard id) and the primary key that includes it, in one transaction.
+    Migrate {
+        #[arg(long)]
+        app: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        store: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +108,11 @@ fn load(app: &Path, config: Option<&Path>) -> anyhow::Result<(tally::config::Nod
     Ok(loaded)
 }
 
+/// The log line of a node waiting for its store.
+fn on_retry(e: &tally::Error, wait: std::time::Duration) {
+    eprintln!("store not available ({e}); keeping every buffered partial and retrying in {:.1}s", wait.as_secs_f64());
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { app, config } => {
@@ -110,12 +135,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("rejected: {}: {r}", path.display());
                 }
             };
-            let mut on_retry = |e: &tally::Error, wait: std::time::Duration| {
-                eprintln!(
-                    "store not available ({e}); keeping every buffered partial and retrying in {:.1}s",
-                    wait.as_secs_f64()
-                );
-            };
             let report = tally::command::ingest(plan, &cfg, store.as_deref(), &events, &mut on_reject, &mut on_retry)
                 .context("ingest failed")?;
             if report.rejected > MAX_REJECTIONS_SHOWN {
@@ -136,6 +155,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Format::Table => tally::query::format::table(&result),
             };
             std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write the answer")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Purge { app, config, store } => {
+            let (cfg, plan) = load(&app, config.as_deref())?;
+            let purged = tally::command::purge(&plan, &cfg, store.as_deref(), &mut on_retry)?;
+            if purged.is_empty() {
+                eprintln!("nothing to purge: every duration keeps its rows for ever (or @purge(enable='false'))");
+            }
+            for p in purged {
+                let shard = p.shard.map(|s| format!(" of shard {s}")).unwrap_or_default();
+                println!(
+                    "purged {} row(s){shard} from {} (buckets before {})",
+                    p.rows,
+                    p.table,
+                    tally::timestamp::format_utc(p.before_ms)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { app, config, store } => {
+            let (cfg, plan) = load(&app, config.as_deref())?;
+            let migrated = tally::command::migrate(&plan, &cfg, store.as_deref(), &mut on_retry)?;
+            for (store, tables, shard) in &migrated {
+                if tables.is_empty() {
+                    println!("{store}: nothing to migrate (every table exists with SHARD_ID, or not yet)");
+                } else {
+                    println!("{store}: migrated {} (SHARD_ID = {shard})", tables.join(", "));
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -91,9 +91,10 @@ pub(crate) fn check_layouts(existing: &[(&TableSchema, Vec<String>)]) -> Result<
         let names: Vec<&str> = unsharded.iter().map(|t| t.name.as_str()).collect();
         return Err(Error::Schema(format!(
             "the tables {} exist without a SHARD_ID column, but aggregation `{}` is partitioned (@PartitionById): \
-             Siddhi would drop every write to them. Add SHARD_ID filled with this node's shard id and make it part \
-             of the primary key (tally migrate does this in one transaction), or switch partitioning off for this \
-             aggregation with @PartitionById(enable='false')",
+             Siddhi would drop every write to them. Run `tally migrate --app APP --config NODE.yaml --store URL` \
+             with this node's files: it adds SHARD_ID filled with this node's shard id and makes it part of the \
+             primary key, in one transaction. Or switch partitioning off for this aggregation with \
+             @PartitionById(enable='false')",
             names.join(", "),
             first.aggregation
         )));

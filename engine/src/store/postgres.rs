@@ -19,6 +19,7 @@ use std::time::Duration as StdDuration;
 
 pub struct PostgresStore {
     address: StoreAddress,
+    config: postgres::Config,
     client: Client,
     /// `UNIQUE NULLS NOT DISTINCT` keys on PostgreSQL 15+, so null group-by values merge.
     key_style: KeyStyle,
@@ -139,7 +140,18 @@ impl PostgresStore {
             .map_err(|e| error(&ctx, e))?
             .get(0);
         let key_style = if version >= 150_000 { KeyStyle::NullsNotDistinct } else { KeyStyle::PrimaryKey };
-        Ok(PostgresStore { address, client, key_style })
+        Ok(PostgresStore { address, config, client, key_style })
+    }
+
+    /// The connection, opened again when the last one was lost (the server restarted, the
+    /// network dropped it): the failed operation returned a retryable error, and its retry
+    /// lands here.
+    fn client(&mut self) -> Result<&mut Client> {
+        if self.client.is_closed() {
+            let ctx = format!("cannot reconnect to {}", self.address.redacted());
+            self.client = self.config.connect(NoTls).map_err(|e| error(&ctx, e))?;
+        }
+        Ok(&mut self.client)
     }
 
     /// The tables of `tables` that exist, each with its columns.
@@ -193,21 +205,22 @@ impl Store for PostgresStore {
     }
 
     fn prepare(&mut self, tables: &[TableSchema]) -> Result<()> {
-        let mut tx = self.client.transaction().map_err(|e| error("cannot start the schema transaction", e))?;
+        let key_style = self.key_style;
+        let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the schema transaction", e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(|e| error("cannot lock the schema", e))?;
         tx.batch_execute(SET_UNION).map_err(|e| error("cannot create the function tally_set_union", e))?;
         let (layouts, missing) = Self::layouts(&mut tx, tables)?;
         super::check_layouts(&layouts)?;
         for t in missing {
-            tx.batch_execute(&sql::create_table(Dialect::Postgres, t, self.key_style))
+            tx.batch_execute(&sql::create_table(Dialect::Postgres, t, key_style))
                 .map_err(|e| error(&format!("cannot create {}", t.name), e))?;
         }
         tx.commit().map_err(|e| error("cannot commit the schema transaction", e))
     }
 
     fn register(&mut self, claim: &Claim) -> Result<i64> {
-        let mut tx = self.client.transaction().map_err(|e| error("cannot start the registration transaction", e))?;
+        let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the registration transaction", e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(|e| error("cannot lock the schema", e))?;
         tx.batch_execute(reg::CREATE).map_err(|e| error("cannot create the shard registry", e))?;
@@ -245,17 +258,17 @@ impl Store for PostgresStore {
                 &[&claim.node_id, &claim.instance, &registry::now_ms()],
             )
             .map_err(|e| error("cannot refresh the heartbeat", e))?;
-        if n == 0 { Err(registry::fenced(claim, holder(&mut self.client, claim)?.as_deref())) } else { Ok(()) }
+        if n == 0 { Err(registry::fenced(claim, holder(self.client()?, claim)?.as_deref())) } else { Ok(()) }
     }
 
     fn release(&mut self, claim: &Claim) -> Result<()> {
         let r = if claim.named {
-            self.client.execute(
+            self.client()?.execute(
                 &*for_dialect(Dialect::Postgres, reg::RELEASE),
                 &[&claim.node_id, &claim.instance, &registry::now_ms()],
             )
         } else {
-            self.client.execute(&*for_dialect(Dialect::Postgres, reg::FORGET), &[&claim.node_id, &claim.instance])
+            self.client()?.execute(&*for_dialect(Dialect::Postgres, reg::FORGET), &[&claim.node_id, &claim.instance])
         };
         r.map_err(|e| error("cannot release the registration", e))?;
         Ok(())
@@ -274,21 +287,22 @@ impl Store for PostgresStore {
             return Ok(0);
         }
         match shard {
-            Some(s) => self.client.execute(&sql::purge(Dialect::Postgres, table, true), &[&before_ms, &s]),
-            None => self.client.execute(&sql::purge(Dialect::Postgres, table, false), &[&before_ms]),
+            Some(s) => self.client()?.execute(&sql::purge(Dialect::Postgres, table, true), &[&before_ms, &s]),
+            None => self.client()?.execute(&sql::purge(Dialect::Postgres, table, false), &[&before_ms]),
         }
         .map_err(|e| error(&ctx, e))
     }
 
     fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
-        let mut tx = self.client.transaction().map_err(|e| error("cannot start the migration transaction", e))?;
+        let key_style = self.key_style;
+        let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the migration transaction", e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(|e| error("cannot lock the schema", e))?;
         let (layouts, _) = Self::layouts(&mut tx, tables)?;
         let targets = super::migration_targets(&layouts)?;
         for t in &targets {
             let ctx = format!("cannot migrate {}", t.name);
-            for stmt in sql::migrate(Dialect::Postgres, t, self.key_style) {
+            for stmt in sql::migrate(Dialect::Postgres, t, key_style) {
                 if stmt.contains("$1") {
                     tx.execute(&stmt, &[&shard_id]).map_err(|e| error(&ctx, e))?;
                 } else {
@@ -301,7 +315,7 @@ impl Store for PostgresStore {
     }
 
     fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
-        let mut tx = self.client.transaction().map_err(|e| error("cannot start the flush transaction", e))?;
+        let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the flush transaction", e))?;
         // The flush's number first (it also locks this node's registry row until commit): a
         // number applied before means a retry of a committed flush, and another instance's
         // registration means this process was fenced off.
@@ -361,7 +375,7 @@ impl Store for PostgresStore {
         let mut params: Vec<Param> = vec![Param::I64(Some(start)), Param::I64(Some(end))];
         params.extend(equal.iter().map(|(c, v)| Param::new(v, table.columns[*c].ty)));
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = self.client.query(&sql::scan(Dialect::Postgres, table, &cols), &refs).map_err(|e| error(&ctx, e))?;
+        let rows = self.client()?.query(&sql::scan(Dialect::Postgres, table, &cols), &refs).map_err(|e| error(&ctx, e))?;
         rows.iter()
             .map(|r| {
                 table

@@ -1,0 +1,227 @@
+//! Retention (SEMANTICS §7): deleting buckets older than each duration's retention period,
+//! on each aggregation's `@purge` interval.
+//!
+//! **Better than Siddhi:** each node deletes only rows of its own shard (a partitioned
+//! aggregation), so nodes never race over each other's rows, and a purge that fails (the
+//! store is down, a lock timed out) is tried again on a short back-off rather than halted
+//! for good. The purger has its own store connections: a long delete never holds up a flush.
+//! `tally ingest` does not purge; a long-running node runs a [`Purger`], and `tally purge`
+//! runs one pass (for cron, or by hand).
+
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::flush::store_addresses;
+use crate::plan::AppPlan;
+use crate::schema::TableSchema;
+use crate::store::{self, Store, StoreAddress};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::thread::JoinHandle;
+use std::time::{Duration as StdDuration, Instant};
+
+/// One table to purge: rows whose bucket starts more than `keep_ms` ago.
+#[derive(Debug, Clone)]
+struct Target {
+    table: TableSchema,
+    keep_ms: i64,
+    /// Only this shard's rows (a partitioned aggregation); all rows otherwise.
+    shard: Option<String>,
+    interval: StdDuration,
+    next_due: Instant,
+}
+
+struct PurgeStore {
+    address: StoreAddress,
+    /// Opened on first use and after a failure, so a store that is down at start is not an
+    /// error yet.
+    store: Option<Box<dyn Store>>,
+    targets: Vec<Target>,
+}
+
+/// What one purge of one table did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Purged {
+    pub table: String,
+    /// Rows whose bucket started before this (epoch ms) were deleted.
+    pub before_ms: i64,
+    pub shard: Option<String>,
+    pub rows: u64,
+}
+
+/// The purge work of one node: every table with a finite retention, grouped by store.
+pub struct Retention {
+    stores: Vec<PurgeStore>,
+}
+
+impl std::fmt::Debug for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retention").field("tables", &self.stores.iter().map(|s| s.targets.len()).sum::<usize>()).finish()
+    }
+}
+
+impl Retention {
+    /// The tables of `plan` with purging enabled and a finite retention, in the stores the
+    /// node writes to (`store_override` is the `--store` option). Opens nothing yet.
+    pub fn new(plan: &AppPlan, config: &NodeConfig, store_override: Option<&str>) -> Result<Retention> {
+        let now = Instant::now();
+        let tables = TableSchema::all(plan);
+        let mut stores = Vec::new();
+        for (address, aggregations) in store_addresses(plan, store_override, &config.settings.store)? {
+            let mut targets = Vec::new();
+            for a in aggregations {
+                let agg = &plan.aggregations[a];
+                if !agg.purge.enabled {
+                    continue;
+                }
+                for (d, table) in agg.durations.iter().zip(&tables[a]) {
+                    let keep = agg.purge.retention.iter().find(|(rd, _)| rd == d).and_then(|(_, k)| *k);
+                    if let Some(keep_ms) = keep {
+                        targets.push(Target {
+                            table: table.clone(),
+                            keep_ms,
+                            shard: agg.shard_id.clone(),
+                            interval: StdDuration::from_millis(agg.purge.interval_ms.max(1) as u64),
+                            next_due: now,
+                        });
+                    }
+                }
+            }
+            if !targets.is_empty() {
+                stores.push(PurgeStore { address, store: None, targets });
+            }
+        }
+        Ok(Retention { stores })
+    }
+
+    /// Whether there is anything to purge at all.
+    pub fn is_empty(&self) -> bool {
+        self.stores.is_empty()
+    }
+
+    /// Purges every table now, whatever its schedule. Tries every store; returns what was
+    /// purged, or the first error.
+    pub fn run_all(&mut self, now_ms: i64) -> Result<Vec<Purged>> {
+        self.run(now_ms, None)
+    }
+
+    /// Purges the tables whose interval has come round. A table that failed stays due.
+    pub fn run_due(&mut self, now_ms: i64, now: Instant) -> Result<Vec<Purged>> {
+        self.run(now_ms, Some(now))
+    }
+
+    fn run(&mut self, now_ms: i64, due_at: Option<Instant>) -> Result<Vec<Purged>> {
+        let mut done = Vec::new();
+        let mut first_error = None;
+        for ps in &mut self.stores {
+            if let Err(e) = purge_store(ps, now_ms, due_at, &mut done) {
+                // Reopen next time: the connection may be what failed.
+                ps.store = None;
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(done), Err)
+    }
+
+    /// When the next table falls due.
+    fn next_due(&self) -> Option<Instant> {
+        self.stores.iter().flat_map(|s| s.targets.iter().map(|t| t.next_due)).min()
+    }
+}
+
+fn purge_store(ps: &mut PurgeStore, now_ms: i64, due_at: Option<Instant>, done: &mut Vec<Purged>) -> Result<()> {
+    if due_at.is_some_and(|now| ps.targets.iter().all(|t| t.next_due > now)) {
+        return Ok(());
+    }
+    if ps.store.is_none() {
+        ps.store = Some(store::open(&ps.address)?);
+    }
+    let store = ps.store.as_mut().expect("opened above");
+    for t in &mut ps.targets {
+        if due_at.is_some_and(|now| t.next_due > now) {
+            continue;
+        }
+        let before_ms = now_ms.saturating_sub(t.keep_ms);
+        let rows = store.purge(&t.table, before_ms, t.shard.as_deref())?;
+        t.next_due = due_at.unwrap_or_else(Instant::now) + t.interval;
+        done.push(Purged { table: t.table.name.clone(), before_ms, shard: t.shard.clone(), rows });
+    }
+    Ok(())
+}
+
+/// What the purger thread reports.
+#[derive(Debug)]
+pub enum PurgeEvent {
+    Purged(Vec<Purged>),
+    /// A pass failed; it is tried again after `retry_in`.
+    Failed { error: Error, retry_in: StdDuration },
+}
+
+/// The purge schedule of a running node, on a thread of its own (`tally-purge`).
+#[derive(Debug)]
+pub struct Purger {
+    stop: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// After a failed pass: the first wait, and the longest.
+const RETRY_FIRST: StdDuration = StdDuration::from_secs(1);
+const RETRY_CAP: StdDuration = StdDuration::from_secs(60);
+
+impl Purger {
+    /// Starts purging on schedule. Failures are reported and retried with back-off (at
+    /// most a minute apart), never given up.
+    pub fn spawn(mut retention: Retention, mut report: Box<dyn FnMut(PurgeEvent) + Send>) -> Result<Purger> {
+        let (stop, stopped) = bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("tally-purge".into())
+            .spawn(move || {
+                let mut retry = RETRY_FIRST;
+                loop {
+                    let now = Instant::now();
+                    match retention.run_due(crate::store::registry::now_ms(), now) {
+                        Ok(done) => {
+                            retry = RETRY_FIRST;
+                            if !done.is_empty() {
+                                report(PurgeEvent::Purged(done));
+                            }
+                            let next = retention.next_due().map_or(RETRY_CAP, |d| d.saturating_duration_since(now));
+                            if wait(&stopped, next) {
+                                return;
+                            }
+                        }
+                        Err(error) => {
+                            report(PurgeEvent::Failed { error, retry_in: retry });
+                            if wait(&stopped, retry) {
+                                return;
+                            }
+                            retry = (retry * 2).min(RETRY_CAP);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::io("cannot start the purge thread", e))?;
+        Ok(Purger { stop, thread: Some(thread) })
+    }
+
+    /// Stops the schedule (a purge under way finishes first) and joins the thread.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        let _ = self.stop.try_send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Purger {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Sleeps `d` unless told to stop; true when told.
+fn wait(stopped: &Receiver<()>, d: StdDuration) -> bool {
+    !matches!(stopped.recv_timeout(d), Err(crossbeam_channel::RecvTimeoutError::Timeout))
+}
