@@ -215,7 +215,9 @@ impl Flusher {
                 let table = &self.tables[a][d];
                 let rows: Vec<Vec<Value>> = map
                     .iter()
-                    .map(|((k, bucket), p)| table.to_row(agg.shard_id.as_deref(), &key::decode(k, key_types), *bucket, p))
+                    .map(|((k, bucket), p)| {
+                        table.to_row(agg.shard_id.as_deref(), &key::decode(k, key_types), *bucket, p)
+                    })
                     .collect();
                 map.clear();
                 tables.push((a, d, rows));

@@ -8,10 +8,10 @@ use crate::accumulator::{Layout, State};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::flush::{self, FlushStats, Flusher, StoreSlot};
-use crate::store::{Claim, StoreAddress};
 use crate::plan::AppPlan;
 use crate::router::{Msg, Router};
 use crate::schema::TableSchema;
+use crate::store::{Claim, StoreAddress};
 use crate::worker::Worker;
 use crossbeam_channel::{Sender, bounded};
 use std::sync::Arc;
@@ -292,7 +292,8 @@ mod tests {
         urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
         for url in urls {
             let tag = format!("{}x{}", std::process::id(), crate::store::registry::now_ms() % 1_000_000_000);
-            let cfg = NodeConfig::parse(&format!("wso2.carbon: {{id: once{tag}}}\ntally: {{workers: 2}}"), "n").unwrap();
+            let cfg =
+                NodeConfig::parse(&format!("wso2.carbon: {{id: once{tag}}}\ntally: {{workers: 2}}"), "n").unwrap();
             let app = format!(
                 "define stream S (symbol string, qty long, ts long);
                  @PartitionById define aggregation Once{tag} from S select symbol, sum(qty) as q
@@ -318,13 +319,8 @@ mod tests {
             // The number continues after a restart, so the next run's flushes are not
             // mistaken for retries.
             node.shutdown().unwrap();
-            let mut node = Node::start(
-                Arc::new(check(&app, "a", &cfg).unwrap()),
-                &cfg,
-                Some(&url),
-                &mut |_, _| {},
-            )
-            .unwrap();
+            let mut node =
+                Node::start(Arc::new(check(&app, "a", &cfg).unwrap()), &cfg, Some(&url), &mut |_, _| {}).unwrap();
             push(&node, &[5]);
             let stats = node.flush().unwrap();
             assert_eq!(stats.already_applied, 0);

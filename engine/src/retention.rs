@@ -54,7 +54,9 @@ pub struct Retention {
 
 impl std::fmt::Debug for Retention {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Retention").field("tables", &self.stores.iter().map(|s| s.targets.len()).sum::<usize>()).finish()
+        f.debug_struct("Retention")
+            .field("tables", &self.stores.iter().map(|s| s.targets.len()).sum::<usize>())
+            .finish()
     }
 }
 
@@ -152,7 +154,10 @@ fn purge_store(ps: &mut PurgeStore, now_ms: i64, due_at: Option<Instant>, done: 
 pub enum PurgeEvent {
     Purged(Vec<Purged>),
     /// A pass failed; it is tried again after `retry_in`.
-    Failed { error: Error, retry_in: StdDuration },
+    Failed {
+        error: Error,
+        retry_in: StdDuration,
+    },
 }
 
 /// The purge schedule of a running node, on a thread of its own (`tally-purge`).
@@ -224,4 +229,81 @@ impl Drop for Purger {
 /// Sleeps `d` unless told to stop; true when told.
 fn wait(stopped: &Receiver<()>, d: StdDuration) -> bool {
     !matches!(stopped.recv_timeout(d), Err(crossbeam_channel::RecvTimeoutError::Timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::Node;
+    use crate::plan::check;
+    use crate::types::Value;
+    use std::sync::Arc;
+
+    const APP: &str = "define stream S (symbol string, qty long, ts long);
+        @PartitionById @purge(enable='true', interval='1 sec', @retentionPeriod(sec='120 sec', min='all'))
+        define aggregation A from S select symbol, sum(qty) as q group by symbol aggregate by ts every sec, min;";
+
+    fn ingest(store: &str, id: &str, ts: &[i64]) {
+        let cfg = NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}"), "n").unwrap();
+        let node = Node::start(Arc::new(check(APP, "a", &cfg).unwrap()), &cfg, Some(store), &mut |_, _| {}).unwrap();
+        let mut router = node.router();
+        for t in ts {
+            router.push(0, &[Value::Str("x".into()), Value::Long(1), Value::Long(*t)]).unwrap();
+        }
+        router.send_all().unwrap();
+        drop(router);
+        node.shutdown().unwrap();
+    }
+
+    fn rows(store: &str, shard: &str, table: usize) -> usize {
+        let cfg = NodeConfig::parse(&format!("wso2.carbon: {{id: {shard}}}"), "n").unwrap();
+        let plan = check(APP, "a", &cfg).unwrap();
+        let t = &TableSchema::all(&plan)[0][table];
+        let mut s = store::open(&StoreAddress::parse(store, None, None).unwrap()).unwrap();
+        let shard_col = t.column("SHARD_ID").unwrap();
+        s.scan(t, i64::MIN, i64::MAX, &[(shard_col, Value::Str(shard.into()))]).unwrap().len()
+    }
+
+    /// The schedule keeps going through failures: the store's directory does not exist at
+    /// first (every pass fails and is retried), then it does and the purge happens; only
+    /// this node's shard loses rows, and only in durations with a finite retention.
+    #[test]
+    fn the_purger_retries_until_it_can_purge_and_touches_only_its_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let later = dir.path().join("later");
+        let store = format!("sqlite:{}", later.join("s.db").display());
+        let now = crate::store::registry::now_ms();
+        let cfg = NodeConfig::parse("wso2.carbon: {id: n1}", "n").unwrap();
+        let plan = check(APP, "a", &cfg).unwrap();
+        let retention = Retention::new(&plan, &cfg, Some(&store)).unwrap();
+        assert!(!retention.is_empty());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let purger = Purger::spawn(retention, Box::new(move |e| tx.send(e).unwrap())).unwrap();
+        let mut failures = Vec::new();
+        while failures.len() < 2 {
+            match rx.recv_timeout(StdDuration::from_secs(10)).unwrap() {
+                PurgeEvent::Failed { error, retry_in } => failures.push((error.to_string(), retry_in)),
+                PurgeEvent::Purged(p) => panic!("nothing to purge yet: {p:?}"),
+            }
+        }
+        assert!(failures[0].0.contains("cannot open"), "{failures:?}");
+        assert!(failures[1].1 > failures[0].1, "backs off: {failures:?}");
+
+        std::fs::create_dir(&later).unwrap();
+        ingest(&store, "n1", &[1_000, now - 10_000]);
+        ingest(&store, "n2", &[1_000, now - 10_000]);
+        let purged = loop {
+            match rx.recv_timeout(StdDuration::from_secs(20)).unwrap() {
+                // A pass may come between the directory appearing and the rows.
+                PurgeEvent::Purged(p) if p.iter().any(|p| p.rows > 0) => break p,
+                _ => continue,
+            }
+        };
+        purger.stop();
+        assert_eq!(purged.len(), 1, "{purged:?}");
+        assert_eq!((purged[0].table.as_str(), purged[0].shard.as_deref()), ("A_SECONDS", Some("n1")));
+        assert_eq!(rows(&store, "n1", 0), 1, "n1's old second is gone, its recent one stays");
+        assert_eq!(rows(&store, "n2", 0), 2, "n2's rows are n2's to purge");
+        assert_eq!(rows(&store, "n1", 1), 2, "minutes are kept for ever");
+    }
 }

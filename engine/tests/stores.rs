@@ -119,7 +119,9 @@ fn migrate_adds_the_shard_id_and_keeps_every_row() {
             );
             assert_eq!(got["records"], serde_json::json!([[70]]), "{per} on {store}");
         }
-        let q = format!("SELECT CAST(sum(\"AGG_SUM_quantity\") AS BIGINT) FROM \"{name}_DAYS\" WHERE \"SHARD_ID\" = '{id1}'");
+        let q = format!(
+            "SELECT CAST(sum(\"AGG_SUM_quantity\") AS BIGINT) FROM \"{name}_DAYS\" WHERE \"SHARD_ID\" = '{id1}'"
+        );
         assert_eq!(sql_i64(&store, &q), 30, "the old rows carry node 1's shard id");
         // The key now holds the shard: node 1 writing the same bucket again merges.
         let out = ingest(&new_app, &n1, &store, &e1);
@@ -164,7 +166,12 @@ fn purge_deletes_old_buckets_of_its_own_shard_only() {
             assert_eq!(rows(table, &id2), 2, "{table}: node 2's rows are node 2's to purge");
         }
         assert_eq!((rows("MONTHS", &id1), rows("YEARS", &id1)), kept, "months and years are kept for ever");
-        let all = query(&app, &n1, &store, &format!("from {agg} within 0L, 4000000000000L per 'days' select sum(total) as t"));
+        let all = query(
+            &app,
+            &n1,
+            &store,
+            &format!("from {agg} within 0L, 4000000000000L per 'days' select sum(total) as t"),
+        );
         assert_eq!(all["records"], serde_json::json!([[5 + 7 + 7]]), "{store}");
     }
 }
@@ -240,6 +247,7 @@ fn a_node_rides_out_a_postgres_outage() {
     assert!(err.contains("store not available") && err.contains("retrying in"), "{err}");
     assert!(err.contains("postgres store: cannot connect to"), "the log line says what failed: {err}");
     assert!(err.contains("cannot reconnect to"), "the outage mid-run was seen and ridden out: {err}");
-    let got = query(&app, &n1, &url, &format!("from {agg} within 0L, 4000000000000L per 'hours' select sum(total) as t"));
+    let got =
+        query(&app, &n1, &url, &format!("from {agg} within 0L, 4000000000000L per 'hours' select sum(total) as t"));
     assert_eq!(got["records"], serde_json::json!([[expected]]));
 }

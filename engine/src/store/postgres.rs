@@ -61,37 +61,47 @@ fn pg_type(t: AttrType) -> Type {
     }
 }
 
-/// A value bound as the type of its column.
+/// A value bound as the type of its column, borrowed from the row (no copy of strings:
+/// this runs for every value of every flushed row).
 #[derive(Debug)]
-enum Param {
+enum Param<'a> {
     I32(Option<i32>),
     I64(Option<i64>),
     F32(Option<f32>),
     F64(Option<f64>),
-    Text(Option<String>),
+    Text(Option<&'a str>),
     Bool(Option<bool>),
 }
 
-impl Param {
-    fn new(v: &Value, t: AttrType) -> Param {
-        match (t, v.clone().cast(t)) {
-            (AttrType::Int, Value::Int(i)) => Param::I32(Some(i)),
-            (AttrType::Int, _) => Param::I32(None),
-            (AttrType::Long, Value::Long(i)) => Param::I64(Some(i)),
-            (AttrType::Long, _) => Param::I64(None),
-            (AttrType::Float, Value::Float(f)) => Param::F32(Some(f)),
-            (AttrType::Float, _) => Param::F32(None),
-            (AttrType::Double, Value::Double(f)) => Param::F64(Some(f)),
-            (AttrType::Double, _) => Param::F64(None),
-            (AttrType::String, Value::Str(s)) => Param::Text(Some(s)),
-            (AttrType::String, _) => Param::Text(None),
-            (AttrType::Bool, Value::Bool(b)) => Param::Bool(Some(b)),
-            (AttrType::Bool, _) => Param::Bool(None),
+impl<'a> Param<'a> {
+    fn new(v: &'a Value, t: AttrType) -> Param<'a> {
+        match t {
+            AttrType::Int => Param::I32(match v {
+                Value::Int(i) => Some(*i),
+                Value::Long(i) => Some(*i as i32),
+                _ => None,
+            }),
+            AttrType::Long => Param::I64(match v {
+                Value::Int(_) | Value::Long(_) => v.as_i64(),
+                _ => None,
+            }),
+            AttrType::Float => Param::F32(v.as_f64().map(|f| f as f32)),
+            AttrType::Double => Param::F64(v.as_f64()),
+            AttrType::String => Param::Text(match v {
+                Value::Str(s) => Some(s.as_str()),
+                _ => None,
+            }),
+            AttrType::Bool => Param::Bool(match v {
+                Value::Bool(b) => Some(*b),
+                Value::Int(i) => Some(*i != 0),
+                Value::Long(i) => Some(*i != 0),
+                _ => None,
+            }),
         }
     }
 }
 
-impl ToSql for Param {
+impl ToSql for Param<'_> {
     fn to_sql(
         &self,
         ty: &Type,
@@ -155,10 +165,7 @@ impl PostgresStore {
     }
 
     /// The tables of `tables` that exist, each with its columns.
-    fn layouts<'a>(
-        tx: &mut postgres::Transaction<'_>,
-        tables: &'a [TableSchema],
-    ) -> Result<(Vec<(&'a TableSchema, Vec<String>)>, Vec<&'a TableSchema>)> {
+    fn layouts<'a>(tx: &mut postgres::Transaction<'_>, tables: &'a [TableSchema]) -> Result<Layouts<'a>> {
         let mut layouts = Vec::new();
         let mut missing = Vec::new();
         for t in tables {
@@ -178,6 +185,9 @@ impl PostgresStore {
         Ok((layouts, missing))
     }
 }
+
+/// The tables that exist (each with its columns), and those that do not.
+type Layouts<'a> = (Vec<(&'a TableSchema, Vec<String>)>, Vec<&'a TableSchema>);
 
 /// The instance that holds `claim`'s node id in the registry, if any.
 fn holder(tx: &mut impl postgres::GenericClient, claim: &Claim) -> Result<Option<String>> {
@@ -348,9 +358,9 @@ impl Store for PostgresStore {
                 .map_err(|e| error(&ctx, e))?;
             let mut writer = BinaryCopyInWriter::new(copy, &types);
             for row in tw.rows {
-                let params: Vec<Param> = row.iter().zip(&t.columns).map(|(v, c)| Param::new(v, c.ty)).collect();
-                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                writer.write(&refs).map_err(|e| error(&ctx, e))?;
+                writer
+                    .write_raw(row.iter().zip(&t.columns).map(|(v, c)| Param::new(v, c.ty)))
+                    .map_err(|e| error(&ctx, e))?;
             }
             writer.finish().map_err(|e| error(&ctx, e))?;
             tx.batch_execute(&sql::merge_from(Dialect::Postgres, t, &stage)).map_err(|e| error(&ctx, e))?;
@@ -372,10 +382,11 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let cols: Vec<usize> = equal.iter().map(|(c, _)| *c).collect();
-        let mut params: Vec<Param> = vec![Param::I64(Some(start)), Param::I64(Some(end))];
+        let mut params: Vec<Param<'_>> = vec![Param::I64(Some(start)), Param::I64(Some(end))];
         params.extend(equal.iter().map(|(c, v)| Param::new(v, table.columns[*c].ty)));
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = self.client()?.query(&sql::scan(Dialect::Postgres, table, &cols), &refs).map_err(|e| error(&ctx, e))?;
+        let rows =
+            self.client()?.query(&sql::scan(Dialect::Postgres, table, &cols), &refs).map_err(|e| error(&ctx, e))?;
         rows.iter()
             .map(|r| {
                 table

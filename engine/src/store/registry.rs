@@ -84,7 +84,7 @@ fn live(e: &Entry, now_ms: i64, me: &Claim) -> bool {
     }
     // A process of this host that no longer exists is dead whatever its heartbeat says
     // (a node killed and restarted at once need not wait for the lease).
-    !(e.host == me.host && !process_exists(e.pid))
+    e.host != me.host || process_exists(e.pid)
 }
 
 /// Decides a registration: `Ok(last flush sequence of this node id)` to go ahead, or the

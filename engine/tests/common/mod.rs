@@ -120,20 +120,22 @@ pub fn sql_i64(store: &str, text: &str) -> i64 {
 /// Waits until the registry shows node `id` live (registered and not released).
 pub fn wait_registered(store: &str, id: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let q = format!(
-        "SELECT count(*) FROM \"TALLY_SHARD_REGISTRY\" WHERE \"NODE_ID\" = '{id}' AND \"RELEASED\" = 0"
-    );
+    let q = format!("SELECT count(*) FROM \"TALLY_SHARD_REGISTRY\" WHERE \"NODE_ID\" = '{id}' AND \"RELEASED\" = 0");
     loop {
         let exists = match store.strip_prefix("sqlite:") {
-            Some(path) => Path::new(path).exists()
-                && rusqlite::Connection::open(path)
-                    .and_then(|c| c.query_row(&q, [], |r| r.get::<_, i64>(0)))
+            Some(path) => {
+                Path::new(path).exists()
+                    && rusqlite::Connection::open(path)
+                        .and_then(|c| c.query_row(&q, [], |r| r.get::<_, i64>(0)))
+                        .unwrap_or(0)
+                        > 0
+            }
+            None => {
+                postgres::Client::connect(store, postgres::NoTls)
+                    .and_then(|mut c| c.query_one(&q, &[]).map(|r| r.get::<_, i64>(0)))
                     .unwrap_or(0)
-                    > 0,
-            None => postgres::Client::connect(store, postgres::NoTls)
-                .and_then(|mut c| c.query_one(&q, &[]).map(|r| r.get::<_, i64>(0)))
-                .unwrap_or(0)
-                > 0,
+                    > 0
+            }
         };
         if exists {
             return;
