@@ -16,7 +16,8 @@ while [ $# -gt 0 ]; do
 done
 cargo build --release -p tally-benches --bin flush_copy_vs_insert
 if [ -z "${DATABASE_URL:-}" ]; then
-  eval "$(scripts/postgres.sh start)"
+  # fsync on, as a production server runs (the tests' throwaway clusters turn it off).
+  eval "$(TALLY_PG_FSYNC=on scripts/postgres.sh start)"
   trap 'scripts/postgres.sh stop' EXIT
 fi
 target/release/flush_copy_vs_insert --rounds "$rounds" --out "$out"

@@ -5,6 +5,8 @@
 #   export TALLY_PG_DIR=/tmp/tally-pg-XXXX
 # for `eval`; `stop` (with TALLY_PG_DIR set) stops it and removes the directory.
 # As root, the server runs as an unprivileged user (postgres, else nobody) via runuser.
+# Tests run it with fsync=off (a throwaway cluster need not survive a power cut);
+# TALLY_PG_FSYNC=on keeps PostgreSQL's default, for benchmarks.
 # When the PostgreSQL binaries are missing it installs them (apt-get install postgresql)
 # when it can, or stops with a message that says what to do.
 set -euo pipefail
@@ -50,7 +52,7 @@ case "${1:-}" in
     as_owner "$initdb" -D "$dir/data" -U tally --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=${TALLY_PG_FSYNC:-off} -c max_connections=200" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
     as_owner "$(dirname "$initdb")/createdb" -h 127.0.0.1 -p "$port" -U tally tally
     echo "export DATABASE_URL=postgres://tally@127.0.0.1:$port/tally"

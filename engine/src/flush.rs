@@ -15,7 +15,6 @@ use crate::partial::Partial;
 use crate::plan::{AppPlan, CellKind};
 use crate::rollup::{self, BucketMap};
 use crate::schema::TableSchema;
-use crate::store::registry::{self, HEARTBEAT_EVERY_MS};
 use crate::store::{Applied, Claim, FlushWrite, Store, StoreAddress, TableWrite};
 use crate::types::Value;
 use rayon::prelude::*;
@@ -43,8 +42,6 @@ pub(crate) struct StoreSlot {
     pub claim: Claim,
     /// The flush that was sent and not confirmed: retried as it is, with its number.
     pub in_flight: Option<InFlight>,
-    /// When this store last saw this node (a flush or a heartbeat), epoch ms.
-    pub last_seen_ms: i64,
 }
 
 /// One numbered flush to one store: `(aggregation, duration, rows)`.
@@ -193,7 +190,6 @@ impl Flusher {
             Applied::AlreadyApplied => stats.already_applied += 1,
         }
         slot.in_flight = None;
-        slot.last_seen_ms = registry::now_ms();
         Ok(())
     }
 
@@ -226,26 +222,6 @@ impl Flusher {
         self.flush_seq += 1;
         self.stores[i].in_flight = Some(InFlight { seq: self.flush_seq, tables });
         true
-    }
-
-    /// Refreshes the heartbeat in every store that has not seen this node for a while
-    /// (flushes refresh it too). A registration taken over is an error; a store that is
-    /// down is only reported (the next flush tries again).
-    pub(crate) fn heartbeat(&mut self) -> Result<()> {
-        let now = registry::now_ms();
-        let mut first_error = None;
-        for slot in &mut self.stores {
-            if now - slot.last_seen_ms < HEARTBEAT_EVERY_MS {
-                continue;
-            }
-            match slot.store.heartbeat(&slot.claim) {
-                Ok(()) => slot.last_seen_ms = now,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
     }
 
     /// Whether every store has confirmed every flush and nothing is pending.

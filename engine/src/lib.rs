@@ -8,6 +8,7 @@ pub mod duration;
 pub mod error;
 pub mod expr;
 pub mod flush;
+pub mod heartbeat;
 pub mod ingest;
 pub mod intern;
 pub mod key;

@@ -8,6 +8,7 @@ use crate::accumulator::{Layout, State};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::flush::{self, FlushStats, Flusher, StoreSlot};
+use crate::heartbeat::Heartbeat;
 use crate::plan::AppPlan;
 use crate::router::{Msg, Router};
 use crate::schema::TableSchema;
@@ -27,6 +28,7 @@ pub struct Node {
     spares: Vec<Vec<State>>,
     seq: Arc<AtomicU64>,
     batch_events: usize,
+    heartbeat: Option<Heartbeat>,
 }
 
 impl std::fmt::Debug for Node {
@@ -75,6 +77,10 @@ impl Node {
             senders.push(tx);
             threads.push(handle);
         }
+        let beats = stores.iter().map(|s| (s.store.address().clone(), s.claim.clone())).collect();
+        // A failed beat needs no action here: the next beat retries, and a registration
+        // that was taken over is refused at the next flush, with the reason.
+        let heartbeat = Heartbeat::spawn(beats, Box::new(|_| {}))?;
         let flusher = Flusher::new(plan.clone(), layouts, stores, flush_seq)?;
         Ok(Node {
             spares: (0..workers).map(|_| Vec::new()).collect(),
@@ -84,6 +90,7 @@ impl Node {
             flusher,
             seq: Arc::new(AtomicU64::new(0)),
             batch_events: config.settings.batch_events,
+            heartbeat: Some(heartbeat),
         })
     }
 
@@ -101,9 +108,7 @@ impl Node {
     /// Batches sent before this call are included.
     pub fn flush(&mut self) -> Result<FlushStats> {
         self.collect()?;
-        let stats = self.flusher.write()?;
-        self.flusher.heartbeat()?;
-        Ok(stats)
+        self.flusher.write()
     }
 
     /// Writes what is pending without collecting from the workers (to retry a flush that
@@ -120,6 +125,9 @@ impl Node {
                 "the node still holds {} unwritten rows; write them before releasing its registration",
                 self.flusher.pending_rows()
             )));
+        }
+        if let Some(h) = self.heartbeat.take() {
+            h.stop();
         }
         self.flusher.release()
     }
@@ -190,9 +198,7 @@ fn open_slot(
     let mut store = crate::store::open(address)?;
     store.prepare(tables)?;
     let last_seq = store.register(&claim)?;
-    let slot =
-        StoreSlot { store, aggregations, claim, in_flight: None, last_seen_ms: crate::store::registry::now_ms() };
-    Ok((slot, last_seq))
+    Ok((StoreSlot { store, aggregations, claim, in_flight: None }, last_seq))
 }
 
 impl Drop for Node {
