@@ -251,3 +251,62 @@ fn a_node_rides_out_a_postgres_outage() {
         query(&app, &n1, &url, &format!("from {agg} within 0L, 4000000000000L per 'hours' select sum(total) as t"));
     assert_eq!(got["records"], serde_json::json!([[expected]]));
 }
+
+/// On PostgreSQL, rows of buckets newer than any the node's shard holds go straight into
+/// the table by COPY. If such a row exists after all (written behind the node's back), the
+/// flush is not lost or double-merged: it reads the table again and merges.
+#[test]
+fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
+    use tally::store::{Claim, FlushWrite, StoreAddress, TableWrite};
+    use tally::types::Value;
+    let Some(url) = common::postgres_url() else {
+        eprintln!("skipped: DATABASE_URL does not name a PostgreSQL (scripts/test.sh sets it)");
+        return;
+    };
+    let id = unique("wm");
+    let cfg = tally::config::NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}"), "n").unwrap();
+    let name = unique("Wm");
+    let plan = tally::plan::check(&SEED_APP.replace("TradeAggregation", &name), "a", &cfg).unwrap();
+    let t = tally::schema::TableSchema::new(&plan, &plan.aggregations[0], tally::duration::Duration::Seconds);
+    let mut store = tally::store::open(&StoreAddress::parse(&url, None, None).unwrap()).unwrap();
+    store.prepare(std::slice::from_ref(&t)).unwrap();
+    let claim = Claim::new(Some(&id), Some(&id));
+    let seq = store.register(&claim).unwrap();
+    let row = |bucket: i64, qty: i64| -> Vec<Value> {
+        t.columns
+            .iter()
+            .map(|c| match c.name.as_str() {
+                "AGG_TIMESTAMP" => Value::Long(bucket),
+                "SHARD_ID" => Value::Str(id.clone()),
+                "symbol" => Value::Str("wso2".into()),
+                "AGG_SUM_quantity" => Value::Long(qty),
+                n if n.starts_with("AGG_COUNT") => Value::Long(1),
+                _ => Value::Double(1.0),
+            })
+            .collect()
+    };
+    let write = |store: &mut Box<dyn tally::store::Store>, seq: i64, rows: Vec<Vec<Value>>| {
+        let w = FlushWrite { claim: &claim, flush_seq: seq, tables: vec![TableWrite { table: &t, rows: &rows }] };
+        store.write(&w).unwrap()
+    };
+    write(&mut store, seq + 1, vec![row(1_000, 30)]);
+    // Behind the node's back: a row of its shard in a newer bucket.
+    let cols: Vec<String> = t.columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
+    let values: Vec<String> = row(5_000, 7)
+        .iter()
+        .map(|v| match v {
+            Value::Str(s) => format!("'{s}'"),
+            other => format!("{}", other.as_f64().unwrap()),
+        })
+        .collect();
+    common::sql(&url, &format!("INSERT INTO \"{}\" ({}) VALUES ({})", t.name, cols.join(", "), values.join(", ")));
+    write(&mut store, seq + 2, vec![row(5_000, 40), row(9_000, 1)]);
+    let q = |bucket: i64| {
+        sql_i64(&url, &format!("SELECT \"AGG_SUM_quantity\" FROM \"{}\" WHERE \"AGG_TIMESTAMP\" = {bucket}", t.name))
+    };
+    assert_eq!((q(1_000), q(5_000), q(9_000)), (30, 47, 1));
+    // The next flush of a newer bucket goes straight in again.
+    write(&mut store, seq + 3, vec![row(13_000, 2), row(9_000, 1)]);
+    assert_eq!((q(9_000), q(13_000)), (2, 2));
+    store.release(&claim).unwrap();
+}

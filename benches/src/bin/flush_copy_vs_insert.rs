@@ -3,9 +3,10 @@
 //! `INSERT … VALUES … ON CONFLICT DO UPDATE`, at 1 K, 10 K and 100 K rows per flush, each
 //! flush one transaction, on the same database in one run.
 //!
-//! Two cases per size: `new` (every row a new key: a flush of fresh second buckets) and
-//! `merge` (every row hits an existing key: coarse buckets updated). The two paths
-//! alternate within each round, so machine noise hits both alike; the medians are reported.
+//! Two cases per size, each on the table where it happens: `new` on a SECONDS table (every
+//! row a new key: the fresh second buckets of a flush) and `merge` on an HOURS table (every
+//! row hits an existing key: an open hour merged into at every flush). The paths alternate
+//! within each round, so machine noise hits them alike; the medians are reported.
 //!
 //! Usage: DATABASE_URL=postgres://… flush_copy_vs_insert [--rounds N] [--out FILE]
 //! (scripts/bench_flush.sh starts a throwaway PostgreSQL and runs it.)
@@ -40,23 +41,31 @@ fn main() {
         "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
          @PartitionById define aggregation FlushBench{tag} from TradeStream
          select symbol, avg(price) as avgPrice, sum(quantity) as total
-         group by symbol aggregate by timestamp every sec;"
+         group by symbol aggregate by timestamp every sec, hour;"
     );
     let plan = check(&app, "bench", &cfg).unwrap();
-    let copy_table = TableSchema::new(&plan, &plan.aggregations[0], Duration::Seconds);
-    let insert_tables: Vec<TableSchema> = INSERT_CHUNKS
-        .iter()
-        .map(|c| {
-            let mut t = copy_table.clone();
-            t.name = format!("{}_INSERT{c}", copy_table.name);
-            t
-        })
-        .collect();
+    // Per case: the table the COPY path writes, and one per INSERT statement size.
+    let tables_for = |d: Duration| -> (TableSchema, Vec<TableSchema>) {
+        let copy = TableSchema::new(&plan, &plan.aggregations[0], d);
+        let inserts = INSERT_CHUNKS
+            .iter()
+            .map(|c| {
+                let mut t = copy.clone();
+                t.name = format!("{}_INSERT{c}", copy.name);
+                t
+            })
+            .collect();
+        (copy, inserts)
+    };
+    let cases = [
+        ("new", Duration::Seconds, tables_for(Duration::Seconds)),
+        ("merge", Duration::Hours, tables_for(Duration::Hours)),
+    ];
 
     let address = StoreAddress::parse(&url, None, None).unwrap();
     let mut store = tally::store::open(&address).unwrap();
-    let mut all = vec![copy_table.clone()];
-    all.extend(insert_tables.iter().cloned());
+    let all: Vec<TableSchema> =
+        cases.iter().flat_map(|(_, _, (c, i))| std::iter::once(c.clone()).chain(i.iter().cloned())).collect();
     store.prepare(&all).unwrap();
     let claim = Claim::new(cfg.node_id.as_deref(), cfg.effective_shard_id());
     let mut seq = store.register(&claim).unwrap();
@@ -70,7 +79,9 @@ fn main() {
     let mut results = Vec::new();
     let mut bucket = 0i64;
     for &n in &SIZES {
-        for case in ["new", "merge"] {
+        for (case, duration, (copy_table, insert_tables)) in &cases {
+            let width: i64 = if *duration == Duration::Seconds { 1_000 } else { 3_600_000 };
+            let case = *case;
             let mut copy_rates = Vec::new();
             let mut insert_rates: Vec<Vec<f64>> = vec![Vec::new(); INSERT_CHUNKS.len()];
             let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); INSERT_CHUNKS.len()];
@@ -79,17 +90,17 @@ fn main() {
                 if case == "new" || round == 0 {
                     bucket += (n / SYMBOLS + 1) as i64;
                 }
-                let rows = make_rows(&copy_table, n, bucket);
+                let rows = make_rows(copy_table, n, bucket, width, claim.shard_id.as_deref().unwrap_or("bench"));
                 if case == "merge" && round == 0 {
                     // Seed the keys the merge rounds update.
                     seq += 1;
-                    write_copy(store.as_mut(), &claim, seq, &copy_table, &rows);
+                    write_copy(store.as_mut(), &claim, seq, copy_table, &rows);
                     for (t, chunk) in insert_tables.iter().zip(INSERT_CHUNKS) {
                         write_insert(&mut client, t, &rows, chunk);
                     }
                 }
                 seq += 1;
-                let copy = rate(n, || write_copy(store.as_mut(), &claim, seq, &copy_table, &rows));
+                let copy = rate(n, || write_copy(store.as_mut(), &claim, seq, copy_table, &rows));
                 copy_rates.push(copy);
                 for (k, (t, chunk)) in insert_tables.iter().zip(INSERT_CHUNKS).enumerate() {
                     let insert = rate(n, || write_insert(&mut client, t, &rows, chunk));
@@ -132,7 +143,7 @@ fn main() {
             "postgres": server,
             "postgres_settings": settings,
             "config": {
-                "table": "TradeAggregation_SECONDS, partitioned (AGG_TIMESTAMP, SHARD_ID, symbol; avg as sum+count, sum)",
+                "tables": "new: TradeAggregation_SECONDS, merge: TradeAggregation_HOURS; partitioned (key AGG_TIMESTAMP, SHARD_ID, symbol; avg as sum+count, sum); created by the store (fillfactor 90 / 50)",
                 "symbols": SYMBOLS, "rounds": rounds, "insert_rows_per_statement": INSERT_CHUNKS,
                 "copy_path": "PostgresStore::write: binary COPY into a temporary staging table + INSERT … SELECT … ON CONFLICT DO UPDATE, flush number recorded, one transaction",
                 "insert_path": "multi-row INSERT … VALUES … ON CONFLICT DO UPDATE with the same merge expressions, one transaction",
@@ -145,9 +156,10 @@ fn main() {
     }
 }
 
-/// `n` rows of the seconds table: `SYMBOLS` symbols per second from `bucket` on, in a
-/// fixed shuffled order (a flush's rows come out of a hash map, not in key order).
-fn make_rows(t: &TableSchema, n: usize, bucket: i64) -> Vec<Vec<Value>> {
+/// `n` rows of table `t`: `SYMBOLS` symbols per bucket of `width` ms from bucket number
+/// `bucket` on, in a fixed shuffled order (a flush's rows come out of a hash map, not in
+/// key order).
+fn make_rows(t: &TableSchema, n: usize, bucket: i64, width: i64, shard: &str) -> Vec<Vec<Value>> {
     let mut order: Vec<usize> = (0..n).collect();
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for i in (1..n).rev() {
@@ -162,8 +174,8 @@ fn make_rows(t: &TableSchema, n: usize, bucket: i64) -> Vec<Vec<Value>> {
             t.columns
                 .iter()
                 .map(|c| match c.name.as_str() {
-                    "AGG_TIMESTAMP" => Value::Long((bucket + (i / SYMBOLS) as i64) * 1000),
-                    "SHARD_ID" => Value::Str("bench".into()),
+                    "AGG_TIMESTAMP" => Value::Long((bucket + (i / SYMBOLS) as i64) * width),
+                    "SHARD_ID" => Value::Str(shard.into()),
                     "symbol" => Value::Str(format!("SYM{:04}", i % SYMBOLS)),
                     name if name.starts_with("AGG_COUNT") => Value::Long(10),
                     name if name.contains("price") => Value::Double(100.0 + (i % 97) as f64),

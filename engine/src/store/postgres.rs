@@ -14,6 +14,7 @@ use crate::types::{AttrType, Value};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
@@ -23,6 +24,61 @@ pub struct PostgresStore {
     client: Client,
     /// `UNIQUE NULLS NOT DISTINCT` keys on PostgreSQL 15+, so null group-by values merge.
     key_style: KeyStyle,
+    /// Per table name: the newest bucket of this node's shard.
+    watermarks: HashMap<String, Watermark>,
+}
+
+/// The newest bucket a partitioned table holds for this node's shard.
+///
+/// A shard has one writer (the registry refuses a second live one and fences a replaced
+/// one), so a row of this shard whose bucket is newer than the newest stored cannot exist
+/// yet: it goes into the table by a plain binary COPY, skipping the staging table and the
+/// conflict check. Only the others are staged and merged. A flush of fresh second
+/// buckets, or a replay of history, is mostly such rows; measured on 100 K new rows, the
+/// direct COPY took well under half the time of staging and merging them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watermark {
+    At(i64),
+    /// Read it again from the table before the next write.
+    Reread,
+    /// Merge every row of this table (the watermark proved wrong twice).
+    Off,
+}
+
+/// How one flush attempt ended, when it did not succeed.
+enum Attempt {
+    /// A row of this table that the watermark called new already existed.
+    Unexpected(String),
+    Failed(Error),
+}
+
+impl From<Error> for Attempt {
+    fn from(e: Error) -> Attempt {
+        Attempt::Failed(e)
+    }
+}
+
+/// The bucket (`AGG_TIMESTAMP`, the first column of every table) of a row.
+fn bucket_of(row: &[Value]) -> i64 {
+    row[0].as_i64().unwrap_or(i64::MIN)
+}
+
+/// Binary COPY of `rows` into `target` (the table's columns, in order).
+fn copy_rows(
+    tx: &mut postgres::Transaction<'_>,
+    target: &str,
+    t: &TableSchema,
+    rows: &[&Vec<Value>],
+) -> std::result::Result<(), postgres::Error> {
+    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    let types: Vec<Type> = t.columns.iter().map(|c| pg_type(c.ty)).collect();
+    let copy = tx.copy_in(&format!("COPY {target} ({}) FROM STDIN (FORMAT binary)", cols.join(", ")))?;
+    let mut writer = BinaryCopyInWriter::new(copy, &types);
+    for row in rows {
+        writer.write_raw(row.iter().zip(&t.columns).map(|(v, c)| Param::new(v, c.ty)))?;
+    }
+    writer.finish()?;
+    Ok(())
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -150,7 +206,7 @@ impl PostgresStore {
             .map_err(|e| error(&ctx, e))?
             .get(0);
         let key_style = if version >= 150_000 { KeyStyle::NullsNotDistinct } else { KeyStyle::PrimaryKey };
-        Ok(PostgresStore { address, config, client, key_style })
+        Ok(PostgresStore { address, config, client, key_style, watermarks: HashMap::new() })
     }
 
     /// The connection, opened again when the last one was lost (the server restarted, the
@@ -162,6 +218,98 @@ impl PostgresStore {
             self.client = self.config.connect(NoTls).map_err(|e| error(&ctx, e))?;
         }
         Ok(&mut self.client)
+    }
+
+    /// One attempt at a flush, in one transaction. See [`Watermark`] for which rows go
+    /// straight into the table by COPY; the others are staged and merged.
+    fn write_once(&mut self, flush: &FlushWrite<'_>) -> std::result::Result<Applied, Attempt> {
+        let claim = flush.claim;
+        let mut marks: Vec<Option<i64>> = Vec::with_capacity(flush.tables.len());
+        let watermarks = std::mem::take(&mut self.watermarks);
+        let result = (|| -> std::result::Result<Applied, Attempt> {
+            let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the flush transaction", e))?;
+            // The flush's number first (it also locks this node's registry row until commit):
+            // a number applied before means a retry of a committed flush, and another
+            // instance's registration means this process was fenced off.
+            let recorded = tx
+                .execute(
+                    &*for_dialect(Dialect::Postgres, reg::RECORD_FLUSH),
+                    &[&claim.node_id, &claim.instance, &flush.flush_seq, &registry::now_ms()],
+                )
+                .map_err(|e| error("cannot record the flush in the shard registry", e))?;
+            if recorded == 0 {
+                return match holder(&mut tx, claim)? {
+                    Some(i) if i == claim.instance => Ok(Applied::AlreadyApplied),
+                    other => Err(registry::fenced(claim, other.as_deref()).into()),
+                };
+            }
+            for tw in &flush.tables {
+                let t = tw.table;
+                let ctx = format!("cannot write to {}", t.name);
+                let mark = match (&claim.shard_id, watermarks.get(&t.name)) {
+                    (Some(_), Some(Watermark::At(m))) if t.partitioned => Some(*m),
+                    (Some(shard), None | Some(Watermark::Reread)) if t.partitioned => Some(
+                        tx.query_one(&sql::newest_bucket(t), &[shard])
+                            .map_err(|e| error(&ctx, e))?
+                            .get::<_, Option<i64>>(0)
+                            .unwrap_or(i64::MIN),
+                    ),
+                    _ => None,
+                };
+                marks.push(mark);
+                let (fresh, seen): (Vec<&Vec<Value>>, Vec<&Vec<Value>>) = match mark {
+                    Some(m) => tw.rows.iter().partition(|r| bucket_of(r) > m),
+                    None => (Vec::new(), tw.rows.iter().collect()),
+                };
+                if !fresh.is_empty() {
+                    copy_rows(&mut tx, &quote(&t.name), t, &fresh).map_err(|e| {
+                        if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                            Attempt::Unexpected(t.name.clone())
+                        } else {
+                            Attempt::Failed(error(&ctx, e))
+                        }
+                    })?;
+                }
+                if !seen.is_empty() {
+                    let stage = quote(&format!("tally_stage_{}", t.name));
+                    tx.batch_execute(&format!(
+                        "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                        quote(&t.name)
+                    ))
+                    .map_err(|e| error(&ctx, e))?;
+                    copy_rows(&mut tx, &stage, t, &seen).map_err(|e| error(&ctx, e))?;
+                    tx.batch_execute(&sql::merge_from(Dialect::Postgres, t, &stage)).map_err(|e| error(&ctx, e))?;
+                }
+            }
+            tx.commit().map_err(|e| error("cannot commit the flush", e))?;
+            Ok(Applied::Written)
+        })();
+        self.watermarks = watermarks;
+        match result {
+            Ok(applied) => {
+                // Remember what was read, so the next flush need not ask again.
+                for (tw, mark) in flush.tables.iter().zip(marks) {
+                    if let Some(m) = mark
+                        && self.watermarks.get(&tw.table.name) != Some(&Watermark::Off)
+                    {
+                        self.watermarks.insert(tw.table.name.clone(), Watermark::At(m));
+                    }
+                }
+                Ok(applied)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a flush is known applied: each table's watermark moves up to its newest row.
+    fn advance_watermarks(&mut self, flush: &FlushWrite<'_>) {
+        for tw in &flush.tables {
+            if let Some(Watermark::At(m)) = self.watermarks.get_mut(&tw.table.name) {
+                for r in tw.rows {
+                    *m = (*m).max(bucket_of(r));
+                }
+            }
+        }
     }
 
     /// The tables of `tables` that exist, each with its columns.
@@ -325,48 +473,31 @@ impl Store for PostgresStore {
     }
 
     fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
-        let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the flush transaction", e))?;
-        // The flush's number first (it also locks this node's registry row until commit): a
-        // number applied before means a retry of a committed flush, and another instance's
-        // registration means this process was fenced off.
-        let claim = flush.claim;
-        let recorded = tx
-            .execute(
-                &*for_dialect(Dialect::Postgres, reg::RECORD_FLUSH),
-                &[&claim.node_id, &claim.instance, &flush.flush_seq, &registry::now_ms()],
-            )
-            .map_err(|e| error("cannot record the flush in the shard registry", e))?;
-        if recorded == 0 {
-            return match holder(&mut tx, claim)? {
-                Some(i) if i == claim.instance => Ok(Applied::AlreadyApplied),
-                other => Err(registry::fenced(claim, other.as_deref())),
-            };
-        }
-        for tw in &flush.tables {
-            let t = tw.table;
-            let ctx = format!("cannot write to {}", t.name);
-            let stage = quote(&format!("tally_stage_{}", t.name));
-            let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
-            tx.batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-                quote(&t.name)
-            ))
-            .map_err(|e| error(&ctx, e))?;
-            let types: Vec<Type> = t.columns.iter().map(|c| pg_type(c.ty)).collect();
-            let copy = tx
-                .copy_in(&format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", cols.join(", ")))
-                .map_err(|e| error(&ctx, e))?;
-            let mut writer = BinaryCopyInWriter::new(copy, &types);
-            for row in tw.rows {
-                writer
-                    .write_raw(row.iter().zip(&t.columns).map(|(v, c)| Param::new(v, c.ty)))
-                    .map_err(|e| error(&ctx, e))?;
+        // A row the watermark said was new but existed (a case the registry should rule
+        // out) aborts the transaction before anything is applied: read the watermark again
+        // and retry; after a second surprise the table goes through the merge only.
+        for _ in 0..3 {
+            match self.write_once(flush) {
+                Ok(applied) => {
+                    self.advance_watermarks(flush);
+                    return Ok(applied);
+                }
+                Err(Attempt::Unexpected(table)) => {
+                    if self.watermarks.remove(&table) == Some(Watermark::Reread) {
+                        self.watermarks.insert(table, Watermark::Off);
+                    } else {
+                        self.watermarks.insert(table, Watermark::Reread);
+                    }
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
             }
-            writer.finish().map_err(|e| error(&ctx, e))?;
-            tx.batch_execute(&sql::merge_from(Dialect::Postgres, t, &stage)).map_err(|e| error(&ctx, e))?;
         }
-        tx.commit().map_err(|e| error("cannot commit the flush", e))?;
-        Ok(Applied::Written)
+        Err(Error::Store {
+            backend: "postgres",
+            code: Some("23505".into()),
+            message: "a flush kept meeting rows that should not exist; stopping to avoid a wrong merge".into(),
+            retryable: false,
+        })
     }
 
     fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
