@@ -84,13 +84,7 @@ fn seed_two_nodes_writing_concurrently_is_seventy() {
 /// name of its own so the run never meets tables of another.
 #[test]
 fn seed_on_postgres_with_both_nodes_writing_at_once() {
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(u) if u.starts_with("postgres") => u,
-        _ => {
-            eprintln!("skipped: DATABASE_URL does not name a PostgreSQL (scripts/test.sh starts one and sets it)");
-            return;
-        }
-    };
+    let Some(url) = common::postgres_or_skip() else { return };
     let d = Dir::new();
     let (_, nodes) = seed_files(&d);
     let name = format!(

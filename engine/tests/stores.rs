@@ -205,10 +205,7 @@ fn null_group_by_values_merge_on_every_store() {
 /// and retries: every event is counted once.
 #[test]
 fn a_node_rides_out_a_postgres_outage() {
-    let Some(url) = common::postgres_url() else {
-        eprintln!("skipped: DATABASE_URL does not name a PostgreSQL (scripts/test.sh sets it)");
-        return;
-    };
+    let Some(url) = common::postgres_or_skip() else { return };
     let d = Dir::new();
     let (app, agg) = app(&d, SEED_APP);
     let p = Proxy::start(proxy::upstream(&url), false);
@@ -259,10 +256,7 @@ fn a_node_rides_out_a_postgres_outage() {
 fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     use tally::store::{Claim, FlushWrite, StoreAddress, TableWrite};
     use tally::types::Value;
-    let Some(url) = common::postgres_url() else {
-        eprintln!("skipped: DATABASE_URL does not name a PostgreSQL (scripts/test.sh sets it)");
-        return;
-    };
+    let Some(url) = common::postgres_or_skip() else { return };
     let id = unique("wm");
     let cfg = tally::config::NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}"), "n").unwrap();
     let name = unique("Wm");
@@ -309,4 +303,23 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     write(&mut store, seq + 3, vec![row(13_000, 2), row(9_000, 1)]);
     assert_eq!((q(9_000), q(13_000)), (2, 2));
     store.release(&claim).unwrap();
+}
+
+/// A PostgreSQL error reaches the user with the server's message and SQLSTATE, at once when
+/// waiting cannot help.
+#[test]
+fn postgres_errors_carry_the_servers_message_and_sqlstate() {
+    let Some(url) = common::postgres_or_skip() else { return };
+    let d = Dir::new();
+    let (app, _) = app(&d, SEED_APP);
+    let n1 = d.node(&unique("err"));
+    let e = d.write("e.jsonl", &trade("wso2", 1.0, 1, 1_000));
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let started = std::time::Instant::now();
+    let out = ingest(&app, &n1, &format!("{base}/no_such_database"), &e);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("database \"no_such_database\" does not exist (SQLSTATE 3D000)"), "{err}");
+    assert!(!err.contains("retrying"), "a missing database is not waited for: {err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }

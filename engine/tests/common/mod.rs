@@ -90,6 +90,15 @@ pub fn postgres_url() -> Option<String> {
     std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
 }
 
+/// The PostgreSQL of `DATABASE_URL` for a test that needs one; says so when there is none.
+pub fn postgres_or_skip() -> Option<String> {
+    let url = postgres_url();
+    if url.is_none() {
+        eprintln!("skipped: DATABASE_URL does not name a PostgreSQL (scripts/test.sh starts one and sets it)");
+    }
+    url
+}
+
 /// The stores a test runs on: a fresh SQLite file, and PostgreSQL when there is one. Tests
 /// that run on PostgreSQL give their aggregations names of their own ([`unique`]).
 pub fn stores(d: &Dir) -> Vec<String> {
