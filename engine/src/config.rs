@@ -41,6 +41,19 @@ pub struct Settings {
     /// last flush of `tally ingest`) before giving up: an interval, or `forever`. Nothing
     /// buffered is dropped while it waits.
     pub store_wait: String,
+    /// Where `tally serve` takes binary ingest (`host:port`; port 0 picks a free one).
+    pub ingest: String,
+    /// Where `tally serve` answers HTTP.
+    pub http: String,
+    /// When set, clients must present it (binary HELLO, HTTP `Authorization: Bearer`).
+    pub token: Option<String>,
+    /// The largest binary frame a client may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Binary ingest connections served at once.
+    pub max_connections: usize,
+    /// Rolled-up rows a node may hold unwritten (its store is slow or down) before it
+    /// answers new batches with a retryable "busy".
+    pub max_pending_rows: usize,
 }
 
 impl Default for Settings {
@@ -52,6 +65,12 @@ impl Default for Settings {
             batch_events: 4096,
             queue_batches: 64,
             store_wait: "2m".into(),
+            ingest: "127.0.0.1:7070".into(),
+            http: "127.0.0.1:7080".into(),
+            token: None,
+            max_frame_bytes: 64 << 20,
+            max_connections: 256,
+            max_pending_rows: 10_000_000,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod retention;
 pub mod rollup;
 pub mod router;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod syntax;
 pub mod timestamp;

@@ -31,6 +31,21 @@ pub struct Node {
     heartbeat: Option<Heartbeat>,
 }
 
+/// Makes [`Router`]s for a node (see [`Node::routers`]).
+#[derive(Debug, Clone)]
+pub struct Routers {
+    plan: Arc<AppPlan>,
+    senders: Vec<Sender<Msg>>,
+    batch_events: usize,
+    seq: Arc<AtomicU64>,
+}
+
+impl Routers {
+    pub fn router(&self) -> Router {
+        Router::new(self.plan.clone(), self.senders.clone(), self.batch_events, self.seq.clone())
+    }
+}
+
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node").field("app", &self.plan.name).field("workers", &self.senders.len()).finish()
@@ -100,7 +115,18 @@ impl Node {
 
     /// A router that feeds this node's workers. Several may exist (one per input thread).
     pub fn router(&self) -> Router {
-        Router::new(self.plan.clone(), self.senders.clone(), self.batch_events, self.seq.clone())
+        self.routers().router()
+    }
+
+    /// Makes routers for input threads that start after the node has moved to its flush
+    /// thread (a server's connections).
+    pub fn routers(&self) -> Routers {
+        Routers {
+            plan: self.plan.clone(),
+            senders: self.senders.clone(),
+            batch_events: self.batch_events,
+            seq: self.seq.clone(),
+        }
     }
 
     /// Collects every worker's partials (each worker swaps in an empty state: no lock, no

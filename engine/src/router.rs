@@ -12,7 +12,7 @@ use crate::key;
 use crate::plan::{AppPlan, TimeSource};
 use crate::timestamp::{self, MAX_MS, MIN_MS};
 use crate::types::{AttrType, Value};
-use crate::wire::BatchBuilder;
+use crate::wire::{BatchBuilder, BatchView};
 use crossbeam_channel::Sender;
 use foldhash::fast::FixedState;
 use std::hash::BuildHasher;
@@ -145,6 +145,50 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// Routes a whole batch of `stream` that arrived encoded (a binary frame), already
+    /// checked by [`BatchView::parse`]. All or nothing: every event's time stamp is checked
+    /// first, and a bad one refuses the batch, naming the event. Returns the events taken.
+    ///
+    /// Speed: no allocation or formatting per event. With one worker, or a stream without a
+    /// route key, the batch goes to one worker as it is (one copy of its bytes); otherwise
+    /// each event is appended to its worker's batch.
+    pub fn push_batch(&mut self, stream: usize, bytes: &[u8], view: &BatchView<'_>) -> Result<usize> {
+        let events = view.len();
+        for i in 0..events {
+            check_event(&self.plan, stream, &view.row(i)).map_err(|m| Error::Event(format!("event {i}: {m}")))?;
+        }
+        let s = &self.plan.streams[stream];
+        if s.aggregations.is_empty() || events == 0 {
+            return Ok(events);
+        }
+        let workers = self.senders.len();
+        if s.route_key.is_empty() || workers == 1 {
+            // Whole: keep the order of what this router already holds for that worker.
+            let worker = self.round_robin[stream];
+            self.round_robin[stream] = (worker + 1) % workers;
+            self.send(stream, worker)?;
+            let first_seq = self.seq.fetch_add(events as u64, Ordering::Relaxed);
+            let batch = Batch { stream, arrival_ms: now_ms(), first_seq, events: events as u32, data: bytes.to_vec() };
+            self.senders[worker].send(Msg::Batch(batch)).map_err(|_| Error::Closed)?;
+            return Ok(events);
+        }
+        let now = now_ms();
+        for i in 0..events {
+            let row = view.row(i);
+            key::encode(&mut self.scratch, &row, &self.plan.streams[stream].route_key);
+            let worker = (self.hasher.hash_one(&self.scratch[..]) % workers as u64) as usize;
+            let p = &mut self.pending[stream][worker];
+            if p.builder.is_empty() {
+                p.arrival_ms = now;
+            }
+            p.builder.push_row(&row);
+            if p.builder.len() as u32 >= self.batch_events {
+                self.send(stream, worker)?;
+            }
+        }
+        Ok(events)
     }
 
     fn send(&mut self, stream: usize, worker: usize) -> Result<()> {

@@ -60,6 +60,19 @@ enum Command {
         /// e.g. from TradeAggregation within "2024-03-15 **:**:**" per "hours" select symbol, total
         query: String,
     },
+    /// Run the app as a node server: binary ingest over TCP, acknowledged after commit,
+    /// flushes on a tick, retention on schedule; until SIGINT or SIGTERM.
+    Serve {
+        #[arg(long)]
+        app: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        store: Option<String>,
+        /// Binary ingest address (overrides tally.ingest); port 0 picks a free port.
+        #[arg(long)]
+        ingest: Option<String>,
+    },
     /// Delete buckets older than each duration's retention (@purge), once, for this node's
     /// shard. A running node does this on its schedule; `ingest` never purges.
     Purge {
@@ -155,6 +168,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Format::Table => tally::query::format::table(&result),
             };
             std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write the answer")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { app, config, store, ingest } => {
+            let (cfg, plan) = load(&app, config.as_deref())?;
+            // Registered before anything starts, so a signal during start-up is not lost.
+            let mut signals =
+                signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+                    .context("cannot handle SIGINT/SIGTERM")?;
+            let report: std::sync::Arc<dyn Fn(tally::server::Event) + Send + Sync> = std::sync::Arc::new(|e| match e {
+                tally::server::Event::FlushFailed(e) => {
+                    eprintln!("flush failed ({e}); its rows are kept and retried at the next tick")
+                }
+                tally::server::Event::LastFlushWaiting { message, retry_in } => {
+                    eprintln!("last flush: store not available ({message}); retrying in {:.1}s", retry_in.as_secs_f64())
+                }
+                tally::server::Event::Purge(tally::retention::PurgeEvent::Purged(done)) => {
+                    for p in done.iter().filter(|p| p.rows > 0) {
+                        eprintln!("purged {} row(s) from {}", p.rows, p.table);
+                    }
+                }
+                tally::server::Event::Purge(tally::retention::PurgeEvent::Failed { error, retry_in }) => {
+                    eprintln!("purge failed ({error}); retrying in {:.0}s", retry_in.as_secs_f64())
+                }
+                tally::server::Event::Connection { peer, message } => eprintln!("connection {peer}: {message}"),
+            });
+            let server = tally::server::Server::start(
+                std::sync::Arc::new(plan),
+                &cfg,
+                store.as_deref(),
+                ingest.as_deref(),
+                &mut on_retry,
+                report,
+            )?;
+            println!("listening ingest={}", server.ingest_addr());
+            std::io::stdout().flush().context("cannot write to stdout")?;
+            if let Some(sig) = signals.forever().next() {
+                eprintln!("signal {sig}: stopping (no new connections or batches; the last flush, then the acks)");
+            }
+            server.shutdown().context("the last flush could not be committed")?;
+            eprintln!("stopped");
             Ok(ExitCode::SUCCESS)
         }
         Command::Purge { app, config, store } => {

@@ -1,0 +1,82 @@
+//! A small blocking client of the binary ingest protocol (what `tally-loadgen` and the
+//! tests use). Batches are pipelined: [`Client::send`] writes a frame and returns its id at
+//! once; [`Client::recv`] reads the next reply (READY, ACK or ERROR), in the order the node
+//! sends them.
+
+use super::protocol::{self, Reply};
+use crate::error::{Error, Result};
+use crate::wire::BatchBuilder;
+use std::io::{BufReader, BufWriter, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+
+pub struct Client {
+    out: BufWriter<TcpStream>,
+    input: BufReader<TcpStream>,
+    next_id: u64,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("next_id", &self.next_id).finish()
+    }
+}
+
+/// Replies can be large only by their message; this bounds a confused server.
+const MAX_REPLY: usize = 1 << 20;
+
+impl Client {
+    /// Connects and says HELLO (with the node's `tally.token`, if it has one).
+    pub fn connect(addr: impl ToSocketAddrs, token: Option<&str>) -> Result<Client> {
+        let stream = TcpStream::connect(addr).map_err(|e| Error::io("cannot connect to the node", e))?;
+        stream.set_nodelay(true).map_err(|e| Error::io("cannot set up the connection", e))?;
+        let read = stream.try_clone().map_err(|e| Error::io("cannot set up the connection", e))?;
+        let mut c = Client {
+            out: BufWriter::with_capacity(1 << 16, stream),
+            input: BufReader::with_capacity(1 << 16, read),
+            next_id: 1,
+            buf: Vec::new(),
+        };
+        c.out.write_all(&protocol::hello(token.unwrap_or(""))).map_err(|e| Error::io("cannot say HELLO", e))?;
+        c.flush()?;
+        match c.recv()? {
+            Reply::Ready { .. } => Ok(c),
+            Reply::Error { message, .. } => {
+                Err(Error::Unsupported(format!("the node refused the connection: {message}")))
+            }
+            other => Err(Error::Unsupported(format!("the node answered HELLO with {other:?}"))),
+        }
+    }
+
+    /// Queues a batch (`batch`: the wire.rs layout for the stream's attributes) and returns
+    /// its id. Call [`Client::flush`] to push queued frames out.
+    pub fn send(&mut self, stream: &str, batch: &[u8]) -> Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.out.write_all(&protocol::batch(id, stream, batch)).map_err(|e| Error::io("cannot send a batch", e))?;
+        Ok(id)
+    }
+
+    /// Queues what a builder holds (leaving it empty).
+    pub fn send_builder(&mut self, stream: &str, builder: &mut BatchBuilder) -> Result<u64> {
+        let bytes = builder.finish();
+        self.send(stream, &bytes)
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io("cannot send to the node", e))
+    }
+
+    /// The next reply of the node.
+    pub fn recv(&mut self) -> Result<Reply> {
+        match protocol::read_frame(&mut self.input, &mut self.buf, MAX_REPLY) {
+            Ok(Some(kind)) => protocol::parse_reply(kind, &self.buf)
+                .ok_or_else(|| Error::Unsupported(format!("the node sent an unreadable frame (kind 0x{kind:02x})"))),
+            Ok(None) => Err(Error::io(
+                "the node closed the connection",
+                std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+            )),
+            Err(e) => Err(Error::io("cannot read from the node", e)),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! One binary ingest connection: a reader thread that checks and routes batches, and a
+//! writer thread that sends each acknowledgement once its generation has committed.
+//!
+//! A bad batch (unknown stream, layout that does not match the stream, a bad time stamp)
+//! is refused with an ERROR frame naming what was wrong, and the connection goes on; only a
+//! frame that breaks the framing (over the size limit, or a cut-off stream) ends it.
+//! Nothing of a refused batch is counted.
+
+use super::protocol::{self, Body, Code};
+use super::{Event, Shared};
+use crate::error::{Error, Result};
+use crate::types::AttrType;
+use crate::wire::BatchView;
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use std::io::{BufReader, BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+pub(super) struct Handles {
+    pub reader: JoinHandle<()>,
+    pub writer: JoinHandle<()>,
+}
+
+/// What the writer sends, in order.
+enum Out {
+    /// Sent once `generation` has committed.
+    Ack { batch_id: u64, events: u32, generation: u64 },
+    /// Sent at once.
+    Frame(Vec<u8>),
+}
+
+pub(super) fn spawn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> Result<Handles> {
+    let io = |e| Error::io(format!("connection from {peer}"), e);
+    stream.set_nonblocking(false).map_err(io)?;
+    stream.set_nodelay(true).map_err(io)?;
+    let (tx, rx) = unbounded::<Out>();
+    let write_half = stream.try_clone().map_err(io)?;
+    let too_many = shared.connections.fetch_add(1, Ordering::SeqCst) >= shared.config.settings.max_connections;
+    shared.sockets.lock().expect("sockets").push((id, stream.try_clone().map_err(io)?));
+    let writer = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("tally-ack-{id}"))
+            .spawn(move || write_loop(write_half, rx, shared))
+            .map_err(|e| Error::io("cannot start a connection thread", e))?
+    };
+    let reader = std::thread::Builder::new()
+        .name(format!("tally-conn-{id}"))
+        .spawn(move || {
+            let outcome = if too_many {
+                let _ = tx.send(Out::Frame(protocol::error(
+                    0,
+                    Code::TooManyConnections,
+                    "the node serves as many connections as tally.max_connections allows; retry later or use another node",
+                )));
+                Ok(())
+            } else {
+                read_loop(&stream, &tx, &shared)
+            };
+            if let Err(message) = outcome {
+                (shared.report)(Event::Connection { peer, message });
+            }
+            shared.sockets.lock().expect("sockets").retain(|(i, _)| *i != id);
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            // Dropping `tx` lets the writer finish once its acks are out.
+        })
+        .map_err(|e| Error::io("cannot start a connection thread", e))?;
+    Ok(Handles { reader, writer })
+}
+
+/// Reads frames until the client closes, the framing breaks, or the node stops.
+fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> std::result::Result<(), String> {
+    let settings = &shared.config.settings;
+    let mut input = BufReader::with_capacity(1 << 16, stream);
+    let mut buf = Vec::new();
+    let mut router = shared.routers.router();
+    let types: Vec<Vec<AttrType>> =
+        shared.plan.streams.iter().map(|s| s.attributes.iter().map(|a| a.ty).collect()).collect();
+    let refuse = |batch_id: u64, code: Code, message: &str| {
+        let _ = out.send(Out::Frame(protocol::error(batch_id, code, message)));
+    };
+    let mut greeted = false;
+    loop {
+        let kind = match protocol::read_frame(&mut input, &mut buf, settings.max_frame_bytes) {
+            Ok(Some(kind)) => kind,
+            Ok(None) => break,
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<protocol::FrameTooLarge>()) => {
+                let m = format!(
+                    "{e}: longer than tally.max_frame_bytes ({}) or empty; the connection is closed",
+                    settings.max_frame_bytes
+                );
+                refuse(0, Code::TooLarge, &m);
+                return Err(m);
+            }
+            Err(e) if shared.stopping.load(Ordering::SeqCst) => {
+                let _ = e;
+                break;
+            }
+            Err(e) => return Err(format!("reading a frame: {e}")),
+        };
+        if !greeted {
+            let mut b = Body::new(&buf);
+            let hello =
+                (kind == protocol::HELLO).then(|| Some((b.u16()?, b.u16().and_then(|n| b.str(n as usize))?))).flatten();
+            match hello {
+                Some((protocol::VERSION, token)) if settings.token.as_deref().is_none_or(|t| t == token) => {
+                    greeted = true;
+                    let _ = out.send(Out::Frame(protocol::ready()));
+                    continue;
+                }
+                Some((protocol::VERSION, _)) => {
+                    refuse(0, Code::Unauthorized, "wrong token (tally.token of the node)");
+                    return Err("a client gave a wrong token".into());
+                }
+                Some((v, _)) => {
+                    refuse(
+                        0,
+                        Code::Unauthorized,
+                        &format!("protocol version {v}; this node speaks {}", protocol::VERSION),
+                    );
+                    return Err(format!("a client spoke protocol version {v}"));
+                }
+                None => {
+                    refuse(0, Code::Unauthorized, "the first frame must be HELLO (kind 0x01: version, token)");
+                    return Err("a client did not start with HELLO".into());
+                }
+            }
+        }
+        if kind != protocol::BATCH {
+            refuse(
+                0,
+                Code::Malformed,
+                &format!("unknown frame kind 0x{kind:02x}; a client sends HELLO (0x01) and BATCH (0x02)"),
+            );
+            continue;
+        }
+        let mut b = Body::new(&buf);
+        let Some((batch_id, name)) = (|| Some((b.u64()?, b.u16().and_then(|n| b.str(n as usize))?)))() else {
+            refuse(0, Code::Malformed, "a BATCH frame ends before its stream name, or the name is not UTF-8");
+            continue;
+        };
+        if shared.stopping.load(Ordering::SeqCst) {
+            refuse(batch_id, Code::ShuttingDown, "the node is stopping; send this batch to another node");
+            continue;
+        }
+        let Some(stream) = shared.plan.streams.iter().position(|s| s.name == name) else {
+            let known: Vec<&str> = shared.plan.streams.iter().map(|s| s.name.as_str()).collect();
+            refuse(
+                batch_id,
+                Code::UnknownStream,
+                &format!("unknown stream `{name}`; the app defines {}", known.join(", ")),
+            );
+            continue;
+        };
+        let bytes = b.rest();
+        let view = match BatchView::parse(bytes, &types[stream]) {
+            Ok(v) => v,
+            Err(e) => {
+                let names: Vec<&str> = shared.plan.streams[stream].attributes.iter().map(|a| a.name.as_str()).collect();
+                refuse(batch_id, Code::BadBatch, &format!("stream `{name}`: {}", e.describe(&names)));
+                continue;
+            }
+        };
+        if shared.pending_rows.load(Ordering::Relaxed) > settings.max_pending_rows {
+            refuse(
+                batch_id,
+                Code::Busy,
+                "the node holds tally.max_pending_rows unwritten rows (its store is slow or down); retry later or use another node",
+            );
+            continue;
+        }
+        match router.push_batch(stream, bytes, &view).and_then(|n| router.send_all().map(|_| n)) {
+            Ok(events) => {
+                // After the events are in the workers' queues: see the module docs of server.
+                let generation = shared.open.load(Ordering::SeqCst);
+                let _ = out.send(Out::Ack { batch_id, events: events as u32, generation });
+            }
+            Err(Error::Event(m)) => {
+                refuse(batch_id, Code::BadEvent, &format!("stream `{name}`, {m}; the batch was not taken"))
+            }
+            Err(Error::Closed) => {
+                refuse(batch_id, Code::ShuttingDown, "the node is stopping; send this batch to another node");
+                break;
+            }
+            Err(e) => refuse(batch_id, Code::BadBatch, &e.to_string()),
+        }
+    }
+    let _ = router.send_all();
+    Ok(())
+}
+
+/// Writes frames in order; an ack waits until its generation has committed, or becomes a
+/// "not committed" error if the node gave up on its last flush.
+fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>) {
+    let mut w = BufWriter::with_capacity(1 << 14, stream);
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            let frame = match item {
+                Out::Frame(f) => f,
+                Out::Ack { batch_id, events, generation } => {
+                    let mut c = shared.commit.lock().expect("commit lock");
+                    while c.generation < generation && !c.given_up {
+                        c = shared.committed.wait(c).expect("commit lock");
+                    }
+                    if c.generation >= generation {
+                        protocol::ack(batch_id, events)
+                    } else {
+                        protocol::error(
+                            batch_id,
+                            Code::NotCommitted,
+                            "the node stopped before its store took this batch; it was not counted: send it to another node",
+                        )
+                    }
+                }
+            };
+            if w.write_all(&frame).is_err() {
+                return;
+            }
+            // Batch the writes of acks that are ready together.
+            next = rx.try_recv().ok();
+        }
+        if w.flush().is_err() {
+            return;
+        }
+    }
+}

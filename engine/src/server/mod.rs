@@ -1,0 +1,261 @@
+//! The node server behind `tally serve`: binary ingest over TCP with acknowledgements after
+//! commit, a flush tick, retention on schedule.
+//!
+//! Threads: `tally-accept` (takes connections), per connection `tally-conn-N` (reads frames,
+//! checks and routes batches) and `tally-ack-N` (writes acknowledgements once the flush that
+//! holds a batch has committed), `tally-flush` (owns the node: the tick, the flush, the last
+//! flush), and the node's own (`tally-worker-N`, `tally-rollup-N`, `tally-heartbeat`,
+//! `tally-purge`).
+//!
+//! **Acknowledged after commit.** Batches belong to a *generation*: a connection routes a
+//! batch to the workers, then reads the open generation `g` and queues the batch's ack
+//! for `g`. A flush first moves the open generation from `k` to `k + 1`, then asks the
+//! workers for their partials: every batch queued for `k` reached the workers' queues
+//! before that request (it was sent before the generation was read), so the flush holds
+//! it. When the flush has committed everything (nothing pending or in flight), generation
+//! `k` is committed and its acks go out. A failed flush commits nothing; the next tick
+//! retries (its rows stay in flight), and the acks wait.
+//!
+//! **Shutdown order** ([`Server::shutdown`]): stop accepting; stop reading (each
+//! connection's read side is shut, a frame in progress is answered "shutting down"); the
+//! readers hand what they routed to the workers; the last flush (retried for
+//! `tally.store_wait`); acks, or "not committed" errors if the store never took it; join.
+
+pub mod client;
+mod connection;
+pub mod protocol;
+
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::node::{Node, Routers};
+use crate::plan::AppPlan;
+use crate::retention::{PurgeEvent, Purger, Retention};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration as StdDuration, Instant};
+
+/// What a running server reports (the binary logs it).
+#[derive(Debug)]
+pub enum Event {
+    /// A flush failed; its rows are kept and retried at the next tick.
+    FlushFailed(Error),
+    /// The last flush failed and is retried after `retry_in`.
+    LastFlushWaiting { message: String, retry_in: StdDuration },
+    /// Retention.
+    Purge(PurgeEvent),
+    /// A connection ended with an error (bad frames, a client that went away).
+    Connection { peer: SocketAddr, message: String },
+}
+
+type Report = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// How far flushes have got.
+#[derive(Debug, Default)]
+struct Commit {
+    /// Every generation up to this one is in the store.
+    generation: u64,
+    /// The last flush failed for good: what was not committed never will be.
+    given_up: bool,
+}
+
+/// What the server's threads share.
+struct Shared {
+    plan: Arc<AppPlan>,
+    routers: Routers,
+    config: NodeConfig,
+    /// The generation new batches join.
+    open: AtomicU64,
+    commit: Mutex<Commit>,
+    committed: Condvar,
+    stopping: AtomicBool,
+    /// Rows rolled up and not yet written (updated by the flush thread).
+    pending_rows: AtomicUsize,
+    connections: AtomicUsize,
+    /// Sockets of live connections, to shut their read side at shutdown.
+    sockets: Mutex<Vec<(u64, TcpStream)>>,
+    report: Report,
+}
+
+impl Shared {
+    fn publish(&self, generation: u64, given_up: bool) {
+        let mut c = self.commit.lock().expect("commit lock");
+        c.generation = c.generation.max(generation);
+        c.given_up |= given_up;
+        self.committed.notify_all();
+    }
+}
+
+/// A running node server.
+pub struct Server {
+    ingest_addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+    flush: Option<JoinHandle<Result<()>>>,
+    connections: Arc<Mutex<Vec<connection::Handles>>>,
+    flush_now: crossbeam_channel::Sender<()>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("ingest", &self.ingest_addr).finish()
+    }
+}
+
+impl Server {
+    /// Starts a node (stores prepared, node registered) and its listener on `ingest`
+    /// (`tally.ingest` when `None`). `on_wait` hears a store that is down at start.
+    pub fn start(
+        plan: Arc<AppPlan>,
+        config: &NodeConfig,
+        store_override: Option<&str>,
+        ingest: Option<&str>,
+        on_wait: &mut dyn FnMut(&Error, StdDuration),
+        report: Report,
+    ) -> Result<Server> {
+        let addr = ingest.unwrap_or(&config.settings.ingest);
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            Error::io(format!("cannot listen on {addr} (tally.ingest, or --ingest): is the port in use?"), e)
+        })?;
+        let ingest_addr = listener.local_addr().map_err(|e| Error::io("cannot read the listening address", e))?;
+        let node = Node::start(plan.clone(), config, store_override, on_wait)?;
+        let retention = Retention::new(&plan, config, store_override)?;
+        let purger = if retention.is_empty() {
+            None
+        } else {
+            let r = report.clone();
+            Some(Purger::spawn(retention, Box::new(move |e| r(Event::Purge(e))))?)
+        };
+        let shared = Arc::new(Shared {
+            routers: node.routers(),
+            plan,
+            config: config.clone(),
+            open: AtomicU64::new(1),
+            commit: Mutex::new(Commit::default()),
+            committed: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            pending_rows: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            sockets: Mutex::new(Vec::new()),
+            report,
+        });
+        let (flush_now, flush_rx) = crossbeam_channel::bounded::<()>(1);
+        let flush = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("tally-flush".into())
+                .spawn(move || flush_loop(node, purger, shared, flush_rx))
+                .map_err(|e| Error::io("cannot start the flush thread", e))?
+        };
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        listener.set_nonblocking(true).map_err(|e| Error::io("cannot set up the listener", e))?;
+        let accept = {
+            let (shared, connections) = (shared.clone(), connections.clone());
+            std::thread::Builder::new()
+                .name("tally-accept".into())
+                .spawn(move || accept_loop(listener, shared, connections))
+                .map_err(|e| Error::io("cannot start the accept thread", e))?
+        };
+        Ok(Server { ingest_addr, shared, accept: Some(accept), flush: Some(flush), connections, flush_now })
+    }
+
+    /// The address binary ingest listens on (the port chosen when 0 was asked for).
+    pub fn ingest_addr(&self) -> SocketAddr {
+        self.ingest_addr
+    }
+
+    /// Stops in the documented order and returns when every thread has ended: the last
+    /// flush's error, if it could not be committed.
+    pub fn shutdown(mut self) -> Result<()> {
+        // 1. Stop accepting.
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+        // 2. Stop reading: each reader sees the end of its stream, hands what it routed to
+        //    the workers, and ends.
+        for (_, s) in self.shared.sockets.lock().expect("sockets lock").iter() {
+            let _ = s.shutdown(std::net::Shutdown::Read);
+        }
+        let handles: Vec<connection::Handles> = std::mem::take(&mut *self.connections.lock().expect("connections"));
+        let mut writers = Vec::new();
+        for h in handles {
+            let _ = h.reader.join();
+            writers.push(h.writer);
+        }
+        // 3. The last flush (the flush thread sees `stopping` and nothing can be routed
+        //    any more), then 4. the acks, and join.
+        let _ = self.flush_now.try_send(());
+        let flushed = self.flush.take().map(|f| f.join().unwrap_or(Err(Error::Closed))).unwrap_or(Ok(()));
+        for w in writers {
+            let _ = w.join();
+        }
+        flushed
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Arc<Mutex<Vec<connection::Handles>>>) {
+    let mut next_id = 0u64;
+    while !shared.stopping.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                next_id += 1;
+                match connection::spawn(next_id, stream, peer, shared.clone()) {
+                    Ok(h) => connections.lock().expect("connections").push(h),
+                    Err(e) => (shared.report)(Event::Connection { peer, message: e.to_string() }),
+                }
+            }
+            // Non-blocking, so that a stop is seen within a few milliseconds.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(StdDuration::from_millis(5)),
+            Err(_) => std::thread::sleep(StdDuration::from_millis(5)),
+        }
+    }
+}
+
+/// The flush thread: a flush every `tally.flush_interval`, and the last one at shutdown.
+fn flush_loop(
+    mut node: Node,
+    purger: Option<Purger>,
+    shared: Arc<Shared>,
+    wake: crossbeam_channel::Receiver<()>,
+) -> Result<()> {
+    let interval = shared.config.flush_interval;
+    let mut next = Instant::now() + interval;
+    loop {
+        let _ = wake.recv_timeout(next.saturating_duration_since(Instant::now()));
+        if shared.stopping.load(Ordering::SeqCst) && shared.connections.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        next = Instant::now() + interval;
+        // Batches that read the generation before this swap are in this flush.
+        let generation = shared.open.fetch_add(1, Ordering::SeqCst);
+        match node.flush() {
+            Ok(_) if node.pending_rows() == 0 => shared.publish(generation, false),
+            Ok(_) => {}
+            Err(e) => (shared.report)(Event::FlushFailed(e)),
+        }
+        shared.pending_rows.store(node.pending_rows(), Ordering::SeqCst);
+    }
+    if let Some(p) = purger {
+        p.stop();
+    }
+    // The last flush: every reader has ended, so everything routed is in the workers.
+    let generation = shared.open.fetch_add(1, Ordering::SeqCst);
+    node.stop_workers()?;
+    let mut on_retry = |e: &Error, retry_in: StdDuration| {
+        (shared.report)(Event::LastFlushWaiting { message: e.to_string(), retry_in })
+    };
+    let last = crate::backoff::retry(shared.config.store_wait, &mut on_retry, || node.write_pending())
+        .and_then(|_| crate::backoff::retry(shared.config.store_wait, &mut on_retry, || node.release()));
+    match last {
+        Ok(()) => {
+            shared.publish(generation, false);
+            Ok(())
+        }
+        Err(e) => {
+            shared.publish(0, true);
+            Err(e)
+        }
+    }
+}
