@@ -74,17 +74,24 @@ pub fn parse_line(plan: &AppPlan, text: &str) -> std::result::Result<(usize, Vec
             }
             data.iter().enumerate().map(|(i, v)| convert(s, i, v)).collect::<std::result::Result<Vec<_>, _>>()?
         }
-        (None, Some(map)) => {
-            if let Some(unknown) = map.keys().find(|k| s.attribute(k).is_none()) {
-                return Err(format!("stream `{}` has no attribute `{unknown}` (it has {})", s.name, attribute_list(s)));
-            }
-            (0..s.attributes.len())
-                .map(|i| map.get(&s.attributes[i].name).map(|v| convert(s, i, v)).unwrap_or(Ok(Value::Null)))
-                .collect::<std::result::Result<Vec<_>, _>>()?
-        }
+        (None, Some(map)) => event_values(s, &map)?,
         _ => return Err("the event needs either \"data\": [...] or \"event\": {...}".into()),
     };
     Ok((si, values))
+}
+
+/// The values of an event given as `{"attr": value, …}` (SI's `{"event": {…}}`), in
+/// attribute order; a missing attribute is null, an unknown one an error.
+pub fn event_values(
+    s: &StreamPlan,
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<Vec<Value>, String> {
+    if let Some(unknown) = map.keys().find(|k| s.attribute(k).is_none()) {
+        return Err(format!("stream `{}` has no attribute `{unknown}` (it has {})", s.name, attribute_list(s)));
+    }
+    (0..s.attributes.len())
+        .map(|i| map.get(&s.attributes[i].name).map(|v| convert(s, i, v)).unwrap_or(Ok(Value::Null)))
+        .collect()
 }
 
 fn attribute_list(s: &StreamPlan) -> String {

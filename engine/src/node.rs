@@ -44,6 +44,11 @@ impl Routers {
     pub fn router(&self) -> Router {
         Router::new(self.plan.clone(), self.senders.clone(), self.batch_events, self.seq.clone())
     }
+
+    /// Batches waiting in each worker's queue.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.senders.iter().map(|s| s.len()).collect()
+    }
 }
 
 impl std::fmt::Debug for Node {

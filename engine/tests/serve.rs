@@ -14,28 +14,37 @@ const TYPES: [AttrType; 4] = [AttrType::String, AttrType::Double, AttrType::Long
 
 struct Served {
     child: Child,
+    /// Binary ingest.
     addr: String,
+    http: String,
 }
 
 /// Starts `tally serve` on a free port and reads the address it prints.
 fn serve(app: &std::path::Path, node: &std::path::Path, store: &str) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["serve", "--app", s(app), "--config", s(node), "--store", store, "--ingest", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--app",
+            s(app),
+            "--config",
+            s(node),
+            "--store",
+            store,
+            "--ingest",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening ingest=")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    Served { child, addr }
+    let rest =
+        line.trim().strip_prefix("listening ingest=").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let (addr, http) = rest.split_once(" http=").unwrap();
+    Served { child, addr: addr.to_string(), http: http.to_string() }
 }
 
 impl Served {
@@ -226,5 +235,89 @@ fn sigterm_mid_load_keeps_every_acknowledged_event() {
             &format!("from {name} within 0L, 4000000000000L per 'years' select sum(total) as t"),
         );
         assert_eq!(got["records"], serde_json::json!([[acked]]), "{store}: sent {sent} batches");
+    }
+}
+
+/// One HTTP/1.1 request; the status and the body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// The seed through SI-style HTTP: JSON events in, `POST /stores/query` out, on either node.
+#[test]
+fn seed_over_http_json_and_the_store_query_api() {
+    let d = Dir::new();
+    for store in stores(&d) {
+        let name = unique("Http");
+        let app = d.write(
+            &format!("{name}.siddhi"),
+            &format!("@app:name('Trades')\n{}", SEED_APP.replace("TradeAggregation", &name)),
+        );
+        let (n1, n2) = (d.node(&unique("h1")), d.node(&unique("h2")));
+        let (a, b) = (serve(&app, &n1, &store), serve(&app, &n2, &store));
+        let ev = |qty: i64, ts: i64| {
+            format!(
+                "{{\"event\": {{\"symbol\": \"wso2\", \"price\": 100.0, \"quantity\": {qty}, \"timestamp\": {ts}}}}}"
+            )
+        };
+        let (st, body) = http(
+            &a.http,
+            "POST",
+            "/TradeStream",
+            &format!("[{}, {}]", ev(10, 1_710_496_805_000), ev(20, 1_710_498_010_000)),
+        );
+        assert_eq!((st, body.as_str()), (200, "{\"accepted\":2}"), "{store}");
+        let (st, _) = http(&b.http, "POST", "/TradeStream", &ev(10, 1_710_496_805_000));
+        assert_eq!(st, 200);
+        let (st, _) = http(&b.http, "POST", "/TradeStream", &ev(30, 1_710_499_200_000));
+        assert_eq!(st, 200);
+        let q = format!(
+            "{{\"appName\": \"Trades\", \"query\": \"from {name} within '2024-03-15 **:**:**' per 'hours' select symbol, total, avgPrice\", \"details\": true}}"
+        );
+        for node in [&a, &b] {
+            let (st, body) = http(&node.http, "POST", "/stores/query", &q);
+            assert_eq!(st, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["records"], serde_json::json!([["wso2", 70, 100.0]]), "{store}");
+            assert_eq!(v["details"][1], serde_json::json!({"name": "total", "type": "LONG"}));
+        }
+        // Bad requests are refused whole, with the reason.
+        let (st, body) =
+            http(&a.http, "POST", "/TradeStream", &format!("[{}, {{\"event\": {{\"symbol\": 1}}}}]", ev(5, 1_000)));
+        assert_eq!(st, 400);
+        assert!(body.contains("event 1: attribute `symbol` is string and cannot take 1"), "{body}");
+        let (st, body) = http(&a.http, "POST", "/NoStream", &ev(1, 1));
+        assert_eq!(st, 404);
+        assert!(body.contains("unknown stream `NoStream`"), "{body}");
+        let (st, body) = http(
+            &a.http,
+            "POST",
+            "/stores/query",
+            "{\"appName\": \"Trades\", \"query\": \"from Nope within 0L, 1L per 'hours'\"}",
+        );
+        assert_eq!(st, 400, "{body}");
+        let (st, body) = http(&a.http, "GET", "/health", "");
+        assert_eq!(st, 200);
+        assert!(body.contains("\"status\":\"ok\""), "{body}");
+        let (st, metrics) = http(&a.http, "GET", "/metrics", "");
+        assert_eq!(st, 200);
+        assert!(metrics.contains("tally_events_in_total 2\n"), "{metrics}");
+        assert!(metrics.contains("tally_batches_acked_total 1\n"), "{metrics}");
+        assert!(metrics.contains("tally_worker_queue_batches{worker=\"0\"}"), "{metrics}");
+        for node in [a, b] {
+            let (code, err) = node.stop();
+            assert_eq!(code, Some(0), "{err}");
+        }
     }
 }

@@ -72,6 +72,9 @@ enum Command {
         /// Binary ingest address (overrides tally.ingest); port 0 picks a free port.
         #[arg(long)]
         ingest: Option<String>,
+        /// HTTP address (overrides tally.http); port 0 picks a free port.
+        #[arg(long)]
+        http: Option<String>,
     },
     /// Delete buckets older than each duration's retention (@purge), once, for this node's
     /// shard. A running node does this on its schedule; `ingest` never purges.
@@ -170,7 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write the answer")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { app, config, store, ingest } => {
+        Command::Serve { app, config, store, ingest, http } => {
             let (cfg, plan) = load(&app, config.as_deref())?;
             // Registered before anything starts, so a signal during start-up is not lost.
             let mut signals =
@@ -198,10 +201,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &cfg,
                 store.as_deref(),
                 ingest.as_deref(),
+                http.as_deref(),
                 &mut on_retry,
                 report,
             )?;
-            println!("listening ingest={}", server.ingest_addr());
+            println!("listening ingest={} http={}", server.ingest_addr(), server.http_addr());
             std::io::stdout().flush().context("cannot write to stdout")?;
             if let Some(sig) = signals.forever().next() {
                 eprintln!("signal {sig}: stopping (no new connections or batches; the last flush, then the acks)");

@@ -6,6 +6,7 @@
 //! frame that breaks the framing (over the size limit, or a cut-off stream) ends it.
 //! Nothing of a refused batch is counted.
 
+use super::metrics::Metrics;
 use super::protocol::{self, Body, Code};
 use super::{Event, Shared};
 use crate::error::{Error, Result};
@@ -79,6 +80,7 @@ fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> std::res
     let types: Vec<Vec<AttrType>> =
         shared.plan.streams.iter().map(|s| s.attributes.iter().map(|a| a.ty).collect()).collect();
     let refuse = |batch_id: u64, code: Code, message: &str| {
+        Metrics::add(&shared.metrics.batches_refused, 1);
         let _ = out.send(Out::Frame(protocol::error(batch_id, code, message)));
     };
     let mut greeted = false;
@@ -173,6 +175,8 @@ fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> std::res
         }
         match router.push_batch(stream, bytes, &view).and_then(|n| router.send_all().map(|_| n)) {
             Ok(events) => {
+                Metrics::add(&shared.metrics.events_in, events as u64);
+                Metrics::add(&shared.metrics.batches_in, 1);
                 // After the events are in the workers' queues: see the module docs of server.
                 let generation = shared.open.load(Ordering::SeqCst);
                 let _ = out.send(Out::Ack { batch_id, events: events as u32, generation });
@@ -206,6 +210,7 @@ fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>) {
                         c = shared.committed.wait(c).expect("commit lock");
                     }
                     if c.generation >= generation {
+                        Metrics::add(&shared.metrics.batches_acked, 1);
                         protocol::ack(batch_id, events)
                     } else {
                         protocol::error(

@@ -23,6 +23,8 @@
 
 pub mod client;
 mod connection;
+mod http;
+pub mod metrics;
 pub mod protocol;
 
 use crate::config::NodeConfig;
@@ -75,7 +77,28 @@ struct Shared {
     connections: AtomicUsize,
     /// Sockets of live connections, to shut their read side at shutdown.
     sockets: Mutex<Vec<(u64, TcpStream)>>,
+    /// HTTP requests between their stop check and the end of their routing: the last
+    /// flush waits for them.
+    routing: AtomicUsize,
+    /// The `--store` option (queries use it too).
+    store_override: Option<String>,
+    metrics: metrics::Metrics,
     report: Report,
+}
+
+/// Waits until `generation` has committed (true), or the node gave up on it or `timeout`
+/// passed (false).
+fn wait_committed(shared: &Shared, generation: u64, timeout: StdDuration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut c = shared.commit.lock().expect("commit lock");
+    while c.generation < generation && !c.given_up {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        c = shared.committed.wait_timeout(c, left).expect("commit lock").0;
+    }
+    c.generation >= generation
 }
 
 impl Shared {
@@ -90,6 +113,8 @@ impl Shared {
 /// A running node server.
 pub struct Server {
     ingest_addr: SocketAddr,
+    http_addr: SocketAddr,
+    http: Option<http::Http>,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
     flush: Option<JoinHandle<Result<()>>>,
@@ -104,13 +129,15 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Starts a node (stores prepared, node registered) and its listener on `ingest`
-    /// (`tally.ingest` when `None`). `on_wait` hears a store that is down at start.
+    /// Starts a node (stores prepared, node registered) and its listeners on `ingest` and
+    /// `http` (`tally.ingest`, `tally.http` when `None`). `on_wait` hears a store that is
+    /// down at start.
     pub fn start(
         plan: Arc<AppPlan>,
         config: &NodeConfig,
         store_override: Option<&str>,
         ingest: Option<&str>,
+        http_addr: Option<&str>,
         on_wait: &mut dyn FnMut(&Error, StdDuration),
         report: Report,
     ) -> Result<Server> {
@@ -138,8 +165,12 @@ impl Server {
             pending_rows: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             sockets: Mutex::new(Vec::new()),
+            routing: AtomicUsize::new(0),
+            store_override: store_override.map(str::to_string),
+            metrics: metrics::Metrics::default(),
             report,
         });
+        let (http, http_bound) = http::Http::start(http_addr.unwrap_or(&config.settings.http), shared.clone())?;
         let (flush_now, flush_rx) = crossbeam_channel::bounded::<()>(1);
         let flush = {
             let shared = shared.clone();
@@ -157,12 +188,26 @@ impl Server {
                 .spawn(move || accept_loop(listener, shared, connections))
                 .map_err(|e| Error::io("cannot start the accept thread", e))?
         };
-        Ok(Server { ingest_addr, shared, accept: Some(accept), flush: Some(flush), connections, flush_now })
+        Ok(Server {
+            ingest_addr,
+            http_addr: http_bound,
+            http: Some(http),
+            shared,
+            accept: Some(accept),
+            flush: Some(flush),
+            connections,
+            flush_now,
+        })
     }
 
     /// The address binary ingest listens on (the port chosen when 0 was asked for).
     pub fn ingest_addr(&self) -> SocketAddr {
         self.ingest_addr
+    }
+
+    /// The address HTTP listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     /// Stops in the documented order and returns when every thread has ended: the last
@@ -190,6 +235,9 @@ impl Server {
         let flushed = self.flush.take().map(|f| f.join().unwrap_or(Err(Error::Closed))).unwrap_or(Ok(()));
         for w in writers {
             let _ = w.join();
+        }
+        if let Some(h) = self.http.take() {
+            h.stop();
         }
         flushed
     }
@@ -230,17 +278,31 @@ fn flush_loop(
         next = Instant::now() + interval;
         // Batches that read the generation before this swap are in this flush.
         let generation = shared.open.fetch_add(1, Ordering::SeqCst);
+        let m = &shared.metrics;
         match node.flush() {
-            Ok(_) if node.pending_rows() == 0 => shared.publish(generation, false),
-            Ok(_) => {}
-            Err(e) => (shared.report)(Event::FlushFailed(e)),
+            Ok(stats) => {
+                metrics::Metrics::add(&m.flushes, 1);
+                metrics::Metrics::add(&m.flush_rows, stats.rows as u64);
+                metrics::Metrics::add(&m.flush_micros, stats.elapsed.as_micros() as u64);
+                if node.pending_rows() == 0 {
+                    shared.publish(generation, false);
+                }
+            }
+            Err(e) => {
+                metrics::Metrics::add(&m.store_errors, 1);
+                (shared.report)(Event::FlushFailed(e));
+            }
         }
         shared.pending_rows.store(node.pending_rows(), Ordering::SeqCst);
     }
     if let Some(p) = purger {
         p.stop();
     }
-    // The last flush: every reader has ended, so everything routed is in the workers.
+    // The last flush: every reader has ended, and HTTP requests that passed their stop
+    // check finish routing first, so everything taken is in the workers.
+    while shared.routing.load(Ordering::SeqCst) > 0 {
+        std::thread::sleep(StdDuration::from_millis(1));
+    }
     let generation = shared.open.fetch_add(1, Ordering::SeqCst);
     node.stop_workers()?;
     let mut on_retry = |e: &Error, retry_in: StdDuration| {

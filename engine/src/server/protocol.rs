@@ -247,6 +247,28 @@ mod tests {
         assert_eq!(parse_reply(kind, &buf), Some(Reply::Ack { batch_id: 3, events: 4096 }));
     }
 
+    /// The example in docs/protocol.md, byte for byte.
+    #[test]
+    fn the_documented_batch_example() {
+        use crate::types::{AttrType, Value};
+        let mut b =
+            crate::wire::BatchBuilder::new(&[AttrType::String, AttrType::Double, AttrType::Long, AttrType::Long]);
+        b.push_values(&[
+            Value::Str("wso2".into()),
+            Value::Double(100.0),
+            Value::Long(10),
+            Value::Long(1_710_496_805_000),
+        ]);
+        let hex: Vec<String> = b.finish().iter().map(|x| format!("{x:02x}")).collect();
+        let doc = include_str!("../../../docs/protocol.md");
+        let example = doc.split("```\n01 00 00 00").nth(1).unwrap().split("```").next().unwrap();
+        let mut documented = vec!["01", "00", "00", "00"];
+        for line in example.lines() {
+            documented.extend(line.split("   ").next().unwrap().split_whitespace());
+        }
+        assert_eq!(hex, documented);
+    }
+
     #[test]
     fn oversized_and_truncated_frames_are_errors() {
         let f = batch(1, "S", &[0; 100]);
