@@ -20,6 +20,7 @@ use tally::schema::TableSchema;
 use tally::store::sql::{Dialect, upsert_rows};
 use tally::store::{Claim, FlushWrite, Store, StoreAddress, TableWrite};
 use tally::types::Value;
+use tally_benches::report::{git_sha, machine, median};
 
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 /// Rows per INSERT statement. 1,000 (6,000 bind parameters, well under PostgreSQL's
@@ -218,35 +219,4 @@ fn rate(n: usize, f: impl FnOnce()) -> f64 {
     let t = Instant::now();
     f();
     n as f64 / t.elapsed().as_secs_f64()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
-}
-
-fn git_sha() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-fn machine() -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    serde_json::json!({
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu": cpu,
-        "os": std::env::consts::OS,
-    })
 }
