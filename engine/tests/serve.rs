@@ -240,18 +240,7 @@ fn sigterm_mid_load_keeps_every_acknowledged_event() {
 
 /// One HTTP/1.1 request; the status and the body.
 fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        c,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    http_with(addr, method, path, body, "")
 }
 
 /// The seed through SI-style HTTP: JSON events in, `POST /stores/query` out, on either node.
@@ -320,4 +309,110 @@ fn seed_over_http_json_and_the_store_query_api() {
             assert_eq!(code, Some(0), "{err}");
         }
     }
+}
+
+/// With `tally.token` set, binary and HTTP clients without it are refused; with it, served.
+#[test]
+fn a_token_guards_ingest_and_queries() {
+    let d = Dir::new();
+    let store = d.store();
+    let app = d.write("app.siddhi", SEED_APP);
+    let node = d.node_with("tok1", "tok1", "tally:\n  token: s3cret\n");
+    let srv = serve(&app, &node, &store);
+    let e = Client::connect(&srv.addr, None).unwrap_err().to_string();
+    assert!(e.contains("wrong token"), "{e}");
+    let mut c = Client::connect(&srv.addr, Some("s3cret")).unwrap();
+    c.send("TradeStream", &batch(&[("ibm", 1.0, 5, 1_000)])).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.recv().unwrap(), Reply::Ack { batch_id: 1, events: 1 });
+    let q = "{\"query\": \"from TradeAggregation within 0L, 4000000000000L per 'days' select total\"}";
+    let (st, body) = http(&srv.http, "POST", "/stores/query", q);
+    assert_eq!(st, 401, "{body}");
+    assert!(body.contains("Authorization: Bearer"), "{body}");
+    let (st, body) = http_with(&srv.http, "POST", "/stores/query", q, "Authorization: Bearer s3cret\r\n");
+    assert_eq!((st, body.as_str()), (200, "{\"records\":[[5]]}"));
+    let (code, err) = srv.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// The store goes away: the node keeps what it took (unacknowledged) up to its bound, then
+/// answers "busy" (retryable); when the store is back, the held batches are acknowledged
+/// and counted once.
+#[test]
+fn a_node_buffers_while_postgres_is_down_then_says_busy() {
+    use common::proxy::{self, Proxy};
+    let Some(url) = common::postgres_or_skip() else { return };
+    let d = Dir::new();
+    let name = unique("Busy");
+    let app = d.write(&format!("{name}.siddhi"), &SEED_APP.replace("TradeAggregation", &name));
+    let p = Proxy::start(proxy::upstream(&url), true);
+    let node = d.node_with(&unique("busy"), &unique("bs"), "tally:\n  flush_interval: 50ms\n  max_pending_rows: 50\n");
+    let srv = serve(&app, &node, &p.url(&url));
+    let mut c = Client::connect(&srv.addr, None).unwrap();
+    c.send("TradeStream", &batch(&[("a", 1.0, 1, 1_000)])).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.recv().unwrap(), Reply::Ack { batch_id: 1, events: 1 });
+    p.cut();
+    // Each batch is a new symbol: 6 new rows (one per duration) the node must hold.
+    let mut held = Vec::new();
+    let mut busy = None;
+    for i in 0..200i64 {
+        let sym = format!("s{i}");
+        c.send("TradeStream", &batch(&[(sym.as_str(), 1.0, 2, 1_000)])).unwrap();
+        c.flush().unwrap();
+        held.push(i + 2);
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        // Replies that came (only refusals can, while the store is down).
+        if let Some(r) = try_recv(&mut c) {
+            busy = Some(r);
+            break;
+        }
+    }
+    match busy {
+        Some(Reply::Error { code: 7, retryable: true, batch_id, message }) => {
+            assert!(message.contains("max_pending_rows"), "{message}");
+            held.retain(|&id| id as u64 != batch_id);
+        }
+        other => {
+            let (_, err) = srv.stop();
+            panic!("expected busy, got {other:?}; the node said:\n{err}")
+        }
+    }
+    p.set_up(true);
+    let mut acked = 0;
+    while acked < held.len() {
+        match c.recv().unwrap() {
+            Reply::Ack { .. } => acked += 1,
+            Reply::Error { code: 7, .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let q = format!("from {name} within 0L, 4000000000000L per 'years' select sum(total) as t");
+    let got = query(&app, &node, &url, &q);
+    assert_eq!(got["records"], serde_json::json!([[1 + 2 * held.len() as i64]]));
+    let (code, err) = srv.stop();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// A reply if one arrives within a short while.
+fn try_recv(c: &mut Client) -> Option<Reply> {
+    c.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
+    let r = c.recv().ok();
+    c.set_read_timeout(None).unwrap();
+    r
+}
+
+fn http_with(addr: &str, method: &str, path: &str, body: &str, headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }

@@ -67,6 +67,12 @@ impl Client {
         self.out.flush().map_err(|e| Error::io("cannot send to the node", e))
     }
 
+    /// How long [`Client::recv`] waits (`None`: for ever). A timed-out `recv` is an error;
+    /// a frame cut by the timeout would be lost, so use it only between whole replies.
+    pub fn set_read_timeout(&mut self, t: Option<std::time::Duration>) -> Result<()> {
+        self.input.get_ref().set_read_timeout(t).map_err(|e| Error::io("cannot set a read timeout", e))
+    }
+
     /// The next reply of the node.
     pub fn recv(&mut self) -> Result<Reply> {
         match protocol::read_frame(&mut self.input, &mut self.buf, MAX_REPLY) {

@@ -12,7 +12,8 @@ use super::{Event, Shared};
 use crate::error::{Error, Result};
 use crate::types::AttrType;
 use crate::wire::BatchView;
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use std::collections::VecDeque;
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -195,39 +196,71 @@ fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> std::res
     Ok(())
 }
 
-/// Writes frames in order; an ack waits until its generation has committed, or becomes a
-/// "not committed" error if the node gave up on its last flush.
+/// Writes error frames at once and each ack once its generation has committed (or a "not
+/// committed" error if the node gave up on its last flush). Acks go out in the order their
+/// batches were read; errors may overtake acks still waiting for their flush.
 fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>) {
     let mut w = BufWriter::with_capacity(1 << 14, stream);
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            let frame = match item {
-                Out::Frame(f) => f,
-                Out::Ack { batch_id, events, generation } => {
-                    let mut c = shared.commit.lock().expect("commit lock");
-                    while c.generation < generation && !c.given_up {
-                        c = shared.committed.wait(c).expect("commit lock");
-                    }
-                    if c.generation >= generation {
-                        Metrics::add(&shared.metrics.batches_acked, 1);
-                        protocol::ack(batch_id, events)
-                    } else {
-                        protocol::error(
-                            batch_id,
-                            Code::NotCommitted,
-                            "the node stopped before its store took this batch; it was not counted: send it to another node",
-                        )
-                    }
+    let mut waiting: VecDeque<(u64, u32, u64)> = VecDeque::new();
+    let mut open = true;
+    while open || !waiting.is_empty() {
+        // Block on the queue when no ack waits; otherwise look at it briefly, so acks go out
+        // within a few milliseconds of their commit.
+        let item = if !open {
+            let c = shared.commit.lock().expect("commit lock");
+            let _ = shared.committed.wait_timeout(c, std::time::Duration::from_millis(50));
+            None
+        } else if waiting.is_empty() {
+            rx.recv().ok().or_else(|| {
+                open = false;
+                None
+            })
+        } else {
+            match rx.recv_timeout(std::time::Duration::from_millis(2)) {
+                Ok(item) => Some(item),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
                 }
-            };
-            if w.write_all(&frame).is_err() {
-                return;
             }
-            // Batch the writes of acks that are ready together.
-            next = rx.try_recv().ok();
+        };
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        match item {
+            Some(Out::Frame(f)) => frames.push(f),
+            Some(Out::Ack { batch_id, events, generation }) => waiting.push_back((batch_id, events, generation)),
+            None => {}
         }
-        if w.flush().is_err() {
+        // Everything else already queued, without waiting.
+        while let Ok(item) = rx.try_recv() {
+            match item {
+                Out::Frame(f) => frames.push(f),
+                Out::Ack { batch_id, events, generation } => waiting.push_back((batch_id, events, generation)),
+            }
+        }
+        let (committed, given_up) = {
+            let c = shared.commit.lock().expect("commit lock");
+            (c.generation, c.given_up)
+        };
+        while let Some(&(batch_id, events, generation)) = waiting.front() {
+            if generation <= committed {
+                Metrics::add(&shared.metrics.batches_acked, 1);
+                frames.push(protocol::ack(batch_id, events));
+            } else if given_up {
+                frames.push(protocol::error(
+                    batch_id,
+                    Code::NotCommitted,
+                    "the node stopped before its store took this batch; it was not counted: send it to another node",
+                ));
+            } else {
+                break;
+            }
+            waiting.pop_front();
+        }
+        if frames.is_empty() {
+            continue;
+        }
+        if frames.iter().any(|f| w.write_all(f).is_err()) || w.flush().is_err() {
             return;
         }
     }
