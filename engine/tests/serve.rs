@@ -161,14 +161,42 @@ fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         Reply::Error { code: 2, message, .. } => assert!(message.contains("first frame must be HELLO"), "{message}"),
         other => panic!("{other:?}"),
     }
+    // A slow client: half a frame, then silence. It holds its own connection only.
+    let mut slow = std::net::TcpStream::connect(&srv.addr).unwrap();
+    slow.write_all(&tally::server::protocol::hello("")).unwrap();
+    let frame = tally::server::protocol::batch(1, "TradeStream", &good);
+    slow.write_all(&frame[..frame.len() / 2]).unwrap();
+    // An unknown frame kind is refused and the connection goes on.
+    let mut odd = Client::connect(&srv.addr, None).unwrap();
+    let mut raw_frame = tally::server::protocol::batch(1, "TradeStream", &good);
+    raw_frame[4] = 0x7f;
+    {
+        let mut s2 = std::net::TcpStream::connect(&srv.addr).unwrap();
+        s2.write_all(&tally::server::protocol::hello("")).unwrap();
+        s2.write_all(&raw_frame).unwrap();
+        let mut rd = BufReader::new(s2);
+        let mut buf = Vec::new();
+        let k = tally::server::protocol::read_frame(&mut rd, &mut buf, 1 << 20).unwrap().unwrap();
+        assert_eq!(tally::server::protocol::parse_reply(k, &buf), Some(Reply::Ready { version: 1 }));
+        let k = tally::server::protocol::read_frame(&mut rd, &mut buf, 1 << 20).unwrap().unwrap();
+        match tally::server::protocol::parse_reply(k, &buf).unwrap() {
+            Reply::Error { code: 1, message, .. } => assert!(message.contains("unknown frame kind 0x7f"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    odd.send("TradeStream", &good).unwrap();
+    odd.flush().unwrap();
+    assert_eq!(odd.recv().unwrap(), Reply::Ack { batch_id: 1, events: 1 });
     // The first connection still works, and only the good batches counted.
     c.send("TradeStream", &good).unwrap();
     c.flush().unwrap();
     assert_eq!(c.recv().unwrap(), Reply::Ack { batch_id: 5, events: 1 });
     let q = "from TradeAggregation within 0L, 4000000000000L per 'days' select symbol, total";
-    assert_eq!(query(&app, &node, &store, q)["records"], serde_json::json!([["ibm", 10]]));
+    assert_eq!(query(&app, &node, &store, q)["records"], serde_json::json!([["ibm", 15]]));
+    // The node stops cleanly even with the slow client still connected.
     let (code, err) = srv.stop();
     assert_eq!(code, Some(0), "{err}");
+    drop(slow);
 }
 
 /// SIGTERM while a client streams batches: every acknowledged event is in the totals, and

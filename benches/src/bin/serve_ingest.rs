@@ -46,6 +46,7 @@ fn main() {
         }
     }
     let encoded: Vec<Vec<u8>> = batches(&w).into_iter().map(|b| b.data).collect();
+    let quantity_per_round: i64 = w.quantities.iter().sum();
     let per_round = EVENTS;
     let rounds = total.div_ceil(per_round);
     let app = dir.join("app.siddhi");
@@ -106,9 +107,20 @@ fn main() {
             events / wall / 1e6,
             events / cpu / 1e6
         );
-        results.push((events / wall, events / cpu, cpu, wall));
         let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         let _ = child.wait();
+        // Every acknowledged event is in the store, once.
+        let answer = Command::new(&tally)
+            .args(["query", "--app", path(&app), "--config", path(&node), "--store", &run_store, "--format", "json"])
+            .arg("from TradeAggregation within 0L, 4000000000000L per 'years' select sum(total) as t")
+            .output()
+            .expect("tally query runs");
+        let v: serde_json::Value = serde_json::from_slice(&answer.stdout).expect("a JSON answer");
+        let stored = v["records"][0][0].as_i64().unwrap_or(-1);
+        let expected = quantity_per_round * rounds as i64;
+        assert_eq!(stored, expected, "run {run}: the store holds {stored}, the events sum to {expected}");
+        println!("run {run}: verified, the store's years total is {stored}");
+        results.push((events / wall, events / cpu, cpu, wall));
     }
     let mut per_cpu: Vec<f64> = results.iter().map(|r| r.1).collect();
     let mut per_wall: Vec<f64> = results.iter().map(|r| r.0).collect();
@@ -127,7 +139,7 @@ fn main() {
                 "events_per_event_second": event_rate.unwrap_or(10_000),
                 "events_per_run": rounds * per_round, "connections": connections, "window_batches": WINDOW,
                 "node": "tally serve, tally.workers 1, flush_interval 200ms", "store": if store.starts_with("sqlite:") { "sqlite (a fresh file per run)".to_string() } else { "postgres".to_string() },
-                "counted": "a batch counts when its ACK (sent after its flush committed) arrives",
+                "counted": "a batch counts when its ACK (sent after its flush committed) arrives; after each run the store's years total is checked against the events' (the run fails otherwise)",
             },
             "runs": results.iter().map(|(w, c, cpu, wall)| serde_json::json!({
                 "events_per_sec_wall": w.round(), "events_per_node_cpu_sec": c.round(), "node_cpu_sec": cpu, "wall_sec": wall,
