@@ -49,6 +49,8 @@ pub struct Settings {
     pub token: Option<String>,
     /// The largest binary frame a client may send, in bytes.
     pub max_frame_bytes: usize,
+    /// Events one binary batch (or one HTTP request) may hold.
+    pub max_batch_events: usize,
     /// Binary ingest connections served at once.
     pub max_connections: usize,
     /// Rolled-up rows a node may hold unwritten (its store is slow or down) before it
@@ -69,6 +71,7 @@ impl Default for Settings {
             http: "127.0.0.1:7080".into(),
             token: None,
             max_frame_bytes: 64 << 20,
+            max_batch_events: 1 << 20,
             max_connections: 256,
             max_pending_rows: 10_000_000,
         }

@@ -94,10 +94,15 @@ fn seed_over_the_binary_protocol_is_seventy_on_every_store() {
         );
         assert_eq!(r1, vec![Reply::Ack { batch_id: 1, events: 2 }], "{store}");
         assert_eq!(r2, vec![Reply::Ack { batch_id: 1, events: 2 }], "{store}");
-        // Acknowledged means committed: the store answers 70 while both nodes still run.
+        // Acknowledged means committed: either node answers 70 while both still run.
         let q = format!("from {name} within \"2024-03-15 **:**:**\" per 'hours' select symbol, total, avgPrice");
         for n in [&n1, &n2] {
             assert_eq!(query(&app, n, &store, &q)["records"], serde_json::json!([["wso2", 70, 100.0]]), "{store}");
+        }
+        let body = format!("{{\"appName\": \"SiddhiApp\", \"query\": \"{}\"}}", q.replace('"', "\\\""));
+        for node in [&a, &b] {
+            let (st, answer) = http(&node.http, "POST", "/stores/query", &body);
+            assert_eq!((st, answer.as_str()), (200, "{\"records\":[[\"wso2\",70,100.0]]}"), "{store}");
         }
         for node in [a, b] {
             let (code, err) = node.stop();

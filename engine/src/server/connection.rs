@@ -166,6 +166,18 @@ fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> std::res
                 continue;
             }
         };
+        if view.len() > settings.max_batch_events {
+            refuse(
+                batch_id,
+                Code::BadBatch,
+                &format!(
+                    "{} events in one batch; tally.max_batch_events is {}: split it",
+                    view.len(),
+                    settings.max_batch_events
+                ),
+            );
+            continue;
+        }
         if shared.pending_rows.load(Ordering::Relaxed) > settings.max_pending_rows {
             refuse(
                 batch_id,

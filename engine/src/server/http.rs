@@ -168,6 +168,16 @@ fn ingest(
         serde_json::Value::Array(a) => a.iter().collect(),
         one => vec![one],
     };
+    if items.len() > shared.config.settings.max_batch_events {
+        return error(
+            413,
+            &format!(
+                "{} events in one request; tally.max_batch_events is {}",
+                items.len(),
+                shared.config.settings.max_batch_events
+            ),
+        );
+    }
     // Convert and check every event first: a request is taken whole or not at all.
     let mut events: Vec<Vec<Value>> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
