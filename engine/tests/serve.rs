@@ -81,8 +81,8 @@ fn seed_over_the_binary_protocol_is_seventy_on_every_store() {
     for store in stores(&d) {
         let name = unique("Srv");
         let app = d.write(&format!("{name}.siddhi"), &SEED_APP.replace("TradeAggregation", &name));
-        let (id1, id2) = (unique("si1"), unique("si2"));
-        let (n1, n2) = (d.node(&id1), d.node(&id2));
+        // The seed's node and shard ids.
+        let (n1, n2) = (d.node("wso2-si-1"), d.node("wso2-si-2"));
         let (a, b) = (serve(&app, &n1, &store), serve(&app, &n2, &store));
         let r1 = send_all(
             &a.addr,
