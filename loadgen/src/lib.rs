@@ -1,8 +1,14 @@
-//! The deterministic workload of `tally-loadgen` and the totals it must add up to.
+//! `tally-loadgen` as a library: the deterministic workload and the totals it must add up
+//! to (here), the cluster it drives (`cluster`), the publishing (`drive`), the check of
+//! the merged totals (`verify`) and the figures (`report`).
+
+pub mod cluster;
+pub mod drive;
+pub mod report;
+pub mod verify;
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The seed's app: trades per symbol, every duration, partitioned by shard.
 pub const APP: &str = "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
@@ -25,6 +31,20 @@ pub struct Workload {
     pub start_ms: i64,
     /// Event time advances this much per event.
     pub step_ms: u64,
+    /// Out of every 1,000 events, how many arrive late: their time stamp is up to
+    /// `late_max_ms` before the events around them (out of order, into older buckets).
+    pub late_per_mille: u32,
+    pub late_max_ms: u64,
+}
+
+/// Events a pre-encoded batch holds.
+pub const BATCH_EVENTS: usize = 4096;
+
+/// A pre-encoded batch of TradeStream events.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub bytes: Vec<u8>,
+    pub events: u32,
 }
 
 /// One generated trade.
@@ -50,29 +70,79 @@ impl Workload {
                 // quantities are what must match exactly.
                 price: 10.0 + ((x >> 32) % 10_000) as f64 / 100.0,
                 quantity: 1 + ((x >> 16) % 1000) as i64,
-                timestamp: self.start_ms + (i * self.step_ms) as i64,
+                timestamp: {
+                    let on_time = self.start_ms + (i * self.step_ms) as i64;
+                    let late = ((x >> 48) % 1000) < self.late_per_mille as u64 && self.late_max_ms > 0;
+                    if late { on_time - ((x >> 8) % self.late_max_ms) as i64 } else { on_time }
+                },
             }
         })
     }
 
-    /// Writes node `node`'s share (round robin over `nodes`) as JSON lines.
-    pub fn write_node_events(&self, path: &Path, node: usize, nodes: usize) -> std::io::Result<()> {
-        let mut out = BufWriter::new(std::fs::File::create(path)?);
-        for (i, t) in self.trades().enumerate() {
-            if i % nodes == node {
-                writeln!(
-                    out,
-                    "{{\"stream\":\"TradeStream\",\"data\":[\"{}\",{:?},{},{}]}}",
-                    symbol_name(t.symbol),
-                    t.price,
-                    t.quantity,
-                    t.timestamp
-                )?;
+    /// Every event, encoded for the binary protocol in batches of [`BATCH_EVENTS`], so that
+    /// generating events is not what a run measures.
+    pub fn batches(&self) -> Vec<Batch> {
+        use tally::types::{AttrType, Value};
+        let names: Vec<String> = (0..self.symbols).map(symbol_name).collect();
+        let mut b =
+            tally::wire::BatchBuilder::new(&[AttrType::String, AttrType::Double, AttrType::Long, AttrType::Long]);
+        let mut out = Vec::new();
+        for t in self.trades() {
+            b.push_values(&[
+                Value::Str(names[t.symbol as usize].clone()),
+                Value::Double(t.price),
+                Value::Long(t.quantity),
+                Value::Long(t.timestamp),
+            ]);
+            if b.len() == BATCH_EVENTS {
+                out.push(Batch { events: b.len() as u32, bytes: b.finish() });
             }
         }
-        out.flush()
+        if !b.is_empty() {
+            out.push(Batch { events: b.len() as u32, bytes: b.finish() });
+        }
+        out
+    }
+
+    /// The time the events cover, `[first, last]` bucket-independent, epoch ms.
+    pub fn span(&self) -> (i64, i64) {
+        let end = self.start_ms + (self.events.saturating_sub(1) * self.step_ms) as i64;
+        (self.start_ms - self.late_max_ms as i64, end)
     }
 }
+
+/// What one (duration, bucket, symbol) must hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Expected {
+    pub quantity: i64,
+    pub trades: i64,
+    pub price_sum: f64,
+}
+
+/// The expected rows of every duration of [`APP`]: `[(duration, bucket start, symbol)]`.
+pub fn expected_buckets(w: &Workload) -> BTreeMap<(usize, i64, u32), Expected> {
+    let zone = tally::bucket::Zone::default();
+    let mut m: BTreeMap<(usize, i64, u32), Expected> = BTreeMap::new();
+    for t in w.trades() {
+        for (d, duration) in DURATIONS.iter().enumerate() {
+            let e = m.entry((d, zone.bucket_start(*duration, t.timestamp), t.symbol)).or_default();
+            e.quantity += t.quantity;
+            e.trades += 1;
+            e.price_sum += t.price;
+        }
+    }
+    m
+}
+
+/// The durations of [`APP`], in order.
+pub const DURATIONS: [tally::duration::Duration; 6] = [
+    tally::duration::Duration::Seconds,
+    tally::duration::Duration::Minutes,
+    tally::duration::Duration::Hours,
+    tally::duration::Duration::Days,
+    tally::duration::Duration::Months,
+    tally::duration::Duration::Years,
+];
 
 pub fn symbol_name(i: u32) -> String {
     format!("SYM{i:04}")
@@ -108,8 +178,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_workload_is_deterministic_and_splits_round_robin() {
-        let w = Workload { events: 1000, symbols: 7, seed: 42, start_ms: 0, step_ms: 10 };
+    fn the_workload_is_deterministic_and_encodes_every_event() {
+        let w = Workload {
+            events: 1000,
+            symbols: 7,
+            seed: 42,
+            start_ms: 0,
+            step_ms: 10,
+            late_per_mille: 0,
+            late_max_ms: 0,
+        };
         let a: Vec<Trade> = w.trades().collect();
         let b: Vec<Trade> = w.trades().collect();
         assert_eq!(a, b);
@@ -118,13 +196,27 @@ mod tests {
         let totals = expected_totals(&w);
         assert_eq!(totals.values().map(|v| v.1).sum::<i64>(), 1000);
         assert_eq!(totals.values().map(|v| v.0).sum::<i64>(), a.iter().map(|t| t.quantity).sum::<i64>());
-        let dir = tempfile::tempdir().unwrap();
-        let mut lines = 0;
-        for n in 0..3 {
-            let p = dir.path().join(format!("{n}.jsonl"));
-            w.write_node_events(&p, n, 3).unwrap();
-            lines += std::fs::read_to_string(&p).unwrap().lines().count();
-        }
-        assert_eq!(lines, 1000);
+        let batches = w.batches();
+        assert_eq!(batches.iter().map(|b| b.events).sum::<u32>(), 1000);
+    }
+
+    #[test]
+    fn late_events_land_in_older_buckets_and_the_expectation_follows() {
+        let w = Workload {
+            events: 10_000,
+            symbols: 3,
+            seed: 7,
+            start_ms: 1_000_000_000,
+            step_ms: 1000,
+            late_per_mille: 100,
+            late_max_ms: 3_600_000,
+        };
+        let t: Vec<Trade> = w.trades().collect();
+        let late = t.windows(2).filter(|p| p[1].timestamp < p[0].timestamp).count();
+        assert!((500..1500).contains(&late), "about a tenth out of order: {late}");
+        let exp = expected_buckets(&w);
+        let years: i64 = exp.iter().filter(|((d, ..), _)| *d == 5).map(|(_, e)| e.trades).sum();
+        let seconds: i64 = exp.iter().filter(|((d, ..), _)| *d == 0).map(|(_, e)| e.trades).sum();
+        assert_eq!((years, seconds), (10_000, 10_000));
     }
 }

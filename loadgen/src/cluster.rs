@@ -1,0 +1,129 @@
+//! The nodes a run drives: `tally serve` processes it starts (each with its own node id and
+//! shard id, one shared store), or running nodes it attaches to.
+
+use anyhow::{Context, bail};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// One node the run started.
+#[derive(Debug)]
+pub struct Node {
+    pub id: String,
+    pub config: PathBuf,
+    pub ingest: String,
+    pub http: String,
+    child: Child,
+}
+
+/// The nodes of a run.
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub app: PathBuf,
+    pub store: String,
+}
+
+/// How to start the nodes.
+#[derive(Debug, Clone)]
+pub struct Spawn<'a> {
+    pub tally: &'a Path,
+    pub work: &'a Path,
+    pub nodes: usize,
+    pub store: &'a str,
+    pub flush_interval: &'a str,
+    pub workers: Option<usize>,
+    /// Run each node under `taskset -c CPUS` (the CPU list of node i is `cpus[i % len]`).
+    pub cpus: &'a [String],
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes `node-1` … (node id = shard id) of [`crate::APP`] on one store,
+    /// each on free ports, and waits until each listens.
+    pub fn spawn(s: &Spawn<'_>) -> anyhow::Result<Cluster> {
+        let app = s.work.join("app.siddhi");
+        std::fs::write(&app, crate::APP)?;
+        let mut nodes = Vec::new();
+        for n in 0..s.nodes {
+            let id = format!("node-{}", n + 1);
+            let config = s.work.join(format!("{id}.yaml"));
+            let workers = s.workers.map(|w| format!("  workers: {w}\n")).unwrap_or_default();
+            std::fs::write(
+                &config,
+                format!(
+                    "wso2.carbon:\n  id: {id}\nsiddhi:\n  properties:\n    partitionById: true\n    shardId: {id}\ntally:\n  flush_interval: {}\n{workers}",
+                    s.flush_interval
+                ),
+            )?;
+            let mut cmd = match s.cpus.get(n % s.cpus.len().max(1)) {
+                Some(cpus) => {
+                    let mut c = Command::new("taskset");
+                    c.args(["-c", cpus]).arg(s.tally);
+                    c
+                }
+                None => Command::new(s.tally),
+            };
+            let mut child = cmd
+                .args(["serve", "--app"])
+                .arg(&app)
+                .arg("--config")
+                .arg(&config)
+                .args(["--store", s.store, "--ingest", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("cannot start {} for {id}", s.tally.display()))?;
+            let mut line = String::new();
+            BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+            let Some((ingest, http)) =
+                line.trim().strip_prefix("listening ingest=").and_then(|r| r.split_once(" http="))
+            else {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                bail!("node {id} did not start: {}", err.trim());
+            };
+            nodes.push(Node { id, config, ingest: ingest.to_string(), http: http.to_string(), child });
+        }
+        Ok(Cluster { nodes, app, store: s.store.to_string() })
+    }
+
+    /// Peak resident memory of each node so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| peak_rss(n.child.id())).collect()
+    }
+
+    /// SIGTERM to every node, and their exits: each must stop cleanly (exit 0).
+    pub fn stop(self) -> anyhow::Result<()> {
+        for n in &self.nodes {
+            let _ = Command::new("kill").args(["-TERM", &n.child.id().to_string()]).status();
+        }
+        for n in self.nodes {
+            let out = n.child.wait_with_output()?;
+            if !out.status.success() {
+                bail!(
+                    "node {} did not stop cleanly ({}): {}",
+                    n.id,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// VmHWM of a process, in bytes (0 when unknown).
+pub fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}

@@ -1,0 +1,152 @@
+//! The figures of a run: the table at the end, the results JSON, and a sweep's chart.
+
+use crate::drive::Published;
+use crate::verify::Verification;
+use std::path::Path;
+
+/// One run's figures.
+#[derive(Debug)]
+pub struct RunReport {
+    pub nodes: usize,
+    pub events: u64,
+    pub events_per_sec: f64,
+    pub per_node_events: Vec<u64>,
+    pub resent_batches: u64,
+    pub ack_latency_ms: (f64, f64, f64, f64),
+    pub peak_rss_bytes: Vec<u64>,
+    pub verified: bool,
+    pub mismatches: Vec<String>,
+    pub rows_checked: usize,
+    pub config: serde_json::Value,
+}
+
+impl RunReport {
+    pub fn new(
+        nodes: usize,
+        p: &Published,
+        v: Option<&Verification>,
+        peak_rss_bytes: Vec<u64>,
+        config: serde_json::Value,
+    ) -> RunReport {
+        let q = |x: f64| p.latency_us.value_at_quantile(x) as f64 / 1000.0;
+        RunReport {
+            nodes,
+            events: p.acked_events,
+            events_per_sec: p.acked_events as f64 / p.elapsed.as_secs_f64(),
+            per_node_events: p.per_target.clone(),
+            resent_batches: p.resent,
+            ack_latency_ms: (q(0.5), q(0.99), q(0.999), p.latency_us.max() as f64 / 1000.0),
+            peak_rss_bytes,
+            verified: v.is_some_and(|v| v.mismatches.is_empty()),
+            mismatches: v.map(|v| v.mismatches.clone()).unwrap_or_default(),
+            rows_checked: v.map(|v| v.rows).unwrap_or(0),
+            config,
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let (p50, p99, p999, max) = self.ack_latency_ms;
+        serde_json::json!({
+            "nodes": self.nodes,
+            "events": self.events,
+            "events_per_sec": self.events_per_sec.round(),
+            "events_per_node": self.per_node_events,
+            "resent_batches": self.resent_batches,
+            "verified": self.verified,
+            "rows_checked": self.rows_checked,
+            "mismatches": self.mismatches,
+            "ack_latency_ms": {"p50": p50, "p99": p99, "p999": p999, "max": max},
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "config": self.config,
+        })
+    }
+
+    /// The table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let (p50, p99, p999, max) = self.ack_latency_ms;
+        let mut t = String::new();
+        t.push_str(&format!("{:<28} {}\n", "nodes", self.nodes));
+        t.push_str(&format!("{:<28} {}\n", "events acknowledged", self.events));
+        t.push_str(&format!("{:<28} {:.0}\n", "events/s (all nodes)", self.events_per_sec));
+        for (i, e) in self.per_node_events.iter().enumerate() {
+            t.push_str(&format!("{:<28} {e}\n", format!("  node-{}", i + 1)));
+        }
+        t.push_str(&format!("{:<28} p50 {p50:.1}, p99 {p99:.1}, p99.9 {p999:.1}, max {max:.1}\n", "ack latency (ms)"));
+        let rss: Vec<String> =
+            self.peak_rss_bytes.iter().map(|b| format!("{:.0} MiB", *b as f64 / 1048576.0)).collect();
+        if !rss.is_empty() {
+            t.push_str(&format!("{:<28} {}\n", "peak RSS per node", rss.join(", ")));
+        }
+        t.push_str(&format!("{:<28} {}\n", "batches sent again", self.resent_batches));
+        t.push_str(&format!(
+            "{:<28} {}\n",
+            "verified",
+            if self.verified { format!("yes ({} rows, every duration)", self.rows_checked) } else { "NO".into() }
+        ));
+        t
+    }
+}
+
+/// The results document: the figures plus the git sha and the machine.
+pub fn document(figures: serde_json::Value) -> serde_json::Value {
+    let mut doc = figures;
+    doc["git_sha"] = serde_json::Value::String(git_sha());
+    doc["machine"] = machine();
+    doc
+}
+
+pub fn git_sha() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    serde_json::json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "os": std::env::consts::OS,
+    })
+}
+
+/// A sweep's chart: events/s and p99 ACK latency against the node count, as SVG.
+pub fn chart(path: &Path, points: &[(usize, f64, f64)]) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(450);
+    let max_nodes = points.iter().map(|p| p.0).max().unwrap_or(1) as f64;
+    let max_rate = points.iter().map(|p| p.1).fold(1.0, f64::max) / 1e6 * 1.15;
+    let max_p99 = points.iter().map(|p| p.2).fold(1.0, f64::max) * 1.15;
+    let mut c = ChartBuilder::on(&left)
+        .caption("throughput (M events/s)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max_nodes + 0.5, 0.0..max_rate)?;
+    c.configure_mesh().x_desc("nodes").draw()?;
+    c.draw_series(LineSeries::new(points.iter().map(|p| (p.0 as f64, p.1 / 1e6)), &BLUE))?;
+    c.draw_series(points.iter().map(|p| Circle::new((p.0 as f64, p.1 / 1e6), 4, BLUE.filled())))?;
+    let mut c = ChartBuilder::on(&right)
+        .caption("p99 ACK latency (ms)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max_nodes + 0.5, 0.0..max_p99)?;
+    c.configure_mesh().x_desc("nodes").draw()?;
+    c.draw_series(LineSeries::new(points.iter().map(|p| (p.0 as f64, p.2)), &RED))?;
+    c.draw_series(points.iter().map(|p| Circle::new((p.0 as f64, p.2), 4, RED.filled())))?;
+    root.present()?;
+    Ok(())
+}
