@@ -21,7 +21,11 @@ pub struct Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub app: PathBuf,
+    /// The aggregation's name in the app (its tables are `<name>_SECONDS` …).
+    pub aggregation: String,
     pub store: String,
+    /// CPU cgroups made for the nodes (removed at stop).
+    cgroups: Vec<PathBuf>,
 }
 
 /// How to start the nodes.
@@ -35,15 +39,21 @@ pub struct Spawn<'a> {
     pub workers: Option<usize>,
     /// Run each node under `taskset -c CPUS` (the CPU list of node i is `cpus[i % len]`).
     pub cpus: &'a [String],
+    /// Hold each node to this share of one CPU with a CPU cgroup quota (cgroup v2
+    /// `cpu.max`, or v1 `cpu.cfs_quota_us`), so that the node count and not the machine is
+    /// what a sweep varies. Needs write access to the cgroup file system (root).
+    pub cpu_quota: Option<f64>,
 }
 
 impl Cluster {
-    /// Starts `nodes` nodes `node-1` … (node id = shard id) of [`crate::APP`] on one store,
+    /// Starts `nodes` nodes `node-1` … (node id = shard id) of [`crate::app`] on one store,
     /// each on free ports, and waits until each listens.
     pub fn spawn(s: &Spawn<'_>) -> anyhow::Result<Cluster> {
         let app = s.work.join("app.siddhi");
-        std::fs::write(&app, crate::APP)?;
+        let aggregation = crate::run_aggregation();
+        std::fs::write(&app, crate::app(&aggregation))?;
         let mut nodes = Vec::new();
+        let mut cgroups = Vec::new();
         for n in 0..s.nodes {
             let id = format!("node-{}", n + 1);
             let config = s.work.join(format!("{id}.yaml"));
@@ -84,9 +94,12 @@ impl Cluster {
                 }
                 bail!("node {id} did not start: {}", err.trim());
             };
+            if let Some(share) = s.cpu_quota {
+                cgroups.push(limit_cpu(child.id(), &id, share)?);
+            }
             nodes.push(Node { id, config, ingest: ingest.to_string(), http: http.to_string(), child });
         }
-        Ok(Cluster { nodes, app, store: s.store.to_string() })
+        Ok(Cluster { nodes, app, aggregation, store: s.store.to_string(), cgroups })
     }
 
     /// Peak resident memory of each node so far (VmHWM), in bytes.
@@ -99,19 +112,52 @@ impl Cluster {
         for n in &self.nodes {
             let _ = Command::new("kill").args(["-TERM", &n.child.id().to_string()]).status();
         }
+        let mut failed = None;
         for n in self.nodes {
             let out = n.child.wait_with_output()?;
-            if !out.status.success() {
-                bail!(
+            if !out.status.success() && failed.is_none() {
+                failed = Some(format!(
                     "node {} did not stop cleanly ({}): {}",
                     n.id,
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
-                );
+                ));
             }
         }
-        Ok(())
+        for g in &self.cgroups {
+            let _ = std::fs::remove_dir(g);
+        }
+        match failed {
+            Some(m) => bail!(m),
+            None => Ok(()),
+        }
     }
+}
+
+/// Puts process `pid` in a new CPU cgroup limited to `share` of one CPU; returns its path.
+fn limit_cpu(pid: u32, id: &str, share: f64) -> anyhow::Result<PathBuf> {
+    // A short period (10 ms) spreads a small share evenly, rather than letting a node run
+    // flat out and then stall for most of 100 ms (which would show up as ACK latency).
+    let period: u64 = 10_000;
+    let quota = ((share * period as f64) as u64).max(1_000);
+    let name = format!("tally-loadgen-{}-{id}", std::process::id());
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let dir = if v2 { Path::new("/sys/fs/cgroup").join(&name) } else { Path::new("/sys/fs/cgroup/cpu").join(&name) };
+    let context = || {
+        format!(
+            "cannot hold {id} to {share} CPU with a cgroup at {} (it needs root and a cgroup file system with the cpu controller; or use --cpus with taskset)",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(&dir).with_context(context)?;
+    if v2 {
+        std::fs::write(dir.join("cpu.max"), format!("{quota} {period}")).with_context(context)?;
+    } else {
+        std::fs::write(dir.join("cpu.cfs_period_us"), period.to_string()).with_context(context)?;
+        std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()).with_context(context)?;
+    }
+    std::fs::write(dir.join("cgroup.procs"), pid.to_string()).with_context(context)?;
+    Ok(dir)
 }
 
 /// VmHWM of a process, in bytes (0 when unknown).

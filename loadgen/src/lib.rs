@@ -10,10 +10,15 @@ pub mod verify;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The seed's app: trades per symbol, every duration, partitioned by shard.
+/// The seed's app: trades per symbol, every duration, partitioned by shard. Retention is
+/// off: a run checks every bucket, and a purge in the middle of it would remove some.
+///
+/// [`app`] gives it under another aggregation name: a run against a shared database uses
+/// a name of its own, so it never meets the tables of another run or another app.
 pub const APP: &str = "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
 
 @PartitionById
+@purge(enable='false')
 define aggregation TradeAggregation
 from TradeStream
 select symbol, avg(price) as avgPrice, sum(quantity) as total, count() as trades
@@ -29,12 +34,24 @@ pub struct Workload {
     pub seed: u64,
     /// Event time of the first event, epoch ms.
     pub start_ms: i64,
-    /// Event time advances this much per event.
-    pub step_ms: u64,
+    /// Event time advances this much per event, in microseconds (so that millions of
+    /// events can share a second, as live data does).
+    pub step_us: u64,
     /// Out of every 1,000 events, how many arrive late: their time stamp is up to
     /// `late_max_ms` before the events around them (out of order, into older buckets).
     pub late_per_mille: u32,
     pub late_max_ms: u64,
+}
+
+/// [`APP`] with its aggregation named `aggregation`.
+pub fn app(aggregation: &str) -> String {
+    APP.replace("TradeAggregation", aggregation)
+}
+
+/// An aggregation name for one run: `Loadgen_<epoch seconds>_<pid>`.
+pub fn run_aggregation() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("Loadgen_{secs}_{}", std::process::id())
 }
 
 /// Events a pre-encoded batch holds.
@@ -71,7 +88,7 @@ impl Workload {
                 price: 10.0 + ((x >> 32) % 10_000) as f64 / 100.0,
                 quantity: 1 + ((x >> 16) % 1000) as i64,
                 timestamp: {
-                    let on_time = self.start_ms + (i * self.step_ms) as i64;
+                    let on_time = self.start_ms + (i as u128 * self.step_us as u128 / 1000) as i64;
                     let late = ((x >> 48) % 1000) < self.late_per_mille as u64 && self.late_max_ms > 0;
                     if late { on_time - ((x >> 8) % self.late_max_ms) as i64 } else { on_time }
                 },
@@ -106,7 +123,7 @@ impl Workload {
 
     /// The time the events cover, `[first, last]` bucket-independent, epoch ms.
     pub fn span(&self) -> (i64, i64) {
-        let end = self.start_ms + (self.events.saturating_sub(1) * self.step_ms) as i64;
+        let end = self.start_ms + (self.events.saturating_sub(1) as u128 * self.step_us as u128 / 1000) as i64;
         (self.start_ms - self.late_max_ms as i64, end)
     }
 }
@@ -184,7 +201,7 @@ mod tests {
             symbols: 7,
             seed: 42,
             start_ms: 0,
-            step_ms: 10,
+            step_us: 10_000,
             late_per_mille: 0,
             late_max_ms: 0,
         };
@@ -207,7 +224,7 @@ mod tests {
             symbols: 3,
             seed: 7,
             start_ms: 1_000_000_000,
-            step_ms: 1000,
+            step_us: 1_000_000,
             late_per_mille: 100,
             late_max_ms: 3_600_000,
         };

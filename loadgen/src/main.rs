@@ -97,9 +97,16 @@ struct Load {
     /// CPU lists for spawned nodes, one per node in turn, run under taskset (e.g. 0 or 0,1).
     #[arg(long, value_delimiter = ';')]
     cpus: Vec<String>,
+    /// Hold each spawned node to this share of one CPU (a CPU cgroup quota; needs root).
+    #[arg(long)]
+    cpu_quota: Option<f64>,
     /// The nodes' token (tally.token) when they have one.
     #[arg(long)]
     token: Option<String>,
+    /// With --targets: the aggregation the nodes' app defines (the seed's TradeStream
+    /// aggregation, under this name). Spawned nodes get a name of their own per run.
+    #[arg(long, default_value = "TradeAggregation")]
+    aggregation: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,13 +131,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn workload(load: &Load) -> Workload {
-    let span_ms = (load.span_days * 86_400_000.0) as u64;
+    let span_us = (load.span_days * 86_400_000_000.0) as u64;
     Workload {
         events: load.events,
         symbols: load.symbols,
         seed: load.seed,
         start_ms: 1_710_460_800_000,
-        step_ms: (span_ms / load.events.max(1)).max(1),
+        step_us: (span_us / load.events.max(1)).max(1),
         late_per_mille: load.late_per_mille,
         late_max_ms: 3_600_000,
     }
@@ -156,6 +163,7 @@ fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::
             flush_interval: &load.flush_interval,
             workers: load.workers,
             cpus: &load.cpus,
+            cpu_quota: load.cpu_quota,
         })?)
     } else {
         None
@@ -178,14 +186,14 @@ fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::
     let published = drive::publish(&plan, &batches, &progress);
     progress.finish_and_clear();
     let peak_rss = cluster.as_ref().map(|c| c.peak_rss()).unwrap_or_default();
-    let (app, config) = match &cluster {
-        Some(c) => (c.app.clone(), c.nodes[0].config.clone()),
+    let (app, aggregation, config) = match &cluster {
+        Some(c) => (c.app.clone(), c.aggregation.clone(), c.nodes[0].config.clone()),
         None => {
             let app = dir.path().join("app.siddhi");
-            std::fs::write(&app, loadgen::APP)?;
+            std::fs::write(&app, loadgen::app(&load.aggregation))?;
             let config = dir.path().join("verify.yaml");
             std::fs::write(&config, "siddhi:\n  properties:\n    partitionById: true\n    shardId: loadgen-verify\n")?;
-            (app, config)
+            (app, load.aggregation.clone(), config)
         }
     };
     if let Some(c) = cluster {
@@ -193,7 +201,7 @@ fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::
     }
     let published = published?;
     let verification = if targets.is_empty() || load.store.is_some() {
-        Some(verify::verify(&tally, &app, &config, &store, &w)?)
+        Some(verify::verify(&tally, &app, &aggregation, &config, &store, &w)?)
     } else {
         eprintln!("not verified: give --store with --targets to check the totals");
         None
@@ -202,8 +210,9 @@ fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::
         "symbols": load.symbols, "span_days": load.span_days, "late_per_mille": load.late_per_mille,
         "rate": load.rate, "seed": load.seed, "store": if store.starts_with("sqlite:") { "sqlite" } else { "postgres" },
         "connections_per_node": load.connections_per_node, "flush_interval": load.flush_interval,
-        "workers": load.workers, "cpus": load.cpus, "batch_events": loadgen::BATCH_EVENTS, "window_batches": plan.window,
+        "workers": load.workers, "cpus": load.cpus, "cpu_quota_per_node": load.cpu_quota, "batch_events": loadgen::BATCH_EVENTS, "window_batches": plan.window,
         "targets": if targets.is_empty() { "spawned" } else { "attached" },
+        "aggregation": aggregation,
     });
     Ok(RunReport::new(plan.targets.len(), &published, verification.as_ref(), peak_rss, config))
 }
@@ -221,7 +230,9 @@ fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bo
         flush_interval: "200ms".into(),
         workers: None,
         cpus: Vec::new(),
+        cpu_quota: None,
         token: None,
+        aggregation: "TradeAggregation".into(),
     };
     eprintln!("demo: {nodes} nodes, {events} events of {symbols} symbols over {} days, round robin", load.span_days);
     let tally = find_tally().context("cannot find the tally binary")?;
@@ -237,6 +248,7 @@ fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bo
         flush_interval: "200ms",
         workers: None,
         cpus: &[],
+        cpu_quota: None,
     })?;
     let plan = Plan {
         targets: cluster.nodes.iter().map(|n| n.ingest.clone()).collect(),
@@ -246,10 +258,11 @@ fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bo
         token: None,
     };
     let published = drive::publish(&plan, &batches, &ProgressBar::hidden());
-    let (app, config) = (cluster.app.clone(), cluster.nodes[0].config.clone());
+    let (app, aggregation, config) =
+        (cluster.app.clone(), cluster.aggregation.clone(), cluster.nodes[0].config.clone());
     cluster.stop()?;
     let published = published?;
-    let v = verify::verify(&tally, &app, &config, &store, &w)?;
+    let v = verify::verify(&tally, &app, &aggregation, &config, &store, &w)?;
     println!("{:<8} | {:>14} | {:>10} | verified", "per", "total quantity", "trades");
     println!("{}", "-".repeat(48));
     let ok = v.mismatches.is_empty();

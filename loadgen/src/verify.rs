@@ -22,7 +22,14 @@ pub struct Verification {
 const PER: [&str; 6] = ["seconds", "minutes", "hours", "days", "months", "years"];
 
 /// Queries the store through `tally query` for every duration over the events' span.
-pub fn verify(tally: &Path, app: &Path, config: &Path, store: &str, w: &Workload) -> anyhow::Result<Verification> {
+pub fn verify(
+    tally: &Path,
+    app: &Path,
+    aggregation: &str,
+    config: &Path,
+    store: &str,
+    w: &Workload,
+) -> anyhow::Result<Verification> {
     let expected = expected_buckets(w);
     let (from, to) = w.span();
     let mut v = Verification::default();
@@ -30,7 +37,7 @@ pub fn verify(tally: &Path, app: &Path, config: &Path, store: &str, w: &Workload
     for (d, per) in PER.iter().enumerate() {
         // Bucket starts can precede the first event (a month starts before it).
         let q = format!(
-            "from TradeAggregation within {}L, {}L per '{per}' select AGG_TIMESTAMP, symbol, total, trades, avgPrice",
+            "from {aggregation} within {}L, {}L per '{per}' select AGG_TIMESTAMP, symbol, total, trades, avgPrice",
             from - 366 * 86_400_000,
             to + 1
         );

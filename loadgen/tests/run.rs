@@ -1,0 +1,91 @@
+//! `tally-loadgen run` end to end: real `tally serve` nodes, the binary protocol, the
+//! verification, the results JSON, and a failed verification when the totals are off.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The tally binary the workspace built (loadgen finds it beside itself).
+fn tally() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_tally-loadgen")).with_file_name("tally");
+    assert!(p.is_file(), "{} is missing: build it with `cargo build --release -p tally`", p.display());
+    p
+}
+
+#[test]
+fn a_spawned_run_is_verified_and_reported() {
+    let _ = tally();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_tally-loadgen"))
+        .args(["run", "--nodes", "2", "--events", "60000", "--symbols", "50", "--span-days", "40"])
+        .args(["--late-per-mille", "50", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("verified                     yes"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        (r["nodes"].as_u64(), r["events"].as_u64(), r["verified"].as_bool()),
+        (Some(2), Some(60_000), Some(true))
+    );
+    assert_eq!(r["events_per_node"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum::<u64>(), 60_000);
+    assert!(r["ack_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(r["peak_rss_bytes"].as_array().unwrap().iter().all(|b| b.as_u64().unwrap() > 1 << 20));
+    assert!(r["rows_checked"].as_u64().unwrap() > 60_000, "every bucket of every duration");
+    assert!(!r["git_sha"].as_str().unwrap().is_empty() || std::env::var("CI").is_err());
+    assert!(r["machine"]["cores"].as_u64().unwrap() >= 1);
+}
+
+/// Attached to a running node whose store already holds an event the run did not send:
+/// the verification finds the difference and the run fails.
+#[test]
+fn an_attached_run_fails_when_the_totals_are_off() {
+    let tally = tally();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("s.db").display());
+    let app = dir.path().join("app.siddhi");
+    std::fs::write(&app, loadgen::APP).unwrap();
+    let node = dir.path().join("n.yaml");
+    std::fs::write(&node, "wso2.carbon:\n  id: attached\nsiddhi:\n  properties:\n    partitionById: true\n").unwrap();
+    // An event the load generator knows nothing of, in its time range.
+    let extra = dir.path().join("extra.jsonl");
+    std::fs::write(&extra, "{\"stream\":\"TradeStream\",\"data\":[\"SYM0001\",10.0,5,1710460800000]}\n").unwrap();
+    let ingest = Command::new(&tally)
+        .args(["ingest", "--app"])
+        .arg(&app)
+        .arg("--config")
+        .arg(&node)
+        .args(["--store", &store])
+        .arg(&extra)
+        .output()
+        .unwrap();
+    assert!(ingest.status.success(), "{}", String::from_utf8_lossy(&ingest.stderr));
+    let mut serve = Command::new(&tally)
+        .args(["serve", "--app"])
+        .arg(&app)
+        .arg("--config")
+        .arg(&node)
+        .args(["--store", &store, "--ingest", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening ingest=").unwrap().split(' ').next().unwrap().to_string();
+    let run = Command::new(env!("CARGO_BIN_EXE_tally-loadgen"))
+        .args(["run", "--targets", &addr, "--store", &store, "--events", "20000", "--symbols", "5"])
+        .args(["--span-days", "1", "--late-per-mille", "0"])
+        .output()
+        .unwrap();
+    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    let _ = serve.wait();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "the run must fail");
+    assert!(err.contains("MISMATCH per seconds, bucket 1710460800000, SYM0001"), "{err}");
+    assert!(err.contains("MISMATCH per years, bucket 1704067200000, SYM0001"), "{err}");
+    assert!(err.contains("verification failed"), "{err}");
+}
