@@ -2,6 +2,7 @@
 //! to (here), the cluster it drives (`cluster`), the publishing (`drive`), the check of
 //! the merged totals (`verify`) and the figures (`report`).
 
+pub mod baseline;
 pub mod cluster;
 pub mod drive;
 pub mod report;

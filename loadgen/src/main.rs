@@ -52,6 +52,10 @@ enum Cmd {
         /// Write the results JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also run the baseline (raw rows by COPY into PostgreSQL, then GROUP BY) on the
+        /// same events and report the ratio; needs --store postgres://….
+        #[arg(long)]
+        baseline: bool,
     },
     /// The same workload at each node count; a table, results JSON and an SVG chart.
     Sweep {
@@ -112,11 +116,35 @@ struct Load {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Demo { nodes, events, symbols, store, keep } => demo(nodes, events, symbols, store, keep),
-        Cmd::Run { nodes, load, targets, out } => {
+        Cmd::Run { nodes, load, targets, out, baseline } => {
             let r = run(nodes, &load, &targets, true)?;
             println!("{}", r.table());
+            let mut doc = r.json();
+            if baseline {
+                let url =
+                    load.store.as_deref().filter(|s| s.starts_with("postgres")).context(
+                        "--baseline needs --store postgres://… (the baseline is PostgreSQL COPY + GROUP BY)",
+                    )?;
+                eprintln!("baseline: the same events as raw rows by COPY, then GROUP BY per duration …");
+                let b = loadgen::baseline::run(url, &workload(&load))?;
+                let ratio = r.events_per_sec / b.events_per_sec;
+                println!(
+                    "{:<28} {:.0} events/s (COPY {:.2} s + GROUP BY {:.2} s, {} rows); Tally is {ratio:.1}x",
+                    "baseline (raw COPY + GROUP BY)",
+                    b.events_per_sec,
+                    b.copy.as_secs_f64(),
+                    b.group_by.as_secs_f64(),
+                    b.rows
+                );
+                doc["baseline"] = serde_json::json!({
+                    "what": "the same events as raw rows by binary COPY into one PostgreSQL table, then one GROUP BY per duration (date_trunc)",
+                    "events_per_sec": b.events_per_sec.round(),
+                    "copy_sec": b.copy.as_secs_f64(), "group_by_sec": b.group_by.as_secs_f64(), "rows": b.rows,
+                    "ratio": (ratio * 100.0).round() / 100.0,
+                });
+            }
             if let Some(path) = out {
-                write_json(&path, report::document(r.json()))?;
+                write_json(&path, report::document(doc))?;
             }
             if !r.verified {
                 for m in &r.mismatches {
