@@ -93,6 +93,10 @@ struct Load {
     store: Option<String>,
     #[arg(long, default_value_t = 2)]
     connections_per_node: usize,
+    /// Batches a connection keeps unanswered (deeper queues: more throughput at saturation,
+    /// longer ACK latency).
+    #[arg(long, default_value_t = 64)]
+    window: usize,
     #[arg(long, default_value = "200ms")]
     flush_interval: String,
     /// Aggregation workers per spawned node (default: the node's, one per core).
@@ -202,7 +206,7 @@ fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::
             None => targets.to_vec(),
         },
         connections_per_node: load.connections_per_node,
-        window: 256,
+        window: load.window.max(1),
         rate: load.rate,
         token: load.token.clone(),
     };
@@ -255,6 +259,7 @@ fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bo
         seed: 42,
         store: store.clone(),
         connections_per_node: 1,
+        window: 64,
         flush_interval: "200ms".into(),
         workers: None,
         cpus: Vec::new(),
