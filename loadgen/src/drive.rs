@@ -9,12 +9,12 @@
 //! verification would show it.
 
 use crate::Batch;
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tally::server::client::Client;
 use tally::server::protocol::Reply;
@@ -111,6 +111,8 @@ pub fn publish(plan: &Plan, batches: &[Batch], progress: &ProgressBar) -> anyhow
 }
 
 /// One connection: its own share of the batches, then whatever others could not place.
+/// A sending loop here and a receiving thread, so that each ACK is seen (and its latency
+/// measured) when it arrives, even while the sender waits to keep to a rate.
 #[allow(clippy::too_many_arguments)]
 fn connection(
     plan: &Plan,
@@ -123,94 +125,129 @@ fn connection(
     progress: &ProgressBar,
     conns: usize,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
-    let mut latency = Histogram::<u64>::new(3).expect("a histogram");
     let mut mine = own.into_iter();
-    let mut events = 0u64;
     let hand_over = |ids: &mut dyn Iterator<Item = usize>| {
         for i in ids {
             shared.resent.fetch_add(1, Ordering::Relaxed);
             let _ = retry_tx.send(i);
         }
     };
-    let mut client = match Client::connect(target, plan.token.as_deref()) {
+    let client = match Client::connect(target, plan.token.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             hand_over(&mut mine);
             return Err(anyhow::anyhow!("cannot connect to {target}: {e}"));
         }
     };
-    // batch id → (batch index, sent at)
-    let mut outstanding: HashMap<u64, (usize, Instant)> = HashMap::new();
+    let (mut tx, mut rx) = client.into_split()?;
+    // batch id → (batch index, sent at); a slot is taken per batch in flight (the window).
+    let outstanding: Mutex<HashMap<u64, (usize, Instant)>> = Mutex::new(HashMap::new());
+    let (slot_tx, slot_rx) = bounded::<()>(plan.window.max(1));
+    let broken = AtomicBool::new(false);
     let per_conn_rate = plan.rate.map(|r| r / conns as f64);
-    let mut sent_events = 0u64;
-    let started = Instant::now();
-    loop {
-        if shared.acked_batches.load(Ordering::SeqCst) == batches.len() {
-            return Ok((events, latency));
-        }
-        let next =
-            if outstanding.len() < plan.window { mine.next().or_else(|| retry_rx.try_recv().ok()) } else { None };
-        if let Some(i) = next {
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| {
+            let mut latency = Histogram::<u64>::new(3).expect("a histogram");
+            let mut events = 0u64;
+            let mut fatal = None;
+            loop {
+                let reply = rx.recv();
+                let _ = slot_rx.try_recv();
+                match reply {
+                    Ok(Reply::Ack { batch_id, events: n }) => {
+                        if let Some((_, at)) = outstanding.lock().expect("outstanding").remove(&batch_id) {
+                            let _ = latency.record(at.elapsed().as_micros() as u64);
+                            events += n as u64;
+                            shared.acked_events.fetch_add(n as u64, Ordering::SeqCst);
+                            shared.acked_batches.fetch_add(1, Ordering::SeqCst);
+                            progress.inc(n as u64);
+                        }
+                    }
+                    Ok(Reply::Error { batch_id, retryable: true, .. }) => {
+                        if let Some((i, _)) = outstanding.lock().expect("outstanding").remove(&batch_id) {
+                            shared.resent.fetch_add(1, Ordering::Relaxed);
+                            let _ = retry_tx.send(i);
+                        }
+                    }
+                    Ok(Reply::Error { batch_id, code, message, .. }) => {
+                        fatal = Some(anyhow::anyhow!(
+                            "{target} refused batch {batch_id} for good (code {code}): {message}"
+                        ));
+                        broken.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    Ok(Reply::Ready { .. }) => {}
+                    // The end of the stream: the sender stopped us, or the node went away.
+                    Err(_) => {
+                        broken.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                }
+            }
+            // Whatever is still unanswered goes to the other connections.
+            let left: Vec<usize> = outstanding.lock().expect("outstanding").drain().map(|(_, (i, _))| i).collect();
+            hand_over(&mut left.into_iter());
+            (events, latency, fatal)
+        });
+        let started = Instant::now();
+        let mut sent_events = 0u64;
+        let mut send_error = None;
+        while shared.acked_batches.load(Ordering::SeqCst) < batches.len() && !broken.load(Ordering::SeqCst) {
+            let next = mine.next().or_else(|| retry_rx.recv_timeout(Duration::from_millis(5)).ok());
+            let Some(i) = next else {
+                let _ = tx.flush();
+                continue;
+            };
+            // Wait for room in the window (the receiver frees a slot per reply).
+            if slot_tx.try_send(()).is_err() {
+                let _ = tx.flush();
+                while slot_tx.send_timeout((), Duration::from_millis(50)).is_err() {
+                    if broken.load(Ordering::SeqCst) {
+                        break;
+                    }
+                }
+            }
+            if broken.load(Ordering::SeqCst) {
+                let _ = retry_tx.send(i);
+                break;
+            }
             if let Some(rate) = per_conn_rate {
                 let due = started + Duration::from_secs_f64(sent_events as f64 / rate);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    let _ = client.flush();
+                    let _ = tx.flush();
                     std::thread::sleep(wait);
                 }
             }
-            match client.send("TradeStream", &batches[i].bytes) {
+            let mut out = outstanding.lock().expect("outstanding");
+            match tx.send("TradeStream", &batches[i].bytes) {
                 Ok(id) => {
-                    outstanding.insert(id, (i, Instant::now()));
+                    out.insert(id, (i, Instant::now()));
                     sent_events += batches[i].events as u64;
-                    continue;
                 }
                 Err(e) => {
+                    drop(out);
                     let _ = retry_tx.send(i);
-                    hand_over(&mut outstanding.into_values().map(|(i, _)| i).chain(&mut mine));
-                    return Err(anyhow::anyhow!("{target}: {e}"));
+                    send_error = Some(anyhow::anyhow!("{target}: {e}"));
+                    break;
                 }
             }
-        }
-        if outstanding.is_empty() {
-            // Nothing of ours in flight: wait for batches others hand over, or the end.
-            match retry_rx.recv_timeout(Duration::from_millis(5)) {
-                Ok(i) => {
-                    let _ = retry_tx.send(i);
-                }
-                Err(_) => continue,
-            }
-            continue;
-        }
-        if client.flush().is_err() {
-            hand_over(&mut outstanding.into_values().map(|(i, _)| i).chain(&mut mine));
-            return Err(anyhow::anyhow!("{target}: the connection broke"));
-        }
-        match client.recv() {
-            Ok(Reply::Ack { batch_id, events: n }) => {
-                if let Some((_, at)) = outstanding.remove(&batch_id) {
-                    let _ = latency.record(at.elapsed().as_micros() as u64);
-                    events += n as u64;
-                    shared.acked_events.fetch_add(n as u64, Ordering::SeqCst);
-                    shared.acked_batches.fetch_add(1, Ordering::SeqCst);
-                    progress.inc(n as u64);
-                }
-            }
-            Ok(Reply::Error { batch_id, retryable: true, .. }) => {
-                if let Some((i, _)) = outstanding.remove(&batch_id) {
-                    shared.resent.fetch_add(1, Ordering::Relaxed);
-                    let _ = retry_tx.send(i);
-                    // Give the node a moment before this connection sends more.
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-            Ok(Reply::Error { batch_id, code, message, .. }) => {
-                anyhow::bail!("{target} refused batch {batch_id} for good (code {code}): {message}");
-            }
-            Ok(Reply::Ready { .. }) => {}
-            Err(e) => {
-                hand_over(&mut outstanding.into_values().map(|(i, _)| i).chain(&mut mine));
-                return Err(anyhow::anyhow!("{target}: {e}"));
+            drop(out);
+            // Without a rate, flush when the queue runs dry or every few batches.
+            if per_conn_rate.is_some() || sent_events % (16 * crate::BATCH_EVENTS as u64) < batches[i].events as u64 {
+                let _ = tx.flush();
             }
         }
-    }
+        let _ = tx.flush();
+        hand_over(&mut mine);
+        // Wait for the replies still to come, then end the receiver.
+        while !outstanding.lock().expect("outstanding").is_empty() && !broken.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        tx.stop_receiving();
+        let (events, latency, fatal) = receiver.join().expect("the receiving thread");
+        match fatal.or(send_error) {
+            Some(e) => Err(e),
+            None => Ok((events, latency)),
+        }
+    })
 }

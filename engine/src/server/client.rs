@@ -67,6 +67,15 @@ impl Client {
         self.out.flush().map_err(|e| Error::io("cannot send to the node", e))
     }
 
+    /// Splits the connection into a sending and a receiving half, for a client that reads
+    /// replies on one thread while it sends on another (so that it sees each ACK when it
+    /// arrives). Queued frames are flushed first.
+    pub fn into_split(mut self) -> Result<(Sender, Receiver)> {
+        self.flush()?;
+        let stream = self.out.get_ref().try_clone().map_err(|e| Error::io("cannot split the connection", e))?;
+        Ok((Sender { out: self.out, next_id: self.next_id, stream }, Receiver { input: self.input, buf: self.buf }))
+    }
+
     /// How long [`Client::recv`] waits (`None`: for ever). A timed-out `recv` is an error;
     /// a frame cut by the timeout would be lost, so use it only between whole replies.
     pub fn set_read_timeout(&mut self, t: Option<std::time::Duration>) -> Result<()> {
@@ -75,14 +84,68 @@ impl Client {
 
     /// The next reply of the node.
     pub fn recv(&mut self) -> Result<Reply> {
-        match protocol::read_frame(&mut self.input, &mut self.buf, MAX_REPLY) {
-            Ok(Some(kind)) => protocol::parse_reply(kind, &self.buf)
-                .ok_or_else(|| Error::Unsupported(format!("the node sent an unreadable frame (kind 0x{kind:02x})"))),
-            Ok(None) => Err(Error::io(
-                "the node closed the connection",
-                std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
-            )),
-            Err(e) => Err(Error::io("cannot read from the node", e)),
+        read_reply(&mut self.input, &mut self.buf)
+    }
+}
+
+/// The sending half of a [`Client`].
+pub struct Sender {
+    out: BufWriter<TcpStream>,
+    next_id: u64,
+    stream: TcpStream,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").field("next_id", &self.next_id).finish()
+    }
+}
+
+impl Sender {
+    /// As [`Client::send`].
+    pub fn send(&mut self, stream: &str, batch: &[u8]) -> Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.out.write_all(&protocol::batch(id, stream, batch)).map_err(|e| Error::io("cannot send a batch", e))?;
+        Ok(id)
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io("cannot send to the node", e))
+    }
+
+    /// Ends the receiving half's wait: its `recv` sees the end of the stream.
+    pub fn stop_receiving(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Read);
+    }
+}
+
+/// The receiving half of a [`Client`].
+pub struct Receiver {
+    input: BufReader<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Receiver")
+    }
+}
+
+impl Receiver {
+    /// As [`Client::recv`].
+    pub fn recv(&mut self) -> Result<Reply> {
+        read_reply(&mut self.input, &mut self.buf)
+    }
+}
+
+fn read_reply(input: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> Result<Reply> {
+    match protocol::read_frame(input, buf, MAX_REPLY) {
+        Ok(Some(kind)) => protocol::parse_reply(kind, buf)
+            .ok_or_else(|| Error::Unsupported(format!("the node sent an unreadable frame (kind 0x{kind:02x})"))),
+        Ok(None) => {
+            Err(Error::io("the node closed the connection", std::io::Error::from(std::io::ErrorKind::UnexpectedEof)))
         }
+        Err(e) => Err(Error::io("cannot read from the node", e)),
     }
 }
