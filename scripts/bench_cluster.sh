@@ -21,8 +21,8 @@ if [ -z "${DATABASE_URL:-}" ]; then
   trap 'scripts/postgres.sh stop' EXIT
 fi
 lg=target/release/tally-loadgen
-live="--span-days 0.00005 --late-per-mille 0 --window 256"
-$lg run --nodes 1 --events 20000000 $live --store "$DATABASE_URL" --baseline --out results/run-1node-postgres.json
+live="--span-days 0.00005 --late-per-mille 0"
+$lg run --nodes 1 --events 20000000 $live --window 256 --store "$DATABASE_URL" --baseline --out results/run-1node-postgres.json
 $lg sweep --nodes 1,2,4 --events 30000000 $live --window 512 --store "$DATABASE_URL" --workers 1 --cpu-quota "$quota" --out results/sweep-postgres.json
-$lg run --nodes 1 --events 1000000 $live --rate 4000000 --store "$DATABASE_URL" --out results/memory-1M.json
-$lg run --nodes 1 --events 50000000 $live --rate 4000000 --store "$DATABASE_URL" --out results/memory-50M.json
+$lg run --nodes 1 --events 1000000 $live --window 256 --rate 4000000 --store "$DATABASE_URL" --out results/memory-1M.json
+$lg run --nodes 1 --events 50000000 $live --window 256 --rate 4000000 --store "$DATABASE_URL" --out results/memory-50M.json
