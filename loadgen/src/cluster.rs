@@ -102,6 +102,11 @@ impl Cluster {
         Ok(Cluster { nodes, app, aggregation, store: s.store.to_string(), cgroups })
     }
 
+    /// Rows each node has flushed so far (`tally_flush_rows_total` of its `/metrics`).
+    pub fn flushed_rows(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| metric(&n.http, "tally_flush_rows_total").unwrap_or(0)).collect()
+    }
+
     /// Peak resident memory of each node so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> Vec<u64> {
         self.nodes.iter().map(|n| peak_rss(n.child.id())).collect()
@@ -172,4 +177,14 @@ pub fn peak_rss(pid: u32) -> u64 {
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
+}
+
+/// One counter of a node's `GET /metrics`.
+pub fn metric(http: &str, name: &str) -> Option<u64> {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(http).ok()?;
+    write!(c, "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    c.read_to_string(&mut text).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).map(|v| v as u64)
 }

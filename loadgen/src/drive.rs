@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use tally::server::client::Client;
 use tally::server::protocol::Reply;
 
+/// How long a run may go without any ACK before it gives up.
+const STALL: Duration = Duration::from_secs(60);
+
 /// How a run publishes.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -47,6 +50,9 @@ pub struct Published {
 }
 
 struct Shared {
+    /// Milliseconds since `started` of the last ACK (a stalled run fails instead of
+    /// waiting for ever).
+    last_ack_ms: AtomicU64,
     acked_batches: AtomicUsize,
     acked_events: AtomicU64,
     resent: AtomicU64,
@@ -58,6 +64,7 @@ pub fn publish(plan: &Plan, batches: &[Batch], progress: &ProgressBar) -> anyhow
     let conns = plan.targets.len() * plan.connections_per_node.max(1);
     let (retry_tx, retry_rx) = unbounded::<usize>();
     let shared = Arc::new(Shared {
+        last_ack_ms: AtomicU64::new(0),
         acked_batches: AtomicUsize::new(0),
         acked_events: AtomicU64::new(0),
         resent: AtomicU64::new(0),
@@ -160,6 +167,7 @@ fn connection(
                             events += n as u64;
                             shared.acked_events.fetch_add(n as u64, Ordering::SeqCst);
                             shared.acked_batches.fetch_add(1, Ordering::SeqCst);
+                            shared.last_ack_ms.store(shared.started.elapsed().as_millis() as u64, Ordering::SeqCst);
                             progress.inc(n as u64);
                         }
                     }
@@ -196,6 +204,16 @@ fn connection(
             let next = mine.next().or_else(|| retry_rx.recv_timeout(Duration::from_millis(5)).ok());
             let Some(i) = next else {
                 let _ = tx.flush();
+                // Nothing to send: if nothing has been acknowledged anywhere for a long
+                // while, batches were lost on the way; say so rather than wait for ever.
+                let idle = shared.started.elapsed().as_millis() as u64 - shared.last_ack_ms.load(Ordering::SeqCst);
+                if outstanding.lock().expect("outstanding").is_empty() && idle > STALL.as_millis() as u64 {
+                    send_error = Some(anyhow::anyhow!(
+                        "no batch acknowledged for {} s and none left to send: the run stalled",
+                        STALL.as_secs()
+                    ));
+                    break;
+                }
                 continue;
             };
             // Wait for room in the window (the receiver frees a slot per reply).
@@ -245,6 +263,10 @@ fn connection(
         }
         tx.stop_receiving();
         let (events, latency, fatal) = receiver.join().expect("the receiving thread");
+        // A batch sent just as the connection broke may have gone in after the receiver
+        // handed the unanswered ones over: it has no answer either, so it goes too.
+        let left: Vec<usize> = outstanding.lock().expect("outstanding").drain().map(|(_, (i, _))| i).collect();
+        hand_over(&mut left.into_iter());
         match fatal.or(send_error) {
             Some(e) => Err(e),
             None => Ok((events, latency)),

@@ -218,6 +218,7 @@ fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::
     let published = drive::publish(&plan, &batches, &progress);
     progress.finish_and_clear();
     let peak_rss = cluster.as_ref().map(|c| c.peak_rss()).unwrap_or_default();
+    let rows_flushed: u64 = cluster.as_ref().map(|c| c.flushed_rows().iter().sum()).unwrap_or(0);
     let (app, aggregation, config) = match &cluster {
         Some(c) => (c.app.clone(), c.aggregation.clone(), c.nodes[0].config.clone()),
         None => {
@@ -246,7 +247,7 @@ fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::
         "targets": if targets.is_empty() { "spawned" } else { "attached" },
         "aggregation": aggregation,
     });
-    Ok(RunReport::new(plan.targets.len(), &published, verification.as_ref(), peak_rss, config))
+    Ok(RunReport::new(plan.targets.len(), &published, verification.as_ref(), peak_rss, rows_flushed, config))
 }
 
 fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bool) -> anyhow::Result<()> {

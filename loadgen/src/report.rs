@@ -14,6 +14,8 @@ pub struct RunReport {
     pub resent_batches: u64,
     pub ack_latency_ms: (f64, f64, f64, f64),
     pub peak_rss_bytes: Vec<u64>,
+    /// Rows the nodes flushed per second of the run (all nodes, all durations).
+    pub rows_flushed_per_sec: f64,
     pub verified: bool,
     pub mismatches: Vec<String>,
     pub rows_checked: usize,
@@ -26,6 +28,7 @@ impl RunReport {
         p: &Published,
         v: Option<&Verification>,
         peak_rss_bytes: Vec<u64>,
+        rows_flushed: u64,
         config: serde_json::Value,
     ) -> RunReport {
         let q = |x: f64| p.latency_us.value_at_quantile(x) as f64 / 1000.0;
@@ -37,6 +40,7 @@ impl RunReport {
             resent_batches: p.resent,
             ack_latency_ms: (q(0.5), q(0.99), q(0.999), p.latency_us.max() as f64 / 1000.0),
             peak_rss_bytes,
+            rows_flushed_per_sec: rows_flushed as f64 / p.elapsed.as_secs_f64(),
             verified: v.is_some_and(|v| v.mismatches.is_empty()),
             mismatches: v.map(|v| v.mismatches.clone()).unwrap_or_default(),
             rows_checked: v.map(|v| v.rows).unwrap_or(0),
@@ -57,6 +61,7 @@ impl RunReport {
             "mismatches": self.mismatches,
             "ack_latency_ms": {"p50": p50, "p99": p99, "p999": p999, "max": max},
             "peak_rss_bytes": self.peak_rss_bytes,
+            "rows_flushed_per_sec": self.rows_flushed_per_sec.round(),
             "config": self.config,
         })
     }
@@ -77,6 +82,7 @@ impl RunReport {
         if !rss.is_empty() {
             t.push_str(&format!("{:<28} {}\n", "peak RSS per node", rss.join(", ")));
         }
+        t.push_str(&format!("{:<28} {:.0}\n", "rows flushed/s (all nodes)", self.rows_flushed_per_sec));
         t.push_str(&format!("{:<28} {}\n", "batches sent again", self.resent_batches));
         t.push_str(&format!(
             "{:<28} {}\n",

@@ -89,3 +89,70 @@ fn an_attached_run_fails_when_the_totals_are_off() {
     assert!(err.contains("MISMATCH per years, bucket 1704067200000, SYM0001"), "{err}");
     assert!(err.contains("verification failed"), "{err}");
 }
+
+/// A node stops (SIGTERM) in the middle of a run: the batches it refuses or had not
+/// answered go to the other node, and the totals still add up exactly.
+#[test]
+fn a_node_that_stops_mid_run_is_failed_over() {
+    let tally = tally();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("s.db").display());
+    let app = dir.path().join("app.siddhi");
+    std::fs::write(&app, loadgen::APP).unwrap();
+    let mut nodes = Vec::new();
+    for id in ["fo-1", "fo-2"] {
+        let node = dir.path().join(format!("{id}.yaml"));
+        std::fs::write(
+            &node,
+            format!("wso2.carbon:\n  id: {id}\nsiddhi:\n  properties:\n    partitionById: true\ntally:\n  flush_interval: 100ms\n"),
+        )
+        .unwrap();
+        let mut serve = Command::new(&tally)
+            .args(["serve", "--app"])
+            .arg(&app)
+            .arg("--config")
+            .arg(&node)
+            .args(["--store", &store, "--ingest", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(serve.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening ingest=").unwrap().split(' ').next().unwrap().to_string();
+        nodes.push((serve, addr));
+    }
+    let targets = format!("{},{}", nodes[0].1, nodes[1].1);
+    // About three seconds of load at a modest rate.
+    let run = Command::new(env!("CARGO_BIN_EXE_tally-loadgen"))
+        .args(["run", "--targets", &targets, "--store", &store, "--events", "300000", "--symbols", "20"])
+        .args(["--span-days", "2", "--late-per-mille", "0", "--rate", "100000", "--window", "8"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (mut first, _) = nodes.remove(0);
+    let _ = Command::new("kill").args(["-TERM", &first.id().to_string()]).status();
+    let _ = first.wait();
+    // Never hang the suite: a run that has not ended in two minutes is a failure.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut run = run;
+    while run.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("tally-loadgen did not finish within two minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = run.wait_with_output().unwrap();
+    let (mut second, _) = nodes.remove(0);
+    let _ = Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
+    let _ = second.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("verified                     yes"), "{stdout}");
+    let resent: u64 =
+        stdout.lines().find_map(|l| l.strip_prefix("batches sent again")).and_then(|v| v.trim().parse().ok()).unwrap();
+    assert!(resent > 0, "the stopped node's batches went elsewhere: {stdout}");
+}
