@@ -72,34 +72,10 @@ pub fn plan() -> Arc<AppPlan> {
     Arc::new(check(APP, "bench", &NodeConfig::default()).expect("the bench app is valid"))
 }
 
-/// What the bench binaries record with their figures.
+/// What the bench binaries record with their figures: the git sha and the machine as
+/// `tally-loadgen` records them, and the median of runs.
 pub mod report {
-    /// The short sha of HEAD (empty outside a git checkout).
-    pub fn git_sha() -> String {
-        std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    }
-
-    /// Cores, CPU model and OS of this machine.
-    pub fn machine() -> serde_json::Value {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown".into());
-        serde_json::json!({
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "cpu": cpu,
-            "os": std::env::consts::OS,
-        })
-    }
+    pub use loadgen::report::{git_sha, machine};
 
     /// The median (the mean of the middle two for an even count).
     pub fn median(v: &mut [f64]) -> f64 {
