@@ -312,6 +312,18 @@ impl PostgresStore {
         }
     }
 
+    /// Whether table `name` exists in the current schema.
+    fn table_exists(&mut self, name: &str, ctx: &str) -> Result<bool> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
+                &[&name],
+            )
+            .map_err(|e| error(ctx, e))?;
+        Ok(row.is_some())
+    }
+
     /// The tables of `tables` that exist, each with its columns.
     fn layouts<'a>(tx: &mut postgres::Transaction<'_>, tables: &'a [TableSchema]) -> Result<Layouts<'a>> {
         let mut layouts = Vec::new();
@@ -410,7 +422,7 @@ impl Store for PostgresStore {
 
     fn heartbeat(&mut self, claim: &Claim) -> Result<()> {
         let n = self
-            .client
+            .client()?
             .execute(
                 &*for_dialect(Dialect::Postgres, reg::HEARTBEAT),
                 &[&claim.node_id, &claim.instance, &registry::now_ms()],
@@ -434,14 +446,7 @@ impl Store for PostgresStore {
 
     fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
         let ctx = format!("cannot purge {}", table.name);
-        let exists = self
-            .client
-            .query_opt(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
-                &[&table.name],
-            )
-            .map_err(|e| error(&ctx, e))?;
-        if exists.is_none() {
+        if !self.table_exists(&table.name, &ctx)? {
             return Ok(0);
         }
         match shard {
@@ -502,14 +507,7 @@ impl Store for PostgresStore {
 
     fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
         let ctx = format!("cannot read {}", table.name);
-        let exists = self
-            .client
-            .query_opt(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
-                &[&table.name],
-            )
-            .map_err(|e| error(&ctx, e))?;
-        if exists.is_none() {
+        if !self.table_exists(&table.name, &ctx)? {
             return Ok(Vec::new());
         }
         let cols: Vec<usize> = equal.iter().map(|(c, _)| *c).collect();
