@@ -5,19 +5,15 @@
 //! of a process whose registration was taken over is refused (fencing), so a shard never
 //! has two writers.
 
+use crate::background::Background;
 use crate::error::Error;
 use crate::store::registry::HEARTBEAT_EVERY_MS;
 use crate::store::{self, Claim, Store, StoreAddress};
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
-use std::thread::JoinHandle;
 use std::time::Duration as StdDuration;
 
 /// The `tally-heartbeat` thread.
 #[derive(Debug)]
-pub struct Heartbeat {
-    stop: Sender<()>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct Heartbeat(Background);
 
 impl Heartbeat {
     /// Starts beating for `claims` (one per store). `on_error` hears failures (a store that
@@ -26,52 +22,31 @@ impl Heartbeat {
         claims: Vec<(StoreAddress, Claim)>,
         mut on_error: Box<dyn FnMut(&Error) + Send>,
     ) -> Result<Heartbeat, Error> {
-        let (stop, stopped) = bounded::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("tally-heartbeat".into())
-            .spawn(move || {
-                let mut stores: Vec<Option<Box<dyn Store>>> = claims.iter().map(|_| None).collect();
-                loop {
-                    match stopped.recv_timeout(StdDuration::from_millis(HEARTBEAT_EVERY_MS as u64)) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => return,
-                    }
-                    for ((address, claim), slot) in claims.iter().zip(&mut stores) {
-                        let beat = match slot {
-                            Some(s) => s.heartbeat(claim),
-                            None => store::open(address).and_then(|mut s| {
-                                let r = s.heartbeat(claim);
-                                *slot = Some(s);
-                                r
-                            }),
-                        };
-                        if let Err(e) = beat {
-                            // Reconnect at the next beat: the connection may be what failed.
-                            *slot = None;
-                            on_error(&e);
-                        }
+        Background::spawn("tally-heartbeat", move |stop| {
+            let mut stores: Vec<Option<Box<dyn Store>>> = claims.iter().map(|_| None).collect();
+            while !stop.wait(StdDuration::from_millis(HEARTBEAT_EVERY_MS as u64)) {
+                for ((address, claim), slot) in claims.iter().zip(&mut stores) {
+                    let beat = match slot {
+                        Some(s) => s.heartbeat(claim),
+                        None => store::open(address).and_then(|mut s| {
+                            let r = s.heartbeat(claim);
+                            *slot = Some(s);
+                            r
+                        }),
+                    };
+                    if let Err(e) = beat {
+                        // Reconnect at the next beat: the connection may be what failed.
+                        *slot = None;
+                        on_error(&e);
                     }
                 }
-            })
-            .map_err(|e| Error::io("cannot start the heartbeat thread", e))?;
-        Ok(Heartbeat { stop, thread: Some(thread) })
+            }
+        })
+        .map(Heartbeat)
     }
 
     /// Stops beating and joins the thread.
-    pub fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        let _ = self.stop.try_send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.halt();
+    pub fn stop(self) {
+        self.0.stop();
     }
 }

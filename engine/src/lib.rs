@@ -1,5 +1,6 @@
 //! Tally: an active-active streaming aggregation engine.
 pub mod accumulator;
+pub mod background;
 pub mod backoff;
 pub mod bucket;
 pub mod command;

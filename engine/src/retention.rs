@@ -8,14 +8,13 @@
 //! `tally ingest` does not purge; a long-running node runs a [`Purger`], and `tally purge`
 //! runs one pass (for cron, or by hand).
 
+use crate::background::Background;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::flush::store_addresses;
 use crate::plan::AppPlan;
 use crate::schema::TableSchema;
 use crate::store::{self, Store, StoreAddress};
-use crossbeam_channel::{Receiver, Sender, bounded};
-use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant};
 
 /// One table to purge: rows whose bucket starts more than `keep_ms` ago.
@@ -162,10 +161,7 @@ pub enum PurgeEvent {
 
 /// The purge schedule of a running node, on a thread of its own (`tally-purge`).
 #[derive(Debug)]
-pub struct Purger {
-    stop: Sender<()>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct Purger(Background);
 
 /// After a failed pass: the first wait, and the longest.
 const RETRY_FIRST: StdDuration = StdDuration::from_secs(1);
@@ -175,60 +171,38 @@ impl Purger {
     /// Starts purging on schedule. Failures are reported and retried with back-off (at
     /// most a minute apart), never given up.
     pub fn spawn(mut retention: Retention, mut report: Box<dyn FnMut(PurgeEvent) + Send>) -> Result<Purger> {
-        let (stop, stopped) = bounded::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("tally-purge".into())
-            .spawn(move || {
-                let mut retry = RETRY_FIRST;
-                loop {
-                    let now = Instant::now();
-                    match retention.run_due(crate::store::registry::now_ms(), now) {
-                        Ok(done) => {
-                            retry = RETRY_FIRST;
-                            if !done.is_empty() {
-                                report(PurgeEvent::Purged(done));
-                            }
-                            let next = retention.next_due().map_or(RETRY_CAP, |d| d.saturating_duration_since(now));
-                            if wait(&stopped, next) {
-                                return;
-                            }
+        Background::spawn("tally-purge", move |stop| {
+            let mut retry = RETRY_FIRST;
+            loop {
+                let now = Instant::now();
+                match retention.run_due(crate::store::registry::now_ms(), now) {
+                    Ok(done) => {
+                        retry = RETRY_FIRST;
+                        if !done.is_empty() {
+                            report(PurgeEvent::Purged(done));
                         }
-                        Err(error) => {
-                            report(PurgeEvent::Failed { error, retry_in: retry });
-                            if wait(&stopped, retry) {
-                                return;
-                            }
-                            retry = (retry * 2).min(RETRY_CAP);
+                        let next = retention.next_due().map_or(RETRY_CAP, |d| d.saturating_duration_since(now));
+                        if stop.wait(next) {
+                            return;
                         }
                     }
+                    Err(error) => {
+                        report(PurgeEvent::Failed { error, retry_in: retry });
+                        if stop.wait(retry) {
+                            return;
+                        }
+                        retry = (retry * 2).min(RETRY_CAP);
+                    }
                 }
-            })
-            .map_err(|e| Error::io("cannot start the purge thread", e))?;
-        Ok(Purger { stop, thread: Some(thread) })
+            }
+        })
+        .map(Purger)
     }
 
     /// Stops the schedule (a purge under way finishes first) and joins the thread.
-    pub fn stop(mut self) {
-        self.halt();
+    pub fn stop(self) {
+        self.0.stop();
     }
-
-    fn halt(&mut self) {
-        let _ = self.stop.try_send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Purger {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
-
-/// Sleeps `d` unless told to stop; true when told.
-fn wait(stopped: &Receiver<()>, d: StdDuration) -> bool {
-    !matches!(stopped.recv_timeout(d), Err(crossbeam_channel::RecvTimeoutError::Timeout))
 }
 
 #[cfg(test)]
