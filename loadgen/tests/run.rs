@@ -3,13 +3,31 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// The tally binary the workspace built (loadgen finds it beside itself).
 fn tally() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_BIN_EXE_tally-loadgen")).with_file_name("tally");
     assert!(p.is_file(), "{} is missing: build it with `cargo build --release -p tally`", p.display());
     p
+}
+
+/// Starts `tally serve` on free ports; the process and its binary ingest address.
+fn serve(tally: &std::path::Path, app: &std::path::Path, node: &std::path::Path, store: &str) -> (Child, String) {
+    let mut serve = Command::new(tally)
+        .args(["serve", "--app"])
+        .arg(app)
+        .arg("--config")
+        .arg(node)
+        .args(["--store", store, "--ingest", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening ingest=").unwrap().split(' ').next().unwrap().to_string();
+    (serve, addr)
 }
 
 #[test]
@@ -63,19 +81,7 @@ fn an_attached_run_fails_when_the_totals_are_off() {
         .output()
         .unwrap();
     assert!(ingest.status.success(), "{}", String::from_utf8_lossy(&ingest.stderr));
-    let mut serve = Command::new(&tally)
-        .args(["serve", "--app"])
-        .arg(&app)
-        .arg("--config")
-        .arg(&node)
-        .args(["--store", &store, "--ingest", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening ingest=").unwrap().split(' ').next().unwrap().to_string();
+    let (mut serve, addr) = serve(&tally, &app, &node, &store);
     let run = Command::new(env!("CARGO_BIN_EXE_tally-loadgen"))
         .args(["run", "--targets", &addr, "--store", &store, "--events", "20000", "--symbols", "5"])
         .args(["--span-days", "1", "--late-per-mille", "0"])
@@ -107,20 +113,7 @@ fn a_node_that_stops_mid_run_is_failed_over() {
             format!("wso2.carbon:\n  id: {id}\nsiddhi:\n  properties:\n    partitionById: true\ntally:\n  flush_interval: 100ms\n"),
         )
         .unwrap();
-        let mut serve = Command::new(&tally)
-            .args(["serve", "--app"])
-            .arg(&app)
-            .arg("--config")
-            .arg(&node)
-            .args(["--store", &store, "--ingest", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(serve.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening ingest=").unwrap().split(' ').next().unwrap().to_string();
-        nodes.push((serve, addr));
+        nodes.push(serve(&tally, &app, &node, &store));
     }
     let targets = format!("{},{}", nodes[0].1, nodes[1].1);
     // About three seconds of load at a modest rate.
