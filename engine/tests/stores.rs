@@ -200,6 +200,47 @@ fn null_group_by_values_merge_on_every_store() {
     }
 }
 
+/// Every kind of aggregate merges into the row an earlier flush stored (sums and counts
+/// add, min and max combine, distinct sets unite, the latest value goes by event time), the
+/// same on every store. On PostgreSQL 15+ this is the `MERGE` path of a shard's rows.
+#[test]
+fn every_aggregate_kind_merges_into_a_stored_row_on_every_store() {
+    let d = Dir::new();
+    for store in stores(&d) {
+        let name = unique("Kinds");
+        let app = d.write(
+            &format!("{name}.siddhi"),
+            &format!(
+                "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
+                 @PartitionById
+                 define aggregation {name} from TradeStream
+                 select symbol, sum(quantity) as total, count() as trades, avg(price) as avgPrice,
+                        min(price) as lo, max(price) as hi, distinctCount(quantity) as kinds, price as last
+                 group by symbol aggregate by timestamp every sec ... min;"
+            ),
+        );
+        let n1 = d.node(&unique("kinds"));
+        // The second ingest's events are older than the first's newest: `last` stays 5.0.
+        let first = d.write("k1.jsonl", &(trade("x", 2.0, 1, 1000) + &trade("x", 5.0, 2, 1500)));
+        let second = d.write("k2.jsonl", &(trade("x", 1.0, 2, 1200) + &trade("x", 9.0, 3, 1400)));
+        for e in [&first, &second] {
+            let out = ingest(&app, &n1, &store, e);
+            assert!(out.status.success(), "{store}: {}", stderr(&out));
+        }
+        for per in ["seconds", "minutes"] {
+            let got = query(
+                &app,
+                &n1,
+                &store,
+                &format!(
+                    "from {name} within 0L, 4000000000000L per '{per}' select symbol, total, trades, avgPrice, lo, hi, kinds, last"
+                ),
+            );
+            assert_eq!(got["records"], serde_json::json!([["x", 8, 4, 4.25, 1.0, 9.0, 3, 5.0]]), "{store} per {per}");
+        }
+    }
+}
+
 /// The node starts while PostgreSQL is unreachable, waits with a log line, and goes on when
 /// it is back; then the database drops every connection mid-run, and the last flush waits
 /// and retries: every event is counted once.

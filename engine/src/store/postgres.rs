@@ -1,9 +1,10 @@
 //! The PostgreSQL store: the shared database of a real cluster.
 //!
 //! A flush is one transaction: the rows of each table go by binary COPY into a temporary
-//! staging table, then one `INSERT … SELECT … ON CONFLICT (primary key) DO UPDATE` merges
-//! them into the table (sums added, min/max combined, sets united, latest by time stamp).
-//! No per-row INSERT statements.
+//! staging table, then one statement merges them into the table (sums added, min/max
+//! combined, sets united, latest by time stamp): `MERGE` for a shard's rows on PostgreSQL
+//! 15+, else `INSERT … SELECT … ON CONFLICT (key) DO UPDATE`. Rows of buckets newer than the
+//! shard's newest skip the staging (see [`Watermark`]). No per-row INSERT statements.
 
 use super::registry::{self, Applied, Claim, Entry, for_dialect, statements as reg};
 use super::sql::{self, Dialect, KeyStyle, quote};
@@ -226,6 +227,7 @@ impl PostgresStore {
         let claim = flush.claim;
         let mut marks: Vec<Option<i64>> = Vec::with_capacity(flush.tables.len());
         let watermarks = std::mem::take(&mut self.watermarks);
+        let can_merge = self.key_style == KeyStyle::NullsNotDistinct;
         let result = (|| -> std::result::Result<Applied, Attempt> {
             let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the flush transaction", e))?;
             // The flush's number first (it also locks this node's registry row until commit):
@@ -278,7 +280,17 @@ impl PostgresStore {
                     ))
                     .map_err(|e| error(&ctx, e))?;
                     copy_rows(&mut tx, &stage, t, &seen).map_err(|e| error(&ctx, e))?;
-                    tx.batch_execute(&sql::merge_from(Dialect::Postgres, t, &stage)).map_err(|e| error(&ctx, e))?;
+                    // MERGE (about twice as fast) where it is safe: PostgreSQL 15+, rows of this
+                    // shard only (one writer, so no concurrent insert of a key), no null key.
+                    let merge = if mark.is_some()
+                        && can_merge
+                        && !seen.iter().any(|r| r[..t.key_len].iter().any(Value::is_null))
+                    {
+                        sql::merge_using(t, &stage)
+                    } else {
+                        sql::merge_from(Dialect::Postgres, t, &stage)
+                    };
+                    tx.batch_execute(&merge).map_err(|e| error(&ctx, e))?;
                 }
             }
             tx.commit().map_err(|e| error("cannot commit the flush", e))?;
