@@ -75,12 +75,5 @@ pub fn plan() -> Arc<AppPlan> {
 /// What the bench binaries record with their figures: the git sha and the machine as
 /// `tally-loadgen` records them, and the median of runs.
 pub mod report {
-    pub use loadgen::report::{git_sha, machine};
-
-    /// The median (the mean of the middle two for an even count).
-    pub fn median(v: &mut [f64]) -> f64 {
-        v.sort_by(f64::total_cmp);
-        let m = v.len() / 2;
-        if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
-    }
+    pub use loadgen::report::{git_sha, machine, median};
 }

@@ -140,16 +140,44 @@ pub struct Expected {
 /// The expected rows of every duration of [`APP`]: `[(duration, bucket start, symbol)]`.
 pub fn expected_buckets(w: &Workload) -> BTreeMap<(usize, i64, u32), Expected> {
     let zone = tally::bucket::Zone::default();
-    let mut m: BTreeMap<(usize, i64, u32), Expected> = BTreeMap::new();
+    // A hash map while adding up (tens of millions of events), sorted once at the end; the
+    // bucket starts are worked out again only when the time stamp changes (consecutive
+    // events mostly share it).
+    let mut m: std::collections::HashMap<(usize, i64, u32), Expected> = std::collections::HashMap::new();
+    let mut last: Option<(i64, [i64; 6])> = None;
     for t in w.trades() {
-        for (d, duration) in DURATIONS.iter().enumerate() {
-            let e = m.entry((d, zone.bucket_start(*duration, t.timestamp), t.symbol)).or_default();
+        let starts = match last {
+            Some((ts, starts)) if ts == t.timestamp => starts,
+            _ => {
+                let starts = DURATIONS.map(|d| zone.bucket_start(d, t.timestamp));
+                last = Some((t.timestamp, starts));
+                starts
+            }
+        };
+        for (d, start) in starts.iter().enumerate() {
+            let e = m.entry((d, *start, t.symbol)).or_default();
             e.quantity += t.quantity;
             e.trades += 1;
             e.price_sum += t.price;
         }
     }
-    m
+    m.into_iter().collect()
+}
+
+/// A workload made ready to run: its events encoded and their expected totals, worked out
+/// once (a sweep sends the same workload at every node count).
+pub struct Prepared {
+    pub workload: Workload,
+    pub batches: Vec<Batch>,
+    pub expected: BTreeMap<(usize, i64, u32), Expected>,
+}
+
+impl Prepared {
+    pub fn new(workload: Workload) -> Prepared {
+        let batches = workload.batches();
+        let expected = expected_buckets(&workload);
+        Prepared { workload, batches, expected }
+    }
 }
 
 /// The durations of [`APP`], in order.

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use loadgen::cluster::{Cluster, Spawn};
 use loadgen::drive::{self, Plan};
 use loadgen::report::{self, RunReport};
-use loadgen::{Workload, find_tally, verify};
+use loadgen::{Prepared, Workload, find_tally, verify};
 use std::path::PathBuf;
 
 #[global_allocator]
@@ -64,6 +64,10 @@ enum Cmd {
         nodes: Vec<usize>,
         #[command(flatten)]
         load: Load,
+        /// Rounds of the whole sweep, interleaved (1, 2, 4, 1, 2, 4, …) so that a noisy
+        /// neighbour hurts every node count alike; each point reports the median round.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
         /// Results JSON (the chart goes beside it, .svg).
         #[arg(long, default_value = "results/sweep.json")]
         out: PathBuf,
@@ -121,7 +125,8 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Demo { nodes, events, symbols, store, keep } => demo(nodes, events, symbols, store, keep),
         Cmd::Run { nodes, load, targets, out, baseline } => {
-            let r = run(nodes, &load, &targets, true)?;
+            let work = prepare(&load)?;
+            let r = run(nodes, &load, &work, &targets, true)?;
             println!("{}", r.table());
             let mut doc = r.json();
             if baseline {
@@ -130,7 +135,7 @@ fn main() -> anyhow::Result<()> {
                         "--baseline needs --store postgres://… (the baseline is PostgreSQL COPY + GROUP BY)",
                     )?;
                 eprintln!("baseline: the same events as raw rows by COPY, then GROUP BY per duration …");
-                let b = loadgen::baseline::run(url, &workload(&load))?;
+                let b = loadgen::baseline::run(url, &work.workload)?;
                 let ratio = r.events_per_sec / b.events_per_sec;
                 println!(
                     "{:<28} {:.0} events/s (COPY {:.2} s + GROUP BY {:.2} s, {} rows); Tally is {ratio:.1}x",
@@ -158,7 +163,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Sweep { nodes, load, out } => sweep(&nodes, &load, &out),
+        Cmd::Sweep { nodes, load, repeat, out } => sweep(&nodes, &load, repeat, &out),
     }
 }
 
@@ -175,16 +180,25 @@ fn workload(load: &Load) -> Workload {
     }
 }
 
-/// One run; `verbose` shows a progress bar.
-fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::Result<RunReport> {
-    if load.events == 0 || load.symbols == 0 || (targets.is_empty() && nodes == 0) {
-        bail!("--nodes, --events and --symbols must be at least 1");
+/// The workload of `load`, encoded and its totals worked out; refuses empty ones.
+fn prepare(load: &Load) -> anyhow::Result<Prepared> {
+    if load.events == 0 || load.symbols == 0 {
+        bail!("--events and --symbols must be at least 1");
+    }
+    let w = workload(load);
+    eprintln!("encoding {} events of {} symbols over {:.1} days …", w.events, w.symbols, load.span_days);
+    Ok(Prepared::new(w))
+}
+
+/// One run of the prepared workload; `verbose` shows a progress bar.
+fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbose: bool) -> anyhow::Result<RunReport> {
+    if targets.is_empty() && nodes == 0 {
+        bail!("--nodes must be at least 1");
     }
     let tally = find_tally().context("cannot find the tally binary (build it: cargo build --release -p tally)")?;
     let dir = tempfile::Builder::new().prefix("tally-loadgen-").tempdir()?;
-    let w = workload(load);
-    eprintln!("encoding {} events of {} symbols over {:.1} days …", w.events, w.symbols, load.span_days);
-    let batches = w.batches();
+    let w = &work.workload;
+    let batches = &work.batches;
     let store = load.store.clone().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("store.db").display()));
     let cluster = if targets.is_empty() {
         Some(Cluster::spawn(&Spawn {
@@ -215,7 +229,7 @@ fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::
         ProgressStyle::with_template("{bar:40} {pos}/{len} events acknowledged, {per_sec}, eta {eta}")
             .expect("a valid template"),
     );
-    let published = drive::publish(&plan, &batches, &progress);
+    let published = drive::publish(&plan, batches, &progress);
     progress.finish_and_clear();
     let peak_rss = cluster.as_ref().map(|c| c.peak_rss()).unwrap_or_default();
     let rows_flushed: u64 = cluster.as_ref().map(|c| c.flushed_rows().iter().sum()).unwrap_or(0);
@@ -234,7 +248,7 @@ fn run(nodes: usize, load: &Load, targets: &[String], verbose: bool) -> anyhow::
     }
     let published = published?;
     let verification = if targets.is_empty() || load.store.is_some() {
-        Some(verify::verify(&tally, &app, &aggregation, &config, &store, &w)?)
+        Some(verify::verify(&tally, &app, &aggregation, &config, &store, work)?)
     } else {
         eprintln!("not verified: give --store with --targets to check the totals");
         None
@@ -272,8 +286,7 @@ fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bo
     let tally = find_tally().context("cannot find the tally binary")?;
     let dir = tempfile::Builder::new().prefix("tally-demo-").tempdir()?;
     let store = store.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("store.db").display()));
-    let w = workload(&load);
-    let batches = w.batches();
+    let work = Prepared::new(workload(&load));
     let cluster = Cluster::spawn(&Spawn {
         tally: &tally,
         work: dir.path(),
@@ -291,12 +304,12 @@ fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bo
         rate: None,
         token: None,
     };
-    let published = drive::publish(&plan, &batches, &ProgressBar::hidden());
+    let published = drive::publish(&plan, &work.batches, &ProgressBar::hidden());
     let (app, aggregation, config) =
         (cluster.app.clone(), cluster.aggregation.clone(), cluster.nodes[0].config.clone());
     cluster.stop()?;
     let published = published?;
-    let v = verify::verify(&tally, &app, &aggregation, &config, &store, &w)?;
+    let v = verify::verify(&tally, &app, &aggregation, &config, &store, &work)?;
     println!("{:<8} | {:>14} | {:>10} | verified", "per", "total quantity", "trades");
     println!("{}", "-".repeat(48));
     let ok = v.mismatches.is_empty();
@@ -322,29 +335,60 @@ fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bo
     Ok(())
 }
 
-fn sweep(counts: &[usize], load: &Load, out: &std::path::Path) -> anyhow::Result<()> {
-    let mut runs = Vec::new();
-    let mut points = Vec::new();
-    println!("{:>5} | {:>14} | {:>9} | {:>9} | verified", "nodes", "events/s", "p99 ms", "vs 1 node");
-    let mut base = None;
-    for &n in counts {
-        let r = run(n, load, &[], false)?;
-        let b = *base.get_or_insert(r.events_per_sec);
-        println!(
-            "{n:>5} | {:>14.0} | {:>9.1} | {:>8.2}x | {}",
-            r.events_per_sec,
-            r.ack_latency_ms.1,
-            r.events_per_sec / b,
-            if r.verified { "yes" } else { "NO" }
-        );
-        points.push((n, r.events_per_sec, r.ack_latency_ms.1));
-        runs.push(r);
+fn sweep(counts: &[usize], load: &Load, repeat: usize, out: &std::path::Path) -> anyhow::Result<()> {
+    if counts.is_empty() || repeat == 0 {
+        bail!("--nodes needs at least one node count and --repeat at least 1");
     }
-    let all_verified = runs.iter().all(|r| r.verified);
+    let work = prepare(load)?;
+    // runs[i]: every round's run at counts[i].
+    let mut runs: Vec<Vec<RunReport>> = counts.iter().map(|_| Vec::new()).collect();
+    println!("{:>5} | {:>5} | {:>14} | {:>9} | verified", "round", "nodes", "events/s", "p99 ms");
+    for round in 1..=repeat {
+        for (i, &n) in counts.iter().enumerate() {
+            let r = run(n, load, &work, &[], false)?;
+            println!(
+                "{round:>5} | {n:>5} | {:>14.0} | {:>9.1} | {}",
+                r.events_per_sec,
+                r.ack_latency_ms.1,
+                if r.verified { "yes" } else { "NO" }
+            );
+            runs[i].push(r);
+        }
+    }
+    // A point is the median of its rounds: events/s and p99 each (not one run's pair).
+    let points: Vec<(usize, f64, f64)> = counts
+        .iter()
+        .zip(&runs)
+        .map(|(&n, rs)| {
+            let mut rate: Vec<f64> = rs.iter().map(|r| r.events_per_sec).collect();
+            let mut p99: Vec<f64> = rs.iter().map(|r| r.ack_latency_ms.1).collect();
+            (n, report::median(&mut rate), report::median(&mut p99))
+        })
+        .collect();
+    let base = points[0].1;
+    println!("\nmedian of {repeat} round(s):");
+    println!("{:>5} | {:>14} | {:>9} | {:>9}", "nodes", "events/s", "p99 ms", "scaling");
+    for &(n, rate, p99) in &points {
+        println!("{n:>5} | {rate:>14.0} | {p99:>9.1} | {:>8.2}x", rate / base);
+    }
+    let all_verified = runs.iter().flatten().all(|r| r.verified);
+    let summary: Vec<serde_json::Value> = points
+        .iter()
+        .map(|&(n, rate, p99)| {
+            serde_json::json!({
+                "nodes": n,
+                "events_per_sec_median": rate.round(),
+                "ack_latency_p99_ms_median": p99,
+                "scaling_vs_first": (rate / base * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect();
     write_json(
         out,
         report::document(serde_json::json!({
-            "sweep": runs.iter().map(|r| r.json()).collect::<Vec<_>>(),
+            "rounds": repeat,
+            "median": summary,
+            "sweep": runs.iter().flatten().map(|r| r.json()).collect::<Vec<_>>(),
             "verified": all_verified,
         })),
     )?;

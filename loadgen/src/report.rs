@@ -126,6 +126,13 @@ pub fn machine() -> serde_json::Value {
     })
 }
 
+/// The median (the mean of the middle two for an even count). Sorts `v`.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+}
+
 /// A sweep's chart: events/s and p99 ACK latency against the node count, as SVG.
 pub fn chart(path: &Path, points: &[(usize, f64, f64)]) -> anyhow::Result<()> {
     use plotters::prelude::*;
@@ -155,4 +162,16 @@ pub fn chart(path: &Path, points: &[(usize, f64, f64)]) -> anyhow::Result<()> {
     c.draw_series(points.iter().map(|p| Circle::new((p.0 as f64, p.2), 4, RED.filled())))?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut [7.0]), 7.0);
+    }
 }

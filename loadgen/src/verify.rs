@@ -2,7 +2,7 @@
 //! cluster answers, merged over all shards, against what the generated events add up to —
 //! quantities and trade counts exactly, average prices to 1e-9 relative.
 
-use crate::{DURATIONS, Expected, Workload, expected_buckets, symbol_name};
+use crate::{DURATIONS, Expected, Prepared, symbol_name};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,10 +28,10 @@ pub fn verify(
     aggregation: &str,
     config: &Path,
     store: &str,
-    w: &Workload,
+    work: &Prepared,
 ) -> anyhow::Result<Verification> {
-    let expected = expected_buckets(w);
-    let (from, to) = w.span();
+    let expected = &work.expected;
+    let (from, to) = work.workload.span();
     let mut v = Verification::default();
     let mut mismatches = 0usize;
     for (d, per) in PER.iter().enumerate() {
