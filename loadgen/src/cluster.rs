@@ -107,6 +107,11 @@ impl Cluster {
         self.nodes.iter().map(|n| metric(&n.http, "tally_flush_rows_total").unwrap_or(0)).collect()
     }
 
+    /// CPU seconds each node has used so far (user + system).
+    pub fn cpu_seconds(&self) -> Vec<f64> {
+        self.nodes.iter().map(|n| cpu_seconds(n.child.id())).collect()
+    }
+
     /// Peak resident memory of each node so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> Vec<u64> {
         self.nodes.iter().map(|n| peak_rss(n.child.id())).collect()
@@ -163,6 +168,16 @@ fn limit_cpu(pid: u32, id: &str, share: f64) -> anyhow::Result<PathBuf> {
     }
     std::fs::write(dir.join("cgroup.procs"), pid.to_string()).with_context(context)?;
     Ok(dir)
+}
+
+/// User + system CPU seconds a process has used (10 ms ticks; 0 when unknown).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of stat (utime, stime), counted after the command name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// VmHWM of a process, in bytes (0 when unknown).

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use loadgen::cluster::{Cluster, Spawn};
 use loadgen::drive::{self, Plan};
-use loadgen::report::{self, RunReport};
+use loadgen::report::{self, NodeFigures, RunReport};
 use loadgen::{Prepared, Workload, find_tally, verify};
 use std::path::PathBuf;
 
@@ -229,10 +229,17 @@ fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbose: 
         ProgressStyle::with_template("{bar:40} {pos}/{len} events acknowledged, {per_sec}, eta {eta}")
             .expect("a valid template"),
     );
+    let cpu_before = cluster.as_ref().map(|c| c.cpu_seconds()).unwrap_or_default();
     let published = drive::publish(&plan, batches, &progress);
     progress.finish_and_clear();
-    let peak_rss = cluster.as_ref().map(|c| c.peak_rss()).unwrap_or_default();
-    let rows_flushed: u64 = cluster.as_ref().map(|c| c.flushed_rows().iter().sum()).unwrap_or(0);
+    let seen = match &cluster {
+        Some(c) => NodeFigures {
+            peak_rss_bytes: c.peak_rss(),
+            rows_flushed: c.flushed_rows().iter().sum(),
+            cpu_sec: c.cpu_seconds().iter().zip(&cpu_before).map(|(after, before)| after - before).collect(),
+        },
+        None => NodeFigures::default(),
+    };
     let (app, aggregation, config) = match &cluster {
         Some(c) => (c.app.clone(), c.aggregation.clone(), c.nodes[0].config.clone()),
         None => {
@@ -261,7 +268,7 @@ fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbose: 
         "targets": if targets.is_empty() { "spawned" } else { "attached" },
         "aggregation": aggregation,
     });
-    Ok(RunReport::new(plan.targets.len(), &published, verification.as_ref(), peak_rss, rows_flushed, config))
+    Ok(RunReport::new(plan.targets.len(), &published, verification.as_ref(), &seen, config))
 }
 
 fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bool) -> anyhow::Result<()> {
@@ -355,30 +362,35 @@ fn sweep(counts: &[usize], load: &Load, repeat: usize, out: &std::path::Path) ->
             runs[i].push(r);
         }
     }
-    // A point is the median of its rounds: events/s and p99 each (not one run's pair).
-    let points: Vec<(usize, f64, f64)> = counts
+    // A point is the median of its rounds: events/s, p99 and events per node CPU-second
+    // each (not one run's triple).
+    let points: Vec<(usize, f64, f64, Option<f64>)> = counts
         .iter()
         .zip(&runs)
         .map(|(&n, rs)| {
             let mut rate: Vec<f64> = rs.iter().map(|r| r.events_per_sec).collect();
             let mut p99: Vec<f64> = rs.iter().map(|r| r.ack_latency_ms.1).collect();
-            (n, report::median(&mut rate), report::median(&mut p99))
+            let mut per_cpu: Vec<f64> = rs.iter().filter_map(|r| r.events_per_node_cpu_sec()).collect();
+            let per_cpu = (!per_cpu.is_empty()).then(|| report::median(&mut per_cpu));
+            (n, report::median(&mut rate), report::median(&mut p99), per_cpu)
         })
         .collect();
     let base = points[0].1;
     println!("\nmedian of {repeat} round(s):");
-    println!("{:>5} | {:>14} | {:>9} | {:>9}", "nodes", "events/s", "p99 ms", "scaling");
-    for &(n, rate, p99) in &points {
-        println!("{n:>5} | {rate:>14.0} | {p99:>9.1} | {:>8.2}x", rate / base);
+    println!("{:>5} | {:>14} | {:>9} | {:>9} | {:>18}", "nodes", "events/s", "p99 ms", "scaling", "events/node CPU-s");
+    for &(n, rate, p99, per_cpu) in &points {
+        let per_cpu = per_cpu.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into());
+        println!("{n:>5} | {rate:>14.0} | {p99:>9.1} | {:>8.2}x | {per_cpu:>18}", rate / base);
     }
     let all_verified = runs.iter().flatten().all(|r| r.verified);
     let summary: Vec<serde_json::Value> = points
         .iter()
-        .map(|&(n, rate, p99)| {
+        .map(|&(n, rate, p99, per_cpu)| {
             serde_json::json!({
                 "nodes": n,
                 "events_per_sec_median": rate.round(),
                 "ack_latency_p99_ms_median": p99,
+                "events_per_node_cpu_sec_median": per_cpu.map(f64::round),
                 "scaling_vs_first": (rate / base * 1000.0).round() / 1000.0,
             })
         })
@@ -393,7 +405,7 @@ fn sweep(counts: &[usize], load: &Load, repeat: usize, out: &std::path::Path) ->
         })),
     )?;
     let svg = out.with_extension("svg");
-    report::chart(&svg, &points)?;
+    report::chart(&svg, &points.iter().map(|p| (p.0, p.1, p.2)).collect::<Vec<_>>())?;
     println!("wrote {} and {}", out.display(), svg.display());
     if !all_verified {
         bail!("verification failed at some node count");

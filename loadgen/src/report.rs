@@ -4,6 +4,15 @@ use crate::drive::Published;
 use crate::verify::Verification;
 use std::path::Path;
 
+/// What was read from the spawned nodes themselves (all empty or zero when attached).
+#[derive(Debug, Default)]
+pub struct NodeFigures {
+    pub peak_rss_bytes: Vec<u64>,
+    pub rows_flushed: u64,
+    /// CPU seconds each node used while the events were sent.
+    pub cpu_sec: Vec<f64>,
+}
+
 /// One run's figures.
 #[derive(Debug)]
 pub struct RunReport {
@@ -16,6 +25,8 @@ pub struct RunReport {
     pub peak_rss_bytes: Vec<u64>,
     /// Rows the nodes flushed per second of the run (all nodes, all durations).
     pub rows_flushed_per_sec: f64,
+    /// CPU seconds each spawned node used while the events were sent (empty when attached).
+    pub node_cpu_sec: Vec<f64>,
     pub verified: bool,
     pub mismatches: Vec<String>,
     pub rows_checked: usize,
@@ -27,8 +38,7 @@ impl RunReport {
         nodes: usize,
         p: &Published,
         v: Option<&Verification>,
-        peak_rss_bytes: Vec<u64>,
-        rows_flushed: u64,
+        nodes_seen: &NodeFigures,
         config: serde_json::Value,
     ) -> RunReport {
         let q = |x: f64| p.latency_us.value_at_quantile(x) as f64 / 1000.0;
@@ -39,13 +49,21 @@ impl RunReport {
             per_node_events: p.per_target.clone(),
             resent_batches: p.resent,
             ack_latency_ms: (q(0.5), q(0.99), q(0.999), p.latency_us.max() as f64 / 1000.0),
-            peak_rss_bytes,
-            rows_flushed_per_sec: rows_flushed as f64 / p.elapsed.as_secs_f64(),
+            peak_rss_bytes: nodes_seen.peak_rss_bytes.clone(),
+            rows_flushed_per_sec: nodes_seen.rows_flushed as f64 / p.elapsed.as_secs_f64(),
+            node_cpu_sec: nodes_seen.cpu_sec.clone(),
             verified: v.is_some_and(|v| v.mismatches.is_empty()),
             mismatches: v.map(|v| v.mismatches.clone()).unwrap_or_default(),
             rows_checked: v.map(|v| v.rows).unwrap_or(0),
             config,
         }
+    }
+
+    /// Events per CPU-second of the nodes (all events over all nodes' CPU time while they
+    /// were sent): the per-core figure, whatever the machine's other load.
+    pub fn events_per_node_cpu_sec(&self) -> Option<f64> {
+        let cpu: f64 = self.node_cpu_sec.iter().sum();
+        (cpu > 0.0).then(|| self.events as f64 / cpu)
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -62,6 +80,8 @@ impl RunReport {
             "ack_latency_ms": {"p50": p50, "p99": p99, "p999": p999, "max": max},
             "peak_rss_bytes": self.peak_rss_bytes,
             "rows_flushed_per_sec": self.rows_flushed_per_sec.round(),
+            "node_cpu_sec": self.node_cpu_sec,
+            "events_per_node_cpu_sec": self.events_per_node_cpu_sec().map(f64::round),
             "config": self.config,
         })
     }
@@ -83,6 +103,10 @@ impl RunReport {
             t.push_str(&format!("{:<28} {}\n", "peak RSS per node", rss.join(", ")));
         }
         t.push_str(&format!("{:<28} {:.0}\n", "rows flushed/s (all nodes)", self.rows_flushed_per_sec));
+        if let Some(per_cpu) = self.events_per_node_cpu_sec() {
+            let cpu: Vec<String> = self.node_cpu_sec.iter().map(|c| format!("{c:.2}")).collect();
+            t.push_str(&format!("{:<28} {} ({per_cpu:.0} events per node CPU-s)\n", "node CPU s", cpu.join(", ")));
+        }
         t.push_str(&format!("{:<28} {}\n", "batches sent again", self.resent_batches));
         t.push_str(&format!(
             "{:<28} {}\n",

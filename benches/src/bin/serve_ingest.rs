@@ -91,7 +91,7 @@ fn main() {
         BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         let addr = line.trim().strip_prefix("listening ingest=").unwrap().split(' ').next().unwrap().to_string();
         let pid = child.id();
-        let cpu_before = cpu_seconds(pid);
+        let cpu_before = loadgen::cluster::cpu_seconds(pid);
         let started = Instant::now();
         std::thread::scope(|s| {
             for c in 0..connections {
@@ -100,7 +100,7 @@ fn main() {
             }
         });
         let wall = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(pid) - cpu_before;
+        let cpu = loadgen::cluster::cpu_seconds(pid) - cpu_before;
         let events = (rounds * per_round) as f64;
         println!(
             "run {run}: {:.2} M events/s wall, node CPU {cpu:.2} s, {:.2} M events per node CPU-second",
@@ -184,16 +184,6 @@ fn expect_ack(c: &mut Client, outstanding: &mut VecDeque<u64>) {
         }
         other => panic!("the node refused a batch: {other:?}"),
     }
-}
-
-/// User + system CPU seconds of a process.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // Fields 14 and 15 of stat (utime, stime), counted after the command name.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn path(p: &std::path::Path) -> &str {
