@@ -3,9 +3,11 @@
 # fsync on, or $DATABASE_URL), live event-time density (5 M events per event-second):
 #   run-1node-postgres.json   1 node, 20 M events, with the raw COPY + GROUP BY baseline;
 #   sweep-postgres.json/.svg  1, 2, 4 nodes, each held to the same CPU share (cgroup quota),
-#                             60 M events a point, a window deep enough to keep a held node
-#                             busy through a flush (saturation: throughput), 5 interleaved
-#                             rounds, medians;
+#                             120 M events a point (so that a 4-node point still runs ~20 s),
+#                             one connection per node (a node held to 0.1 CPU needs no more,
+#                             and fewer threads share the 2 cores), a window deep enough to
+#                             keep a held node busy through a flush (saturation:
+#                             throughput), 5 interleaved rounds, medians;
 #   memory-{1M,50M}.json      1 node, 1 M and 50 M events at the same rate (4 M/s): peak RSS.
 # Usage: scripts/bench_cluster.sh [--quota 0.1] [--rounds 5]
 set -euo pipefail
@@ -27,6 +29,6 @@ fi
 lg=target/release/tally-loadgen
 live="--span-days 0.00005 --late-per-mille 0"
 $lg run --nodes 1 --events 20000000 $live --window 256 --store "$DATABASE_URL" --baseline --out results/run-1node-postgres.json
-$lg sweep --nodes 1,2,4 --repeat "$rounds" --events 60000000 $live --window 128 --store "$DATABASE_URL" --workers 1 --cpu-quota "$quota" --out results/sweep-postgres.json
+$lg sweep --nodes 1,2,4 --repeat "$rounds" --events 120000000 $live --connections-per-node 1 --window 256 --store "$DATABASE_URL" --workers 1 --cpu-quota "$quota" --out results/sweep-postgres.json
 $lg run --nodes 1 --events 1000000 $live --window 256 --rate 4000000 --store "$DATABASE_URL" --out results/memory-1M.json
 $lg run --nodes 1 --events 50000000 $live --window 256 --rate 4000000 --store "$DATABASE_URL" --out results/memory-50M.json

@@ -342,12 +342,25 @@ fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bo
     Ok(())
 }
 
+/// One node count of a sweep: medians over its rounds.
+struct Point {
+    nodes: usize,
+    events_per_sec: f64,
+    p99_ms: f64,
+    per_node_cpu_sec: Option<f64>,
+    /// This point's median events/s over the first point's.
+    ratio_of_medians: f64,
+    /// The median over rounds of this point's events/s over the first point's in the
+    /// same round.
+    median_of_rounds: f64,
+}
+
 fn sweep(counts: &[usize], load: &Load, repeat: usize, out: &std::path::Path) -> anyhow::Result<()> {
     if counts.is_empty() || repeat == 0 {
         bail!("--nodes needs at least one node count and --repeat at least 1");
     }
     let work = prepare(load)?;
-    // runs[i]: every round's run at counts[i].
+    // runs[i]: every round's run at counts[i], in round order.
     let mut runs: Vec<Vec<RunReport>> = counts.iter().map(|_| Vec::new()).collect();
     println!("{:>5} | {:>5} | {:>14} | {:>9} | verified", "round", "nodes", "events/s", "p99 ms");
     for round in 1..=repeat {
@@ -362,50 +375,83 @@ fn sweep(counts: &[usize], load: &Load, repeat: usize, out: &std::path::Path) ->
             runs[i].push(r);
         }
     }
-    // A point is the median of its rounds: events/s, p99 and events per node CPU-second
-    // each (not one run's triple).
-    let points: Vec<(usize, f64, f64, Option<f64>)> = counts
+    // A point is the median of its rounds, figure by figure (not one run's figures). Its
+    // scaling is given two ways: the ratio of the medians, and the median of the ratios
+    // measured side by side within each round.
+    let median_of = |rs: &[RunReport], f: &dyn Fn(&RunReport) -> Option<f64>| -> Option<f64> {
+        let mut v: Vec<f64> = rs.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| report::median(&mut v))
+    };
+    let base = median_of(&runs[0], &|r| Some(r.events_per_sec)).unwrap_or(1.0);
+    let points: Vec<Point> = counts
         .iter()
         .zip(&runs)
-        .map(|(&n, rs)| {
-            let mut rate: Vec<f64> = rs.iter().map(|r| r.events_per_sec).collect();
-            let mut p99: Vec<f64> = rs.iter().map(|r| r.ack_latency_ms.1).collect();
-            let mut per_cpu: Vec<f64> = rs.iter().filter_map(|r| r.events_per_node_cpu_sec()).collect();
-            let per_cpu = (!per_cpu.is_empty()).then(|| report::median(&mut per_cpu));
-            (n, report::median(&mut rate), report::median(&mut p99), per_cpu)
+        .map(|(&nodes, rs)| {
+            let events_per_sec = median_of(rs, &|r| Some(r.events_per_sec)).unwrap_or(0.0);
+            let mut side_by_side: Vec<f64> =
+                rs.iter().zip(&runs[0]).map(|(r, first)| r.events_per_sec / first.events_per_sec).collect();
+            Point {
+                nodes,
+                events_per_sec,
+                p99_ms: median_of(rs, &|r| Some(r.ack_latency_ms.1)).unwrap_or(0.0),
+                per_node_cpu_sec: median_of(rs, &|r| r.events_per_node_cpu_sec()),
+                ratio_of_medians: events_per_sec / base,
+                median_of_rounds: report::median(&mut side_by_side),
+            }
         })
         .collect();
-    let base = points[0].1;
-    println!("\nmedian of {repeat} round(s):");
-    println!("{:>5} | {:>14} | {:>9} | {:>9} | {:>18}", "nodes", "events/s", "p99 ms", "scaling", "events/node CPU-s");
-    for &(n, rate, p99, per_cpu) in &points {
-        let per_cpu = per_cpu.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into());
-        println!("{n:>5} | {rate:>14.0} | {p99:>9.1} | {:>8.2}x | {per_cpu:>18}", rate / base);
+    println!(
+        "\nmedian of {repeat} round(s); scaling as the ratio of the medians and as the median of each round's ratio:"
+    );
+    println!(
+        "{:>5} | {:>14} | {:>9} | {:>9} | {:>9} | {:>18}",
+        "nodes", "events/s", "p99 ms", "scaling", "by round", "events/node CPU-s"
+    );
+    for p in &points {
+        println!(
+            "{:>5} | {:>14.0} | {:>9.1} | {:>8.2}x | {:>8.2}x | {:>18}",
+            p.nodes,
+            p.events_per_sec,
+            p.p99_ms,
+            p.ratio_of_medians,
+            p.median_of_rounds,
+            p.per_node_cpu_sec.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()),
+        );
     }
-    let all_verified = runs.iter().flatten().all(|r| r.verified);
+    let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
     let summary: Vec<serde_json::Value> = points
         .iter()
-        .map(|&(n, rate, p99, per_cpu)| {
+        .map(|p| {
             serde_json::json!({
-                "nodes": n,
-                "events_per_sec_median": rate.round(),
-                "ack_latency_p99_ms_median": p99,
-                "events_per_node_cpu_sec_median": per_cpu.map(f64::round),
-                "scaling_vs_first": (rate / base * 1000.0).round() / 1000.0,
+                "nodes": p.nodes,
+                "events_per_sec_median": p.events_per_sec.round(),
+                "ack_latency_p99_ms_median": p.p99_ms,
+                "events_per_node_cpu_sec_median": p.per_node_cpu_sec.map(f64::round),
+                "scaling_ratio_of_medians": round3(p.ratio_of_medians),
+                "scaling_median_of_rounds": round3(p.median_of_rounds),
             })
         })
         .collect();
+    let all_verified = runs.iter().flatten().all(|r| r.verified);
+    let mut every_run = Vec::new();
+    for round in 0..repeat {
+        for rs in &runs {
+            let mut j = rs[round].json();
+            j["round"] = serde_json::json!(round + 1);
+            every_run.push(j);
+        }
+    }
     write_json(
         out,
         report::document(serde_json::json!({
             "rounds": repeat,
             "median": summary,
-            "sweep": runs.iter().flatten().map(|r| r.json()).collect::<Vec<_>>(),
+            "sweep": every_run,
             "verified": all_verified,
         })),
     )?;
     let svg = out.with_extension("svg");
-    report::chart(&svg, &points.iter().map(|p| (p.0, p.1, p.2)).collect::<Vec<_>>())?;
+    report::chart(&svg, &points.iter().map(|p| (p.nodes, p.events_per_sec, p.p99_ms)).collect::<Vec<_>>())?;
     println!("wrote {} and {}", out.display(), svg.display());
     if !all_verified {
         bail!("verification failed at some node count");
