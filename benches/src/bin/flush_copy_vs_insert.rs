@@ -1,5 +1,7 @@
-//! Flush throughput on PostgreSQL: the store's path (binary COPY into a staging table, then
-//! one `INSERT … SELECT … ON CONFLICT DO UPDATE`) against the same rows sent as multi-row
+//! Flush throughput on PostgreSQL: the store's path (rows of buckets newer than the shard's
+//! newest by binary COPY straight into the table; the others by binary COPY into a staging
+//! table, then one `MERGE` on PostgreSQL 15+, else `INSERT … SELECT … ON CONFLICT DO
+//! UPDATE`) against the same rows sent as multi-row
 //! `INSERT … VALUES … ON CONFLICT DO UPDATE`, at 1 K, 10 K and 100 K rows per flush, each
 //! flush one transaction, on the same database in one run.
 //!
@@ -146,7 +148,7 @@ fn main() {
             "config": {
                 "tables": "new: TradeAggregation_SECONDS, merge: TradeAggregation_HOURS; partitioned (key AGG_TIMESTAMP, SHARD_ID, symbol; avg as sum+count, sum); created by the store (fillfactor 90 / 50)",
                 "symbols": SYMBOLS, "rounds": rounds, "insert_rows_per_statement": INSERT_CHUNKS,
-                "copy_path": "PostgresStore::write: binary COPY into a temporary staging table + INSERT … SELECT … ON CONFLICT DO UPDATE, flush number recorded, one transaction",
+                "copy_path": "PostgresStore::write, one transaction with the flush number recorded: rows of buckets newer than the shard's newest by binary COPY into the table; the others by binary COPY into a temporary staging table + MERGE (PostgreSQL 15+; else INSERT … SELECT … ON CONFLICT DO UPDATE)",
                 "insert_path": "multi-row INSERT … VALUES … ON CONFLICT DO UPDATE with the same merge expressions, one transaction",
                 "server": "the PostgreSQL of DATABASE_URL (scripts/bench_flush.sh: a throwaway cluster from scripts/postgres.sh, same machine)",
             },
