@@ -57,6 +57,41 @@ fn a_spawned_run_is_verified_and_reported() {
     assert!(r["machine"]["cores"].as_u64().unwrap() >= 1);
 }
 
+/// A sweep of two node counts in two interleaved rounds: every run verified and recorded
+/// with its round, the medians per node count with both scaling figures, and the chart.
+#[test]
+fn a_sweep_records_every_round_and_the_medians() {
+    let _ = tally();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.json");
+    let sweep = Command::new(env!("CARGO_BIN_EXE_tally-loadgen"))
+        .args(["sweep", "--nodes", "1,2", "--repeat", "2", "--events", "20000", "--symbols", "20", "--span-days", "2"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&sweep.stdout);
+    assert!(sweep.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&sweep.stderr));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!((r["rounds"].as_u64(), r["verified"].as_bool()), (Some(2), Some(true)));
+    let runs: Vec<(u64, u64, u64)> = r["sweep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["round"].as_u64().unwrap(), x["nodes"].as_u64().unwrap(), x["events"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(runs, [(1, 1, 20_000), (1, 2, 20_000), (2, 1, 20_000), (2, 2, 20_000)]);
+    assert!(r["sweep"].as_array().unwrap().iter().all(|x| x["node_cpu_sec"].as_array().is_some()));
+    let median = r["median"].as_array().unwrap();
+    assert_eq!(median.iter().map(|m| m["nodes"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(median[0]["scaling_ratio_of_medians"].as_f64(), Some(1.0));
+    assert_eq!(median[0]["scaling_median_of_rounds"].as_f64(), Some(1.0));
+    assert!(median[1]["scaling_median_of_rounds"].as_f64().unwrap() > 0.0);
+    assert!(median.iter().all(|m| m["events_per_sec_median"].as_f64().unwrap() > 0.0));
+    let svg = std::fs::read_to_string(out.with_extension("svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("nodes"), "{}", &svg[..svg.len().min(200)]);
+}
+
 /// Attached to a running node whose store already holds an event the run did not send:
 /// the verification finds the difference and the run fails.
 #[test]
