@@ -1,11 +1,14 @@
 //! `tally-loadgen` as a library: the deterministic workload and the totals it must add up
 //! to (here), the cluster it drives (`cluster`), the publishing (`drive`), the check of
-//! the merged totals (`verify`) and the figures (`report`).
+//! the merged totals (`verify`), the figures (`report`), and the commands built from them:
+//! one run and the demo (`run`), a sweep over node counts (`sweep`).
 
 pub mod baseline;
 pub mod cluster;
 pub mod drive;
 pub mod report;
+pub mod run;
+pub mod sweep;
 pub mod verify;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 
 use crate::drive::Published;
 use crate::verify::Verification;
+use anyhow::Context;
 use std::path::Path;
 
 /// What was read from the spawned nodes themselves (all empty or zero when attached).
@@ -115,6 +116,15 @@ impl RunReport {
         ));
         t
     }
+}
+
+/// Writes a results document as pretty JSON, making its folder if needed.
+pub fn write_json(path: &std::path::Path, doc: serde_json::Value) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The results document: the figures plus the git sha and the machine.
