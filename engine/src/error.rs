@@ -106,10 +106,22 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Store { retryable, .. } => *retryable,
-            Error::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ),
+            // A peer that refused or dropped the connection (a node restarting) can be
+            // back a moment later; a missing file or a bad path will not.
+            Error::Io { source, .. } => {
+                use std::io::ErrorKind::*;
+                matches!(
+                    source.kind(),
+                    Interrupted
+                        | WouldBlock
+                        | TimedOut
+                        | ConnectionRefused
+                        | ConnectionReset
+                        | ConnectionAborted
+                        | BrokenPipe
+                        | NotConnected
+                )
+            }
             Error::Closed => true,
             Error::App { .. }
             | Error::Query(_)
@@ -168,5 +180,16 @@ mod tests {
         };
         assert_eq!(e.to_string(), "postgres store: could not serialize access (SQLSTATE 40001)");
         assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn a_refused_or_dropped_connection_is_worth_retrying_a_missing_file_is_not() {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionRefused, ConnectionReset, NotFound, PermissionDenied};
+        for kind in [ConnectionRefused, ConnectionReset, BrokenPipe] {
+            assert!(Error::io("cannot connect to the node", kind.into()).is_retryable(), "{kind:?}");
+        }
+        for kind in [NotFound, PermissionDenied] {
+            assert!(!Error::io("cannot read app.siddhi", kind.into()).is_retryable(), "{kind:?}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The nodes a run drives: `tally serve` processes it starts (each with its own node id and
 //! shard id, one shared store), or running nodes it attaches to.
 
-use anyhow::{Context, bail};
+use crate::error::{Error, IoContext, Result};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,10 +48,10 @@ pub struct Spawn<'a> {
 impl Cluster {
     /// Starts `nodes` nodes `node-1` … (node id = shard id) of [`crate::app`] on one store,
     /// each on free ports, and waits until each listens.
-    pub fn spawn(s: &Spawn<'_>) -> anyhow::Result<Cluster> {
+    pub fn spawn(s: &Spawn<'_>) -> Result<Cluster> {
         let app = s.work.join("app.siddhi");
         let aggregation = crate::run_aggregation();
-        std::fs::write(&app, crate::app(&aggregation))?;
+        std::fs::write(&app, crate::app(&aggregation)).doing(|| format!("cannot write {}", app.display()))?;
         let mut nodes = Vec::new();
         let mut cgroups = Vec::new();
         for n in 0..s.nodes {
@@ -64,7 +64,8 @@ impl Cluster {
                     "wso2.carbon:\n  id: {id}\nsiddhi:\n  properties:\n    partitionById: true\n    shardId: {id}\ntally:\n  flush_interval: {}\n{workers}",
                     s.flush_interval
                 ),
-            )?;
+            )
+            .doing(|| format!("cannot write {}", config.display()))?;
             let mut cmd = match s.cpus.get(n % s.cpus.len().max(1)) {
                 Some(cpus) => {
                     let mut c = Command::new("taskset");
@@ -82,9 +83,11 @@ impl Cluster {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
-                .with_context(|| format!("cannot start {} for {id}", s.tally.display()))?;
+                .doing(|| format!("cannot start {} for {id}", s.tally.display()))?;
             let mut line = String::new();
-            BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+            BufReader::new(child.stdout.as_mut().expect("piped"))
+                .read_line(&mut line)
+                .doing(|| format!("cannot read what node {id} printed"))?;
             let Some((ingest, http)) =
                 line.trim().strip_prefix("listening ingest=").and_then(|r| r.split_once(" http="))
             else {
@@ -92,7 +95,7 @@ impl Cluster {
                 if let Some(mut e) = child.stderr.take() {
                     let _ = e.read_to_string(&mut err);
                 }
-                bail!("node {id} did not start: {}", err.trim());
+                return Err(Error::Node(format!("node {id} did not start: {}", err.trim())));
             };
             if let Some(share) = s.cpu_quota {
                 cgroups.push(limit_cpu(child.id(), &id, share)?);
@@ -118,13 +121,13 @@ impl Cluster {
     }
 
     /// SIGTERM to every node, and their exits: each must stop cleanly (exit 0).
-    pub fn stop(self) -> anyhow::Result<()> {
+    pub fn stop(self) -> Result<()> {
         for n in &self.nodes {
             let _ = Command::new("kill").args(["-TERM", &n.child.id().to_string()]).status();
         }
         let mut failed = None;
         for n in self.nodes {
-            let out = n.child.wait_with_output()?;
+            let out = n.child.wait_with_output().doing(|| format!("cannot wait for node {} to stop", n.id))?;
             if !out.status.success() && failed.is_none() {
                 failed = Some(format!(
                     "node {} did not stop cleanly ({}): {}",
@@ -138,14 +141,14 @@ impl Cluster {
             let _ = std::fs::remove_dir(g);
         }
         match failed {
-            Some(m) => bail!(m),
+            Some(m) => Err(Error::Node(m)),
             None => Ok(()),
         }
     }
 }
 
 /// Puts process `pid` in a new CPU cgroup limited to `share` of one CPU; returns its path.
-fn limit_cpu(pid: u32, id: &str, share: f64) -> anyhow::Result<PathBuf> {
+fn limit_cpu(pid: u32, id: &str, share: f64) -> Result<PathBuf> {
     // A short period (10 ms) spreads a small share evenly, rather than letting a node run
     // flat out and then stall for most of 100 ms (which would show up as ACK latency).
     let period: u64 = 10_000;
@@ -159,14 +162,14 @@ fn limit_cpu(pid: u32, id: &str, share: f64) -> anyhow::Result<PathBuf> {
             dir.display()
         )
     };
-    std::fs::create_dir_all(&dir).with_context(context)?;
+    std::fs::create_dir_all(&dir).doing(context)?;
     if v2 {
-        std::fs::write(dir.join("cpu.max"), format!("{quota} {period}")).with_context(context)?;
+        std::fs::write(dir.join("cpu.max"), format!("{quota} {period}")).doing(context)?;
     } else {
-        std::fs::write(dir.join("cpu.cfs_period_us"), period.to_string()).with_context(context)?;
-        std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()).with_context(context)?;
+        std::fs::write(dir.join("cpu.cfs_period_us"), period.to_string()).doing(context)?;
+        std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()).doing(context)?;
     }
-    std::fs::write(dir.join("cgroup.procs"), pid.to_string()).with_context(context)?;
+    std::fs::write(dir.join("cgroup.procs"), pid.to_string()).doing(context)?;
     Ok(dir)
 }
 

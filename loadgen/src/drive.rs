@@ -9,6 +9,7 @@
 //! verification would show it.
 
 use crate::Batch;
+use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
@@ -60,7 +61,7 @@ struct Shared {
 }
 
 /// Publishes every batch; fails when a batch is refused for good or no node is left.
-pub fn publish(plan: &Plan, batches: &[Batch], progress: &ProgressBar) -> anyhow::Result<Published> {
+pub fn publish(plan: &Plan, batches: &[Batch], progress: &ProgressBar) -> Result<Published> {
     let conns = plan.targets.len() * plan.connections_per_node.max(1);
     let (retry_tx, retry_rx) = unbounded::<usize>();
     let shared = Arc::new(Shared {
@@ -70,7 +71,7 @@ pub fn publish(plan: &Plan, batches: &[Batch], progress: &ProgressBar) -> anyhow
         resent: AtomicU64::new(0),
         started: Instant::now(),
     });
-    let results: Vec<anyhow::Result<(u64, Histogram<u64>)>> = std::thread::scope(|s| {
+    let results: Vec<Result<(u64, Histogram<u64>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..conns)
             .map(|c| {
                 let own: Vec<usize> = (c..batches.len()).step_by(conns).collect();
@@ -81,7 +82,11 @@ pub fn publish(plan: &Plan, batches: &[Batch], progress: &ProgressBar) -> anyhow
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a publishing thread panicked"))))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Publish { message: "a publishing thread panicked".into(), retryable: false })
+                })
+            })
             .collect()
     });
     let mut latency = Histogram::<u64>::new(3).expect("a histogram");
@@ -100,12 +105,17 @@ pub fn publish(plan: &Plan, batches: &[Batch], progress: &ProgressBar) -> anyhow
     }
     let acked_batches = shared.acked_batches.load(Ordering::SeqCst) as u64;
     if acked_batches < batches.len() as u64 {
-        let why = first_error.map(|e| format!(": {e:#}")).unwrap_or_default();
-        anyhow::bail!(
-            "{} of {} batches were never acknowledged{why}",
-            batches.len() as u64 - acked_batches,
-            batches.len()
-        );
+        // Retryable unless what stopped it was (a refusal for good, say).
+        let retryable = first_error.as_ref().is_none_or(Error::is_retryable);
+        let why = first_error.map(|e| format!(": {e}")).unwrap_or_default();
+        return Err(Error::Publish {
+            message: format!(
+                "{} of {} batches were never acknowledged{why}",
+                batches.len() as u64 - acked_batches,
+                batches.len()
+            ),
+            retryable,
+        });
     }
     Ok(Published {
         elapsed: shared.started.elapsed(),
@@ -131,7 +141,7 @@ fn connection(
     shared: &Shared,
     progress: &ProgressBar,
     conns: usize,
-) -> anyhow::Result<(u64, Histogram<u64>)> {
+) -> Result<(u64, Histogram<u64>)> {
     let mut mine = own.into_iter();
     let hand_over = |ids: &mut dyn Iterator<Item = usize>| {
         for i in ids {
@@ -143,7 +153,10 @@ fn connection(
         Ok(c) => c,
         Err(e) => {
             hand_over(&mut mine);
-            return Err(anyhow::anyhow!("cannot connect to {target}: {e}"));
+            return Err(Error::Publish {
+                message: format!("cannot connect to {target}: {e}"),
+                retryable: e.is_retryable(),
+            });
         }
     };
     let (mut tx, mut rx) = client.into_split()?;
@@ -178,9 +191,10 @@ fn connection(
                         }
                     }
                     Ok(Reply::Error { batch_id, code, message, .. }) => {
-                        fatal = Some(anyhow::anyhow!(
-                            "{target} refused batch {batch_id} for good (code {code}): {message}"
-                        ));
+                        fatal = Some(Error::Publish {
+                            message: format!("{target} refused batch {batch_id} for good (code {code}): {message}"),
+                            retryable: false,
+                        });
                         broken.store(true, Ordering::SeqCst);
                         break;
                     }
@@ -208,10 +222,13 @@ fn connection(
                 // while, batches were lost on the way; say so rather than wait for ever.
                 let idle = shared.started.elapsed().as_millis() as u64 - shared.last_ack_ms.load(Ordering::SeqCst);
                 if outstanding.lock().expect("outstanding").is_empty() && idle > STALL.as_millis() as u64 {
-                    send_error = Some(anyhow::anyhow!(
-                        "no batch acknowledged for {} s and none left to send: the run stalled",
-                        STALL.as_secs()
-                    ));
+                    send_error = Some(Error::Publish {
+                        message: format!(
+                            "no batch acknowledged for {} s and none left to send: the run stalled",
+                            STALL.as_secs()
+                        ),
+                        retryable: true,
+                    });
                     break;
                 }
                 continue;
@@ -245,7 +262,8 @@ fn connection(
                 Err(e) => {
                     drop(out);
                     let _ = retry_tx.send(i);
-                    send_error = Some(anyhow::anyhow!("{target}: {e}"));
+                    send_error =
+                        Some(Error::Publish { message: format!("{target}: {e}"), retryable: e.is_retryable() });
                     break;
                 }
             }

@@ -6,10 +6,13 @@
 pub mod baseline;
 pub mod cluster;
 pub mod drive;
+pub mod error;
 pub mod report;
 pub mod run;
 pub mod sweep;
 pub mod verify;
+
+pub use error::{Error, Result};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

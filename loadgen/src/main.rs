@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 use loadgen::run::Load;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -69,12 +70,22 @@ enum Cmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let done = match Cli::parse().command {
         Cmd::Demo { nodes, events, symbols, store, keep } => loadgen::run::demo(nodes, events, symbols, store, keep),
         Cmd::Run { nodes, load, targets, out, baseline } => {
             loadgen::run::run_and_report(nodes, &load, &targets, out.as_deref(), baseline)
         }
         Cmd::Sweep { nodes, load, repeat, out } => loadgen::sweep::sweep(&nodes, &load, repeat, &out),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tally-loadgen: {e}");
+            if e.is_retryable() {
+                eprintln!("tally-loadgen: this may pass if run again (a node or the database was unreachable)");
+            }
+            ExitCode::FAILURE
+        }
     }
 }

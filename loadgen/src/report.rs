@@ -1,8 +1,8 @@
 //! The figures of a run: the table at the end, the results JSON, and a sweep's chart.
 
 use crate::drive::Published;
+use crate::error::{Error, IoContext, Result};
 use crate::verify::Verification;
-use anyhow::Context;
 use std::path::Path;
 
 /// What was read from the spawned nodes themselves (all empty or zero when attached).
@@ -119,12 +119,12 @@ impl RunReport {
 }
 
 /// Writes a results document as pretty JSON, making its folder if needed.
-pub fn write_json(path: &std::path::Path, doc: serde_json::Value) -> anyhow::Result<()> {
+pub fn write_json(path: &Path, doc: serde_json::Value) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent).doing(|| format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
-        .with_context(|| format!("cannot write {}", path.display()))
+    let text = serde_json::to_string_pretty(&doc).expect("a JSON value always serializes");
+    std::fs::write(path, text + "\n").doing(|| format!("cannot write {}", path.display()))
 }
 
 /// The results document: the figures plus the git sha and the machine.
@@ -168,7 +168,11 @@ pub fn median(v: &mut [f64]) -> f64 {
 }
 
 /// A sweep's chart: events/s and p99 ACK latency against the node count, as SVG.
-pub fn chart(path: &Path, points: &[(usize, f64, f64)]) -> anyhow::Result<()> {
+pub fn chart(path: &Path, points: &[(usize, f64, f64)]) -> Result<()> {
+    draw(path, points).map_err(|e| Error::Chart { path: path.to_path_buf(), message: e.to_string() })
+}
+
+fn draw(path: &Path, points: &[(usize, f64, f64)]) -> std::result::Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
     root.fill(&WHITE)?;

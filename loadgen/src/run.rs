@@ -4,11 +4,11 @@
 
 use crate::cluster::{Cluster, Spawn};
 use crate::drive::{self, Plan};
+use crate::error::{Error, IoContext, Result};
 use crate::report::{self, NodeFigures, RunReport};
 use crate::{Prepared, Workload, find_tally, verify};
-use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a run sends and how: the workload, the nodes and the client. Also the command
 /// line options of `run` and `sweep`.
@@ -59,6 +59,15 @@ pub struct Load {
     pub aggregation: String,
 }
 
+/// The `tally` binary the nodes and the verification run (beside this one, `$TALLY`, or on
+/// `PATH`).
+fn tally_binary() -> Result<PathBuf> {
+    find_tally().ok_or_else(|| Error::Io {
+        what: "cannot find the tally binary beside tally-loadgen, in $TALLY or on PATH (build it: cargo build --release -p tally)".into(),
+        source: std::io::ErrorKind::NotFound.into(),
+    })
+}
+
 /// The workload `load` describes.
 pub fn workload(load: &Load) -> Workload {
     let span_us = (load.span_days * 86_400_000_000.0) as u64;
@@ -74,9 +83,9 @@ pub fn workload(load: &Load) -> Workload {
 }
 
 /// The workload of `load`, encoded and its totals worked out; refuses empty ones.
-pub fn prepare(load: &Load) -> anyhow::Result<Prepared> {
+pub fn prepare(load: &Load) -> Result<Prepared> {
     if load.events == 0 || load.symbols == 0 {
-        bail!("--events and --symbols must be at least 1");
+        return Err(Error::Usage("--events and --symbols must be at least 1".into()));
     }
     let w = workload(load);
     eprintln!("encoding {} events of {} symbols over {:.1} days …", w.events, w.symbols, load.span_days);
@@ -84,12 +93,15 @@ pub fn prepare(load: &Load) -> anyhow::Result<Prepared> {
 }
 
 /// One run of the prepared workload; `verbose` shows a progress bar.
-pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbose: bool) -> anyhow::Result<RunReport> {
+pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbose: bool) -> Result<RunReport> {
     if targets.is_empty() && nodes == 0 {
-        bail!("--nodes must be at least 1");
+        return Err(Error::Usage("--nodes must be at least 1".into()));
     }
-    let tally = find_tally().context("cannot find the tally binary (build it: cargo build --release -p tally)")?;
-    let dir = tempfile::Builder::new().prefix("tally-loadgen-").tempdir()?;
+    let tally = tally_binary()?;
+    let dir = tempfile::Builder::new()
+        .prefix("tally-loadgen-")
+        .tempdir()
+        .doing(|| "cannot make a working directory".into())?;
     let w = &work.workload;
     let batches = &work.batches;
     let store = load.store.clone().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("store.db").display()));
@@ -137,9 +149,10 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         Some(c) => (c.app.clone(), c.aggregation.clone(), c.nodes[0].config.clone()),
         None => {
             let app = dir.path().join("app.siddhi");
-            std::fs::write(&app, crate::app(&load.aggregation))?;
+            std::fs::write(&app, crate::app(&load.aggregation)).doing(|| format!("cannot write {}", app.display()))?;
             let config = dir.path().join("verify.yaml");
-            std::fs::write(&config, "siddhi:\n  properties:\n    partitionById: true\n    shardId: loadgen-verify\n")?;
+            std::fs::write(&config, "siddhi:\n  properties:\n    partitionById: true\n    shardId: loadgen-verify\n")
+                .doing(|| format!("cannot write {}", config.display()))?;
             (app, load.aggregation.clone(), config)
         }
     };
@@ -166,23 +179,15 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
 
 /// `tally-loadgen run`: one run, its table, `--baseline` beside it, the results JSON at
 /// `out`; an error when the totals differ.
-pub fn run_and_report(
-    nodes: usize,
-    load: &Load,
-    targets: &[String],
-    out: Option<&Path>,
-    baseline: bool,
-) -> anyhow::Result<()> {
+pub fn run_and_report(nodes: usize, load: &Load, targets: &[String], out: Option<&Path>, baseline: bool) -> Result<()> {
     let work = prepare(load)?;
     let r = run(nodes, load, &work, targets, true)?;
     println!("{}", r.table());
     let mut doc = r.json();
     if baseline {
-        let url = load
-            .store
-            .as_deref()
-            .filter(|s| s.starts_with("postgres"))
-            .context("--baseline needs --store postgres://… (the baseline is PostgreSQL COPY + GROUP BY)")?;
+        let url = load.store.as_deref().filter(|s| s.starts_with("postgres")).ok_or_else(|| {
+            Error::Usage("--baseline needs --store postgres://… (the baseline is PostgreSQL COPY + GROUP BY)".into())
+        })?;
         eprintln!("baseline: the same events as raw rows by COPY, then GROUP BY per duration …");
         let b = crate::baseline::run(url, &work.workload)?;
         let ratio = r.events_per_sec / b.events_per_sec;
@@ -208,14 +213,17 @@ pub fn run_and_report(
         for m in &r.mismatches {
             eprintln!("MISMATCH {m}");
         }
-        bail!("verification failed: the merged totals differ from the events'");
+        return Err(Error::Mismatch(format!(
+            "verification failed: the merged totals differ from the events' ({} differences above)",
+            r.mismatches.len()
+        )));
     }
     Ok(())
 }
 
 /// The README demo: `nodes` nodes on the embedded store (or `store`), verified, with a
 /// table per duration; `keep` keeps the working directory.
-pub fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bool) -> anyhow::Result<()> {
+pub fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep: bool) -> Result<()> {
     let load = Load {
         events,
         symbols,
@@ -234,8 +242,9 @@ pub fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep
         aggregation: "TradeAggregation".into(),
     };
     eprintln!("demo: {nodes} nodes, {events} events of {symbols} symbols over {} days, round robin", load.span_days);
-    let tally = find_tally().context("cannot find the tally binary")?;
-    let dir = tempfile::Builder::new().prefix("tally-demo-").tempdir()?;
+    let tally = tally_binary()?;
+    let dir =
+        tempfile::Builder::new().prefix("tally-demo-").tempdir().doing(|| "cannot make a working directory".into())?;
     let store = store.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("store.db").display()));
     let work = Prepared::new(workload(&load));
     let cluster = Cluster::spawn(&Spawn {
@@ -280,7 +289,10 @@ pub fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep
         for m in &v.mismatches {
             eprintln!("MISMATCH {m}");
         }
-        bail!("the merged totals differ from the events'");
+        return Err(Error::Mismatch(format!(
+            "the merged totals differ from the events' ({} differences above)",
+            v.mismatches.len()
+        )));
     }
     println!("verified: every bucket of every duration equals the generated events' ({} rows)", v.rows);
     Ok(())

@@ -1,9 +1,9 @@
 //! A sweep: the same workload at each node count, in interleaved rounds; medians, the
 //! scaling two ways, the results JSON and a chart.
 
+use crate::error::{Error, Result};
 use crate::report::{self, RunReport};
 use crate::run::{Load, prepare, run};
-use anyhow::bail;
 
 /// One node count of a sweep: medians over its rounds.
 struct Point {
@@ -18,9 +18,9 @@ struct Point {
     median_of_rounds: f64,
 }
 
-pub fn sweep(counts: &[usize], load: &Load, repeat: usize, out: &std::path::Path) -> anyhow::Result<()> {
+pub fn sweep(counts: &[usize], load: &Load, repeat: usize, out: &std::path::Path) -> Result<()> {
     if counts.is_empty() || repeat == 0 {
-        bail!("--nodes needs at least one node count and --repeat at least 1");
+        return Err(Error::Usage("--nodes needs at least one node count and --repeat at least 1".into()));
     }
     let work = prepare(load)?;
     // runs[i]: every round's run at counts[i], in round order.
@@ -117,7 +117,7 @@ pub fn sweep(counts: &[usize], load: &Load, repeat: usize, out: &std::path::Path
     report::chart(&svg, &points.iter().map(|p| (p.nodes, p.events_per_sec, p.p99_ms)).collect::<Vec<_>>())?;
     println!("wrote {} and {}", out.display(), svg.display());
     if !all_verified {
-        bail!("verification failed at some node count");
+        return Err(Error::Mismatch("verification failed at some node count (see the table and the JSON)".into()));
     }
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! cluster answers, merged over all shards, against what the generated events add up to —
 //! quantities and trade counts exactly, average prices to 1e-9 relative.
 
+use crate::error::{Error, IoContext, Result};
 use crate::{DURATIONS, Expected, Prepared, symbol_name};
-use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -29,7 +29,7 @@ pub fn verify(
     config: &Path,
     store: &str,
     work: &Prepared,
-) -> anyhow::Result<Verification> {
+) -> Result<Verification> {
     let expected = &work.expected;
     let (from, to) = work.workload.span();
     let mut v = Verification::default();
@@ -48,12 +48,15 @@ pub fn verify(
             .arg(config)
             .args(["--store", store, "--format", "json", &q])
             .output()
-            .with_context(|| format!("cannot run {}", tally.display()))?;
+            .doing(|| format!("cannot run {}", tally.display()))?;
         if !out.status.success() {
-            bail!("query per {per} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return Err(Error::Query(format!(
+                "query per {per} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
-        let answer: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("the query's answer is not JSON")?;
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| Error::Query(format!("the answer of the query per {per} is not JSON: {e}")))?;
         let mut got: BTreeMap<(i64, String), (i64, i64, f64)> = BTreeMap::new();
         for r in answer["records"].as_array().into_iter().flatten() {
             got.insert(
