@@ -1,7 +1,7 @@
 //! `tally`: check an app, ingest events as one node, query the merged aggregates.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,25 +36,16 @@ enum Command {
     },
     /// Run the app as one node over JSON-lines events, then flush everything to the store.
     Ingest {
-        #[arg(long)]
-        app: PathBuf,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Store address; overrides @store and the node file (sqlite:PATH, postgres://…).
-        #[arg(long)]
-        store: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
         /// Files of events, one JSON object a line; `-` reads standard input.
         #[arg(required = true)]
         events: Vec<PathBuf>,
     },
     /// Run one retrieval query over every shard in the store.
     Query {
-        #[arg(long)]
-        app: PathBuf,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        store: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// e.g. from TradeAggregation within "2024-03-15 **:**:**" per "hours" select symbol, total
@@ -63,12 +54,8 @@ enum Command {
     /// Run the app as a node server: binary ingest over TCP, acknowledged after commit,
     /// flushes on a tick, retention on schedule; until SIGINT or SIGTERM.
     Serve {
-        #[arg(long)]
-        app: PathBuf,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        store: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
         /// Binary ingest address (overrides tally.ingest); port 0 picks a free port.
         #[arg(long)]
         ingest: Option<String>,
@@ -79,23 +66,40 @@ enum Command {
     /// Delete buckets older than each duration's retention (@purge), once, for this node's
     /// shard. A running node does this on its schedule; `ingest` never purges.
     Purge {
-        #[arg(long)]
-        app: PathBuf,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        store: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Give existing tables of partitioned aggregations the SHARD_ID column (filled with this
     /// node's shard id) and the primary key that includes it, in one transaction.
     Migrate {
-        #[arg(long)]
-        app: PathBuf,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        store: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
     },
+}
+
+/// What every command that runs as a node takes: the app, the node file, the store.
+#[derive(Args)]
+struct NodeArgs {
+    /// The Siddhi app (.siddhi).
+    #[arg(long)]
+    app: PathBuf,
+    /// The node file (SI deployment.yaml sections, `tally:`); without it, every default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Store address; overrides @store and the node file (sqlite:PATH, postgres://…).
+    #[arg(long)]
+    store: Option<String>,
+}
+
+impl NodeArgs {
+    /// The node file and the checked app, warnings printed.
+    fn load(&self) -> anyhow::Result<(tally::config::NodeConfig, tally::plan::AppPlan)> {
+        load(&self.app, self.config.as_deref())
+    }
+
+    fn store(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,8 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest { app, config, store, events } => {
-            let (cfg, plan) = load(&app, config.as_deref())?;
+        Command::Ingest { node, events } => {
+            let (cfg, plan) = node.load()?;
             let mut shown = 0u64;
             let mut on_reject = |path: &Path, r: tally::ingest::Rejection| {
                 shown += 1;
@@ -151,7 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("rejected: {}: {r}", path.display());
                 }
             };
-            let report = tally::command::ingest(plan, &cfg, store.as_deref(), &events, &mut on_reject, &mut on_retry)
+            let report = tally::command::ingest(plan, &cfg, node.store(), &events, &mut on_reject, &mut on_retry)
                 .context("ingest failed")?;
             if report.rejected > MAX_REJECTIONS_SHOWN {
                 eprintln!("rejected: … and {} more", report.rejected - MAX_REJECTIONS_SHOWN);
@@ -162,9 +166,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(if report.rejected > 0 { ExitCode::from(EXIT_REJECTED) } else { ExitCode::SUCCESS })
         }
-        Command::Query { app, config, store, format, query } => {
-            let (cfg, plan) = load(&app, config.as_deref())?;
-            let result = tally::command::query(&plan, &cfg, store.as_deref(), &query)?;
+        Command::Query { node, format, query } => {
+            let (cfg, plan) = node.load()?;
+            let result = tally::command::query(&plan, &cfg, node.store(), &query)?;
             let text = match format {
                 Format::Json => tally::query::format::json(&result) + "\n",
                 Format::Csv => tally::query::format::csv(&result),
@@ -173,8 +177,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write the answer")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { app, config, store, ingest, http } => {
-            let (cfg, plan) = load(&app, config.as_deref())?;
+        Command::Serve { node, ingest, http } => {
+            let (cfg, plan) = node.load()?;
             // Registered before anything starts, so a signal during start-up is not lost.
             let mut signals =
                 signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
@@ -199,7 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let server = tally::server::Server::start(
                 std::sync::Arc::new(plan),
                 &cfg,
-                store.as_deref(),
+                node.store(),
                 ingest.as_deref(),
                 http.as_deref(),
                 &mut on_retry,
@@ -214,9 +218,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("stopped");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Purge { app, config, store } => {
-            let (cfg, plan) = load(&app, config.as_deref())?;
-            let purged = tally::command::purge(&plan, &cfg, store.as_deref(), &mut on_retry)?;
+        Command::Purge { node } => {
+            let (cfg, plan) = node.load()?;
+            let purged = tally::command::purge(&plan, &cfg, node.store(), &mut on_retry)?;
             if purged.is_empty() {
                 eprintln!("nothing to purge: every duration keeps its rows for ever (or @purge(enable='false'))");
             }
@@ -231,9 +235,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate { app, config, store } => {
-            let (cfg, plan) = load(&app, config.as_deref())?;
-            let migrated = tally::command::migrate(&plan, &cfg, store.as_deref(), &mut on_retry)?;
+        Command::Migrate { node } => {
+            let (cfg, plan) = node.load()?;
+            let migrated = tally::command::migrate(&plan, &cfg, node.store(), &mut on_retry)?;
             for (store, tables, shard) in &migrated {
                 if tables.is_empty() {
                     println!("{store}: nothing to migrate (every table exists with SHARD_ID, or not yet)");
