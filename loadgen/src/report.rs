@@ -177,28 +177,36 @@ fn draw(path: &Path, points: &[(usize, f64, f64)]) -> std::result::Result<(), Bo
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(450);
-    let max_nodes = points.iter().map(|p| p.0).max().unwrap_or(1) as f64;
-    let max_rate = points.iter().map(|p| p.1).fold(1.0, f64::max) / 1e6 * 1.15;
-    let max_p99 = points.iter().map(|p| p.2).fold(1.0, f64::max) * 1.15;
-    let mut c = ChartBuilder::on(&left)
-        .caption("throughput (M events/s)", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..max_nodes + 0.5, 0.0..max_rate)?;
-    c.configure_mesh().x_desc("nodes").draw()?;
-    c.draw_series(LineSeries::new(points.iter().map(|p| (p.0 as f64, p.1 / 1e6)), &BLUE))?;
-    c.draw_series(points.iter().map(|p| Circle::new((p.0 as f64, p.1 / 1e6), 4, BLUE.filled())))?;
-    let mut c = ChartBuilder::on(&right)
-        .caption("p99 ACK latency (ms)", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..max_nodes + 0.5, 0.0..max_p99)?;
-    c.configure_mesh().x_desc("nodes").draw()?;
-    c.draw_series(LineSeries::new(points.iter().map(|p| (p.0 as f64, p.2)), &RED))?;
-    c.draw_series(points.iter().map(|p| Circle::new((p.0 as f64, p.2), 4, RED.filled())))?;
+    let rate: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.1 / 1e6)).collect();
+    let p99: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.2)).collect();
+    panel(&left, "throughput (M events/s)", &rate, &BLUE)?;
+    panel(&right, "p99 ACK latency (ms)", &p99, &RED)?;
     root.present()?;
+    Ok(())
+}
+
+/// One chart of a figure against the node count: a line through the points, each marked.
+fn panel<DB: plotters::prelude::DrawingBackend>(
+    area: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    points: &[(f64, f64)],
+    color: &plotters::prelude::RGBColor,
+) -> std::result::Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    use plotters::prelude::*;
+    let max_x = points.iter().map(|p| p.0).fold(1.0, f64::max);
+    let max_y = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+    let mut c = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max_x + 0.5, 0.0..max_y)?;
+    c.configure_mesh().x_desc("nodes").draw()?;
+    c.draw_series(LineSeries::new(points.iter().copied(), color))?;
+    c.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
     Ok(())
 }
 
