@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-cargo build --release -p tally -p loadgen
+cargo build --release -p tally-cli -p loadgen
 if [ -z "${DATABASE_URL:-}" ]; then
   eval "$(TALLY_PG_FSYNC=on scripts/postgres.sh start)"
   trap 'scripts/postgres.sh stop' EXIT

@@ -16,6 +16,6 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-cargo build --release -p tally -p tally-benches
+cargo build --release -p tally-cli -p tally-benches
 target/release/serve_ingest --runs "$runs" --events "$events" --event-rate 5000000 --out results/serve-ingest-live.json
 target/release/serve_ingest --runs "$runs" --events "$events" --out results/serve-ingest-sparse.json

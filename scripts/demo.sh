@@ -5,5 +5,5 @@
 # Extra arguments go to `tally-loadgen demo` (e.g. --nodes 2 --events 1000000 --keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p tally -p loadgen
+cargo build --release -p tally-cli -p loadgen
 exec target/release/tally-loadgen demo "$@"

@@ -10,10 +10,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tally::accumulator::{Layout, State};
-use tally::intern::Interner;
-use tally::wire::BatchView;
-use tally::worker::Worker;
+use tally::aggregate::accumulator::{Layout, State};
+use tally::aggregate::intern::Interner;
+use tally::aggregate::worker::Worker;
+use tally::ingest::wire::BatchView;
 use tally_benches::{EVENTS, TYPES, batches, plan, workload};
 
 /// Decode + accumulate, exactly as a worker does, from empty maps (as after a flush).

@@ -5,8 +5,8 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use tally::accumulator::{Layout, State};
-use tally::worker::Worker;
+use tally::aggregate::accumulator::{Layout, State};
+use tally::aggregate::worker::Worker;
 use tally_benches::{batches, plan, workload};
 
 fn main() {

@@ -3,11 +3,11 @@
 //! sec ... year by symbol, 1,000 symbols, ten events per symbol per second.
 
 use std::sync::Arc;
+use tally::aggregate::message::Batch;
 use tally::config::NodeConfig;
-use tally::plan::{AppPlan, check};
-use tally::router::Batch;
-use tally::types::{AttrType, Value};
-use tally::wire::BatchBuilder;
+use tally::ingest::wire::BatchBuilder;
+use tally::lang::plan::{AppPlan, check};
+use tally::lang::types::{AttrType, Value};
 
 pub const APP: &str = "define stream TradeStream (symbol string, price double, quantity long, timestamp long);
 define aggregation TradeAggregation from TradeStream

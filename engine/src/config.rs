@@ -6,8 +6,8 @@
 //! file works unchanged. The `tally:` section is Tally's own, and there an unknown key is an
 //! error (a typo must not silently fall back to a default).
 
-use crate::bucket::Zone;
 use crate::error::{Error, Result};
+use crate::time::bucket::Zone;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -106,10 +106,14 @@ impl Workload {
     /// Every event, encoded for the binary protocol in batches of [`BATCH_EVENTS`], so that
     /// generating events is not what a run measures.
     pub fn batches(&self) -> Vec<Batch> {
-        use tally::types::{AttrType, Value};
+        use tally::lang::types::{AttrType, Value};
         let names: Vec<String> = (0..self.symbols).map(symbol_name).collect();
-        let mut b =
-            tally::wire::BatchBuilder::new(&[AttrType::String, AttrType::Double, AttrType::Long, AttrType::Long]);
+        let mut b = tally::ingest::wire::BatchBuilder::new(&[
+            AttrType::String,
+            AttrType::Double,
+            AttrType::Long,
+            AttrType::Long,
+        ]);
         let mut out = Vec::new();
         for t in self.trades() {
             b.push_values(&[
@@ -145,7 +149,7 @@ pub struct Expected {
 
 /// The expected rows of every duration of [`APP`]: `[(duration, bucket start, symbol)]`.
 pub fn expected_buckets(w: &Workload) -> BTreeMap<(usize, i64, u32), Expected> {
-    let zone = tally::bucket::Zone::default();
+    let zone = tally::time::bucket::Zone::default();
     // A hash map while adding up (tens of millions of events), sorted once at the end; the
     // bucket starts are worked out again only when the time stamp changes (consecutive
     // events mostly share it).
@@ -187,13 +191,13 @@ impl Prepared {
 }
 
 /// The durations of [`APP`], in order.
-pub const DURATIONS: [tally::duration::Duration; 6] = [
-    tally::duration::Duration::Seconds,
-    tally::duration::Duration::Minutes,
-    tally::duration::Duration::Hours,
-    tally::duration::Duration::Days,
-    tally::duration::Duration::Months,
-    tally::duration::Duration::Years,
+pub const DURATIONS: [tally::time::duration::Duration; 6] = [
+    tally::time::duration::Duration::Seconds,
+    tally::time::duration::Duration::Minutes,
+    tally::time::duration::Duration::Hours,
+    tally::time::duration::Duration::Days,
+    tally::time::duration::Duration::Months,
+    tally::time::duration::Duration::Years,
 ];
 
 pub fn symbol_name(i: u32) -> String {

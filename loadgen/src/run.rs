@@ -63,7 +63,7 @@ pub struct Load {
 /// `PATH`).
 fn tally_binary() -> Result<PathBuf> {
     find_tally().ok_or_else(|| Error::Io {
-        what: "cannot find the tally binary beside tally-loadgen, in $TALLY or on PATH (build it: cargo build --release -p tally)".into(),
+        what: "cannot find the tally binary beside tally-loadgen, in $TALLY or on PATH (build it: cargo build --release -p tally-cli)".into(),
         source: std::io::ErrorKind::NotFound.into(),
     })
 }

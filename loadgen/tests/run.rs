@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 /// The tally binary the workspace built (loadgen finds it beside itself).
 fn tally() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_BIN_EXE_tally-loadgen")).with_file_name("tally");
-    assert!(p.is_file(), "{} is missing: build it with `cargo build --release -p tally`", p.display());
+    assert!(p.is_file(), "{} is missing: build it with `cargo build --release -p tally-cli`", p.display());
     p
 }
 

@@ -16,12 +16,12 @@
 use postgres::types::ToSql;
 use std::time::Instant;
 use tally::config::NodeConfig;
-use tally::duration::Duration;
-use tally::plan::check;
-use tally::schema::TableSchema;
+use tally::lang::plan::check;
+use tally::lang::types::Value;
+use tally::store::schema::TableSchema;
 use tally::store::sql::{Dialect, upsert_rows};
 use tally::store::{Claim, FlushWrite, Store, StoreAddress, TableWrite};
-use tally::types::Value;
+use tally::time::duration::Duration;
 use tally_benches::report::{git_sha, machine, median};
 
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];

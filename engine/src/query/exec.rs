@@ -1,14 +1,14 @@
 //! Running a compiled query: scan, merge shards, filter, project or group, order, page.
 
 use super::{AggregateCall, CompiledQuery, RowAgg};
+use crate::aggregate::partial::{Partial, SetValue};
 use crate::error::Result;
-use crate::expr::Scalar;
-use crate::key;
-use crate::partial::{Partial, SetValue};
-use crate::plan::{AggPlan, AppPlan, CellKind};
-use crate::schema::TableSchema;
+use crate::ingest::key;
+use crate::lang::expr::Scalar;
+use crate::lang::plan::{AggPlan, AppPlan, CellKind};
+use crate::lang::types::{AttrType, Value};
 use crate::store::Store;
-use crate::types::{AttrType, Value};
+use crate::store::schema::TableSchema;
 use hashbrown::{HashMap, HashSet};
 use std::cmp::Ordering;
 

@@ -1,7 +1,7 @@
 //! Printing query answers: an aligned table for people, JSON and CSV for programs.
 
 use super::QueryResult;
-use crate::types::Value;
+use crate::lang::types::Value;
 
 /// `{"columns": [...], "records": [[...], ...]}` on one line.
 pub fn json(r: &QueryResult) -> String {
@@ -84,7 +84,7 @@ pub fn table(r: &QueryResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::AttrType;
+    use crate::lang::types::AttrType;
 
     fn r() -> QueryResult {
         QueryResult {

@@ -12,13 +12,13 @@ mod within;
 
 pub use exec::{QueryResult, run};
 
-use crate::duration::Duration;
 use crate::error::{Diagnostics, Error, Result};
-use crate::expr::{Compiled, Scope, compile};
-use crate::plan::{AggPlan, AppPlan};
-use crate::syntax::ast::{BinOp, Expr, Literal, Pos, Query};
-use crate::syntax::parse_query;
-use crate::types::{AttrType, Value};
+use crate::lang::expr::{Compiled, Scope, compile};
+use crate::lang::plan::{AggPlan, AppPlan};
+use crate::lang::syntax::ast::{BinOp, Expr, Literal, Pos, Query};
+use crate::lang::syntax::parse_query;
+use crate::lang::types::{AttrType, Value};
+use crate::time::duration::Duration;
 
 /// A query-level aggregate function over the rows of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,6 +371,29 @@ impl Scope for OutputScope<'_> {
     fn unknown_function(&self, name: &str) -> String {
         self.inner.unknown_function(name)
     }
+}
+
+/// Compiles and runs one retrieval query against the store of the queried aggregation
+/// (`store`: the `--store` option, which overrides `@store` and the node file).
+pub fn run_on_store(
+    plan: &AppPlan,
+    cfg: &crate::config::NodeConfig,
+    store: Option<&str>,
+    text: &str,
+) -> Result<QueryResult> {
+    let q = compile_query(plan, text)?;
+    let agg = &plan.aggregations[q.aggregation];
+    let address = crate::store::address::resolve(agg, store, &cfg.settings.store)?;
+    if let crate::store::StoreAddress::Sqlite { path } = &address
+        && !path.exists()
+    {
+        return Err(Error::Schema(format!(
+            "the store {} does not exist: ingest into it first, or give the right --store",
+            address.redacted()
+        )));
+    }
+    let mut s = crate::store::open(&address)?;
+    run(plan, &q, s.as_mut())
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::config::NodeConfig;
+use crate::lang::plan::check;
 use crate::node::Node;
-use crate::plan::check;
 use crate::store::{StoreAddress, open};
 use std::sync::Arc;
 

@@ -3,11 +3,11 @@
 //! The range filters bucket starts (`AGG_TIMESTAMP`) as UTC epoch milliseconds, whatever
 //! the aggregation time zone is (as Siddhi does).
 
-use crate::duration::Duration;
 use crate::error::Diagnostics;
-use crate::plan::AggPlan;
-use crate::syntax::ast::{Expr, Literal, Pos, Within};
-use crate::timestamp::{self, Fields};
+use crate::lang::plan::AggPlan;
+use crate::lang::syntax::ast::{Expr, Literal, Pos, Within};
+use crate::time::duration::Duration;
+use crate::time::timestamp::{self, Fields};
 
 /// `[start, end)` in epoch milliseconds.
 pub type Range = (i64, i64);
@@ -156,7 +156,7 @@ pub fn per(e: &Expr, agg: &AggPlan, diags: &mut Diagnostics) -> Option<Duration>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::syntax::parse_query;
+    use crate::lang::syntax::parse_query;
 
     fn within(text: &str) -> Result<Range, String> {
         let mut d = Diagnostics::default();

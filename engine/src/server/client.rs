@@ -5,7 +5,7 @@
 
 use super::protocol::{self, Reply};
 use crate::error::{Error, Result};
-use crate::wire::BatchBuilder;
+use crate::ingest::wire::BatchBuilder;
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 

@@ -8,10 +8,10 @@
 
 use super::metrics::Metrics;
 use super::protocol::{self, Body, Code};
-use super::{Event, Shared};
+use super::{Notice, Shared};
 use crate::error::{Error, Result};
-use crate::types::AttrType;
-use crate::wire::BatchView;
+use crate::ingest::wire::BatchView;
+use crate::lang::types::AttrType;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use std::collections::VecDeque;
 use std::io::{BufReader, BufWriter, Write};
@@ -62,7 +62,7 @@ pub(super) fn spawn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Sh
                 read_loop(&stream, &tx, &shared)
             };
             if let Err(message) = outcome {
-                (shared.report)(Event::Connection { peer, message });
+                (shared.report)(Notice::Connection { peer, message });
             }
             shared.sockets.lock().expect("sockets").retain(|(i, _)| *i != id);
             shared.connections.fetch_sub(1, Ordering::SeqCst);

@@ -14,8 +14,9 @@
 use super::metrics::{Gauges, Metrics};
 use super::{Shared, wait_committed};
 use crate::error::Error;
-use crate::router::{Router, check_event};
-use crate::types::Value;
+use crate::ingest::check::check_event;
+use crate::lang::types::Value;
+use crate::node::router::Router;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -185,7 +186,7 @@ fn ingest(
             .get("event")
             .and_then(|e| e.as_object())
             .ok_or_else(|| "expected {\"event\": {\"attribute\": value, …}}".to_string())
-            .and_then(|map| crate::ingest::event_values(s, map))
+            .and_then(|map| crate::ingest::json::event_values(s, map))
             .and_then(|v| check_event(&shared.plan, stream, &v).map(|_| v));
         match values {
             Ok(v) => events.push(v),
@@ -238,7 +239,7 @@ fn query(shared: &Shared, body: &serde_json::Value) -> Response<std::io::Cursor<
     {
         return error(404, &format!("this node runs the app `{}`, not `{app}`", shared.plan.name));
     }
-    match crate::command::query(&shared.plan, &shared.config, shared.store_override.as_deref(), text) {
+    match crate::query::run_on_store(&shared.plan, &shared.config, shared.store_override.as_deref(), text) {
         Ok(r) => {
             let records: Vec<serde_json::Value> = r
                 .records

@@ -29,9 +29,9 @@ pub mod protocol;
 
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
+use crate::lang::plan::AppPlan;
+use crate::node::retention::{PurgeNotice, Purger, Retention};
 use crate::node::{Node, Routers};
-use crate::plan::AppPlan;
-use crate::retention::{PurgeEvent, Purger, Retention};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -40,18 +40,18 @@ use std::time::{Duration as StdDuration, Instant};
 
 /// What a running server reports (the binary logs it).
 #[derive(Debug)]
-pub enum Event {
+pub enum Notice {
     /// A flush failed; its rows are kept and retried at the next tick.
     FlushFailed(Error),
     /// The last flush failed and is retried after `retry_in`.
     LastFlushWaiting { message: String, retry_in: StdDuration },
     /// Retention.
-    Purge(PurgeEvent),
+    Purge(PurgeNotice),
     /// A connection ended with an error (bad frames, a client that went away).
     Connection { peer: SocketAddr, message: String },
 }
 
-type Report = Arc<dyn Fn(Event) + Send + Sync>;
+type Report = Arc<dyn Fn(Notice) + Send + Sync>;
 
 /// How far flushes have got.
 #[derive(Debug, Default)]
@@ -152,7 +152,7 @@ impl Server {
             None
         } else {
             let r = report.clone();
-            Some(Purger::spawn(retention, Box::new(move |e| r(Event::Purge(e))))?)
+            Some(Purger::spawn(retention, Box::new(move |e| r(Notice::Purge(e))))?)
         };
         let shared = Arc::new(Shared {
             routers: node.routers(),
@@ -251,7 +251,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Arc<Mute
                 next_id += 1;
                 match connection::spawn(next_id, stream, peer, shared.clone()) {
                     Ok(h) => connections.lock().expect("connections").push(h),
-                    Err(e) => (shared.report)(Event::Connection { peer, message: e.to_string() }),
+                    Err(e) => (shared.report)(Notice::Connection { peer, message: e.to_string() }),
                 }
             }
             // Non-blocking, so that a stop is seen within a few milliseconds.
@@ -290,7 +290,7 @@ fn flush_loop(
             }
             Err(e) => {
                 metrics::Metrics::add(&m.store_errors, 1);
-                (shared.report)(Event::FlushFailed(e));
+                (shared.report)(Notice::FlushFailed(e));
             }
         }
         shared.pending_rows.store(node.pending_rows(), Ordering::SeqCst);
@@ -306,10 +306,10 @@ fn flush_loop(
     let generation = shared.open.fetch_add(1, Ordering::SeqCst);
     node.stop_workers()?;
     let mut on_retry = |e: &Error, retry_in: StdDuration| {
-        (shared.report)(Event::LastFlushWaiting { message: e.to_string(), retry_in })
+        (shared.report)(Notice::LastFlushWaiting { message: e.to_string(), retry_in })
     };
-    let last = crate::backoff::retry(shared.config.store_wait, &mut on_retry, || node.write_pending())
-        .and_then(|_| crate::backoff::retry(shared.config.store_wait, &mut on_retry, || node.release()));
+    let last = crate::node::backoff::retry(shared.config.store_wait, &mut on_retry, || node.write_pending())
+        .and_then(|_| crate::node::backoff::retry(shared.config.store_wait, &mut on_retry, || node.release()));
     match last {
         Ok(()) => {
             shared.publish(generation, false);

@@ -250,9 +250,13 @@ mod tests {
     /// The example in docs/protocol.md, byte for byte.
     #[test]
     fn the_documented_batch_example() {
-        use crate::types::{AttrType, Value};
-        let mut b =
-            crate::wire::BatchBuilder::new(&[AttrType::String, AttrType::Double, AttrType::Long, AttrType::Long]);
+        use crate::lang::types::{AttrType, Value};
+        let mut b = crate::ingest::wire::BatchBuilder::new(&[
+            AttrType::String,
+            AttrType::Double,
+            AttrType::Long,
+            AttrType::Long,
+        ]);
         b.push_values(&[
             Value::Str("wso2".into()),
             Value::Double(100.0),

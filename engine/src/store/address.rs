@@ -2,6 +2,7 @@
 //! `jdbc:postgresql://host:port/db`, `jdbc:mysql://…`.
 
 use crate::error::{Error, Result};
+use crate::lang::plan::{AggPlan, AppPlan};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +97,35 @@ fn redact(url: &str) -> String {
             format!("{scheme}://{user}:***@{}", &rest[at + 1..])
         }
         None => url.to_string(),
+    }
+}
+
+/// The distinct stores the app's aggregations use, each with the aggregations it holds.
+/// `override_url` (the `--store` option) replaces them all; otherwise each aggregation's
+/// `@store`, else `default_url`.
+pub fn by_store(
+    plan: &AppPlan,
+    override_url: Option<&str>,
+    default_url: &str,
+) -> Result<Vec<(StoreAddress, Vec<usize>)>> {
+    let mut slots: Vec<(StoreAddress, Vec<usize>)> = Vec::new();
+    for (i, agg) in plan.aggregations.iter().enumerate() {
+        let address = resolve(agg, override_url, default_url)?;
+        match slots.iter_mut().find(|(a, _)| *a == address) {
+            Some((_, aggs)) => aggs.push(i),
+            None => slots.push((address, vec![i])),
+        }
+    }
+    Ok(slots)
+}
+
+/// The store address of one aggregation.
+pub fn resolve(agg: &AggPlan, override_url: Option<&str>, default_url: &str) -> Result<StoreAddress> {
+    match (override_url, &agg.store) {
+        (Some(url), _) => StoreAddress::parse(url, None, None),
+        (None, Some(spec)) => StoreAddress::parse(&spec.url, spec.username.as_deref(), spec.password.as_deref())
+            .map_err(|e| Error::Schema(format!("aggregation `{}` ({}): {e}", agg.name, spec.origin))),
+        (None, None) => StoreAddress::parse(default_url, None, None),
     }
 }
 

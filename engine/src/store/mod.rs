@@ -7,6 +7,7 @@
 pub mod address;
 pub mod postgres;
 pub mod registry;
+pub mod schema;
 pub mod sql;
 pub mod sqlite;
 
@@ -14,8 +15,8 @@ pub use address::StoreAddress;
 pub use registry::{Applied, Claim};
 
 use crate::error::{Error, Result};
-use crate::schema::TableSchema;
-use crate::types::Value;
+use crate::lang::types::Value;
+use crate::store::schema::TableSchema;
 
 /// The rows one flush writes to one table (each in the table's column order).
 #[derive(Debug)]

@@ -10,8 +10,8 @@ use super::registry::{self, Applied, Claim, Entry, for_dialect, statements as re
 use super::sql::{self, Dialect, KeyStyle, quote};
 use super::{FlushWrite, Store, StoreAddress};
 use crate::error::{Error, Result};
-use crate::schema::TableSchema;
-use crate::types::{AttrType, Value};
+use crate::lang::types::{AttrType, Value};
+use crate::store::schema::TableSchema;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};

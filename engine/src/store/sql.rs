@@ -3,9 +3,9 @@
 //! Identifiers come only from the checked app (table and column names); values are always
 //! bound parameters.
 
-use crate::plan::CellKind;
-use crate::schema::{Role, TableSchema};
-use crate::types::AttrType;
+use crate::lang::plan::CellKind;
+use crate::lang::types::AttrType;
+use crate::store::schema::{Role, TableSchema};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -78,9 +78,9 @@ pub fn create_table_named(d: Dialect, t: &TableSchema, name: &str, style: KeySty
 /// room on its page lets PostgreSQL update it in place (a HOT update: no new index entry),
 /// which measured ~1.8× faster on 100 K merged rows and keeps the key index from bloating.
 /// A seconds row is written about once, so its pages are packed.
-fn fillfactor(d: crate::duration::Duration) -> u8 {
+fn fillfactor(d: crate::time::duration::Duration) -> u8 {
     match d {
-        crate::duration::Duration::Seconds => 90,
+        crate::time::duration::Duration::Seconds => 90,
         _ => 50,
     }
 }
@@ -293,8 +293,8 @@ fn placeholder(d: Dialect, i: usize) -> String {
 mod tests {
     use super::*;
     use crate::config::NodeConfig;
-    use crate::duration::Duration;
-    use crate::plan::check;
+    use crate::lang::plan::check;
+    use crate::time::duration::Duration;
 
     #[test]
     fn seed_upsert_sql() {

@@ -9,8 +9,8 @@ use super::registry::{self, Applied, Claim, Entry, statements as reg};
 use super::sql::{self, Dialect, KeyStyle};
 use super::{FlushWrite, Store, StoreAddress};
 use crate::error::{Error, Result};
-use crate::schema::TableSchema;
-use crate::types::Value;
+use crate::lang::types::Value;
+use crate::store::schema::TableSchema;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
@@ -81,7 +81,7 @@ impl SqliteStore {
             |f| {
                 let a: Option<String> = f.get(0)?;
                 let b: Option<String> = f.get(1)?;
-                Ok(crate::schema::set_union_json(a.as_deref(), b.as_deref()))
+                Ok(crate::store::schema::set_union_json(a.as_deref(), b.as_deref()))
             },
         )
         .map_err(|e| error(&ctx, e))?;

@@ -1,0 +1,268 @@
+//! `tally`: check an app, ingest events as one node, query the merged aggregates.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tally::config::NodeConfig;
+use tally::lang::plan::AppPlan;
+use tally::node::retention::PurgeNotice;
+use tally::server::{Notice, Server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit status of an ingest that kept every good event but rejected some.
+const EXIT_REJECTED: u8 = 3;
+/// Rejected lines printed one by one before only counting.
+const MAX_REJECTIONS_SHOWN: u64 = 100;
+
+#[derive(Parser)]
+#[command(
+    name = "tally",
+    version,
+    about = "Active-active streaming aggregation: Siddhi incremental aggregation, exact merged totals across nodes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check an app and a node configuration without touching any store.
+    Check {
+        #[arg(long)]
+        app: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the app as one node over JSON-lines events, then flush everything to the store.
+    Ingest {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Files of events, one JSON object a line; `-` reads standard input.
+        #[arg(required = true)]
+        events: Vec<PathBuf>,
+    },
+    /// Run one retrieval query over every shard in the store.
+    Query {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// e.g. from TradeAggregation within "2024-03-15 **:**:**" per "hours" select symbol, total
+        query: String,
+    },
+    /// Run the app as a node server: binary ingest over TCP, acknowledged after commit,
+    /// flushes on a tick, retention on schedule; until SIGINT or SIGTERM.
+    Serve {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Binary ingest address (overrides tally.ingest); port 0 picks a free port.
+        #[arg(long)]
+        ingest: Option<String>,
+        /// HTTP address (overrides tally.http); port 0 picks a free port.
+        #[arg(long)]
+        http: Option<String>,
+    },
+    /// Delete buckets older than each duration's retention (@purge), once, for this node's
+    /// shard. A running node does this on its schedule; `ingest` never purges.
+    Purge {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Give existing tables of partitioned aggregations the SHARD_ID column (filled with this
+    /// node's shard id) and the primary key that includes it, in one transaction.
+    Migrate {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// What every command that runs as a node takes: the app, the node file, the store.
+#[derive(Args)]
+struct NodeArgs {
+    /// The Siddhi app (.siddhi).
+    #[arg(long)]
+    app: PathBuf,
+    /// The node file (SI deployment.yaml sections, `tally:`); without it, every default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Store address; overrides @store and the node file (sqlite:PATH, postgres://…).
+    #[arg(long)]
+    store: Option<String>,
+}
+
+impl NodeArgs {
+    /// The node file and the checked app, warnings printed.
+    fn load(&self) -> anyhow::Result<(NodeConfig, AppPlan)> {
+        load(&self.app, self.config.as_deref())
+    }
+
+    fn store(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the node file (every default without one), checks the app against it, and prints
+/// the app's warnings.
+fn load(app: &Path, config: Option<&Path>) -> anyhow::Result<(NodeConfig, AppPlan)> {
+    let cfg = match config {
+        Some(p) => NodeConfig::load(p)?,
+        None => NodeConfig::default(),
+    };
+    let plan = tally::lang::plan::load(app, &cfg)?;
+    for w in &plan.warnings {
+        eprintln!("warning: {}: {w}", app.display());
+    }
+    Ok((cfg, plan))
+}
+
+/// The log line of a node waiting for its store.
+fn on_retry(e: &tally::Error, wait: Duration) {
+    eprintln!("store not available ({e}); keeping every buffered partial and retrying in {:.1}s", wait.as_secs_f64());
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { app, config } => check(&app, config.as_deref()),
+        Command::Ingest { node, events } => ingest(&node, &events),
+        Command::Query { node, format, query: text } => query(&node, format, &text),
+        Command::Serve { node, ingest, http } => serve(&node, ingest.as_deref(), http.as_deref()),
+        Command::Purge { node } => purge(&node),
+        Command::Migrate { node } => migrate(&node),
+    }
+}
+
+fn check(app: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (_, plan) = load(app, config)?;
+    let names: Vec<&str> = plan.aggregations.iter().map(|a| a.name.as_str()).collect();
+    eprintln!(
+        "ok: {} is valid ({} stream(s); aggregation(s): {})",
+        app.display(),
+        plan.streams.len(),
+        names.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ingest(node: &NodeArgs, events: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (cfg, plan) = node.load()?;
+    let mut shown = 0u64;
+    let mut on_reject = |path: &Path, r: tally::node::feed::Rejection| {
+        shown += 1;
+        if shown <= MAX_REJECTIONS_SHOWN {
+            eprintln!("rejected: {}: {r}", path.display());
+        }
+    };
+    let report = tally::node::feed::ingest(plan, &cfg, node.store(), events, &mut on_reject, &mut on_retry)
+        .context("ingest failed")?;
+    if report.rejected > MAX_REJECTIONS_SHOWN {
+        eprintln!("rejected: … and {} more", report.rejected - MAX_REJECTIONS_SHOWN);
+    }
+    eprintln!(
+        "ingested {} event(s), rejected {}, wrote {} row(s) in {} flush(es)",
+        report.accepted, report.rejected, report.rows_written, report.flushes
+    );
+    Ok(if report.rejected > 0 { ExitCode::from(EXIT_REJECTED) } else { ExitCode::SUCCESS })
+}
+
+fn query(node: &NodeArgs, format: Format, text: &str) -> anyhow::Result<ExitCode> {
+    let (cfg, plan) = node.load()?;
+    let result = tally::query::run_on_store(&plan, &cfg, node.store(), text)?;
+    let out = match format {
+        Format::Json => tally::query::format::json(&result) + "\n",
+        Format::Csv => tally::query::format::csv(&result),
+        Format::Table => tally::query::format::table(&result),
+    };
+    std::io::stdout().lock().write_all(out.as_bytes()).context("cannot write the answer")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The log line of each thing a running server reports.
+fn log_notice(n: Notice) {
+    match n {
+        Notice::FlushFailed(e) => eprintln!("flush failed ({e}); its rows are kept and retried at the next tick"),
+        Notice::LastFlushWaiting { message, retry_in } => {
+            eprintln!("last flush: store not available ({message}); retrying in {:.1}s", retry_in.as_secs_f64())
+        }
+        Notice::Purge(PurgeNotice::Purged(done)) => {
+            for p in done.iter().filter(|p| p.rows > 0) {
+                eprintln!("purged {} row(s) from {}", p.rows, p.table);
+            }
+        }
+        Notice::Purge(PurgeNotice::Failed { error, retry_in }) => {
+            eprintln!("purge failed ({error}); retrying in {:.0}s", retry_in.as_secs_f64())
+        }
+        Notice::Connection { peer, message } => eprintln!("connection {peer}: {message}"),
+    }
+}
+
+fn serve(node: &NodeArgs, ingest: Option<&str>, http: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (cfg, plan) = node.load()?;
+    // Registered before anything starts, so a signal during start-up is not lost.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .context("cannot handle SIGINT/SIGTERM")?;
+    let server = Server::start(Arc::new(plan), &cfg, node.store(), ingest, http, &mut on_retry, Arc::new(log_notice))?;
+    println!("listening ingest={} http={}", server.ingest_addr(), server.http_addr());
+    std::io::stdout().flush().context("cannot write to stdout")?;
+    if let Some(sig) = signals.forever().next() {
+        eprintln!("signal {sig}: stopping (no new connections or batches; the last flush, then the acks)");
+    }
+    server.shutdown().context("the last flush could not be committed")?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn purge(node: &NodeArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, plan) = node.load()?;
+    let purged = tally::node::retention::purge_once(&plan, &cfg, node.store(), &mut on_retry)?;
+    if purged.is_empty() {
+        eprintln!("nothing to purge: every duration keeps its rows for ever (or @purge(enable='false'))");
+    }
+    for p in purged {
+        let shard = p.shard.map(|s| format!(" of shard {s}")).unwrap_or_default();
+        println!(
+            "purged {} row(s){shard} from {} (buckets before {})",
+            p.rows,
+            p.table,
+            tally::time::timestamp::format_utc(p.before_ms)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate(node: &NodeArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, plan) = node.load()?;
+    let migrated = tally::node::migrate::migrate(&plan, &cfg, node.store(), &mut on_retry)?;
+    for (store, tables, shard) in &migrated {
+        if tables.is_empty() {
+            println!("{store}: nothing to migrate (every table exists with SHARD_ID, or not yet)");
+        } else {
+            println!("{store}: migrated {} (SHARD_ID = {shard})", tables.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,117 @@
+use super::*;
+use crate::aggregate::partial::Partial;
+use crate::config::NodeConfig;
+use crate::ingest::wire::{BatchBuilder, BatchView};
+use crate::lang::plan::check;
+use crate::lang::types::Value;
+
+fn run(app: &str, events: &[Vec<Value>]) -> (crate::lang::plan::AppPlan, Vec<(Vec<Value>, i64, Partial)>) {
+    let plan = check(app, "t", &NodeConfig::default()).unwrap();
+    let s = &plan.streams[0];
+    let types: Vec<AttrType> = s.attributes.iter().map(|a| a.ty).collect();
+    let layout = Arc::new(Layout::new(&plan.aggregations[0], s));
+    let mut acc = Accumulator::new(&plan.aggregations[0], layout.clone());
+    let mut builder = BatchBuilder::new(&types);
+    for e in events {
+        builder.push_values(e);
+    }
+    let buf = builder.finish();
+    let view = BatchView::parse(&buf, &types).unwrap();
+    for i in 0..view.len() {
+        acc.add(&view.row(i), 42_000, i as u64);
+    }
+    let state = acc.swap(State::default());
+    assert!(state.events <= events.len() as u64);
+    let mut out = Vec::new();
+    state.drain_into(&layout, &mut out);
+    let mut decoded: Vec<(Vec<Value>, i64, Partial)> =
+        out.into_iter().map(|(k, b, p)| (key::decode(&k, layout.key_types()), b, p)).collect();
+    decoded.sort_by(|a, b| (a.1, format!("{:?}", a.0)).cmp(&(b.1, format!("{:?}", b.0))));
+    (plan, decoded)
+}
+
+fn ev(sym: &str, price: Option<f32>, qty: i32, ts: i64) -> Vec<Value> {
+    vec![Value::Str(sym.into()), price.map(Value::Float).unwrap_or(Value::Null), Value::Int(qty), Value::Long(ts)]
+}
+
+#[test]
+fn sums_counts_min_max_latest_per_group_and_second() {
+    let (plan, out) = run(
+        "define stream S (symbol string, price float, quantity int, timestamp long);
+         define aggregation A from S select symbol, avg(price) as avgPrice, sum(quantity) as q, min(price) as lo,
+           max(price) as hi, count() as n, (price * quantity) as last, distinctCount(quantity) as dq
+         group by symbol aggregate by timestamp every sec...min;",
+        &[
+            ev("WSO2", Some(50.0), 6, 1_496_289_950_000),
+            ev("WSO2", Some(70.0), 10, 1_496_289_950_000),
+            ev("IBM", Some(100.0), 26, 1_496_289_950_500),
+            ev("WSO2", None, 6, 1_496_289_950_999),
+            ev("WSO2", Some(1.0), 1, 1_496_289_951_000),
+        ],
+    );
+    let a = &plan.aggregations[0];
+    assert_eq!(out.len(), 3);
+    let (key, bucket, p) = &out[1];
+    assert_eq!((key.as_slice(), *bucket), (&[Value::Str("WSO2".into())][..], 1_496_289_950_000));
+    let outputs: Vec<Value> = (0..a.outputs.len()).map(|i| p.output(a, i, key)).collect();
+    assert_eq!(
+        outputs,
+        vec![
+            Value::Str("WSO2".into()),
+            Value::Double(60.0),
+            Value::Long(22),
+            Value::Float(50.0),
+            Value::Float(70.0),
+            Value::Long(3),
+            Value::Null, // the latest event (…950999) has a null price, so null * 6 is null
+            Value::Long(2),
+        ]
+    );
+    let (_, _, ibm) = &out[0];
+    assert_eq!(ibm.output(a, 6, &[]), Value::Float(2600.0));
+    assert_eq!(out[2].1, 1_496_289_951_000);
+}
+
+#[test]
+fn later_arrival_wins_equal_time_stamps_and_late_events_do_not_override() {
+    let (plan, out) = run(
+        "define stream S (symbol string, price float, quantity int, timestamp long);
+         define aggregation A from S select symbol, sum(price) as t aggregate by timestamp every sec;",
+        &[
+            ev("A", Some(1.0), 1, 1000),
+            ev("B", Some(1.0), 1, 1100),
+            ev("C", Some(1.0), 1, 1050),
+            ev("D", Some(1.0), 1, 1100),
+        ],
+    );
+    let a = &plan.aggregations[0];
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].2.output(a, 0, &[]), Value::Str("D".into()));
+    assert_eq!(out[0].2.output(a, 1, &[]), Value::Double(4.0));
+}
+
+#[test]
+fn all_null_inputs_give_null_sum_and_avg_but_count_counts() {
+    let (plan, out) = run(
+        "define stream S (symbol string, price float, quantity int, timestamp long);
+         define aggregation A from S select sum(price) as s, avg(price) as a, min(price) as m, count() as n
+         aggregate by timestamp every sec;",
+        &[ev("A", None, 1, 1000), ev("A", None, 1, 1001)],
+    );
+    let a = &plan.aggregations[0];
+    let p = &out[0].2;
+    let got: Vec<Value> = (0..4).map(|i| p.output(a, i, &[])).collect();
+    assert_eq!(got, vec![Value::Null, Value::Null, Value::Null, Value::Long(2)]);
+}
+
+#[test]
+fn filter_and_arrival_time() {
+    let (plan, out) = run(
+        "define stream S (symbol string, price float, quantity int, timestamp long);
+         define aggregation A from S[quantity > 5] select sum(quantity) as q aggregate every sec;",
+        &[ev("A", None, 1, 0), ev("A", None, 6, 0), ev("A", None, 7, 0)],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1, 42_000, "arrival time given by the worker");
+    assert_eq!(out[0].2.output(&plan.aggregations[0], 0, &[]), Value::Long(13));
+}

@@ -1,0 +1,39 @@
+//! The checks an event must pass before it is routed: what its aggregations need of it.
+//! Values already have the stream's attribute types (the JSON conversion and the batch
+//! decoder see to that); this is about the time stamp.
+
+use crate::lang::expr::{Row, Scalar};
+use crate::lang::plan::{AppPlan, TimeSource};
+use crate::time::timestamp::{self, MAX_MS, MIN_MS};
+
+/// Checks what the aggregations need of an event: a usable time stamp. Returns a message
+/// naming the attribute and quoting the value otherwise.
+pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> std::result::Result<(), String> {
+    let s = &plan.streams[stream];
+    for &ai in &s.aggregations {
+        let agg = &plan.aggregations[ai];
+        let (i, value) = match agg.time {
+            TimeSource::Arrival => continue,
+            TimeSource::Millis(i) | TimeSource::Text(i) => (i, row.get(i)),
+        };
+        let name = &s.attributes[i].name;
+        match value {
+            Scalar::Int(ms) if (MIN_MS..=MAX_MS).contains(&ms) => {}
+            Scalar::Int(ms) => {
+                return Err(format!(
+                    "the time stamp `{name}` is {ms}, outside the supported range (years -9998 to 9998 in epoch milliseconds)"
+                ));
+            }
+            Scalar::Str(b) => {
+                let text = String::from_utf8_lossy(b);
+                if timestamp::parse(&text).is_none() {
+                    return Err(format!(
+                        "the time stamp `{name}` is \"{text}\", which is not of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm (or is out of range)"
+                    ));
+                }
+            }
+            _ => return Err(format!("the time stamp `{name}` is null; aggregation `{}` needs it", agg.name)),
+        }
+    }
+    Ok(())
+}

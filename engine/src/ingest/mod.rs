@@ -1,0 +1,8 @@
+//! What comes into a node, before it is routed: the binary batch encoding (`wire`), JSON
+//! events (`json`), the checks an event must pass (`check`) and the group-key encoding
+//! (`key`). Plain functions over bytes and values; no threads, no state.
+
+pub mod check;
+pub mod json;
+pub mod key;
+pub mod wire;

@@ -1,0 +1,378 @@
+//! A node: the worker threads, the router that feeds them, and the flusher that writes
+//! their partials to the store.
+//!
+//! Shutdown order: stop accepting (the caller stops routing and sends what it holds),
+//! drain (workers finish their queues), flush (the last partials reach the store), join.
+
+pub mod background;
+pub mod backoff;
+pub mod feed;
+pub mod flush;
+pub mod heartbeat;
+pub mod migrate;
+pub mod retention;
+pub mod router;
+
+use crate::aggregate::accumulator::{Layout, State};
+use crate::aggregate::message::Msg;
+use crate::aggregate::worker::Worker;
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::lang::plan::AppPlan;
+use crate::node::flush::{FlushStats, Flusher, StoreSlot};
+use crate::node::heartbeat::Heartbeat;
+use crate::node::router::Router;
+use crate::store::schema::TableSchema;
+use crate::store::{Claim, StoreAddress};
+use crossbeam_channel::{Sender, bounded};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::thread::JoinHandle;
+use std::time::Duration as StdDuration;
+
+pub struct Node {
+    plan: Arc<AppPlan>,
+    senders: Vec<Sender<Msg>>,
+    threads: Vec<JoinHandle<()>>,
+    flusher: Flusher,
+    spares: Vec<Vec<State>>,
+    seq: Arc<AtomicU64>,
+    batch_events: usize,
+    heartbeat: Option<Heartbeat>,
+}
+
+/// Makes [`Router`]s for a node (see [`Node::routers`]).
+#[derive(Debug, Clone)]
+pub struct Routers {
+    plan: Arc<AppPlan>,
+    senders: Vec<Sender<Msg>>,
+    batch_events: usize,
+    seq: Arc<AtomicU64>,
+}
+
+impl Routers {
+    pub fn router(&self) -> Router {
+        Router::new(self.plan.clone(), self.senders.clone(), self.batch_events, self.seq.clone())
+    }
+
+    /// Batches waiting in each worker's queue.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.senders.iter().map(|s| s.len()).collect()
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("app", &self.plan.name).field("workers", &self.senders.len()).finish()
+    }
+}
+
+impl Node {
+    /// Opens the stores (creating missing tables and checking existing ones), registers the
+    /// node in each store's shard registry, then starts the workers. `store_override` is the
+    /// `--store` option. A store that is down is retried for `tally.store_wait`, telling
+    /// `on_wait` before each wait.
+    pub fn start(
+        plan: Arc<AppPlan>,
+        config: &NodeConfig,
+        store_override: Option<&str>,
+        on_wait: &mut dyn FnMut(&Error, StdDuration),
+    ) -> Result<Node> {
+        let tables = TableSchema::all(&plan);
+        let me = Claim::new(config.node_id.as_deref(), config.effective_shard_id());
+        let mut stores = Vec::new();
+        let mut flush_seq = 0;
+        for (address, aggregations) in crate::store::address::by_store(&plan, store_override, &config.settings.store)? {
+            let mine: Vec<TableSchema> = aggregations.iter().flat_map(|&a| tables[a].iter().cloned()).collect();
+            let shard = aggregations.iter().find_map(|&a| plan.aggregations[a].shard_id.as_deref());
+            let claim = me.with_shard(shard);
+            let (slot, last_seq) = crate::node::backoff::retry(config.store_wait, on_wait, || {
+                open_slot(&address, &mine, aggregations.clone(), claim.clone())
+            })?;
+            flush_seq = flush_seq.max(last_seq);
+            stores.push(slot);
+        }
+        let layouts: Vec<Arc<Layout>> =
+            plan.aggregations.iter().map(|a| Arc::new(Layout::new(a, &plan.streams[a.stream]))).collect();
+        let workers = config.workers();
+        let mut senders = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let (tx, rx) = bounded::<Msg>(config.settings.queue_batches);
+            let worker = Worker::new(i, plan.clone(), &layouts);
+            let handle = std::thread::Builder::new()
+                .name(format!("tally-worker-{i}"))
+                .spawn(move || worker.run(rx))
+                .map_err(|e| Error::io("cannot start a worker thread", e))?;
+            senders.push(tx);
+            threads.push(handle);
+        }
+        let beats = stores.iter().map(|s| (s.store.address().clone(), s.claim.clone())).collect();
+        // A failed beat needs no action here: the next beat retries, and a registration
+        // that was taken over is refused at the next flush, with the reason.
+        let heartbeat = Heartbeat::spawn(beats, Box::new(|_| {}))?;
+        let flusher = Flusher::new(plan.clone(), layouts, stores, flush_seq)?;
+        Ok(Node {
+            spares: (0..workers).map(|_| Vec::new()).collect(),
+            plan,
+            senders,
+            threads,
+            flusher,
+            seq: Arc::new(AtomicU64::new(0)),
+            batch_events: config.settings.batch_events,
+            heartbeat: Some(heartbeat),
+        })
+    }
+
+    pub fn plan(&self) -> &Arc<AppPlan> {
+        &self.plan
+    }
+
+    /// A router that feeds this node's workers. Several may exist (one per input thread).
+    pub fn router(&self) -> Router {
+        self.routers().router()
+    }
+
+    /// Makes routers for input threads that start after the node has moved to its flush
+    /// thread (a server's connections).
+    pub fn routers(&self) -> Routers {
+        Routers {
+            plan: self.plan.clone(),
+            senders: self.senders.clone(),
+            batch_events: self.batch_events,
+            seq: self.seq.clone(),
+        }
+    }
+
+    /// Collects every worker's partials (each worker swaps in an empty state: no lock, no
+    /// pause beyond the swap) and writes them, with anything still pending, to the stores.
+    /// Batches sent before this call are included.
+    pub fn flush(&mut self) -> Result<FlushStats> {
+        self.collect()?;
+        self.flusher.write()
+    }
+
+    /// Writes what is pending without collecting from the workers (to retry a flush that
+    /// failed, e.g. while the store was down).
+    pub fn write_pending(&mut self) -> Result<FlushStats> {
+        self.flusher.write()
+    }
+
+    /// Marks the node's registrations released, after its last flush, so that it can be
+    /// restarted at once (on any host). Refused while anything is unwritten.
+    pub fn release(&mut self) -> Result<()> {
+        if !self.flusher.is_clear() {
+            return Err(Error::Schema(format!(
+                "the node still holds {} unwritten rows; write them before releasing its registration",
+                self.flusher.pending_rows()
+            )));
+        }
+        if let Some(h) = self.heartbeat.take() {
+            h.stop();
+        }
+        self.flusher.release()
+    }
+
+    /// Rows rolled up and not yet written (pending, and in flushes not yet confirmed).
+    pub fn pending_rows(&self) -> usize {
+        self.flusher.pending_rows()
+    }
+
+    fn collect(&mut self) -> Result<()> {
+        let (tx, rx) = bounded(self.senders.len());
+        for (i, s) in self.senders.iter().enumerate() {
+            let spares = std::mem::take(&mut self.spares[i]);
+            s.send(Msg::Flush(spares, tx.clone())).map_err(|_| Error::Closed)?;
+        }
+        drop(tx);
+        let mut states: Vec<Vec<State>> = (0..self.senders.len()).map(|_| Vec::new()).collect();
+        for _ in 0..self.senders.len() {
+            let (i, s) = rx.recv().map_err(|_| Error::Closed)?;
+            states[i] = s;
+        }
+        self.flusher.absorb(&states);
+        for (i, mut s) in states.into_iter().enumerate() {
+            s.iter_mut().for_each(State::clear);
+            self.spares[i] = s;
+        }
+        Ok(())
+    }
+
+    /// Drains the workers, stops and joins them, and writes everything to the stores.
+    /// Routers must have sent what they hold (`Router::send_all`) before. When the final
+    /// write fails the partials stay pending: use [`Node::stop_workers`] and
+    /// [`Node::write_pending`] instead to retry.
+    pub fn shutdown(mut self) -> Result<FlushStats> {
+        self.stop_workers()?;
+        let stats = self.flusher.write()?;
+        self.release()?;
+        Ok(stats)
+    }
+
+    /// Drains the workers into the pending partials and stops them, but keeps the node (and
+    /// its pending partials) so the caller can retry writing with [`Node::write_pending`].
+    pub fn stop_workers(&mut self) -> Result<()> {
+        let collected = self.collect();
+        for s in &self.senders {
+            let _ = s.send(Msg::Stop);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        collected
+    }
+
+    /// The tables of each aggregation, per duration.
+    pub fn tables(&self) -> &[Vec<TableSchema>] {
+        self.flusher.tables()
+    }
+}
+
+/// Opens one store, prepares its tables and registers this process; returns the slot and
+/// the last flush number the node applied there.
+fn open_slot(
+    address: &StoreAddress,
+    tables: &[TableSchema],
+    aggregations: Vec<usize>,
+    claim: Claim,
+) -> Result<(StoreSlot, i64)> {
+    let mut store = crate::store::open(address)?;
+    store.prepare(tables)?;
+    let last_seq = store.register(&claim)?;
+    Ok((StoreSlot { store, aggregations, claim, in_flight: None }, last_seq))
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for s in &self.senders {
+            let _ = s.send(Msg::Stop);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::plan::check;
+    use crate::lang::types::Value;
+    use crate::store::schema::TableSchema;
+    use crate::store::{Applied, FlushWrite, Store};
+
+    /// A store whose next write commits and then reports a lost connection: the ambiguous
+    /// outcome of a COMMIT whose answer never arrived.
+    struct CommitThenFail {
+        inner: Box<dyn Store>,
+        fail_next: bool,
+    }
+
+    impl Store for CommitThenFail {
+        fn address(&self) -> &StoreAddress {
+            self.inner.address()
+        }
+        fn prepare(&mut self, tables: &[TableSchema]) -> Result<()> {
+            self.inner.prepare(tables)
+        }
+        fn register(&mut self, claim: &Claim) -> Result<i64> {
+            self.inner.register(claim)
+        }
+        fn heartbeat(&mut self, claim: &Claim) -> Result<()> {
+            self.inner.heartbeat(claim)
+        }
+        fn release(&mut self, claim: &Claim) -> Result<()> {
+            self.inner.release(claim)
+        }
+        fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
+            let applied = self.inner.write(flush)?;
+            if std::mem::take(&mut self.fail_next) {
+                return Err(Error::Store {
+                    backend: "test",
+                    code: None,
+                    message: "connection lost after COMMIT was sent".into(),
+                    retryable: true,
+                });
+            }
+            Ok(applied)
+        }
+        fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
+            self.inner.purge(table, before_ms, shard)
+        }
+        fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
+            self.inner.migrate(tables, shard_id)
+        }
+        fn scan(&mut self, t: &TableSchema, start: i64, end: i64, eq: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
+            self.inner.scan(t, start, end, eq)
+        }
+    }
+
+    fn push(node: &Node, qty: &[i64]) {
+        let mut router = node.router();
+        for (i, q) in qty.iter().enumerate() {
+            router.push(0, &[Value::Str("wso2".into()), Value::Long(*q), Value::Long(1_000 + i as i64)]).unwrap();
+        }
+        router.send_all().unwrap();
+    }
+
+    /// The total quantity in every table of the node's store, per table.
+    fn totals(node: &mut Node) -> Vec<i64> {
+        let tables = node.flusher.tables()[0].to_vec();
+        let slot = &mut node.flusher.stores[0];
+        tables
+            .iter()
+            .map(|t| {
+                let col = t.column("AGG_SUM_qty").unwrap();
+                let rows = slot.store.scan(t, i64::MIN, i64::MAX, &[]).unwrap();
+                rows.iter().map(|r| r[col].as_i64().unwrap()).sum()
+            })
+            .collect()
+    }
+
+    /// A flush whose commit was not confirmed is retried with its number; the store knows
+    /// the number and skips it, so its rows count once. On SQLite, and on PostgreSQL when
+    /// DATABASE_URL names one.
+    #[test]
+    fn a_flush_retried_after_an_ambiguous_commit_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut urls = vec![format!("sqlite:{}", dir.path().join("s.db").display())];
+        urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
+        for url in urls {
+            let tag = format!("{}x{}", std::process::id(), crate::store::registry::now_ms() % 1_000_000_000);
+            let cfg =
+                NodeConfig::parse(&format!("wso2.carbon: {{id: once{tag}}}\ntally: {{workers: 2}}"), "n").unwrap();
+            let app = format!(
+                "define stream S (symbol string, qty long, ts long);
+                 @PartitionById define aggregation Once{tag} from S select symbol, sum(qty) as q
+                 group by symbol aggregate by ts every sec ... day;"
+            );
+            let plan = Arc::new(check(&app, "a", &cfg).unwrap());
+            let mut node = Node::start(plan, &cfg, Some(&url), &mut |_, _| {}).unwrap();
+            let slot = &mut node.flusher.stores[0];
+            let inner = crate::store::open(slot.store.address()).unwrap();
+            slot.store = Box::new(CommitThenFail { inner, fail_next: true });
+
+            push(&node, &[10, 20]);
+            let e = node.flush().unwrap_err();
+            assert!(e.is_retryable(), "{e}");
+            assert_eq!(totals(&mut node), vec![30, 30, 30, 30], "{url}: the first attempt did commit");
+            assert!(node.pending_rows() > 0, "and the node still holds it, unconfirmed");
+
+            push(&node, &[40]);
+            let stats = node.flush().unwrap();
+            assert_eq!(stats.already_applied, 1, "{url}: the retry was recognised");
+            assert_eq!(totals(&mut node), vec![70, 70, 70, 70], "{url}: 10 + 20 once, then 40");
+
+            // The number continues after a restart, so the next run's flushes are not
+            // mistaken for retries.
+            node.shutdown().unwrap();
+            let mut node =
+                Node::start(Arc::new(check(&app, "a", &cfg).unwrap()), &cfg, Some(&url), &mut |_, _| {}).unwrap();
+            push(&node, &[5]);
+            let stats = node.flush().unwrap();
+            assert_eq!(stats.already_applied, 0);
+            assert_eq!(totals(&mut node), vec![75, 75, 75, 75], "{url}");
+            node.shutdown().unwrap();
+        }
+    }
+}
