@@ -109,8 +109,11 @@ fn shard_total(db: &Path, shard: &str) -> i64 {
     )
     .unwrap();
     let plan = tally::lang::plan::check(SEED_APP, "app", &cfg).unwrap();
-    let table =
-        tally::store::schema::TableSchema::new(&plan, &plan.aggregations[0], tally::time::duration::Duration::Hours);
+    let table = tally::store::schema::TableSchema::new(
+        &plan,
+        &plan.aggregations[0],
+        tally::time::granularity::Granularity::Hours,
+    );
     let col = table.column("AGG_SUM_quantity").unwrap();
     let shard_col = table.column("SHARD_ID").unwrap();
     store

@@ -302,8 +302,11 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     let cfg = tally::config::NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}"), "n").unwrap();
     let name = unique("Wm");
     let plan = tally::lang::plan::check(&SEED_APP.replace("TradeAggregation", &name), "a", &cfg).unwrap();
-    let t =
-        tally::store::schema::TableSchema::new(&plan, &plan.aggregations[0], tally::time::duration::Duration::Seconds);
+    let t = tally::store::schema::TableSchema::new(
+        &plan,
+        &plan.aggregations[0],
+        tally::time::granularity::Granularity::Seconds,
+    );
     let mut store = tally::store::open(&StoreAddress::parse(&url, None, None).unwrap()).unwrap();
     store.prepare(std::slice::from_ref(&t)).unwrap();
     let claim = Claim::new(Some(&id), Some(&id));

@@ -11,7 +11,7 @@ use crate::time::bucket::Zone;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 
 /// A JDBC-style data source of `wso2.datasources`, referred to by `@store(datasource='NAME')`.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,9 +94,9 @@ pub struct NodeConfig {
     pub datasources: Vec<DataSource>,
     pub settings: Settings,
     /// `settings.flush_interval`, parsed.
-    pub flush_interval: StdDuration,
+    pub flush_interval: Duration,
     /// `settings.store_wait`, parsed (`None`: forever).
-    pub store_wait: Option<StdDuration>,
+    pub store_wait: Option<Duration>,
 }
 
 impl Default for NodeConfig {
@@ -109,8 +109,8 @@ impl Default for NodeConfig {
             agg_time_zone: Zone::default(),
             datasources: Vec::new(),
             settings: Settings::default(),
-            flush_interval: StdDuration::from_secs(1),
-            store_wait: Some(StdDuration::from_secs(120)),
+            flush_interval: Duration::from_secs(1),
+            store_wait: Some(Duration::from_secs(120)),
         }
     }
 }
@@ -283,7 +283,7 @@ fn boolean(key: &str, v: &serde_norway::Value) -> Result<bool, String> {
 }
 
 /// `500ms`, `1s`, `1.5s`, `2m`; a bare number is seconds.
-pub fn parse_interval(text: &str) -> Option<StdDuration> {
+pub fn parse_interval(text: &str) -> Option<Duration> {
     let t = text.trim();
     let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => (t[..i].trim(), t[i..].trim()),
@@ -296,7 +296,7 @@ pub fn parse_interval(text: &str) -> Option<StdDuration> {
         "m" | "min" => n * 60.0,
         _ => return None,
     };
-    (secs.is_finite() && secs > 0.0 && secs <= 86_400.0).then(|| StdDuration::from_secs_f64(secs))
+    (secs.is_finite() && secs > 0.0 && secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -369,8 +369,8 @@ wso2.datasources:
         let e = NodeConfig::parse("wso2.carbon: [1, 2", "n.yaml").unwrap_err().to_string();
         assert!(e.contains("n.yaml") && e.contains("line"), "{e}");
         let cfg = NodeConfig::parse("tally:\n  flush_interval: 250ms\n  workers: 3\n", "n").unwrap();
-        assert_eq!(cfg.flush_interval, StdDuration::from_millis(250));
-        assert_eq!(cfg.store_wait, Some(StdDuration::from_secs(120)));
+        assert_eq!(cfg.flush_interval, Duration::from_millis(250));
+        assert_eq!(cfg.store_wait, Some(Duration::from_secs(120)));
         assert_eq!(cfg.workers(), 3);
         let cfg = NodeConfig::parse("tally:\n  store_wait: forever\n", "n").unwrap();
         assert_eq!(cfg.store_wait, None);
@@ -380,9 +380,9 @@ wso2.datasources:
 
     #[test]
     fn intervals() {
-        assert_eq!(parse_interval("2m"), Some(StdDuration::from_secs(120)));
-        assert_eq!(parse_interval("1.5s"), Some(StdDuration::from_millis(1500)));
-        assert_eq!(parse_interval("3"), Some(StdDuration::from_secs(3)));
+        assert_eq!(parse_interval("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_interval("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_interval("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_interval("0s"), None);
         assert_eq!(parse_interval("1h"), None);
     }

@@ -191,13 +191,13 @@ impl Prepared {
 }
 
 /// The durations of [`APP`], in order.
-pub const DURATIONS: [tally::time::duration::Duration; 6] = [
-    tally::time::duration::Duration::Seconds,
-    tally::time::duration::Duration::Minutes,
-    tally::time::duration::Duration::Hours,
-    tally::time::duration::Duration::Days,
-    tally::time::duration::Duration::Months,
-    tally::time::duration::Duration::Years,
+pub const DURATIONS: [tally::time::granularity::Granularity; 6] = [
+    tally::time::granularity::Granularity::Seconds,
+    tally::time::granularity::Granularity::Minutes,
+    tally::time::granularity::Granularity::Hours,
+    tally::time::granularity::Granularity::Days,
+    tally::time::granularity::Granularity::Months,
+    tally::time::granularity::Granularity::Years,
 ];
 
 pub fn symbol_name(i: u32) -> String {

@@ -21,7 +21,7 @@ use tally::lang::types::Value;
 use tally::store::schema::TableSchema;
 use tally::store::sql::{Dialect, upsert_rows};
 use tally::store::{Claim, FlushWrite, Store, StoreAddress, TableWrite};
-use tally::time::duration::Duration;
+use tally::time::granularity::Granularity;
 use tally_benches::report::{git_sha, machine, median};
 
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
@@ -48,7 +48,7 @@ fn main() {
     );
     let plan = check(&app, "bench", &cfg).unwrap();
     // Per case: the table the COPY path writes, and one per INSERT statement size.
-    let tables_for = |d: Duration| -> (TableSchema, Vec<TableSchema>) {
+    let tables_for = |d: Granularity| -> (TableSchema, Vec<TableSchema>) {
         let copy = TableSchema::new(&plan, &plan.aggregations[0], d);
         let inserts = INSERT_CHUNKS
             .iter()
@@ -61,8 +61,8 @@ fn main() {
         (copy, inserts)
     };
     let cases = [
-        ("new", Duration::Seconds, tables_for(Duration::Seconds)),
-        ("merge", Duration::Hours, tables_for(Duration::Hours)),
+        ("new", Granularity::Seconds, tables_for(Granularity::Seconds)),
+        ("merge", Granularity::Hours, tables_for(Granularity::Hours)),
     ];
 
     let address = StoreAddress::parse(&url, None, None).unwrap();
@@ -83,7 +83,7 @@ fn main() {
     let mut bucket = 0i64;
     for &n in &SIZES {
         for (case, duration, (copy_table, insert_tables)) in &cases {
-            let width: i64 = if *duration == Duration::Seconds { 1_000 } else { 3_600_000 };
+            let width: i64 = if *duration == Granularity::Seconds { 1_000 } else { 3_600_000 };
             let case = *case;
             let mut copy_rates = Vec::new();
             let mut insert_rates: Vec<Vec<f64>> = vec![Vec::new(); INSERT_CHUNKS.len()];

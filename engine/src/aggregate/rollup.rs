@@ -66,7 +66,7 @@ mod tests {
     use crate::aggregate::partial::{CellValue, Num};
     use crate::config::NodeConfig;
     use crate::lang::plan::check;
-    use crate::time::duration::Duration;
+    use crate::time::granularity::Granularity;
     use crate::time::timestamp::parse;
     use std::sync::Arc;
 
@@ -99,7 +99,7 @@ mod tests {
         let rolled = roll_up(agg, &kinds, finest);
         assert_eq!(
             agg.durations,
-            vec![Duration::Seconds, Duration::Hours, Duration::Days, Duration::Months, Duration::Years]
+            vec![Granularity::Seconds, Granularity::Hours, Granularity::Days, Granularity::Months, Granularity::Years]
         );
         let totals = |m: &BucketMap| {
             let mut v: Vec<(i64, Num)> = m.iter().map(|((_, b), p)| (*b, p.num(0))).collect();

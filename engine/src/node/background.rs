@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use std::thread::JoinHandle;
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Background {
@@ -18,7 +18,7 @@ pub struct Stop(Receiver<()>);
 
 impl Stop {
     /// Sleeps `d` unless told to stop; true when told (the body should return).
-    pub fn wait(&self, d: StdDuration) -> bool {
+    pub fn wait(&self, d: Duration) -> bool {
         !matches!(self.0.recv_timeout(d), Err(RecvTimeoutError::Timeout))
     }
 }

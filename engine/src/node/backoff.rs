@@ -3,18 +3,18 @@
 //! the operator sees why the node is not progressing.
 
 use crate::error::Result;
-use std::time::{Duration as StdDuration, Instant};
+use std::time::{Duration, Instant};
 
 /// The first wait and the longest one.
-const FIRST: StdDuration = StdDuration::from_millis(200);
-const CAP: StdDuration = StdDuration::from_secs(5);
+const FIRST: Duration = Duration::from_millis(200);
+const CAP: Duration = Duration::from_secs(5);
 
 /// Runs `attempt` until it succeeds, fails with an error that is not retryable, or the next
 /// wait would end after `patience` (`None`: never give up). `on_wait` hears each retryable
 /// error and the wait that follows.
 pub fn retry<T>(
-    patience: Option<StdDuration>,
-    on_wait: &mut dyn FnMut(&crate::Error, StdDuration),
+    patience: Option<Duration>,
+    on_wait: &mut dyn FnMut(&crate::Error, Duration),
     mut attempt: impl FnMut() -> Result<T>,
 ) -> Result<T> {
     let deadline = patience.map(|p| Instant::now() + p);
@@ -45,7 +45,7 @@ mod tests {
     fn retries_until_success_and_reports_each_wait() {
         let mut calls = 0;
         let mut waits = Vec::new();
-        let v = retry(Some(StdDuration::from_secs(10)), &mut |_, w| waits.push(w), || {
+        let v = retry(Some(Duration::from_secs(10)), &mut |_, w| waits.push(w), || {
             calls += 1;
             if calls < 3 { Err(busy()) } else { Ok(calls) }
         })
@@ -63,7 +63,7 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!((calls, e.to_string()), (1, "bad".to_string()));
-        let e = retry(Some(StdDuration::from_millis(300)), &mut |_, _| {}, || -> Result<()> { Err(busy()) });
+        let e = retry(Some(Duration::from_millis(300)), &mut |_, _| {}, || -> Result<()> { Err(busy()) });
         assert!(e.unwrap_err().is_retryable());
     }
 }

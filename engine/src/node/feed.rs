@@ -13,7 +13,7 @@ use crate::node::router::Router;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration as StdDuration, Instant};
+use std::time::{Duration, Instant};
 
 /// A line that was not taken, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,7 @@ pub fn feed(
     node: &mut Node,
     router: &mut Router,
     input: impl BufRead,
-    flush_interval: StdDuration,
+    flush_interval: Duration,
     on_reject: &mut dyn FnMut(Rejection),
     on_flush_error: &mut dyn FnMut(&Error),
 ) -> Result<IngestReport> {
@@ -104,8 +104,8 @@ pub fn finish(
     mut node: Node,
     mut router: Router,
     report: &mut IngestReport,
-    patience: Option<StdDuration>,
-    on_retry: &mut dyn FnMut(&Error, StdDuration),
+    patience: Option<Duration>,
+    on_retry: &mut dyn FnMut(&Error, Duration),
 ) -> Result<()> {
     router.send_all()?;
     drop(router);
@@ -123,7 +123,7 @@ pub fn ingest(
     store: Option<&str>,
     inputs: &[PathBuf],
     on_reject: &mut dyn FnMut(&Path, Rejection),
-    on_retry: &mut dyn FnMut(&Error, StdDuration),
+    on_retry: &mut dyn FnMut(&Error, Duration),
 ) -> Result<IngestReport> {
     let mut node = Node::start(Arc::new(plan), cfg, store, on_retry)?;
     let mut router = node.router();

@@ -19,7 +19,7 @@ use crate::store::schema::TableSchema;
 use crate::store::{Applied, Claim, FlushWrite, Store, TableWrite};
 use rayon::prelude::*;
 use std::sync::Arc;
-use std::time::{Duration as StdDuration, Instant};
+use std::time::{Duration, Instant};
 
 /// Figures of one flush.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -30,7 +30,7 @@ pub struct FlushStats {
     pub rows: usize,
     /// Flushes a store had applied before (retries after an ambiguous commit), skipped.
     pub already_applied: usize,
-    pub elapsed: StdDuration,
+    pub elapsed: Duration,
 }
 
 pub(crate) struct StoreSlot {

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::node::background::Background;
 use crate::store::registry::HEARTBEAT_EVERY_MS;
 use crate::store::{self, Claim, Store, StoreAddress};
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 
 /// The `tally-heartbeat` thread.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ impl Heartbeat {
     ) -> Result<Heartbeat, Error> {
         Background::spawn("tally-heartbeat", move |stop| {
             let mut stores: Vec<Option<Box<dyn Store>>> = claims.iter().map(|_| None).collect();
-            while !stop.wait(StdDuration::from_millis(HEARTBEAT_EVERY_MS as u64)) {
+            while !stop.wait(Duration::from_millis(HEARTBEAT_EVERY_MS as u64)) {
                 for ((address, claim), slot) in claims.iter().zip(&mut stores) {
                     let beat = match slot {
                         Some(s) => s.heartbeat(claim),

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::lang::plan::AppPlan;
 use crate::store::schema::TableSchema;
 use crate::store::{self, Claim};
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 
 /// Migrates the tables of the app's partitioned aggregations that exist without
 /// `SHARD_ID`, in each store: `(store, tables migrated, shard id)`. The node registers
@@ -16,7 +16,7 @@ pub fn migrate(
     plan: &AppPlan,
     cfg: &NodeConfig,
     store: Option<&str>,
-    on_retry: &mut dyn FnMut(&Error, StdDuration),
+    on_retry: &mut dyn FnMut(&Error, Duration),
 ) -> Result<Vec<(String, Vec<String>, String)>> {
     let tables = TableSchema::all(plan);
     let me = Claim::new(cfg.node_id.as_deref(), cfg.effective_shard_id());

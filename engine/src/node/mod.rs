@@ -28,7 +28,7 @@ use crossbeam_channel::{Sender, bounded};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 
 pub struct Node {
     plan: Arc<AppPlan>,
@@ -76,7 +76,7 @@ impl Node {
         plan: Arc<AppPlan>,
         config: &NodeConfig,
         store_override: Option<&str>,
-        on_wait: &mut dyn FnMut(&Error, StdDuration),
+        on_wait: &mut dyn FnMut(&Error, Duration),
     ) -> Result<Node> {
         let tables = TableSchema::all(&plan);
         let me = Claim::new(config.node_id.as_deref(), config.effective_shard_id());

@@ -15,7 +15,7 @@ use crate::node::background::Background;
 use crate::store::address::by_store as store_addresses;
 use crate::store::schema::TableSchema;
 use crate::store::{self, Store, StoreAddress};
-use std::time::{Duration as StdDuration, Instant};
+use std::time::{Duration, Instant};
 
 /// One table to purge: rows whose bucket starts more than `keep_ms` ago.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ struct Target {
     keep_ms: i64,
     /// Only this shard's rows (a partitioned aggregation); all rows otherwise.
     shard: Option<String>,
-    interval: StdDuration,
+    interval: Duration,
     next_due: Instant,
 }
 
@@ -80,7 +80,7 @@ impl Retention {
                             table: table.clone(),
                             keep_ms,
                             shard: agg.shard_id.clone(),
-                            interval: StdDuration::from_millis(agg.purge.interval_ms.max(1) as u64),
+                            interval: Duration::from_millis(agg.purge.interval_ms.max(1) as u64),
                             next_due: now,
                         });
                     }
@@ -154,7 +154,7 @@ pub fn purge_once(
     plan: &AppPlan,
     cfg: &NodeConfig,
     store: Option<&str>,
-    on_retry: &mut dyn FnMut(&Error, StdDuration),
+    on_retry: &mut dyn FnMut(&Error, Duration),
 ) -> Result<Vec<Purged>> {
     let mut retention = Retention::new(plan, cfg, store)?;
     crate::node::backoff::retry(cfg.store_wait, on_retry, || retention.run_all(crate::time::clock::now_ms()))
@@ -167,7 +167,7 @@ pub enum PurgeNotice {
     /// A pass failed; it is tried again after `retry_in`.
     Failed {
         error: Error,
-        retry_in: StdDuration,
+        retry_in: Duration,
     },
 }
 
@@ -176,8 +176,8 @@ pub enum PurgeNotice {
 pub struct Purger(Background);
 
 /// After a failed pass: the first wait, and the longest.
-const RETRY_FIRST: StdDuration = StdDuration::from_secs(1);
-const RETRY_CAP: StdDuration = StdDuration::from_secs(60);
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_CAP: Duration = Duration::from_secs(60);
 
 impl Purger {
     /// Starts purging on schedule. Failures are reported and retried with back-off (at
@@ -267,7 +267,7 @@ mod tests {
         let purger = Purger::spawn(retention, Box::new(move |e| tx.send(e).unwrap())).unwrap();
         let mut failures = Vec::new();
         while failures.len() < 2 {
-            match rx.recv_timeout(StdDuration::from_secs(10)).unwrap() {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
                 PurgeNotice::Failed { error, retry_in } => failures.push((error.to_string(), retry_in)),
                 PurgeNotice::Purged(p) => panic!("nothing to purge yet: {p:?}"),
             }
@@ -279,7 +279,7 @@ mod tests {
         ingest(&store, "n1", &[1_000, now - 10_000]);
         ingest(&store, "n2", &[1_000, now - 10_000]);
         let purged = loop {
-            match rx.recv_timeout(StdDuration::from_secs(20)).unwrap() {
+            match rx.recv_timeout(Duration::from_secs(20)).unwrap() {
                 // A pass may come between the directory appearing and the rows.
                 PurgeNotice::Purged(p) if p.iter().any(|p| p.rows > 0) => break p,
                 _ => continue,

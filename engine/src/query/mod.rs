@@ -18,7 +18,7 @@ use crate::lang::plan::{AggPlan, AppPlan};
 use crate::lang::syntax::ast::{BinOp, Expr, Literal, Pos, Query};
 use crate::lang::syntax::parse_query;
 use crate::lang::types::{AttrType, Value};
-use crate::time::duration::Duration;
+use crate::time::granularity::Granularity;
 
 /// A query-level aggregate function over the rows of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub struct AggregateCall {
 #[derive(Debug, Clone)]
 pub struct CompiledQuery {
     pub aggregation: usize,
-    pub duration: Duration,
+    pub duration: Granularity,
     pub range: (i64, i64),
     /// Columns of a merged row: AGG_TIMESTAMP, the aggregation's outputs, then group-by
     /// attributes that are not outputs.

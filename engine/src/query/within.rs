@@ -6,7 +6,7 @@
 use crate::error::Diagnostics;
 use crate::lang::plan::AggPlan;
 use crate::lang::syntax::ast::{Expr, Literal, Pos, Within};
-use crate::time::duration::Duration;
+use crate::time::granularity::Granularity;
 use crate::time::timestamp::{self, Fields};
 
 /// `[start, end)` in epoch milliseconds.
@@ -125,13 +125,13 @@ fn shift_month(f: &Fields, months: u32) -> Option<i64> {
 }
 
 /// The `per` duration, which must be one the aggregation has.
-pub fn per(e: &Expr, agg: &AggPlan, diags: &mut Diagnostics) -> Option<Duration> {
+pub fn per(e: &Expr, agg: &AggPlan, diags: &mut Diagnostics) -> Option<Granularity> {
     let Expr::Lit(Literal::Str(text), p) = e else {
         let p = e.pos();
         diags.push(p.line, p.col, "`per` takes a string naming a duration, e.g. per \"hours\"");
         return None;
     };
-    let Some(d) = Duration::parse_per(text) else {
+    let Some(d) = Granularity::parse_per(text) else {
         diags.push(
             p.line,
             p.col,

@@ -21,7 +21,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 use tiny_http::{Header, Method, Request, Response};
 
 /// The largest request body taken (JSON ingest is for modest volumes; use the binary
@@ -218,7 +218,7 @@ fn ingest(
     Metrics::add(&shared.metrics.events_in, events.len() as u64);
     Metrics::add(&shared.metrics.batches_in, 1);
     // Answer once committed, like a binary ACK.
-    let wait = shared.config.flush_interval * 2 + shared.config.store_wait.unwrap_or(StdDuration::from_secs(3600));
+    let wait = shared.config.flush_interval * 2 + shared.config.store_wait.unwrap_or(Duration::from_secs(3600));
     if wait_committed(shared, generation, wait) {
         Metrics::add(&shared.metrics.batches_acked, 1);
         json_response(200, serde_json::json!({ "accepted": events.len() }))

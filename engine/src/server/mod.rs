@@ -36,7 +36,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration as StdDuration, Instant};
+use std::time::{Duration, Instant};
 
 /// What a running server reports (the binary logs it).
 #[derive(Debug)]
@@ -44,7 +44,7 @@ pub enum Notice {
     /// A flush failed; its rows are kept and retried at the next tick.
     FlushFailed(Error),
     /// The last flush failed and is retried after `retry_in`.
-    LastFlushWaiting { message: String, retry_in: StdDuration },
+    LastFlushWaiting { message: String, retry_in: Duration },
     /// Retention.
     Purge(PurgeNotice),
     /// A connection ended with an error (bad frames, a client that went away).
@@ -88,7 +88,7 @@ struct Shared {
 
 /// Waits until `generation` has committed (true), or the node gave up on it or `timeout`
 /// passed (false).
-fn wait_committed(shared: &Shared, generation: u64, timeout: StdDuration) -> bool {
+fn wait_committed(shared: &Shared, generation: u64, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     let mut c = shared.commit.lock().expect("commit lock");
     while c.generation < generation && !c.given_up {
@@ -138,7 +138,7 @@ impl Server {
         store_override: Option<&str>,
         ingest: Option<&str>,
         http_addr: Option<&str>,
-        on_wait: &mut dyn FnMut(&Error, StdDuration),
+        on_wait: &mut dyn FnMut(&Error, Duration),
         report: Report,
     ) -> Result<Server> {
         let addr = ingest.unwrap_or(&config.settings.ingest);
@@ -255,8 +255,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Arc<Mute
                 }
             }
             // Non-blocking, so that a stop is seen within a few milliseconds.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(StdDuration::from_millis(5)),
-            Err(_) => std::thread::sleep(StdDuration::from_millis(5)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
 }
@@ -301,13 +301,12 @@ fn flush_loop(
     // The last flush: every reader has ended, and HTTP requests that passed their stop
     // check finish routing first, so everything taken is in the workers.
     while shared.routing.load(Ordering::SeqCst) > 0 {
-        std::thread::sleep(StdDuration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1));
     }
     let generation = shared.open.fetch_add(1, Ordering::SeqCst);
     node.stop_workers()?;
-    let mut on_retry = |e: &Error, retry_in: StdDuration| {
-        (shared.report)(Notice::LastFlushWaiting { message: e.to_string(), retry_in })
-    };
+    let mut on_retry =
+        |e: &Error, retry_in: Duration| (shared.report)(Notice::LastFlushWaiting { message: e.to_string(), retry_in });
     let last = crate::node::backoff::retry(shared.config.store_wait, &mut on_retry, || node.write_pending())
         .and_then(|_| crate::node::backoff::retry(shared.config.store_wait, &mut on_retry, || node.release()));
     match last {

@@ -17,7 +17,7 @@ use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 
 pub struct PostgresStore {
     address: StoreAddress,
@@ -199,7 +199,7 @@ impl PostgresStore {
         };
         let ctx = format!("cannot connect to {}", address.redacted());
         let mut config = postgres::Config::from_str(url).map_err(|e| error(&ctx, e))?;
-        config.connect_timeout(StdDuration::from_secs(10));
+        config.connect_timeout(Duration::from_secs(10));
         config.application_name("tally");
         let mut client = config.connect(NoTls).map_err(|e| error(&ctx, e))?;
         let version: i32 = client

@@ -9,7 +9,7 @@
 use crate::aggregate::partial::{CellValue, Latest, Num, Partial, SetValue};
 use crate::lang::plan::{AggPlan, AppPlan, CellKind};
 use crate::lang::types::{AttrType, Value};
-use crate::time::duration::Duration;
+use crate::time::granularity::Granularity;
 use hashbrown::HashSet;
 
 /// What a column holds, and so how a write merges into it.
@@ -38,7 +38,7 @@ pub struct Column {
 pub struct TableSchema {
     pub name: String,
     pub aggregation: String,
-    pub duration: Duration,
+    pub duration: Granularity,
     pub columns: Vec<Column>,
     /// The first `key_len` columns are the primary key.
     pub key_len: usize,
@@ -55,7 +55,7 @@ pub struct StoredRow {
 }
 
 impl TableSchema {
-    pub fn new(app: &AppPlan, agg: &AggPlan, duration: Duration) -> TableSchema {
+    pub fn new(app: &AppPlan, agg: &AggPlan, duration: Granularity) -> TableSchema {
         let stream = &app.streams[agg.stream];
         let mut columns = vec![Column { name: "AGG_TIMESTAMP".into(), ty: AttrType::Long, role: Role::Timestamp }];
         if agg.partitioned {

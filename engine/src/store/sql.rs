@@ -78,9 +78,9 @@ pub fn create_table_named(d: Dialect, t: &TableSchema, name: &str, style: KeySty
 /// room on its page lets PostgreSQL update it in place (a HOT update: no new index entry),
 /// which measured ~1.8× faster on 100 K merged rows and keeps the key index from bloating.
 /// A seconds row is written about once, so its pages are packed.
-fn fillfactor(d: crate::time::duration::Duration) -> u8 {
+fn fillfactor(d: crate::time::granularity::Granularity) -> u8 {
     match d {
-        crate::time::duration::Duration::Seconds => 90,
+        crate::time::granularity::Granularity::Seconds => 90,
         _ => 50,
     }
 }
@@ -294,7 +294,7 @@ mod tests {
     use super::*;
     use crate::config::NodeConfig;
     use crate::lang::plan::check;
-    use crate::time::duration::Duration;
+    use crate::time::granularity::Granularity;
 
     #[test]
     fn seed_upsert_sql() {
@@ -307,7 +307,7 @@ mod tests {
             &cfg,
         )
         .unwrap();
-        let t = TableSchema::new(&app, &app.aggregations[0], Duration::Seconds);
+        let t = TableSchema::new(&app, &app.aggregations[0], Granularity::Seconds);
         assert_eq!(
             create_table(Dialect::Sqlite, &t, KeyStyle::PrimaryKey),
             "CREATE TABLE IF NOT EXISTS \"A_SECONDS\" (\"AGG_TIMESTAMP\" INTEGER NOT NULL, \"SHARD_ID\" TEXT NOT NULL, \"symbol\" TEXT, \

@@ -14,10 +14,10 @@ use crate::store::schema::TableSchema;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
-use std::time::Duration as StdDuration;
+use std::time::Duration;
 
 /// How long a writer waits for another node's transaction before giving up (retryable).
-const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(60);
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct SqliteStore {
     address: StoreAddress,
@@ -68,7 +68,7 @@ impl SqliteStore {
             match conn.pragma_update(None, "journal_mode", "WAL") {
                 Ok(()) => break,
                 Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(StdDuration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => return Err(error(&format!("{ctx} (setting WAL mode)"), e)),
             }

@@ -5,5 +5,5 @@
 
 pub mod bucket;
 pub mod clock;
-pub mod duration;
+pub mod granularity;
 pub mod timestamp;

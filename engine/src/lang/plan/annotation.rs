@@ -3,7 +3,7 @@
 use crate::config::NodeConfig;
 use crate::error::Diagnostics;
 use crate::lang::syntax::ast::{self, Annotation, AnnotationElement};
-use crate::time::duration::Duration;
+use crate::time::granularity::Granularity;
 
 /// The store an aggregation names with `@store(type='rdbms', ...)`, resolved through the
 /// node's data sources.
@@ -22,7 +22,7 @@ pub struct Purge {
     pub enabled: bool,
     pub interval_ms: i64,
     /// Per duration: how long rows are kept (`None`: for ever).
-    pub retention: Vec<(Duration, Option<i64>)>,
+    pub retention: Vec<(Granularity, Option<i64>)>,
 }
 
 pub(super) struct Checked {
@@ -41,25 +41,25 @@ const MONTH: i64 = 2_629_746_000;
 const YEAR: i64 = 31_556_952_000;
 
 /// Siddhi's default retention per duration (`None`: keep all).
-fn default_retention(d: Duration) -> Option<i64> {
+fn default_retention(d: Granularity) -> Option<i64> {
     match d {
-        Duration::Seconds => Some(120 * SECOND),
-        Duration::Minutes => Some(24 * HOUR),
-        Duration::Hours => Some(30 * DAY),
-        Duration::Days => Some(YEAR),
-        Duration::Months | Duration::Years => None,
+        Granularity::Seconds => Some(120 * SECOND),
+        Granularity::Minutes => Some(24 * HOUR),
+        Granularity::Hours => Some(30 * DAY),
+        Granularity::Days => Some(YEAR),
+        Granularity::Months | Granularity::Years => None,
     }
 }
 
 /// Siddhi's minimum retention per duration, and how it is written.
-fn minimum_retention(d: Duration) -> (i64, &'static str) {
+fn minimum_retention(d: Granularity) -> (i64, &'static str) {
     match d {
-        Duration::Seconds => (120 * SECOND, "120 sec"),
-        Duration::Minutes => (120 * MINUTE, "120 min"),
-        Duration::Hours => (25 * HOUR, "25 hours"),
-        Duration::Days => (32 * DAY, "32 days"),
-        Duration::Months => (13 * MONTH, "13 months"),
-        Duration::Years => (YEAR, "1 year"),
+        Granularity::Seconds => (120 * SECOND, "120 sec"),
+        Granularity::Minutes => (120 * MINUTE, "120 min"),
+        Granularity::Hours => (25 * HOUR, "25 hours"),
+        Granularity::Days => (32 * DAY, "32 days"),
+        Granularity::Months => (13 * MONTH, "13 months"),
+        Granularity::Years => (YEAR, "1 year"),
     }
 }
 
@@ -86,7 +86,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
 pub(super) fn check(
     a: &ast::AggregationDef,
     config: &NodeConfig,
-    durations: &[Duration],
+    durations: &[Granularity],
     diags: &mut Diagnostics,
     warnings: &mut Diagnostics,
 ) -> Checked {
@@ -234,7 +234,7 @@ fn purge_spec(ann: &Annotation, purge: &mut Purge, diags: &mut Diagnostics) {
             );
             continue;
         };
-        let Some(d) = Duration::parse(key) else {
+        let Some(d) = Granularity::parse(key) else {
             diags.push(
                 pos.line,
                 pos.col,

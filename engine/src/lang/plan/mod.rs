@@ -14,7 +14,7 @@ use crate::lang::syntax::ast::{self, Every};
 use crate::lang::syntax::parse_app;
 use crate::lang::types::AttrType;
 use crate::time::bucket::Zone;
-use crate::time::duration::Duration;
+use crate::time::granularity::Granularity;
 use std::collections::HashSet;
 
 pub use annotation::{Purge, StoreSpec};
@@ -153,7 +153,7 @@ pub struct AggPlan {
     pub stream: usize,
     pub time: TimeSource,
     /// Ascending, without repeats; the first is the finest.
-    pub durations: Vec<Duration>,
+    pub durations: Vec<Granularity>,
     /// Stream attribute indices of the group-by attributes.
     pub group_by: Vec<usize>,
     pub filter: Option<Compiled>,
@@ -170,15 +170,15 @@ pub struct AggPlan {
 }
 
 impl AggPlan {
-    pub fn finest(&self) -> Duration {
+    pub fn finest(&self) -> Granularity {
         self.durations[0]
     }
 
-    pub fn has_duration(&self, d: Duration) -> bool {
+    pub fn has_duration(&self, d: Granularity) -> bool {
         self.durations.contains(&d)
     }
 
-    pub fn table_name(&self, d: Duration) -> String {
+    pub fn table_name(&self, d: Granularity) -> String {
         format!("{}_{}", self.name, d.table_suffix())
     }
 }
@@ -385,9 +385,9 @@ impl Checker<'_> {
         })
     }
 
-    fn durations(&mut self, a: &ast::AggregationDef) -> Vec<Duration> {
+    fn durations(&mut self, a: &ast::AggregationDef) -> Vec<Granularity> {
         let parse = |n: &ast::Name, diags: &mut Diagnostics| {
-            let d = Duration::parse(&n.text);
+            let d = Granularity::parse(&n.text);
             if d.is_none() {
                 diags.push(
                     n.pos.line,
@@ -411,7 +411,7 @@ impl Checker<'_> {
                         );
                         Vec::new()
                     }
-                    (Some(f), Some(t)) => Duration::ALL.into_iter().filter(|d| *d >= f && *d <= t).collect(),
+                    (Some(f), Some(t)) => Granularity::ALL.into_iter().filter(|d| *d >= f && *d <= t).collect(),
                     _ => Vec::new(),
                 }
             }

@@ -25,7 +25,7 @@ fn seed_app_plan() {
          group by symbol aggregate by timestamp every sec ... year;",
     );
     let a = &p.aggregations[0];
-    assert_eq!(a.durations, Duration::ALL.to_vec());
+    assert_eq!(a.durations, Granularity::ALL.to_vec());
     assert_eq!(a.time, TimeSource::Millis(3));
     assert_eq!(a.group_by, vec![0]);
     assert!(a.partitioned);
@@ -35,7 +35,7 @@ fn seed_app_plan() {
     assert_eq!(a.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["symbol", "avgPrice", "total"]);
     assert_eq!(a.outputs[2].ty, AttrType::Long);
     assert_eq!(p.streams[0].route_key, vec![0]);
-    assert_eq!(a.table_name(Duration::Hours), "TradeAggregation_HOURS");
+    assert_eq!(a.table_name(Granularity::Hours), "TradeAggregation_HOURS");
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn cells_are_shared_and_latest_values_typed() {
          aggregate by timestamp every min, day, year;"
     ));
     let a = &p.aggregations[0];
-    assert_eq!(a.durations, vec![Duration::Minutes, Duration::Days, Duration::Years]);
+    assert_eq!(a.durations, vec![Granularity::Minutes, Granularity::Days, Granularity::Years]);
     let kinds: Vec<CellKind> = a.cells.iter().map(|c| c.kind).collect();
     assert_eq!(kinds, vec![CellKind::Sum, CellKind::NonNull, CellKind::Max, CellKind::Count, CellKind::Set]);
     assert_eq!(a.latest.len(), 2, "symbol (not grouped) and price * quantity");
@@ -151,10 +151,10 @@ fn store_and_purge_annotations() {
     assert_eq!(
         purge.retention,
         vec![
-            (Duration::Seconds, Some(120_000)),
-            (Duration::Minutes, None),
-            (Duration::Hours, Some(30 * 86_400_000)),
-            (Duration::Days, Some(40 * 86_400_000)),
+            (Granularity::Seconds, Some(120_000)),
+            (Granularity::Minutes, None),
+            (Granularity::Hours, Some(30 * 86_400_000)),
+            (Granularity::Days, Some(40 * 86_400_000)),
         ]
     );
     let e = errors(&app("@purge(@retentionPeriod(sec='10 sec', year='5 years'))"), "");
