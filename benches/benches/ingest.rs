@@ -10,7 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tally::aggregate::accumulator::{Layout, State};
+use tally::aggregate::accumulator::{Program, State};
 use tally::aggregate::intern::Interner;
 use tally::aggregate::worker::Worker;
 use tally::ingest::wire::BatchView;
@@ -19,14 +19,14 @@ use tally_benches::{EVENTS, TYPES, batches, plan, workload};
 /// Decode + accumulate, exactly as a worker does, from empty maps (as after a flush).
 fn per_event_path(c: &mut Criterion) {
     let plan = plan();
-    let layouts: Vec<Arc<Layout>> =
-        plan.aggregations.iter().map(|a| Arc::new(Layout::new(a, &plan.streams[a.stream]))).collect();
+    let programs: Vec<Arc<Program>> =
+        plan.aggregations.iter().map(|a| Arc::new(Program::new(a, &plan.streams[a.stream]))).collect();
     let w = workload();
     let batches = batches(&w);
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(EVENTS as u64));
     g.sample_size(20).measurement_time(Duration::from_secs(10));
-    let mut worker = Worker::new(0, plan.clone(), &layouts);
+    let mut worker = Worker::new(0, plan.clone(), &programs);
     g.bench_function("decode_and_update", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -54,7 +54,7 @@ fn per_event_path(c: &mut Criterion) {
             for batch in &batches {
                 let view = BatchView::parse(&batch.data, &TYPES).expect("valid");
                 for i in 0..view.len() {
-                    let row = view.row(i);
+                    let row = view.event(i);
                     acc = acc.wrapping_add(row.word(1) ^ row.word(2) ^ row.word(3) ^ row.str_bytes(0).len() as u64);
                 }
             }
@@ -68,7 +68,7 @@ fn per_event_path(c: &mut Criterion) {
             for batch in &batches {
                 let view = BatchView::parse(&batch.data, &TYPES).expect("valid");
                 for i in 0..view.len() {
-                    let row = view.row(i);
+                    let row = view.event(i);
                     let id = keys.intern(row.str_bytes(0));
                     acc = acc.wrapping_add(id as u64 ^ row.word(1) ^ row.word(2) ^ row.word(3));
                 }

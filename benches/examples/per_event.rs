@@ -5,16 +5,16 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use tally::aggregate::accumulator::{Layout, State};
+use tally::aggregate::accumulator::{Program, State};
 use tally::aggregate::worker::Worker;
 use tally_benches::{batches, plan, workload};
 
 fn main() {
     let plan = plan();
-    let layouts: Vec<Arc<Layout>> =
-        plan.aggregations.iter().map(|a| Arc::new(Layout::new(a, &plan.streams[a.stream]))).collect();
+    let programs: Vec<Arc<Program>> =
+        plan.aggregations.iter().map(|a| Arc::new(Program::new(a, &plan.streams[a.stream]))).collect();
     let batches = batches(&workload());
-    let mut worker = Worker::new(0, plan.clone(), &layouts);
+    let mut worker = Worker::new(0, plan.clone(), &programs);
     let iters: usize = std::env::var("ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     for _ in 0..iters {
         for batch in &batches {

@@ -2,7 +2,7 @@
 //! groups, and is fed batches over a bounded channel. No locks: a flush is a message that
 //! swaps the worker's state for an empty one.
 
-use crate::aggregate::accumulator::{Accumulator, Layout, State};
+use crate::aggregate::accumulator::{Accumulator, Program, State};
 use crate::aggregate::message::{Batch, Msg};
 use crate::ingest::wire::BatchView;
 use crate::lang::plan::AppPlan;
@@ -19,8 +19,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(index: usize, plan: Arc<AppPlan>, layouts: &[Arc<Layout>]) -> Worker {
-        let accumulators = plan.aggregations.iter().zip(layouts).map(|(a, l)| Accumulator::new(a, l.clone())).collect();
+    pub fn new(index: usize, plan: Arc<AppPlan>, programs: &[Arc<Program>]) -> Worker {
+        let accumulators =
+            plan.aggregations.iter().zip(programs).map(|(a, l)| Accumulator::new(a, l.clone())).collect();
         let types = plan.streams.iter().map(|s| s.attributes.iter().map(|a| a.ty).collect()).collect();
         Worker { index, plan, accumulators, types }
     }
@@ -36,7 +37,7 @@ impl Worker {
             return;
         };
         for i in 0..view.len() {
-            let row = view.row(i);
+            let row = view.event(i);
             let seq = batch.first_seq + i as u64;
             for &ai in &stream.aggregations {
                 self.accumulators[ai].add(&row, batch.arrival_ms, seq);

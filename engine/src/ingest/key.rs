@@ -4,7 +4,7 @@
 //! Per group-by attribute: `0` for null, else `1` and the value (integers as i64 LE,
 //! floats as f64 bits LE, bools as one byte, strings as u32 LE length and the bytes).
 
-use crate::ingest::wire::Row;
+use crate::ingest::wire::EventView;
 use crate::lang::types::{AttrType, Value};
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ pub type KeyBytes = Arc<[u8]>;
 /// Appends the key of `row` over `attrs` to `out` (cleared first). No allocation once `out`
 /// has grown to the largest key.
 #[inline]
-pub fn encode(out: &mut Vec<u8>, row: &Row<'_, '_>, attrs: &[usize]) {
+pub fn encode(out: &mut Vec<u8>, row: &EventView<'_, '_>, attrs: &[usize]) {
     out.clear();
     for &a in attrs {
         if row.is_null(a) {
@@ -114,7 +114,7 @@ mod tests {
         b.push_values(&values);
         let buf = b.finish();
         let view = BatchView::parse(&buf, &types).unwrap();
-        let row = view.row(0);
+        let row = view.event(0);
         let mut k = Vec::new();
         encode(&mut k, &row, &[0, 1, 2, 3, 4]);
         assert_eq!(decode(&k, &types), values);

@@ -15,9 +15,9 @@
 //!
 //! A null event's fixed-width value is present (zero) so every column is indexed directly.
 //! [`BatchView::parse`] checks the sizes of a whole batch once (O(attributes)); each
-//! [`Row`] then reads its values in place, with no allocation and no copy.
+//! [`EventView`] then reads its values in place, with no allocation and no copy.
 //!
-//! Speed: the first layout was row-wise, and decoding each event field by field was the
+//! Speed: the first encoding was row-wise, and decoding each event field by field was the
 //! largest part of the per-event path.
 
 use crate::lang::expr::{self, Scalar};
@@ -103,7 +103,7 @@ fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
 }
 
 impl<'a> BatchView<'a> {
-    /// Checks the layout of `buf` for a stream of `types` and locates its columns: every
+    /// Checks the encoding of `buf` for a stream of `types` and locates its columns: every
     /// size, string offset and bool byte (O(events); where batches enter the node).
     pub fn parse(buf: &'a [u8], types: &[AttrType]) -> Result<BatchView<'a>, WireError> {
         Self::parse_checked(buf, types, true)
@@ -219,8 +219,8 @@ impl<'a> BatchView<'a> {
 
     /// Event `i`.
     #[inline]
-    pub fn row(&self, i: usize) -> Row<'_, 'a> {
-        Row { batch: self, i }
+    pub fn event(&self, i: usize) -> EventView<'_, 'a> {
+        EventView { batch: self, i }
     }
 
     #[inline]
@@ -254,12 +254,12 @@ impl<'a> BatchView<'a> {
 
 /// One event of a batch, read in place.
 #[derive(Debug, Clone, Copy)]
-pub struct Row<'v, 'a> {
+pub struct EventView<'v, 'a> {
     batch: &'v BatchView<'a>,
     i: usize,
 }
 
-impl<'a> Row<'_, 'a> {
+impl<'a> EventView<'_, 'a> {
     #[inline]
     pub fn is_null(&self, a: usize) -> bool {
         self.batch.is_null(a, self.i)
@@ -293,7 +293,7 @@ impl<'a> Row<'_, 'a> {
     }
 }
 
-impl expr::Row for Row<'_, '_> {
+impl expr::Row for EventView<'_, '_> {
     #[inline]
     fn get(&self, a: usize) -> Scalar<'_> {
         if self.is_null(a) {
@@ -374,7 +374,7 @@ impl BatchBuilder {
     }
 
     /// Appends event `row` of another batch of the same stream, as it is.
-    pub fn push_row(&mut self, row: &Row<'_, '_>) {
+    pub fn push_event(&mut self, row: &EventView<'_, '_>) {
         let e = self.events;
         for (a, (c, t)) in self.columns.iter_mut().zip(&self.types).enumerate() {
             Self::push_null_bit(c, e, row.is_null(a));
@@ -460,18 +460,18 @@ mod tests {
         view.check_utf8().unwrap();
         assert_eq!(view.len(), 3);
         for (i, e) in evs.iter().enumerate() {
-            let row = view.row(i);
+            let row = view.event(i);
             let got: Vec<Value> = (0..TYPES.len()).map(|a| row.value(a)).collect();
             assert_eq!(&got, e);
         }
         // Copying rows into another batch keeps them.
         let mut b = BatchBuilder::new(&TYPES);
         for i in (0..3).rev() {
-            b.push_row(&view.row(i));
+            b.push_event(&view.event(i));
         }
         let copy = b.finish();
         let v2 = BatchView::parse(&copy, &TYPES).unwrap();
-        assert_eq!((0..6).map(|a| v2.row(0).value(a)).collect::<Vec<_>>(), evs[2]);
+        assert_eq!((0..6).map(|a| v2.event(0).value(a)).collect::<Vec<_>>(), evs[2]);
         // The builder is reusable and an empty batch is valid.
         let empty = b.finish();
         assert_eq!(BatchView::parse(&empty, &TYPES).unwrap().len(), 0);
@@ -495,7 +495,7 @@ mod tests {
         let buf = b.finish();
         let view = BatchView::parse(&buf, &types).unwrap();
         for e in 0..10 {
-            assert_eq!((0..70).map(|a| view.row(e).value(a)).collect::<Vec<_>>(), values);
+            assert_eq!((0..70).map(|a| view.event(e).value(a)).collect::<Vec<_>>(), values);
         }
     }
 

@@ -8,7 +8,7 @@
 //! partials meanwhile merge into the pending maps (merging is associative), so a store
 //! outage delays data but loses none.
 
-use crate::aggregate::accumulator::{Layout, State};
+use crate::aggregate::accumulator::{Program, State};
 use crate::aggregate::partial::Partial;
 use crate::aggregate::rollup::{self, BucketMap};
 use crate::error::{Error, Result};
@@ -52,7 +52,7 @@ pub(crate) struct InFlight {
 
 pub(crate) struct Flusher {
     plan: Arc<AppPlan>,
-    layouts: Vec<Arc<Layout>>,
+    programs: Vec<Arc<Program>>,
     kinds: Vec<Vec<CellKind>>,
     tables: Vec<Vec<TableSchema>>,
     pub(crate) stores: Vec<StoreSlot>,
@@ -68,7 +68,7 @@ pub(crate) struct Flusher {
 impl Flusher {
     pub(crate) fn new(
         plan: Arc<AppPlan>,
-        layouts: Vec<Arc<Layout>>,
+        programs: Vec<Arc<Program>>,
         stores: Vec<StoreSlot>,
         flush_seq: i64,
     ) -> Result<Flusher> {
@@ -85,7 +85,7 @@ impl Flusher {
                 .map(|a| a.durations.iter().map(|_| BucketMap::default()).collect())
                 .collect(),
             plan,
-            layouts,
+            programs,
             tables,
             stores,
             pending_events: 0,
@@ -116,7 +116,7 @@ impl Flusher {
                     let mut finest = BucketMap::default();
                     for w in states {
                         let mut entries: Vec<(KeyBytes, i64, Partial)> = Vec::new();
-                        w[a].drain_into(&self.layouts[a], &mut entries);
+                        w[a].append_partials(&self.programs[a], &mut entries);
                         rollup::merge_entries(&mut finest, entries, &self.kinds[a]);
                     }
                     Some(rollup::roll_up(&self.plan.aggregations[a], &self.kinds[a], finest))
@@ -203,7 +203,7 @@ impl Flusher {
         let mut tables: Vec<(usize, usize, Vec<Vec<Value>>)> = Vec::new();
         for &a in aggs {
             let agg = &self.plan.aggregations[a];
-            let key_types = self.layouts[a].key_types();
+            let key_types = self.programs[a].key_types();
             for (d, map) in self.pending[a].iter_mut().enumerate() {
                 if map.is_empty() {
                     continue;

@@ -13,7 +13,7 @@ pub mod migrate;
 pub mod retention;
 pub mod router;
 
-use crate::aggregate::accumulator::{Layout, State};
+use crate::aggregate::accumulator::{Program, State};
 use crate::aggregate::message::Msg;
 use crate::aggregate::worker::Worker;
 use crate::config::NodeConfig;
@@ -92,14 +92,14 @@ impl Node {
             flush_seq = flush_seq.max(last_seq);
             stores.push(slot);
         }
-        let layouts: Vec<Arc<Layout>> =
-            plan.aggregations.iter().map(|a| Arc::new(Layout::new(a, &plan.streams[a.stream]))).collect();
+        let programs: Vec<Arc<Program>> =
+            plan.aggregations.iter().map(|a| Arc::new(Program::new(a, &plan.streams[a.stream]))).collect();
         let workers = config.workers();
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
             let (tx, rx) = bounded::<Msg>(config.settings.queue_batches);
-            let worker = Worker::new(i, plan.clone(), &layouts);
+            let worker = Worker::new(i, plan.clone(), &programs);
             let handle = std::thread::Builder::new()
                 .name(format!("tally-worker-{i}"))
                 .spawn(move || worker.run(rx))
@@ -111,7 +111,7 @@ impl Node {
         // A failed beat needs no action here: the next beat retries, and a registration
         // that was taken over is refused at the next flush, with the reason.
         let heartbeat = Heartbeat::spawn(beats, Box::new(|_| {}))?;
-        let flusher = Flusher::new(plan.clone(), layouts, stores, flush_seq)?;
+        let flusher = Flusher::new(plan.clone(), programs, stores, flush_seq)?;
         Ok(Node {
             spares: (0..workers).map(|_| Vec::new()).collect(),
             plan,

@@ -122,7 +122,7 @@ impl Router {
     pub fn push_batch(&mut self, stream: usize, bytes: &[u8], view: &BatchView<'_>) -> Result<usize> {
         let events = view.len();
         for i in 0..events {
-            check_event(&self.plan, stream, &view.row(i)).map_err(|m| Error::Event(format!("event {i}: {m}")))?;
+            check_event(&self.plan, stream, &view.event(i)).map_err(|m| Error::Event(format!("event {i}: {m}")))?;
         }
         let s = &self.plan.streams[stream];
         if s.aggregations.is_empty() || events == 0 {
@@ -141,14 +141,14 @@ impl Router {
         }
         let now = now_ms();
         for i in 0..events {
-            let row = view.row(i);
+            let row = view.event(i);
             key::encode(&mut self.scratch, &row, &self.plan.streams[stream].route_key);
             let worker = (self.hasher.hash_one(&self.scratch[..]) % workers as u64) as usize;
             let p = &mut self.pending[stream][worker];
             if p.builder.is_empty() {
                 p.arrival_ms = now;
             }
-            p.builder.push_row(&row);
+            p.builder.push_event(&row);
             if p.builder.len() as u32 >= self.batch_events {
                 self.send(stream, worker)?;
             }

@@ -48,7 +48,7 @@ impl Client {
         }
     }
 
-    /// Queues a batch (`batch`: the wire.rs layout for the stream's attributes) and returns
+    /// Queues a batch (`batch`: the wire.rs encoding for the stream's attributes) and returns
     /// its id. Call [`Client::flush`] to push queued frames out.
     pub fn send(&mut self, stream: &str, batch: &[u8]) -> Result<u64> {
         let id = self.next_id;

@@ -1,7 +1,7 @@
 //! One binary ingest connection: a reader thread that checks and routes batches, and a
 //! writer thread that sends each acknowledgement once its generation has committed.
 //!
-//! A bad batch (unknown stream, layout that does not match the stream, a bad time stamp)
+//! A bad batch (unknown stream, an encoding that does not match the stream, a bad time stamp)
 //! is refused with an ERROR frame naming what was wrong, and the connection goes on; only a
 //! frame that breaks the framing (over the size limit, or a cut-off stream) ends it.
 //! Nothing of a refused batch is counted.

@@ -31,7 +31,7 @@ pub enum Code {
     Unauthorized = 2,
     /// The stream is not defined by the node's app.
     UnknownStream = 3,
-    /// The batch does not match the stream's attribute types (wire.rs layout).
+    /// The batch does not match the stream's attribute types (wire.rs encoding).
     BadBatch = 4,
     /// An event's time stamp is null, unparsable or out of range; the whole batch is refused.
     BadEvent = 5,
@@ -127,7 +127,7 @@ pub fn hello(token: &str) -> Vec<u8> {
     frame(HELLO, &[&VERSION.to_le_bytes(), &(token.len() as u16).to_le_bytes(), token.as_bytes()])
 }
 
-/// A BATCH frame: `batch` is a batch in the wire.rs layout for the stream's attributes.
+/// A BATCH frame: `batch` is a batch in the wire.rs encoding for the stream's attributes.
 pub fn batch(batch_id: u64, stream: &str, batch: &[u8]) -> Vec<u8> {
     frame(BATCH, &[&batch_id.to_le_bytes(), &(stream.len() as u16).to_le_bytes(), stream.as_bytes(), batch])
 }

@@ -82,7 +82,7 @@ pub trait Store: Send {
 
 /// Checks tables that exist against the app: `SHARD_ID` for partitioned aggregations, and
 /// every column. `existing` pairs each table with the columns the store has for it.
-pub(crate) fn check_layouts(existing: &[(&TableSchema, Vec<String>)]) -> Result<()> {
+pub(crate) fn check_columns(existing: &[(&TableSchema, Vec<String>)]) -> Result<()> {
     let unsharded: Vec<&TableSchema> = existing
         .iter()
         .filter(|(t, cols)| t.partitioned && !cols.iter().any(|c| c == "SHARD_ID"))

@@ -337,8 +337,8 @@ impl PostgresStore {
     }
 
     /// The tables of `tables` that exist, each with its columns.
-    fn layouts<'a>(tx: &mut postgres::Transaction<'_>, tables: &'a [TableSchema]) -> Result<Layouts<'a>> {
-        let mut layouts = Vec::new();
+    fn existing_columns<'a>(tx: &mut postgres::Transaction<'_>, tables: &'a [TableSchema]) -> Result<Existing<'a>> {
+        let mut existing = Vec::new();
         let mut missing = Vec::new();
         for t in tables {
             let rows = tx
@@ -346,20 +346,20 @@ impl PostgresStore {
                     "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
                     &[&t.name],
                 )
-                .map_err(|e| error(&format!("cannot read the layout of {}", t.name), e))?;
+                .map_err(|e| error(&format!("cannot read the columns of {}", t.name), e))?;
             let cols: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
             if cols.is_empty() {
                 missing.push(t);
             } else {
-                layouts.push((t, cols));
+                existing.push((t, cols));
             }
         }
-        Ok((layouts, missing))
+        Ok((existing, missing))
     }
 }
 
 /// The tables that exist (each with its columns), and those that do not.
-type Layouts<'a> = (Vec<(&'a TableSchema, Vec<String>)>, Vec<&'a TableSchema>);
+type Existing<'a> = (Vec<(&'a TableSchema, Vec<String>)>, Vec<&'a TableSchema>);
 
 /// The instance that holds `claim`'s node id in the registry, if any.
 fn holder(tx: &mut impl postgres::GenericClient, claim: &Claim) -> Result<Option<String>> {
@@ -392,8 +392,8 @@ impl Store for PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(|e| error("cannot lock the schema", e))?;
         tx.batch_execute(SET_UNION).map_err(|e| error("cannot create the function tally_set_union", e))?;
-        let (layouts, missing) = Self::layouts(&mut tx, tables)?;
-        super::check_layouts(&layouts)?;
+        let (existing, missing) = Self::existing_columns(&mut tx, tables)?;
+        super::check_columns(&existing)?;
         for t in missing {
             tx.batch_execute(&sql::create_table(Dialect::Postgres, t, key_style))
                 .map_err(|e| error(&format!("cannot create {}", t.name), e))?;
@@ -473,8 +473,8 @@ impl Store for PostgresStore {
         let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the migration transaction", e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(|e| error("cannot lock the schema", e))?;
-        let (layouts, _) = Self::layouts(&mut tx, tables)?;
-        let targets = super::migration_targets(&layouts)?;
+        let (existing, _) = Self::existing_columns(&mut tx, tables)?;
+        let targets = super::migration_targets(&existing)?;
         for t in &targets {
             let ctx = format!("cannot migrate {}", t.name);
             for stmt in sql::migrate(Dialect::Postgres, t, key_style) {

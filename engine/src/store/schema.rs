@@ -1,5 +1,5 @@
 //! The physical tables of an aggregation (SEMANTICS.md §4) and the mapping between their
-//! rows and partials. Both stores build their SQL from this, so the layout is defined once.
+//! rows and partials. Both stores build their SQL from this, so the tables are defined once.
 //!
 //! One table per duration, `<Aggregation>_<DURATION>`, with the columns `AGG_TIMESTAMP`,
 //! `SHARD_ID` (partitioned only), the group-by attributes, the latest-value columns,

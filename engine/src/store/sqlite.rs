@@ -93,11 +93,11 @@ impl SqliteStore {
 fn existing_columns(conn: &Connection, table: &str) -> Result<Option<Vec<String>>> {
     let mut stmt = conn
         .prepare_cached("SELECT name FROM pragma_table_info(?1)")
-        .map_err(|e| error("cannot read the table layout", e))?;
+        .map_err(|e| error("cannot read the table columns", e))?;
     let cols: Vec<String> = stmt
         .query_map([table], |r| r.get(0))
         .and_then(|rows| rows.collect())
-        .map_err(|e| error(&format!("cannot read the layout of {table}"), e))?;
+        .map_err(|e| error(&format!("cannot read the columns of {table}"), e))?;
     Ok(if cols.is_empty() { None } else { Some(cols) })
 }
 
@@ -145,15 +145,15 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| error("cannot start the schema transaction", e))?;
-        let mut layouts = Vec::new();
+        let mut existing = Vec::new();
         let mut missing = Vec::new();
         for t in tables {
             match existing_columns(&tx, &t.name)? {
                 None => missing.push(t),
-                Some(cols) => layouts.push((t, cols)),
+                Some(cols) => existing.push((t, cols)),
             }
         }
-        super::check_layouts(&layouts)?;
+        super::check_columns(&existing)?;
         for t in missing {
             tx.execute(&sql::create_table(Dialect::Sqlite, t, KeyStyle::PrimaryKey), [])
                 .map_err(|e| error(&format!("cannot create {}", t.name), e))?;

@@ -1,7 +1,7 @@
 //! Time stamp strings: `yyyy-MM-dd HH:mm:ss` (UTC) and `yyyy-MM-dd HH:mm:ss ±HH:mm`.
 //!
 //! Parsed by hand, strictly: this runs per event when `aggregate by` names a string
-//! attribute, so it must not allocate, and any other layout is an error, never a guess.
+//! attribute, so it must not allocate, and any other form is an error, never a guess.
 
 /// Epoch milliseconds of the first and last instants this engine accepts: years -9998 to
 /// 9998, so that every bucket of every duration, in every zone, stays inside the range the
@@ -29,24 +29,24 @@ pub fn parse(text: &str) -> Option<i64> {
     to_epoch_ms(&f)
 }
 
-/// Parses the layout `yyyy-MM-dd HH:mm:ss[ ±HH:mm]`; with `wildcards`, any of the two-digit
+/// Parses the form `yyyy-MM-dd HH:mm:ss[ ±HH:mm]`; with `wildcards`, any of the two-digit
 /// fields may be `**`. Returns a message saying what is wrong otherwise.
 pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
     let b = text.as_bytes();
     if b.len() != 19 && b.len() != 26 {
-        return Err(layout_error(text));
+        return Err(form_error(text));
     }
     let sep_ok = b[4] == b'-' && b[7] == b'-' && b[10] == b' ' && b[13] == b':' && b[16] == b':';
     if !sep_ok {
-        return Err(layout_error(text));
+        return Err(form_error(text));
     }
-    let year = digits(&b[0..4]).ok_or_else(|| layout_error(text))? as i32;
+    let year = digits(&b[0..4]).ok_or_else(|| form_error(text))? as i32;
     let two = |at: usize| -> Result<Option<u32>, String> {
         let s = &b[at..at + 2];
         if s == b"**" {
-            if wildcards { Ok(None) } else { Err(layout_error(text)) }
+            if wildcards { Ok(None) } else { Err(form_error(text)) }
         } else {
-            digits(s).map(Some).ok_or_else(|| layout_error(text))
+            digits(s).map(Some).ok_or_else(|| form_error(text))
         }
     };
     let f = Fields {
@@ -58,10 +58,10 @@ pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
         second: two(17)?,
         offset_secs: if b.len() == 26 {
             if b[19] != b' ' || !(b[20] == b'+' || b[20] == b'-') || b[23] != b':' {
-                return Err(layout_error(text));
+                return Err(form_error(text));
             }
-            let h = digits(&b[21..23]).ok_or_else(|| layout_error(text))?;
-            let m = digits(&b[24..26]).ok_or_else(|| layout_error(text))?;
+            let h = digits(&b[21..23]).ok_or_else(|| form_error(text))?;
+            let m = digits(&b[24..26]).ok_or_else(|| form_error(text))?;
             if h > 18 || m > 59 {
                 return Err(format!("`{text}` has an offset out of range (at most ±18:00)"));
             }
@@ -75,7 +75,7 @@ pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
     Ok(f)
 }
 
-fn layout_error(text: &str) -> String {
+fn form_error(text: &str) -> String {
     format!("`{text}` is not a time stamp of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm")
 }
 

@@ -1,7 +1,7 @@
 //! The per-event path: one aggregation's partials for the finest duration, owned by one
 //! worker thread.
 //!
-//! Layout (chosen for speed): a partial is a fixed run of 64-bit words in one flat vector
+//! Program (chosen for speed): a partial is a fixed run of 64-bit words in one flat vector
 //! (`stride` words per (group, bucket)), addressed by a dense slot number. Group keys and
 //! strings are interned to dense ids. Each group keeps its buckets in a small sorted list
 //! and remembers the bucket it touched last, so the common case (the next event of a group
@@ -14,39 +14,39 @@
 //! At a flush the worker swaps its [`State`] for an empty one and hands the full one to
 //! the flusher, which turns it into owned [`Partial`]s off the hot path.
 
-mod layout;
+mod program;
 mod state;
 
-pub use layout::Layout;
+pub use program::Program;
 pub use state::State;
 
 use crate::aggregate::intern::{NULL_KEY, pack};
 use crate::aggregate::partial::SetValue;
 use crate::ingest::key;
-use crate::ingest::wire::Row as EventRow;
+use crate::ingest::wire::EventView;
 use crate::lang::expr::{Row, Scalar};
 use crate::lang::plan::{AggPlan, TimeSource};
 use crate::lang::types::AttrType;
 use crate::time::bucket::Bucketer;
 use crate::time::timestamp;
 use hashbrown::HashSet;
-use layout::{KeyMode, LatestOp, NO_SET, Op, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_NULL, TAG_STR};
+use program::{KeyMode, LatestOp, NO_SET, Op, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_NULL, TAG_STR};
 use state::{Hot, Lists};
 use std::sync::Arc;
 
 /// One aggregation's accumulator in one worker.
 #[derive(Debug)]
 pub struct Accumulator {
-    layout: Arc<Layout>,
+    program: Arc<Program>,
     state: State,
     bucketer: Bucketer,
     scratch: Vec<u8>,
 }
 
 impl Accumulator {
-    pub fn new(plan: &AggPlan, layout: Arc<Layout>) -> Accumulator {
+    pub fn new(plan: &AggPlan, program: Arc<Program>) -> Accumulator {
         Accumulator {
-            layout,
+            program,
             state: State::default(),
             bucketer: Bucketer::new(plan.zone.clone(), plan.finest()),
             scratch: Vec::new(),
@@ -62,8 +62,8 @@ impl Accumulator {
     /// The event's time stamp, or `None` when it has none (the caller has validated events,
     /// so this only guards).
     #[inline]
-    fn time_of(&self, row: &EventRow<'_, '_>, arrival_ms: i64) -> Option<i64> {
-        match self.layout.time {
+    fn time_of(&self, row: &EventView<'_, '_>, arrival_ms: i64) -> Option<i64> {
+        match self.program.time {
             TimeSource::Millis(i) => (!row.is_null(i)).then(|| row.word8(i) as i64),
             TimeSource::Text(i) => {
                 if row.is_null(i) {
@@ -78,9 +78,9 @@ impl Accumulator {
     /// Adds one decoded event. `seq` orders arrivals (ties of the time stamp go to the
     /// later arrival); `arrival_ms` is used when the aggregation has no `aggregate by`.
     #[inline]
-    pub fn add(&mut self, row: &EventRow<'_, '_>, arrival_ms: i64, seq: u64) {
-        let layout = &*self.layout;
-        if let Some(f) = &layout.filter
+    pub fn add(&mut self, row: &EventView<'_, '_>, arrival_ms: i64, seq: u64) {
+        let program = &*self.program;
+        if let Some(f) = &program.filter
             && !f.holds(row)
         {
             return;
@@ -93,7 +93,7 @@ impl Accumulator {
         st.events += 1;
         // Speed: keys of one attribute (or none) pack into an integer, and one lookup in
         // `hot` gives the slot of their current bucket. Others are encoded and interned.
-        let packed = match layout.key_mode {
+        let packed = match program.key_mode {
             KeyMode::Constant => Some(0),
             KeyMode::String(a) | KeyMode::Word(a) if row.is_null(a) => Some(NULL_KEY),
             KeyMode::String(a) => pack(row.str_bytes(a)),
@@ -102,7 +102,7 @@ impl Accumulator {
             KeyMode::General => None,
         };
         let State { keys, hot, current, buckets, owners, words, .. } = st;
-        let mut lists = Lists { buckets, owners, words, init: &layout.init };
+        let mut lists = Lists { buckets, owners, words, init: &program.init };
         let slot = if let Some(packed) = packed {
             match hot.get_mut(&packed) {
                 Some(h) if h.bucket == bucket => h.slot,
@@ -112,14 +112,14 @@ impl Accumulator {
                     slot
                 }
                 None => {
-                    let id = keys.push_with(|out| key::encode(out, row, &layout.group_by));
+                    let id = keys.push_with(|out| key::encode(out, row, &program.group_by));
                     let slot = lists.slot(id, bucket);
                     hot.insert(packed, Hot { id, bucket, slot });
                     slot
                 }
             }
         } else {
-            key::encode(&mut self.scratch, row, &layout.group_by);
+            key::encode(&mut self.scratch, row, &program.group_by);
             let id = keys.intern(&self.scratch);
             let k = id as usize;
             if k >= current.len() {
@@ -134,10 +134,10 @@ impl Accumulator {
                 }
             }
         };
-        let base = slot as usize * layout.stride;
+        let base = slot as usize * program.stride;
         let State { words, sets, strings, .. } = st;
-        let w = &mut words[base..base + layout.stride];
-        for op in &layout.update {
+        let w = &mut words[base..base + program.stride];
+        for op in &program.update {
             match *op {
                 Op::Count { w: i } => w[i] += 1,
                 Op::SumLongCounted { attr, w: i, n } => {
@@ -216,13 +216,13 @@ impl Accumulator {
                 }
             }
         }
-        if !layout.latest.is_empty() {
-            let at = layout.latest_at;
+        if !program.latest.is_empty() {
+            let at = program.latest_at;
             if (ts, seq) >= (w[at] as i64, w[at + 1]) {
                 w[at] = ts as u64;
                 w[at + 1] = seq;
                 let r = row;
-                for (j, (op, _)) in layout.latest.iter().enumerate() {
+                for (j, (op, _)) in program.latest.iter().enumerate() {
                     let value = match op {
                         LatestOp::Attr(i) => r.get(*i),
                         LatestOp::Expr(e) => e.eval(r),

@@ -1,7 +1,7 @@
 //! The partials one worker gathered for one aggregation since the last flush, and how
 //! they become owned [`Partial`]s at a flush.
 
-use super::layout::{Layout, NO_SET, Op, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
+use super::program::{NO_SET, Op, Program, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
 use crate::aggregate::intern::Interner;
 use crate::aggregate::partial::{CellValue, Latest, Num, Partial, SetValue};
 use crate::ingest::key::KeyBytes;
@@ -66,22 +66,22 @@ impl State {
     }
 
     /// The partials as owned data: (group key, finest bucket start, partial).
-    pub fn drain_into(&self, layout: &Layout, out: &mut Vec<(KeyBytes, i64, Partial)>) {
+    pub fn append_partials(&self, program: &Program, out: &mut Vec<(KeyBytes, i64, Partial)>) {
         let keys: Vec<KeyBytes> = self.keys.iter().map(Arc::from).collect();
         out.reserve(self.owners.len());
         for (slot, &(key, bucket)) in self.owners.iter().enumerate() {
-            let w = &self.words[slot * layout.stride..(slot + 1) * layout.stride];
-            out.push((keys[key as usize].clone(), bucket, self.partial(layout, w)));
+            let w = &self.words[slot * program.stride..(slot + 1) * program.stride];
+            out.push((keys[key as usize].clone(), bucket, self.partial(program, w)));
         }
     }
 
-    fn partial(&self, layout: &Layout, w: &[u64]) -> Partial {
-        let cells = layout
+    fn partial(&self, program: &Program, w: &[u64]) -> Partial {
+        let cells = program
             .ops
             .iter()
             .enumerate()
             .map(|(c, op)| {
-                let empty = layout.nonnull_of[c].is_some_and(|n| w[n] == 0);
+                let empty = program.nonnull_of[c].is_some_and(|n| w[n] == 0);
                 let num = |x: Num| CellValue::Num(if empty { Num::Null } else { x });
                 match *op {
                     Op::Count { w: i } | Op::NonNull { w: i, .. } => CellValue::Num(Num::Int(w[i] as i64)),
@@ -96,7 +96,7 @@ impl State {
                     | Op::SumFloatCounted { w: i, .. }
                     | Op::SumDoubleCounted { w: i, .. } => num(Num::Float(f64::from_bits(w[i]))),
                     Op::Set { w: i, .. } => {
-                        let input = layout.inputs[c].unwrap_or(AttrType::Long);
+                        let input = program.inputs[c].unwrap_or(AttrType::Long);
                         let set = if w[i] == NO_SET { None } else { self.sets.get(w[i] as usize) };
                         CellValue::Set(
                             set.into_iter()
@@ -115,12 +115,12 @@ impl State {
                 }
             })
             .collect();
-        let latest = (!layout.latest.is_empty() && w[layout.latest_at] as i64 != i64::MIN).then(|| {
-            let at = layout.latest_at;
+        let latest = (!program.latest.is_empty() && w[program.latest_at] as i64 != i64::MIN).then(|| {
+            let at = program.latest_at;
             Latest {
                 ts: w[at] as i64,
                 seq: w[at + 1],
-                values: layout
+                values: program
                     .latest
                     .iter()
                     .enumerate()

@@ -9,8 +9,8 @@ fn run(app: &str, events: &[Vec<Value>]) -> (crate::lang::plan::AppPlan, Vec<(Ve
     let plan = check(app, "t", &NodeConfig::default()).unwrap();
     let s = &plan.streams[0];
     let types: Vec<AttrType> = s.attributes.iter().map(|a| a.ty).collect();
-    let layout = Arc::new(Layout::new(&plan.aggregations[0], s));
-    let mut acc = Accumulator::new(&plan.aggregations[0], layout.clone());
+    let program = Arc::new(Program::new(&plan.aggregations[0], s));
+    let mut acc = Accumulator::new(&plan.aggregations[0], program.clone());
     let mut builder = BatchBuilder::new(&types);
     for e in events {
         builder.push_values(e);
@@ -18,14 +18,14 @@ fn run(app: &str, events: &[Vec<Value>]) -> (crate::lang::plan::AppPlan, Vec<(Ve
     let buf = builder.finish();
     let view = BatchView::parse(&buf, &types).unwrap();
     for i in 0..view.len() {
-        acc.add(&view.row(i), 42_000, i as u64);
+        acc.add(&view.event(i), 42_000, i as u64);
     }
     let state = acc.swap(State::default());
     assert!(state.events <= events.len() as u64);
     let mut out = Vec::new();
-    state.drain_into(&layout, &mut out);
+    state.append_partials(&program, &mut out);
     let mut decoded: Vec<(Vec<Value>, i64, Partial)> =
-        out.into_iter().map(|(k, b, p)| (key::decode(&k, layout.key_types()), b, p)).collect();
+        out.into_iter().map(|(k, b, p)| (key::decode(&k, program.key_types()), b, p)).collect();
     decoded.sort_by(|a, b| (a.1, format!("{:?}", a.0)).cmp(&(b.1, format!("{:?}", b.0))));
     (plan, decoded)
 }

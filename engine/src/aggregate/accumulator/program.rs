@@ -123,7 +123,7 @@ fn fuse(ops: &[Op], wide: impl Fn(usize) -> bool) -> Vec<Op> {
 
 /// What is fixed for an aggregation: compiled once at start.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub struct Program {
     pub(super) group_by: Vec<usize>,
     pub(super) key_mode: KeyMode,
     pub(super) time: TimeSource,
@@ -143,8 +143,8 @@ pub struct Layout {
     pub(super) key_types: Vec<AttrType>,
 }
 
-impl Layout {
-    pub fn new(plan: &AggPlan, stream: &StreamPlan) -> Layout {
+impl Program {
+    pub fn new(plan: &AggPlan, stream: &StreamPlan) -> Program {
         let mut init = Vec::new();
         let mut ops = Vec::new();
         for (w, c) in plan.cells.iter().enumerate() {
@@ -200,7 +200,7 @@ impl Layout {
             [a] => KeyMode::Word(a),
             _ => KeyMode::General,
         };
-        Layout {
+        Program {
             group_by: plan.group_by.clone(),
             key_mode,
             time: plan.time,
@@ -222,4 +222,4 @@ impl Layout {
     }
 }
 
-impl Layout {}
+impl Program {}
