@@ -51,6 +51,38 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// Why one event was refused: its values do not fit its stream, or its time stamp is not
+/// usable. The message names the attribute and quotes the value; a caller that knows more
+/// (the line, the event's index in a batch) says so with [`BadEvent::at`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BadEvent {
+    pub message: String,
+}
+
+impl From<String> for BadEvent {
+    fn from(message: String) -> BadEvent {
+        BadEvent { message }
+    }
+}
+
+impl From<&str> for BadEvent {
+    fn from(message: &str) -> BadEvent {
+        BadEvent { message: message.into() }
+    }
+}
+
+impl BadEvent {
+    pub fn new(message: impl Into<String>) -> BadEvent {
+        BadEvent { message: message.into() }
+    }
+
+    /// The same refusal, naming event `index` of its batch or request.
+    pub fn at(self, index: usize) -> BadEvent {
+        BadEvent { message: format!("event {index}: {}", self.message) }
+    }
+}
+
 /// Errors of the engine library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,9 +98,10 @@ pub enum Error {
     #[error("configuration {source_name}: {message}")]
     Config { source_name: String, message: String },
 
-    /// One event could not be taken; the message names the event and the value.
-    #[error("{0}")]
-    Event(String),
+    /// One event could not be taken (nothing of it was counted); the message names the
+    /// attribute and quotes the value.
+    #[error(transparent)]
+    BadEvent(#[from] BadEvent),
 
     /// The store refused or failed. `code` is the SQLSTATE (PostgreSQL) or the SQLite
     /// result code name, when there is one.
@@ -126,7 +159,7 @@ impl Error {
             Error::App { .. }
             | Error::Query(_)
             | Error::Config { .. }
-            | Error::Event(_)
+            | Error::BadEvent(_)
             | Error::Schema(_)
             | Error::Shard(_)
             | Error::Unsupported(_) => false,

@@ -6,7 +6,6 @@ use crate::aggregate::accumulator::{Accumulator, Program, State};
 use crate::aggregate::message::{Batch, Msg};
 use crate::ingest::wire::BatchView;
 use crate::lang::plan::AppPlan;
-use crate::lang::types::AttrType;
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 
@@ -14,16 +13,13 @@ pub struct Worker {
     index: usize,
     plan: Arc<AppPlan>,
     accumulators: Vec<Accumulator>,
-    /// Per stream: its attribute types.
-    types: Vec<Vec<AttrType>>,
 }
 
 impl Worker {
     pub fn new(index: usize, plan: Arc<AppPlan>, programs: &[Arc<Program>]) -> Worker {
         let accumulators =
             plan.aggregations.iter().zip(programs).map(|(a, l)| Accumulator::new(a, l.clone())).collect();
-        let types = plan.streams.iter().map(|s| s.attributes.iter().map(|a| a.ty).collect()).collect();
-        Worker { index, plan, accumulators, types }
+        Worker { index, plan, accumulators }
     }
 
     /// Takes one batch into the accumulators.
@@ -32,7 +28,7 @@ impl Worker {
         let stream = &self.plan.streams[batch.stream];
         // Batches were checked where they entered the node; a failure here would be a bug,
         // and dropping the batch is the only safe thing to do.
-        let Ok(view) = BatchView::parse_trusted(&batch.data, &self.types[batch.stream]) else {
+        let Ok(view) = BatchView::parse_trusted(&batch.data, &stream.types) else {
             debug_assert!(false, "an unreadable batch reached a worker");
             return;
         };

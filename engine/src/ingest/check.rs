@@ -2,13 +2,14 @@
 //! Values already have the stream's attribute types (the JSON conversion and the batch
 //! decoder see to that); this is about the time stamp.
 
+use crate::error::BadEvent;
 use crate::lang::expr::{Row, Scalar};
 use crate::lang::plan::{AppPlan, TimeSource};
 use crate::time::timestamp::{self, MAX_MS, MIN_MS};
 
-/// Checks what the aggregations need of an event: a usable time stamp. Returns a message
-/// naming the attribute and quoting the value otherwise.
-pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> std::result::Result<(), String> {
+/// Checks what the aggregations need of an event: a usable time stamp. Refuses it otherwise,
+/// naming the attribute and quoting the value.
+pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> Result<(), BadEvent> {
     let s = &plan.streams[stream];
     for &ai in &s.aggregations {
         let agg = &plan.aggregations[ai];
@@ -20,19 +21,24 @@ pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> s
         match value {
             Scalar::Int(ms) if (MIN_MS..=MAX_MS).contains(&ms) => {}
             Scalar::Int(ms) => {
-                return Err(format!(
+                return Err(BadEvent::new(format!(
                     "the time stamp `{name}` is {ms}, outside the supported range (years -9998 to 9998 in epoch milliseconds)"
-                ));
+                )));
             }
             Scalar::Str(b) => {
                 let text = String::from_utf8_lossy(b);
                 if timestamp::parse(&text).is_none() {
-                    return Err(format!(
+                    return Err(BadEvent::new(format!(
                         "the time stamp `{name}` is \"{text}\", which is not of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm (or is out of range)"
-                    ));
+                    )));
                 }
             }
-            _ => return Err(format!("the time stamp `{name}` is null; aggregation `{}` needs it", agg.name)),
+            _ => {
+                return Err(BadEvent::new(format!(
+                    "the time stamp `{name}` is null; aggregation `{}` needs it",
+                    agg.name
+                )));
+            }
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! `{"stream": "S", "event": {"attr": v, …}}` (SI's JSON event shape), converted strictly
 //! to the stream's attribute types.
 
+use crate::error::BadEvent;
 use crate::lang::plan::{AppPlan, StreamPlan};
 use crate::lang::types::{AttrType, Value};
 use serde::Deserialize;
@@ -14,19 +15,19 @@ struct Line {
 }
 
 /// Converts one JSON line into (stream index, values in attribute order).
-pub fn parse_line(plan: &AppPlan, text: &str) -> std::result::Result<(usize, Vec<Value>), String> {
+pub fn parse_line(plan: &AppPlan, text: &str) -> Result<(usize, Vec<Value>), BadEvent> {
     let line: Line = serde_json::from_str(text).map_err(|e| {
         let what = if e.is_data() { "not the shape of an event" } else { "not valid JSON" };
-        format!(
+        BadEvent::from(format!(
             "{what} ({e}); expected {{\"stream\": \"S\", \"data\": [...]}} or {{\"stream\": \"S\", \"event\": {{...}}}}"
-        )
+        ))
     })?;
     let Some(name) = line.stream else {
         return Err("the event has no \"stream\"".into());
     };
     let Some(si) = plan.stream(&name) else {
         let known: Vec<&str> = plan.streams.iter().map(|s| s.name.as_str()).collect();
-        return Err(format!("unknown stream `{name}` (the app defines: {})", known.join(", ")));
+        return Err(format!("unknown stream `{name}` (the app defines: {})", known.join(", ")).into());
     };
     let s = &plan.streams[si];
     let values = match (line.data, line.event) {
@@ -38,9 +39,10 @@ pub fn parse_line(plan: &AppPlan, text: &str) -> std::result::Result<(usize, Vec
                     s.attributes.len(),
                     attribute_list(s),
                     data.len()
-                ));
+                )
+                .into());
             }
-            data.iter().enumerate().map(|(i, v)| convert(s, i, v)).collect::<std::result::Result<Vec<_>, _>>()?
+            data.iter().enumerate().map(|(i, v)| convert(s, i, v)).collect::<Result<Vec<_>, _>>()?
         }
         (None, Some(map)) => event_values(s, &map)?,
         _ => return Err("the event needs either \"data\": [...] or \"event\": {...}".into()),
@@ -50,12 +52,9 @@ pub fn parse_line(plan: &AppPlan, text: &str) -> std::result::Result<(usize, Vec
 
 /// The values of an event given as `{"attr": value, …}` (SI's `{"event": {…}}`), in
 /// attribute order; a missing attribute is null, an unknown one an error.
-pub fn event_values(
-    s: &StreamPlan,
-    map: &serde_json::Map<String, serde_json::Value>,
-) -> std::result::Result<Vec<Value>, String> {
+pub fn event_values(s: &StreamPlan, map: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<Value>, BadEvent> {
     if let Some(unknown) = map.keys().find(|k| s.attribute(k).is_none()) {
-        return Err(format!("stream `{}` has no attribute `{unknown}` (it has {})", s.name, attribute_list(s)));
+        return Err(format!("stream `{}` has no attribute `{unknown}` (it has {})", s.name, attribute_list(s)).into());
     }
     (0..s.attributes.len())
         .map(|i| map.get(&s.attributes[i].name).map(|v| convert(s, i, v)).unwrap_or(Ok(Value::Null)))
@@ -68,10 +67,10 @@ fn attribute_list(s: &StreamPlan) -> String {
 
 /// Converts a JSON value to attribute `i`'s type, strictly (no strings as numbers, no
 /// fractions as integers).
-pub fn convert(s: &StreamPlan, i: usize, v: &serde_json::Value) -> std::result::Result<Value, String> {
+pub fn convert(s: &StreamPlan, i: usize, v: &serde_json::Value) -> Result<Value, BadEvent> {
     use serde_json::Value as J;
     let a = &s.attributes[i];
-    let bad = || format!("attribute `{}` is {} and cannot take {v}", a.name, a.ty);
+    let bad = || BadEvent::from(format!("attribute `{}` is {} and cannot take {v}", a.name, a.ty));
     Ok(match (a.ty, v) {
         (_, J::Null) => Value::Null,
         (AttrType::Int, J::Number(n)) => Value::Int(n.as_i64().and_then(|x| i32::try_from(x).ok()).ok_or_else(bad)?),
@@ -141,7 +140,7 @@ mod tests {
             (r#"{"stream":"S"}"#, "either \"data\""),
         ];
         for (line, needle) in cases {
-            let e = parse_line(&p, line).unwrap_err();
+            let e = parse_line(&p, line).unwrap_err().message;
             assert!(e.contains(needle), "{line}\n  gave: {e}\n  wanted: {needle}");
         }
     }
@@ -180,7 +179,7 @@ mod never_panics {
             };
             match parse_line(&plan, &line) {
                 Ok((_, v)) => prop_assert_eq!(v.len(), 6),
-                Err(m) => prop_assert!(!m.is_empty()),
+                Err(m) => prop_assert!(!m.message.is_empty()),
             }
         }
     }

@@ -61,21 +61,15 @@ pub fn feed(
         if text.trim().is_empty() {
             continue;
         }
-        let outcome = parse_line(&plan, &text).and_then(|(si, values)| {
-            router.push(si, &values).map_err(|e| match e {
-                Error::Event(m) => m,
-                other => other.to_string(),
-            })
-        });
+        let outcome = parse_line(&plan, &text).map_err(Error::from).and_then(|(si, values)| router.push(si, &values));
         match outcome {
             Ok(()) => report.accepted += 1,
-            Err(message) => {
-                if message.contains("shutting down") {
-                    return Err(Error::Closed);
-                }
+            Err(Error::BadEvent(e)) => {
                 report.rejected += 1;
-                on_reject(Rejection { line: line_no, message });
+                on_reject(Rejection { line: line_no, message: e.message });
             }
+            // The node stopped, or another failure that no later line can get past.
+            Err(other) => return Err(other),
         }
         if line_no.is_multiple_of(4096) && last_flush.elapsed() >= flush_interval {
             router.send_all()?;

@@ -7,12 +7,12 @@
 //! are merged at the flush.
 
 use crate::aggregate::message::{Batch, Msg};
-use crate::error::{Error, Result};
+use crate::error::{BadEvent, Error, Result};
 use crate::ingest::check::check_event;
 use crate::ingest::key;
 use crate::ingest::wire::{BatchBuilder, BatchView};
 use crate::lang::plan::AppPlan;
-use crate::lang::types::{AttrType, Value};
+use crate::lang::types::Value;
 use crate::time::clock::now_ms;
 use crossbeam_channel::Sender;
 use foldhash::fast::FixedState;
@@ -52,8 +52,7 @@ impl Router {
                 .streams
                 .iter()
                 .map(|s| {
-                    let types: Vec<AttrType> = s.attributes.iter().map(|a| a.ty).collect();
-                    (0..workers).map(|_| Pending { builder: BatchBuilder::new(&types), arrival_ms: 0 }).collect()
+                    (0..workers).map(|_| Pending { builder: BatchBuilder::new(&s.types), arrival_ms: 0 }).collect()
                 })
                 .collect(),
             round_robin: vec![0; plan.streams.len()],
@@ -76,38 +75,31 @@ impl Router {
         let s = &self.plan.streams[stream];
         // The encoding trusts these; a caller of the library may not have converted.
         if values.len() != s.attributes.len() {
-            return Err(Error::Event(format!(
+            return Err(BadEvent::new(format!(
                 "stream `{}` has {} attributes, the event has {} values",
                 s.name,
                 s.attributes.len(),
                 values.len()
-            )));
+            ))
+            .into());
         }
         if let Some((a, v)) = s.attributes.iter().zip(values).find(|(a, v)| v.attr_type().is_some_and(|t| t != a.ty)) {
-            return Err(Error::Event(format!("attribute `{}` is {} and cannot take {v:?}", a.name, a.ty)));
+            return Err(BadEvent::new(format!("attribute `{}` is {} and cannot take {v:?}", a.name, a.ty)).into());
         }
-        check_event(&self.plan, stream, values).map_err(Error::Event)?;
+        check_event(&self.plan, stream, values)?;
         if s.aggregations.is_empty() {
             return Ok(()); // accepted and dropped, as the app check warned
         }
-        let workers = self.senders.len();
-        let round_robin = s.route_key.is_empty() || workers == 1;
+        let round_robin = s.route_key.is_empty() || self.senders.len() == 1;
         let worker = if round_robin {
             self.round_robin[stream]
         } else {
             key::encode_values_at(&mut self.scratch, values, &s.route_key);
-            (self.hasher.hash_one(&self.scratch[..]) % workers as u64) as usize
+            self.worker_of_key()
         };
-        let p = &mut self.pending[stream][worker];
-        if p.builder.is_empty() {
-            p.arrival_ms = now_ms();
-        }
-        p.builder.push_values(values);
-        if p.builder.len() as u32 >= self.batch_events {
-            self.send(stream, worker)?;
-            if round_robin {
-                self.round_robin[stream] = (self.round_robin[stream] + 1) % workers;
-            }
+        let sent = self.append(stream, worker, now_ms(), |b| b.push_values(values))?;
+        if sent && round_robin {
+            self.round_robin[stream] = (self.round_robin[stream] + 1) % self.senders.len();
         }
         Ok(())
     }
@@ -122,7 +114,7 @@ impl Router {
     pub fn push_batch(&mut self, stream: usize, bytes: &[u8], view: &BatchView<'_>) -> Result<usize> {
         let events = view.len();
         for i in 0..events {
-            check_event(&self.plan, stream, &view.event(i)).map_err(|m| Error::Event(format!("event {i}: {m}")))?;
+            check_event(&self.plan, stream, &view.event(i)).map_err(|e| e.at(i))?;
         }
         let s = &self.plan.streams[stream];
         if s.aggregations.is_empty() || events == 0 {
@@ -141,19 +133,35 @@ impl Router {
         }
         let now = now_ms();
         for i in 0..events {
-            let row = view.event(i);
-            key::encode(&mut self.scratch, &row, &self.plan.streams[stream].route_key);
-            let worker = (self.hasher.hash_one(&self.scratch[..]) % workers as u64) as usize;
-            let p = &mut self.pending[stream][worker];
-            if p.builder.is_empty() {
-                p.arrival_ms = now;
-            }
-            p.builder.push_event(&row);
-            if p.builder.len() as u32 >= self.batch_events {
-                self.send(stream, worker)?;
-            }
+            let event = view.event(i);
+            key::encode(&mut self.scratch, &event, &self.plan.streams[stream].route_key);
+            let worker = self.worker_of_key();
+            self.append(stream, worker, now, |b| b.push_event(&event))?;
         }
         Ok(events)
+    }
+
+    /// The worker that owns the route key encoded in `scratch`.
+    #[inline]
+    fn worker_of_key(&self) -> usize {
+        (self.hasher.hash_one(&self.scratch[..]) % self.senders.len() as u64) as usize
+    }
+
+    /// Appends one event to `worker`'s batch of `stream` (`push` writes it), and sends the
+    /// batch when it is full. True when it was sent. Generic over `push` so that the call
+    /// inlines: this runs once per event.
+    #[inline]
+    fn append(&mut self, stream: usize, worker: usize, now: i64, push: impl FnOnce(&mut BatchBuilder)) -> Result<bool> {
+        let p = &mut self.pending[stream][worker];
+        if p.builder.is_empty() {
+            p.arrival_ms = now;
+        }
+        push(&mut p.builder);
+        if p.builder.len() as u32 >= self.batch_events {
+            self.send(stream, worker)?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn send(&mut self, stream: usize, worker: usize) -> Result<()> {

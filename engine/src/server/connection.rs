@@ -11,7 +11,6 @@ use super::protocol::{self, Body, Code};
 use super::{Notice, Shared};
 use crate::error::{Error, Result};
 use crate::ingest::wire::BatchView;
-use crate::lang::types::AttrType;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use std::collections::VecDeque;
 use std::io::{BufReader, BufWriter, Write};
@@ -78,8 +77,6 @@ fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> std::res
     let mut input = BufReader::with_capacity(1 << 16, stream);
     let mut buf = Vec::new();
     let mut router = shared.routers.router();
-    let types: Vec<Vec<AttrType>> =
-        shared.plan.streams.iter().map(|s| s.attributes.iter().map(|a| a.ty).collect()).collect();
     let refuse = |batch_id: u64, code: Code, message: &str| {
         Metrics::add(&shared.metrics.batches_refused, 1);
         let _ = out.send(Out::Frame(protocol::error(batch_id, code, message)));
@@ -158,7 +155,7 @@ fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> std::res
             continue;
         };
         let bytes = b.rest();
-        let view = match BatchView::parse(bytes, &types[stream]) {
+        let view = match BatchView::parse(bytes, &shared.plan.streams[stream].types) {
             Ok(v) => v,
             Err(e) => {
                 let names: Vec<&str> = shared.plan.streams[stream].attributes.iter().map(|a| a.name.as_str()).collect();
@@ -194,8 +191,8 @@ fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> std::res
                 let generation = shared.open.load(Ordering::SeqCst);
                 let _ = out.send(Out::Ack { batch_id, events: events as u32, generation });
             }
-            Err(Error::Event(m)) => {
-                refuse(batch_id, Code::BadEvent, &format!("stream `{name}`, {m}; the batch was not taken"))
+            Err(Error::BadEvent(e)) => {
+                refuse(batch_id, Code::BadEvent, &format!("stream `{name}`, {e}; the batch was not taken"))
             }
             Err(Error::Closed) => {
                 refuse(batch_id, Code::ShuttingDown, "the node is stopping; send this batch to another node");

@@ -13,7 +13,7 @@
 
 use super::metrics::{Gauges, Metrics};
 use super::{Shared, wait_committed};
-use crate::error::Error;
+use crate::error::{BadEvent, Error};
 use crate::ingest::check::check_event;
 use crate::lang::types::Value;
 use crate::node::router::Router;
@@ -185,14 +185,14 @@ fn ingest(
         let values = item
             .get("event")
             .and_then(|e| e.as_object())
-            .ok_or_else(|| "expected {\"event\": {\"attribute\": value, …}}".to_string())
+            .ok_or_else(|| BadEvent::from("expected {\"event\": {\"attribute\": value, …}}"))
             .and_then(|map| crate::ingest::json::event_values(s, map))
             .and_then(|v| check_event(&shared.plan, stream, &v).map(|_| v));
         match values {
             Ok(v) => events.push(v),
             Err(m) => {
                 Metrics::add(&shared.metrics.batches_refused, 1);
-                return error(400, &format!("event {i}: {m}; nothing of this request was taken"));
+                return error(400, &format!("{}; nothing of this request was taken", m.at(i)));
             }
         }
     }

@@ -8,7 +8,7 @@ use crate::lang::types::Value;
 fn run(app: &str, events: &[Vec<Value>]) -> (crate::lang::plan::AppPlan, Vec<(Vec<Value>, i64, Partial)>) {
     let plan = check(app, "t", &NodeConfig::default()).unwrap();
     let s = &plan.streams[0];
-    let types: Vec<AttrType> = s.attributes.iter().map(|a| a.ty).collect();
+    let types = &s.types;
     let program = Arc::new(Program::new(&plan.aggregations[0], s));
     let mut acc = Accumulator::new(&plan.aggregations[0], program.clone());
     let mut builder = BatchBuilder::new(&types);

@@ -39,6 +39,9 @@ pub struct Attribute {
 pub struct StreamPlan {
     pub name: String,
     pub attributes: Vec<Attribute>,
+    /// The attributes' types, in order: what a batch of this stream is encoded and
+    /// checked against (the router, the workers and the connections all need them).
+    pub types: Vec<AttrType>,
     /// The aggregations this stream feeds.
     pub aggregations: Vec<usize>,
     /// Attributes that every one of those aggregations groups by. Events are routed to
@@ -266,6 +269,7 @@ impl Checker<'_> {
             }
             streams.push(StreamPlan {
                 name: s.name.text.clone(),
+                types: attributes.iter().map(|a| a.ty).collect(),
                 attributes,
                 aggregations: Vec::new(),
                 route_key: Vec::new(),
