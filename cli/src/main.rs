@@ -217,6 +217,9 @@ fn log_notice(n: Notice) {
             eprintln!("purge failed ({error}); retrying in {:.0}s", retry_in.as_secs_f64())
         }
         Notice::Connection { peer, message } => eprintln!("connection {peer}: {message}"),
+        Notice::Accept(message) => eprintln!("cannot accept a connection ({message}); still listening"),
+        Notice::Http(message) => eprintln!("http: {message}"),
+        Notice::Thread(e) => eprintln!("{e}"),
     }
 }
 

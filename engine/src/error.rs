@@ -117,6 +117,11 @@ pub enum Error {
     #[error("{0}")]
     Shard(String),
 
+    /// A client broke the binary protocol (framing, HELLO, token); its connection was
+    /// closed after an ERROR frame saying why.
+    #[error("{0}")]
+    Protocol(String),
+
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
     Io {
@@ -128,6 +133,11 @@ pub enum Error {
     /// Asked for something this version does not do yet.
     #[error("{0}")]
     Unsupported(String),
+
+    /// Something the engine's own checks should have made impossible (a bug): the node
+    /// stops committing, so that nothing it may not have counted is acknowledged.
+    #[error("internal error (a bug in Tally; please report it with this message): {0}")]
+    Internal(String),
 
     /// The node is stopping and takes no more work.
     #[error("the node is shutting down and takes no more events")]
@@ -162,7 +172,9 @@ impl Error {
             | Error::BadEvent(_)
             | Error::Schema(_)
             | Error::Shard(_)
-            | Error::Unsupported(_) => false,
+            | Error::Unsupported(_)
+            | Error::Protocol(_)
+            | Error::Internal(_) => false,
         }
     }
 

@@ -21,7 +21,7 @@ pub enum Msg {
     Batch(Batch),
     /// Hand over the partials gathered so far (swapping in the given empty states) and
     /// reply on the channel.
-    Flush(Vec<State>, Sender<(usize, Vec<State>)>),
+    Flush(Vec<State>, Sender<Handover>),
     Stop,
 }
 
@@ -33,4 +33,25 @@ impl std::fmt::Debug for Msg {
             Msg::Stop => f.write_str("Stop"),
         }
     }
+}
+
+/// What a worker hands over at a flush.
+#[derive(Debug)]
+pub struct Handover {
+    pub worker: usize,
+    /// Per aggregation, the partials gathered since the last flush.
+    pub states: Vec<State>,
+    /// Batches the worker could not decode since the last flush, if any.
+    pub unreadable: Option<Unreadable>,
+}
+
+/// Batches a worker could not decode. Every batch is checked where it enters the node, so
+/// this is a bug; the node must then not acknowledge anything more, since those events
+/// were not counted (see `Node::flush`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub batches: u64,
+    pub events: u64,
+    /// What was wrong with the first one.
+    pub first: String,
 }

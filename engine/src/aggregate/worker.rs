@@ -3,7 +3,7 @@
 //! swaps the worker's state for an empty one.
 
 use crate::aggregate::accumulator::{Accumulator, Program, State};
-use crate::aggregate::message::{Batch, Msg};
+use crate::aggregate::message::{Batch, Handover, Msg, Unreadable};
 use crate::ingest::wire::BatchView;
 use crate::lang::plan::AppPlan;
 use crossbeam_channel::Receiver;
@@ -13,24 +13,38 @@ pub struct Worker {
     index: usize,
     plan: Arc<AppPlan>,
     accumulators: Vec<Accumulator>,
+    /// Batches that could not be decoded since the last handover.
+    unreadable: Option<Unreadable>,
 }
 
 impl Worker {
     pub fn new(index: usize, plan: Arc<AppPlan>, programs: &[Arc<Program>]) -> Worker {
         let accumulators =
             plan.aggregations.iter().zip(programs).map(|(a, l)| Accumulator::new(a, l.clone())).collect();
-        Worker { index, plan, accumulators }
+        Worker { index, plan, accumulators, unreadable: None }
     }
 
     /// Takes one batch into the accumulators.
+    ///
+    /// Batches were checked where they entered the node, so one that cannot be decoded
+    /// here is a bug. It is not counted, and it is reported at the next handover, so that
+    /// the node refuses to commit (and so to acknowledge) anything from then on.
     #[inline]
     pub fn process(&mut self, batch: &Batch) {
         let stream = &self.plan.streams[batch.stream];
-        // Batches were checked where they entered the node; a failure here would be a bug,
-        // and dropping the batch is the only safe thing to do.
-        let Ok(view) = BatchView::parse_trusted(&batch.data, &stream.types) else {
-            debug_assert!(false, "an unreadable batch reached a worker");
-            return;
+        let view = match BatchView::parse_trusted(&batch.data, &stream.types) {
+            Ok(view) => view,
+            Err(e) => {
+                let names: Vec<&str> = stream.attributes.iter().map(|a| a.name.as_str()).collect();
+                let u = self.unreadable.get_or_insert_with(|| Unreadable {
+                    batches: 0,
+                    events: 0,
+                    first: format!("stream `{}`: {}", stream.name, e.describe(&names)),
+                });
+                u.batches += 1;
+                u.events += u64::from(batch.events);
+                return;
+            }
         };
         for i in 0..view.len() {
             let row = view.event(i);
@@ -52,8 +66,12 @@ impl Worker {
                 Msg::Batch(b) => self.process(&b),
                 Msg::Flush(spares, reply) => {
                     let states = self.swap(spares);
-                    // The flusher may have given up (node stopping); nothing to do then.
-                    let _ = reply.send((self.index, states));
+                    let handover = Handover { worker: self.index, states, unreadable: self.unreadable.take() };
+                    if reply.send(handover).is_err() {
+                        // The node stopped waiting for the handover (it is being dropped),
+                        // so there is no flush left to hand the partials to.
+                        break;
+                    }
                 }
                 Msg::Stop => break,
             }

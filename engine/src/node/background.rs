@@ -34,21 +34,44 @@ impl Background {
         Ok(Background { stop, thread: Some(thread) })
     }
 
-    /// Tells the thread to stop (what it is doing finishes first) and joins it.
-    pub fn stop(mut self) {
-        self.halt();
+    /// Tells the thread to stop (what it is doing finishes first) and joins it; an
+    /// internal error if it had panicked.
+    pub fn stop(mut self) -> Result<()> {
+        self.halt()
     }
 
-    fn halt(&mut self) {
-        let _ = self.stop.try_send(());
+    fn halt(&mut self) -> Result<()> {
+        // A full channel means the thread was told already.
+        self.stop.try_send(()).ok();
+        let mut panicked = Vec::new();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            join(t, &mut panicked);
+        }
+        match panicked.is_empty() {
+            true => Ok(()),
+            false => Err(Error::Internal(format!("the thread {} panicked", panicked.join(", ")))),
         }
     }
 }
 
 impl Drop for Background {
+    /// Dropped without [`Background::stop`]: the thread is still stopped and joined, and a
+    /// panic in it has no caller left to hear of it.
     fn drop(&mut self) {
-        self.halt();
+        self.halt().ok();
+    }
+}
+
+/// Joins a thread; when it panicked, its name goes to `panicked` and there is no value.
+/// Every thread the engine starts is joined through here, so a panic is never silently
+/// taken for a clean end.
+pub fn join<T>(thread: JoinHandle<T>, panicked: &mut Vec<String>) -> Option<T> {
+    let name = thread.thread().name().unwrap_or("unnamed").to_string();
+    match thread.join() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            panicked.push(name);
+            None
+        }
     }
 }

@@ -46,7 +46,7 @@ impl Heartbeat {
     }
 
     /// Stops beating and joins the thread.
-    pub fn stop(self) {
-        self.0.stop();
+    pub fn stop(self) -> Result<(), Error> {
+        self.0.stop()
     }
 }

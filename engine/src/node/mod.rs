@@ -14,7 +14,7 @@ pub mod retention;
 pub mod router;
 
 use crate::aggregate::accumulator::{Program, State};
-use crate::aggregate::message::Msg;
+use crate::aggregate::message::{Handover, Msg};
 use crate::aggregate::worker::Worker;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
@@ -39,6 +39,9 @@ pub struct Node {
     seq: Arc<AtomicU64>,
     batch_events: usize,
     heartbeat: Option<Heartbeat>,
+    /// Set when a worker could not decode a batch (a bug): from then on every flush fails
+    /// with it, so nothing more is committed or acknowledged.
+    broken: Option<String>,
 }
 
 /// Makes [`Router`]s for a node (see [`Node::routers`]).
@@ -121,6 +124,7 @@ impl Node {
             seq: Arc::new(AtomicU64::new(0)),
             batch_events: config.settings.batch_events,
             heartbeat: Some(heartbeat),
+            broken: None,
         })
     }
 
@@ -168,7 +172,7 @@ impl Node {
             )));
         }
         if let Some(h) = self.heartbeat.take() {
-            h.stop();
+            h.stop()?;
         }
         self.flusher.release()
     }
@@ -178,17 +182,39 @@ impl Node {
         self.flusher.pending_rows()
     }
 
+    /// Asks every worker for its partials and merges them into the pending ones. Fails,
+    /// absorbing nothing, when a worker could not decode a batch: those events were not
+    /// counted, so the flush that would acknowledge them must not commit; the node stays
+    /// broken.
     fn collect(&mut self) -> Result<()> {
-        let (tx, rx) = bounded(self.senders.len());
+        if let Some(why) = &self.broken {
+            return Err(Error::Internal(why.clone()));
+        }
+        let (tx, rx) = bounded::<Handover>(self.senders.len());
         for (i, s) in self.senders.iter().enumerate() {
             let spares = std::mem::take(&mut self.spares[i]);
             s.send(Msg::Flush(spares, tx.clone())).map_err(|_| Error::Closed)?;
         }
         drop(tx);
         let mut states: Vec<Vec<State>> = (0..self.senders.len()).map(|_| Vec::new()).collect();
+        let mut unreadable = Vec::new();
         for _ in 0..self.senders.len() {
-            let (i, s) = rx.recv().map_err(|_| Error::Closed)?;
-            states[i] = s;
+            let h = rx.recv().map_err(|_| Error::Closed)?;
+            if let Some(u) = h.unreadable {
+                unreadable.push(format!(
+                    "worker {} could not decode {} batch(es) of {} event(s) ({})",
+                    h.worker, u.batches, u.events, u.first
+                ));
+            }
+            states[h.worker] = h.states;
+        }
+        if !unreadable.is_empty() {
+            let why = format!(
+                "{}; they were not counted, so this node commits and acknowledges nothing more: restart it",
+                unreadable.join("; ")
+            );
+            self.broken = Some(why.clone());
+            return Err(Error::Internal(why));
         }
         self.flusher.absorb(&states);
         for (i, mut s) in states.into_iter().enumerate() {
@@ -213,13 +239,27 @@ impl Node {
     /// its pending partials) so the caller can retry writing with [`Node::write_pending`].
     pub fn stop_workers(&mut self) -> Result<()> {
         let collected = self.collect();
+        let joined = self.join_workers();
+        collected.and(joined)
+    }
+
+    /// Tells every worker to stop after its queue and joins them. A worker that panicked
+    /// is an internal error (what it held is lost, so nothing more may be acknowledged).
+    fn join_workers(&mut self) -> Result<()> {
         for s in &self.senders {
-            let _ = s.send(Msg::Stop);
+            // A worker that already ended has dropped its receiver: nothing to tell it.
+            s.send(Msg::Stop).ok();
         }
+        let mut panicked = Vec::new();
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            background::join(t, &mut panicked);
         }
-        collected
+        if panicked.is_empty() {
+            return Ok(());
+        }
+        let why = format!("{} panicked; what it held was not written", panicked.join(", "));
+        self.broken.get_or_insert(why.clone());
+        Err(Error::Internal(why))
     }
 
     /// The tables of each aggregation, per duration.
@@ -243,13 +283,11 @@ fn open_slot(
 }
 
 impl Drop for Node {
+    /// A node dropped without [`Node::shutdown`] still stops its workers; what they held
+    /// is not written (and was never acknowledged), and a panic among them has no caller
+    /// left to hear of it.
     fn drop(&mut self) {
-        for s in &self.senders {
-            let _ = s.send(Msg::Stop);
-        }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+        self.join_workers().ok();
     }
 }
 
@@ -305,6 +343,38 @@ mod tests {
         fn scan(&mut self, t: &TableSchema, start: i64, end: i64, eq: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
             self.inner.scan(t, start, end, eq)
         }
+    }
+
+    /// A batch that a worker cannot decode (a bug: batches are checked where they enter)
+    /// is not counted, and the node then commits nothing more, so nothing is acknowledged
+    /// that was not counted.
+    #[test]
+    fn a_batch_a_worker_cannot_read_breaks_the_node_instead_of_being_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("s.db").display());
+        let cfg = NodeConfig::parse("wso2.carbon: {id: unreadable}\ntally: {workers: 1}", "n").unwrap();
+        let app = "define stream S (symbol string, qty long, ts long);
+             define aggregation A from S select symbol, sum(qty) as q group by symbol aggregate by ts every sec;";
+        let mut node = Node::start(Arc::new(check(app, "a", &cfg).unwrap()), &cfg, Some(&url), &mut |_, _| {}).unwrap();
+        push(&node, &[10]);
+        node.flush().unwrap();
+        let garbage = crate::aggregate::message::Batch {
+            stream: 0,
+            arrival_ms: 0,
+            first_seq: 99,
+            events: 3,
+            data: vec![3, 0, 0, 0, 0xff],
+        };
+        node.senders[0].send(Msg::Batch(garbage)).unwrap();
+        push(&node, &[20]);
+        let e = node.flush().unwrap_err();
+        assert!(matches!(e, Error::Internal(_)) && !e.is_retryable(), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("worker 0 could not decode 1 batch(es) of 3 event(s) (stream `S`"), "{text}");
+        push(&node, &[40]);
+        assert!(matches!(node.flush(), Err(Error::Internal(_))), "and it stays broken");
+        assert!(matches!(node.stop_workers(), Err(Error::Internal(_))));
+        assert_eq!(totals(&mut node), vec![10], "only the flush before the bad batch committed");
     }
 
     fn push(node: &Node, qty: &[i64]) {

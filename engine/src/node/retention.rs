@@ -212,8 +212,8 @@ impl Purger {
     }
 
     /// Stops the schedule (a purge under way finishes first) and joins the thread.
-    pub fn stop(self) {
-        self.0.stop();
+    pub fn stop(self) -> Result<()> {
+        self.0.stop()
     }
 }
 
@@ -285,7 +285,7 @@ mod tests {
                 _ => continue,
             }
         };
-        purger.stop();
+        purger.stop().unwrap();
         assert_eq!(purged.len(), 1, "{purged:?}");
         assert_eq!((purged[0].table.as_str(), purged[0].shard.as_deref()), ("A_SECONDS", Some("n1")));
         assert_eq!(rows(&store, "n1", 0), 1, "n1's old second is gone, its recent one stays");

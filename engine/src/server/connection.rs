@@ -11,6 +11,7 @@ use super::protocol::{self, Body, Code};
 use super::{Notice, Shared};
 use crate::error::{Error, Result};
 use crate::ingest::wire::BatchView;
+use crate::node::router::Router;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use std::collections::VecDeque;
 use std::io::{BufReader, BufWriter, Write};
@@ -51,17 +52,19 @@ pub(super) fn spawn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Sh
         .name(format!("tally-conn-{id}"))
         .spawn(move || {
             let outcome = if too_many {
-                let _ = tx.send(Out::Frame(protocol::error(
+                // The writer sends this and ends when `tx` is dropped below.
+                tx.send(Out::Frame(protocol::error(
                     0,
                     Code::TooManyConnections,
                     "the node serves as many connections as tally.max_connections allows; retry later or use another node",
-                )));
+                )))
+                .ok();
                 Ok(())
             } else {
                 read_loop(&stream, &tx, &shared)
             };
-            if let Err(message) = outcome {
-                (shared.report)(Notice::Connection { peer, message });
+            if let Err(e) = outcome {
+                (shared.report)(Notice::Connection { peer, message: e.to_string() });
             }
             shared.sockets.lock().expect("sockets").retain(|(i, _)| *i != id);
             shared.connections.fetch_sub(1, Ordering::SeqCst);
@@ -71,138 +74,167 @@ pub(super) fn spawn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Sh
     Ok(Handles { reader, writer })
 }
 
-/// Reads frames until the client closes, the framing breaks, or the node stops.
-fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> std::result::Result<(), String> {
-    let settings = &shared.config.settings;
+/// Reads frames until the client closes, the framing breaks, or the node stops. An error
+/// is what ended the connection (the client already has an ERROR frame saying so).
+fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> Result<()> {
+    let max_frame = shared.config.settings.max_frame_bytes;
     let mut input = BufReader::with_capacity(1 << 16, stream);
     let mut buf = Vec::new();
-    let mut router = shared.routers.router();
-    let refuse = |batch_id: u64, code: Code, message: &str| {
-        Metrics::add(&shared.metrics.batches_refused, 1);
-        let _ = out.send(Out::Frame(protocol::error(batch_id, code, message)));
-    };
+    let mut reader = Reader { shared, out, router: shared.routers.router() };
     let mut greeted = false;
     loop {
-        let kind = match protocol::read_frame(&mut input, &mut buf, settings.max_frame_bytes) {
+        let kind = match protocol::read_frame(&mut input, &mut buf, max_frame) {
             Ok(Some(kind)) => kind,
             Ok(None) => break,
             Err(e) if e.get_ref().is_some_and(|i| i.is::<protocol::FrameTooLarge>()) => {
-                let m = format!(
-                    "{e}: longer than tally.max_frame_bytes ({}) or empty; the connection is closed",
-                    settings.max_frame_bytes
-                );
-                refuse(0, Code::TooLarge, &m);
-                return Err(m);
+                let m =
+                    format!("{e}: longer than tally.max_frame_bytes ({max_frame}) or empty; the connection is closed");
+                reader.refuse(0, Code::TooLarge, &m);
+                return Err(Error::Protocol(m));
             }
-            Err(e) if shared.stopping.load(Ordering::SeqCst) => {
-                let _ = e;
-                break;
-            }
-            Err(e) => return Err(format!("reading a frame: {e}")),
+            // The node shut the read side to stop: the end of this connection, not a fault.
+            Err(_) if shared.stopping.load(Ordering::SeqCst) => break,
+            Err(e) => return Err(Error::io("reading a frame", e)),
         };
         if !greeted {
-            let mut b = Body::new(&buf);
-            let hello =
-                (kind == protocol::HELLO).then(|| Some((b.u16()?, b.u16().and_then(|n| b.str(n as usize))?))).flatten();
-            match hello {
-                Some((protocol::VERSION, token)) if settings.token.as_deref().is_none_or(|t| t == token) => {
-                    greeted = true;
-                    let _ = out.send(Out::Frame(protocol::ready()));
-                    continue;
-                }
-                Some((protocol::VERSION, _)) => {
-                    refuse(0, Code::Unauthorized, "wrong token (tally.token of the node)");
-                    return Err("a client gave a wrong token".into());
-                }
-                Some((v, _)) => {
-                    refuse(
-                        0,
-                        Code::Unauthorized,
-                        &format!("protocol version {v}; this node speaks {}", protocol::VERSION),
-                    );
-                    return Err(format!("a client spoke protocol version {v}"));
-                }
-                None => {
-                    refuse(0, Code::Unauthorized, "the first frame must be HELLO (kind 0x01: version, token)");
-                    return Err("a client did not start with HELLO".into());
-                }
-            }
-        }
-        if kind != protocol::BATCH {
-            refuse(
+            reader.hello(kind, &buf)?;
+            greeted = true;
+        } else if kind != protocol::BATCH {
+            reader.refuse(
                 0,
                 Code::Malformed,
                 &format!("unknown frame kind 0x{kind:02x}; a client sends HELLO (0x01) and BATCH (0x02)"),
             );
-            continue;
+        } else if reader.batch(&buf) == Flow::Stop {
+            break;
         }
-        let mut b = Body::new(&buf);
+    }
+    // Everything routed was handed to the workers batch by batch; this only makes sure.
+    reader.router.send_all()
+}
+
+/// Whether the reader goes on after a frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The reading side of one connection.
+struct Reader<'a> {
+    shared: &'a Shared,
+    out: &'a Sender<Out>,
+    router: Router,
+}
+
+impl Reader<'_> {
+    /// Sends an ERROR frame for `batch_id` (0: the connection).
+    fn refuse(&self, batch_id: u64, code: Code, message: &str) {
+        Metrics::add(&self.shared.metrics.batches_refused, 1);
+        self.send(Out::Frame(protocol::error(batch_id, code, message)));
+    }
+
+    /// Queues a frame for the writer. The writer ends only when the client went away, and
+    /// then the next read ends this side too: nothing is lost by not waiting for it.
+    fn send(&self, out: Out) {
+        self.out.send(out).ok();
+    }
+
+    /// The first frame: HELLO with this node's protocol version and token. Anything else
+    /// ends the connection.
+    fn hello(&self, kind: u8, buf: &[u8]) -> Result<()> {
+        let mut b = Body::new(buf);
+        let hello =
+            (kind == protocol::HELLO).then(|| Some((b.u16()?, b.u16().and_then(|n| b.str(n as usize))?))).flatten();
+        let (message, log) = match hello {
+            Some((protocol::VERSION, token))
+                if self.shared.config.settings.token.as_deref().is_none_or(|t| t == token) =>
+            {
+                self.send(Out::Frame(protocol::ready()));
+                return Ok(());
+            }
+            Some((protocol::VERSION, _)) => {
+                ("wrong token (tally.token of the node)".to_string(), "a client gave a wrong token".to_string())
+            }
+            Some((v, _)) => (
+                format!("protocol version {v}; this node speaks {}", protocol::VERSION),
+                format!("a client spoke protocol version {v}"),
+            ),
+            None => (
+                "the first frame must be HELLO (kind 0x01: version, token)".to_string(),
+                "a client did not start with HELLO".to_string(),
+            ),
+        };
+        self.refuse(0, Code::Unauthorized, &message);
+        Err(Error::Protocol(log))
+    }
+
+    /// A BATCH frame: checked, then routed and acknowledged once its generation commits,
+    /// or refused with an ERROR frame that says why (nothing of it counted).
+    fn batch(&mut self, buf: &[u8]) -> Flow {
+        let shared = self.shared;
+        let settings = &shared.config.settings;
+        let mut b = Body::new(buf);
         let Some((batch_id, name)) = (|| Some((b.u64()?, b.u16().and_then(|n| b.str(n as usize))?)))() else {
-            refuse(0, Code::Malformed, "a BATCH frame ends before its stream name, or the name is not UTF-8");
-            continue;
+            self.refuse(0, Code::Malformed, "a BATCH frame ends before its stream name, or the name is not UTF-8");
+            return Flow::Continue;
         };
         if shared.stopping.load(Ordering::SeqCst) {
-            refuse(batch_id, Code::ShuttingDown, "the node is stopping; send this batch to another node");
-            continue;
+            self.refuse(batch_id, Code::ShuttingDown, "the node is stopping; send this batch to another node");
+            return Flow::Continue;
         }
-        let Some(stream) = shared.plan.streams.iter().position(|s| s.name == name) else {
+        let Some(stream) = shared.plan.stream(name) else {
             let known: Vec<&str> = shared.plan.streams.iter().map(|s| s.name.as_str()).collect();
-            refuse(
-                batch_id,
-                Code::UnknownStream,
-                &format!("unknown stream `{name}`; the app defines {}", known.join(", ")),
-            );
-            continue;
+            let m = format!("unknown stream `{name}`; the app defines {}", known.join(", "));
+            self.refuse(batch_id, Code::UnknownStream, &m);
+            return Flow::Continue;
         };
         let bytes = b.rest();
-        let view = match BatchView::parse(bytes, &shared.plan.streams[stream].types) {
+        let s = &shared.plan.streams[stream];
+        let view = match BatchView::parse(bytes, &s.types) {
             Ok(v) => v,
             Err(e) => {
-                let names: Vec<&str> = shared.plan.streams[stream].attributes.iter().map(|a| a.name.as_str()).collect();
-                refuse(batch_id, Code::BadBatch, &format!("stream `{name}`: {}", e.describe(&names)));
-                continue;
+                let names: Vec<&str> = s.attributes.iter().map(|a| a.name.as_str()).collect();
+                self.refuse(batch_id, Code::BadBatch, &format!("stream `{name}`: {}", e.describe(&names)));
+                return Flow::Continue;
             }
         };
         if view.len() > settings.max_batch_events {
-            refuse(
-                batch_id,
-                Code::BadBatch,
-                &format!(
-                    "{} events in one batch; tally.max_batch_events is {}: split it",
-                    view.len(),
-                    settings.max_batch_events
-                ),
+            let m = format!(
+                "{} events in one batch; tally.max_batch_events is {}: split it",
+                view.len(),
+                settings.max_batch_events
             );
-            continue;
+            self.refuse(batch_id, Code::BadBatch, &m);
+            return Flow::Continue;
         }
         if shared.pending_rows.load(Ordering::Relaxed) > settings.max_pending_rows {
-            refuse(
+            self.refuse(
                 batch_id,
                 Code::Busy,
                 "the node holds tally.max_pending_rows unwritten rows (its store is slow or down); retry later or use another node",
             );
-            continue;
+            return Flow::Continue;
         }
-        match router.push_batch(stream, bytes, &view).and_then(|n| router.send_all().map(|_| n)) {
+        match self.router.push_batch(stream, bytes, &view).and_then(|n| self.router.send_all().map(|_| n)) {
             Ok(events) => {
                 Metrics::add(&shared.metrics.events_in, events as u64);
                 Metrics::add(&shared.metrics.batches_in, 1);
                 // After the events are in the workers' queues: see the module docs of server.
                 let generation = shared.open.load(Ordering::SeqCst);
-                let _ = out.send(Out::Ack { batch_id, events: events as u32, generation });
+                self.send(Out::Ack { batch_id, events: events as u32, generation });
             }
             Err(Error::BadEvent(e)) => {
-                refuse(batch_id, Code::BadEvent, &format!("stream `{name}`, {e}; the batch was not taken"))
+                self.refuse(batch_id, Code::BadEvent, &format!("stream `{name}`, {e}; the batch was not taken"))
             }
             Err(Error::Closed) => {
-                refuse(batch_id, Code::ShuttingDown, "the node is stopping; send this batch to another node");
-                break;
+                self.refuse(batch_id, Code::ShuttingDown, "the node is stopping; send this batch to another node");
+                return Flow::Stop;
             }
-            Err(e) => refuse(batch_id, Code::BadBatch, &e.to_string()),
+            Err(e) => self.refuse(batch_id, Code::BadBatch, &e.to_string()),
         }
+        Flow::Continue
     }
-    let _ = router.send_all();
-    Ok(())
 }
 
 /// Writes error frames at once and each ack once its generation has committed (or a "not
@@ -217,7 +249,7 @@ fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>) {
         // within a few milliseconds of their commit.
         let item = if !open {
             let c = shared.commit.lock().expect("commit lock");
-            let _ = shared.committed.wait_timeout(c, std::time::Duration::from_millis(50));
+            drop(shared.committed.wait_timeout(c, std::time::Duration::from_millis(50)).expect("commit lock"));
             None
         } else if waiting.is_empty() {
             rx.recv().ok().or_else(|| {

@@ -12,10 +12,11 @@
 //! With `tally.token` set, ingest and queries need `Authorization: Bearer TOKEN`.
 
 use super::metrics::{Gauges, Metrics};
-use super::{Shared, wait_committed};
+use super::{Notice, Shared, wait_committed};
 use crate::error::{BadEvent, Error};
 use crate::ingest::check::check_event;
 use crate::lang::types::Value;
+use crate::node::background::join;
 use crate::node::router::Router;
 use std::io::Read;
 use std::sync::Arc;
@@ -58,9 +59,9 @@ impl Http {
                         loop {
                             match server.recv() {
                                 Ok(rq) => handle(rq, &shared, &mut router),
-                                // `unblock` at shutdown, or a failed accept.
+                                // `unblock` at shutdown.
                                 Err(_) if shared.stopping.load(Ordering::SeqCst) => break,
-                                Err(_) => continue,
+                                Err(e) => (shared.report)(Notice::Http(format!("cannot take a request: {e}"))),
                             }
                         }
                     })
@@ -70,13 +71,14 @@ impl Http {
         Ok((Http { server, threads }, bound))
     }
 
-    /// Stops taking requests (those under way finish) and joins the threads.
-    pub fn stop(self) {
+    /// Stops taking requests (those under way finish) and joins the threads; the names
+    /// of any that panicked go to `panicked`.
+    pub fn stop(self, panicked: &mut Vec<String>) {
         for _ in &self.threads {
             self.server.unblock();
         }
         for t in self.threads {
-            let _ = t.join();
+            join(t, panicked);
         }
     }
 }
@@ -135,7 +137,9 @@ fn handle(mut rq: Request, shared: &Shared, router: &mut Router) {
             "no such endpoint: POST /{StreamName}, POST /stores/query, GET /health and GET /metrics are served",
         ),
     };
-    let _ = rq.respond(response);
+    if let Err(e) = rq.respond(response) {
+        (shared.report)(Notice::Http(format!("cannot answer {method:?} {path}: {e}")));
+    }
 }
 
 fn read_json(rq: &mut Request) -> Result<serde_json::Value, Response<std::io::Cursor<Vec<u8>>>> {

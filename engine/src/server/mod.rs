@@ -30,6 +30,7 @@ pub mod protocol;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::lang::plan::AppPlan;
+use crate::node::background::join;
 use crate::node::retention::{PurgeNotice, Purger, Retention};
 use crate::node::{Node, Routers};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -49,6 +50,12 @@ pub enum Notice {
     Purge(PurgeNotice),
     /// A connection ended with an error (bad frames, a client that went away).
     Connection { peer: SocketAddr, message: String },
+    /// Accepting a connection failed (the listener goes on).
+    Accept(String),
+    /// An HTTP request could not be taken or answered (the client went away).
+    Http(String),
+    /// A background thread (the purge schedule) failed when it was stopped.
+    Thread(Error),
 }
 
 type Report = Arc<dyn Fn(Notice) + Send + Sync>;
@@ -213,33 +220,38 @@ impl Server {
     /// Stops in the documented order and returns when every thread has ended: the last
     /// flush's error, if it could not be committed.
     pub fn shutdown(mut self) -> Result<()> {
+        let mut panicked = Vec::new();
         // 1. Stop accepting.
         self.shared.stopping.store(true, Ordering::SeqCst);
         if let Some(a) = self.accept.take() {
-            let _ = a.join();
+            join(a, &mut panicked);
         }
         // 2. Stop reading: each reader sees the end of its stream, hands what it routed to
-        //    the workers, and ends.
+        //    the workers, and ends. (A socket its client closed already has nothing to shut.)
         for (_, s) in self.shared.sockets.lock().expect("sockets lock").iter() {
-            let _ = s.shutdown(std::net::Shutdown::Read);
+            s.shutdown(std::net::Shutdown::Read).ok();
         }
         let handles: Vec<connection::Handles> = std::mem::take(&mut *self.connections.lock().expect("connections"));
         let mut writers = Vec::new();
         for h in handles {
-            let _ = h.reader.join();
+            join(h.reader, &mut panicked);
             writers.push(h.writer);
         }
         // 3. The last flush (the flush thread sees `stopping` and nothing can be routed
-        //    any more), then 4. the acks, and join.
-        let _ = self.flush_now.try_send(());
-        let flushed = self.flush.take().map(|f| f.join().unwrap_or(Err(Error::Closed))).unwrap_or(Ok(()));
+        //    any more; a wake-up already queued wakes it as well), then 4. the acks, and join.
+        self.flush_now.try_send(()).ok();
+        let flushed = self.flush.take().and_then(|f| join(f, &mut panicked)).unwrap_or(Ok(()));
         for w in writers {
-            let _ = w.join();
+            join(w, &mut panicked);
         }
         if let Some(h) = self.http.take() {
-            h.stop();
+            h.stop(&mut panicked);
         }
-        flushed
+        flushed?;
+        match panicked.is_empty() {
+            true => Ok(()),
+            false => Err(Error::Internal(format!("the threads {} panicked", panicked.join(", ")))),
+        }
     }
 }
 
@@ -256,7 +268,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Arc<Mute
             }
             // Non-blocking, so that a stop is seen within a few milliseconds.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            // A connection that failed before it was accepted (reset, out of descriptors):
+            // say so, and keep taking the others.
+            Err(e) => {
+                (shared.report)(Notice::Accept(e.to_string()));
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
 }
@@ -271,7 +288,8 @@ fn flush_loop(
     let interval = shared.config.flush_interval;
     let mut next = Instant::now() + interval;
     loop {
-        let _ = wake.recv_timeout(next.saturating_duration_since(Instant::now()));
+        // Woken early (a stop) or the tick came: either way, time to flush.
+        wake.recv_timeout(next.saturating_duration_since(Instant::now())).ok();
         if shared.stopping.load(Ordering::SeqCst) && shared.connections.load(Ordering::SeqCst) == 0 {
             break;
         }
@@ -295,8 +313,8 @@ fn flush_loop(
         }
         shared.pending_rows.store(node.pending_rows(), Ordering::SeqCst);
     }
-    if let Some(p) = purger {
-        p.stop();
+    if let Some(Err(e)) = purger.map(Purger::stop) {
+        (shared.report)(Notice::Thread(e));
     }
     // The last flush: every reader has ended, and HTTP requests that passed their stop
     // check finish routing first, so everything taken is in the workers.
@@ -304,17 +322,20 @@ fn flush_loop(
         std::thread::sleep(Duration::from_millis(1));
     }
     let generation = shared.open.fetch_add(1, Ordering::SeqCst);
-    node.stop_workers()?;
     let mut on_retry =
         |e: &Error, retry_in: Duration| (shared.report)(Notice::LastFlushWaiting { message: e.to_string(), retry_in });
-    let last = crate::node::backoff::retry(shared.config.store_wait, &mut on_retry, || node.write_pending())
-        .and_then(|_| crate::node::backoff::retry(shared.config.store_wait, &mut on_retry, || node.release()));
+    let last = node.stop_workers().and_then(|_| {
+        crate::node::backoff::retry(shared.config.store_wait, &mut on_retry, || node.write_pending())
+            .and_then(|_| crate::node::backoff::retry(shared.config.store_wait, &mut on_retry, || node.release()))
+    });
     match last {
         Ok(()) => {
             shared.publish(generation, false);
             Ok(())
         }
         Err(e) => {
+            // Whatever failed (the store, or a broken node), the acks still waiting get
+            // "not committed" rather than waiting for ever.
             shared.publish(0, true);
             Err(e)
         }
