@@ -297,7 +297,7 @@ mod tests {
     use crate::lang::plan::check;
     use crate::lang::types::Value;
     use crate::store::schema::TableSchema;
-    use crate::store::{Applied, FlushWrite, Store};
+    use crate::store::{Applied, FlushWrite, Reader, Registry, Schema, Store, Writer};
 
     /// A store whose next write commits and then reports a lost connection: the ambiguous
     /// outcome of a COMMIT whose answer never arrived.
@@ -306,13 +306,16 @@ mod tests {
         fail_next: bool,
     }
 
-    impl Store for CommitThenFail {
-        fn address(&self) -> &StoreAddress {
-            self.inner.address()
-        }
+    impl Schema for CommitThenFail {
         fn prepare(&mut self, tables: &[TableSchema]) -> Result<()> {
             self.inner.prepare(tables)
         }
+        fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
+            self.inner.migrate(tables, shard_id)
+        }
+    }
+
+    impl Registry for CommitThenFail {
         fn register(&mut self, claim: &Claim) -> Result<i64> {
             self.inner.register(claim)
         }
@@ -322,6 +325,9 @@ mod tests {
         fn release(&mut self, claim: &Claim) -> Result<()> {
             self.inner.release(claim)
         }
+    }
+
+    impl Writer for CommitThenFail {
         fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
             let applied = self.inner.write(flush)?;
             if std::mem::take(&mut self.fail_next) {
@@ -337,11 +343,17 @@ mod tests {
         fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
             self.inner.purge(table, before_ms, shard)
         }
-        fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
-            self.inner.migrate(tables, shard_id)
-        }
+    }
+
+    impl Reader for CommitThenFail {
         fn scan(&mut self, t: &TableSchema, start: i64, end: i64, eq: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
             self.inner.scan(t, start, end, eq)
+        }
+    }
+
+    impl Store for CommitThenFail {
+        fn address(&self) -> &StoreAddress {
+            self.inner.address()
         }
     }
 

@@ -7,7 +7,7 @@ use crate::ingest::key;
 use crate::lang::expr::Scalar;
 use crate::lang::plan::{AggPlan, AppPlan, CellKind};
 use crate::lang::types::{AttrType, Value};
-use crate::store::Store;
+use crate::store::Reader;
 use crate::store::schema::TableSchema;
 use hashbrown::{HashMap, HashSet};
 use std::cmp::Ordering;
@@ -22,7 +22,7 @@ pub struct QueryResult {
 }
 
 /// Runs `q` against `store`.
-pub fn run(plan: &AppPlan, q: &CompiledQuery, store: &mut dyn Store) -> Result<QueryResult> {
+pub fn run(plan: &AppPlan, q: &CompiledQuery, store: &mut dyn Reader) -> Result<QueryResult> {
     let agg = &plan.aggregations[q.aggregation];
     let table = TableSchema::new(plan, agg, q.duration);
     let equal: Vec<(usize, Value)> =

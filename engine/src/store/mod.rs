@@ -42,13 +42,22 @@ impl FlushWrite<'_> {
     }
 }
 
-pub trait Store: Send {
-    fn address(&self) -> &StoreAddress;
-
+/// A store's tables: made to fit the app, or rebuilt for partitioning. Used by a node
+/// starting (`prepare`) and by `tally migrate`.
+pub trait Schema {
     /// Creates the tables that are missing and checks that existing ones fit the app
     /// (columns, and `SHARD_ID` for partitioned aggregations).
     fn prepare(&mut self, tables: &[TableSchema]) -> Result<()>;
 
+    /// Rebuilds the tables that exist without `SHARD_ID` for a partitioned aggregation:
+    /// adds the column filled with `shard_id` and makes it part of the primary key, all in
+    /// one transaction. Returns the names of the tables migrated.
+    fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>>;
+}
+
+/// The shard registry (SEMANTICS §5): who writes which shard. Used by a node starting and
+/// stopping, its heartbeat thread, and `tally migrate`.
+pub trait Registry {
     /// Registers this process in the shard registry (creating it when missing) and returns
     /// the last flush sequence number its node id applied here. Refuses a changed shard id
     /// and a second live holder of the node or shard id ([`registry::decide`]).
@@ -59,7 +68,10 @@ pub trait Store: Send {
 
     /// Marks this process's registration released (the node stopped cleanly).
     fn release(&mut self, claim: &Claim) -> Result<()>;
+}
 
+/// What changes rows: a node's flushes, and retention's deletes.
+pub trait Writer {
     /// Merges the rows of one flush into the tables, in one transaction: sums added,
     /// min/max combined, sets united, latest values by time stamp; and records the flush
     /// sequence number in the same transaction. A number applied before changes nothing.
@@ -68,16 +80,20 @@ pub trait Store: Send {
     /// Deletes the rows of `table` whose bucket starts before `before_ms`; only those of
     /// `shard` when given (a node purges its own shard). Returns the rows deleted.
     fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64>;
+}
 
-    /// Rebuilds the tables that exist without `SHARD_ID` for a partitioned aggregation:
-    /// adds the column filled with `shard_id` and makes it part of the primary key, all in
-    /// one transaction. Returns the names of the tables migrated.
-    fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>>;
-
+/// What queries read.
+pub trait Reader {
     /// The rows of `table` (every shard) whose bucket starts in `[start, end)`, optionally
     /// only those whose columns equal the given values. A table that does not exist yet
     /// has no rows.
     fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>>;
+}
+
+/// One backend with every role: what [`open`] returns. Callers that need one role take
+/// that trait (a query takes a [`Reader`]).
+pub trait Store: Schema + Registry + Writer + Reader + Send {
+    fn address(&self) -> &StoreAddress;
 }
 
 /// Checks tables that exist against the app: `SHARD_ID` for partitioned aggregations, and

@@ -8,7 +8,7 @@
 
 use super::registry::{self, Applied, Claim, Entry, for_dialect, statements as reg};
 use super::sql::{self, Dialect, KeyStyle, quote};
-use super::{FlushWrite, Store, StoreAddress};
+use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
 use crate::error::{Error, Result};
 use crate::lang::types::{AttrType, Value};
 use crate::store::schema::TableSchema;
@@ -381,11 +381,7 @@ fn read_value(row: &postgres::Row, i: usize, t: AttrType) -> std::result::Result
     .unwrap_or(Value::Null))
 }
 
-impl Store for PostgresStore {
-    fn address(&self) -> &StoreAddress {
-        &self.address
-    }
-
+impl Schema for PostgresStore {
     fn prepare(&mut self, tables: &[TableSchema]) -> Result<()> {
         let key_style = self.key_style;
         let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the schema transaction", e))?;
@@ -401,6 +397,29 @@ impl Store for PostgresStore {
         tx.commit().map_err(|e| error("cannot commit the schema transaction", e))
     }
 
+    fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
+        let key_style = self.key_style;
+        let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the migration transaction", e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(|e| error("cannot lock the schema", e))?;
+        let (existing, _) = Self::existing_columns(&mut tx, tables)?;
+        let targets = super::migration_targets(&existing)?;
+        for t in &targets {
+            let ctx = format!("cannot migrate {}", t.name);
+            for stmt in sql::migrate(Dialect::Postgres, t, key_style) {
+                if stmt.contains("$1") {
+                    tx.execute(&stmt, &[&shard_id]).map_err(|e| error(&ctx, e))?;
+                } else {
+                    tx.batch_execute(&stmt).map_err(|e| error(&ctx, e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| error("cannot commit the migration", e))?;
+        Ok(targets.iter().map(|t| t.name.clone()).collect())
+    }
+}
+
+impl Registry for PostgresStore {
     fn register(&mut self, claim: &Claim) -> Result<i64> {
         let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the registration transaction", e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -455,40 +474,9 @@ impl Store for PostgresStore {
         r.map_err(|e| error("cannot release the registration", e))?;
         Ok(())
     }
+}
 
-    fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
-        let ctx = format!("cannot purge {}", table.name);
-        if !self.table_exists(&table.name, &ctx)? {
-            return Ok(0);
-        }
-        match shard {
-            Some(s) => self.client()?.execute(&sql::purge(Dialect::Postgres, table, true), &[&before_ms, &s]),
-            None => self.client()?.execute(&sql::purge(Dialect::Postgres, table, false), &[&before_ms]),
-        }
-        .map_err(|e| error(&ctx, e))
-    }
-
-    fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
-        let key_style = self.key_style;
-        let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the migration transaction", e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .map_err(|e| error("cannot lock the schema", e))?;
-        let (existing, _) = Self::existing_columns(&mut tx, tables)?;
-        let targets = super::migration_targets(&existing)?;
-        for t in &targets {
-            let ctx = format!("cannot migrate {}", t.name);
-            for stmt in sql::migrate(Dialect::Postgres, t, key_style) {
-                if stmt.contains("$1") {
-                    tx.execute(&stmt, &[&shard_id]).map_err(|e| error(&ctx, e))?;
-                } else {
-                    tx.batch_execute(&stmt).map_err(|e| error(&ctx, e))?;
-                }
-            }
-        }
-        tx.commit().map_err(|e| error("cannot commit the migration", e))?;
-        Ok(targets.iter().map(|t| t.name.clone()).collect())
-    }
-
+impl Writer for PostgresStore {
     fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
         // A row the watermark said was new but existed (a case the registry should rule
         // out) aborts the transaction before anything is applied: read the watermark again
@@ -517,6 +505,20 @@ impl Store for PostgresStore {
         })
     }
 
+    fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
+        let ctx = format!("cannot purge {}", table.name);
+        if !self.table_exists(&table.name, &ctx)? {
+            return Ok(0);
+        }
+        match shard {
+            Some(s) => self.client()?.execute(&sql::purge(Dialect::Postgres, table, true), &[&before_ms, &s]),
+            None => self.client()?.execute(&sql::purge(Dialect::Postgres, table, false), &[&before_ms]),
+        }
+        .map_err(|e| error(&ctx, e))
+    }
+}
+
+impl Reader for PostgresStore {
     fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
         let ctx = format!("cannot read {}", table.name);
         if !self.table_exists(&table.name, &ctx)? {
@@ -539,5 +541,11 @@ impl Store for PostgresStore {
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| error(&ctx, e))
+    }
+}
+
+impl Store for PostgresStore {
+    fn address(&self) -> &StoreAddress {
+        &self.address
     }
 }

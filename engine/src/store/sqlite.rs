@@ -7,7 +7,7 @@
 
 use super::registry::{self, Applied, Claim, Entry, statements as reg};
 use super::sql::{self, Dialect, KeyStyle};
-use super::{FlushWrite, Store, StoreAddress};
+use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
 use crate::error::{Error, Result};
 use crate::lang::types::Value;
 use crate::store::schema::TableSchema;
@@ -134,11 +134,7 @@ fn read_value(v: ValueRef<'_>) -> Value {
     }
 }
 
-impl Store for SqliteStore {
-    fn address(&self) -> &StoreAddress {
-        &self.address
-    }
-
+impl Schema for SqliteStore {
     fn prepare(&mut self, tables: &[TableSchema]) -> Result<()> {
         // One immediate transaction, so that nodes starting together create each table once.
         let tx = self
@@ -161,6 +157,31 @@ impl Store for SqliteStore {
         tx.commit().map_err(|e| error("cannot commit the schema transaction", e))
     }
 
+    fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| error("cannot start the migration transaction", e))?;
+        let mut existing = Vec::new();
+        for t in tables {
+            if let Some(cols) = existing_columns(&tx, &t.name)? {
+                existing.push((t, cols));
+            }
+        }
+        let targets = super::migration_targets(&existing)?;
+        for t in &targets {
+            let ctx = format!("cannot migrate {}", t.name);
+            for stmt in sql::migrate(Dialect::Sqlite, t, KeyStyle::PrimaryKey) {
+                let params: &[&dyn ToSql] = if stmt.contains("?1") { &[&shard_id] } else { &[] };
+                tx.execute(&stmt, params).map_err(|e| error(&ctx, e))?;
+            }
+        }
+        tx.commit().map_err(|e| error("cannot commit the migration", e))?;
+        Ok(targets.iter().map(|t| t.name.clone()).collect())
+    }
+}
+
+impl Registry for SqliteStore {
     fn register(&mut self, claim: &Claim) -> Result<i64> {
         let tx = self
             .conn
@@ -212,43 +233,9 @@ impl Store for SqliteStore {
             .map_err(|e| error("cannot release the registration", e))?;
         Ok(())
     }
+}
 
-    fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
-        if existing_columns(&self.conn, &table.name)?.is_none() {
-            return Ok(0);
-        }
-        let ctx = format!("cannot purge {}", table.name);
-        let n = match shard {
-            Some(s) => self.conn.execute(&sql::purge(Dialect::Sqlite, table, true), rusqlite::params![before_ms, s]),
-            None => self.conn.execute(&sql::purge(Dialect::Sqlite, table, false), rusqlite::params![before_ms]),
-        }
-        .map_err(|e| error(&ctx, e))?;
-        Ok(n as u64)
-    }
-
-    fn migrate(&mut self, tables: &[TableSchema], shard_id: &str) -> Result<Vec<String>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| error("cannot start the migration transaction", e))?;
-        let mut existing = Vec::new();
-        for t in tables {
-            if let Some(cols) = existing_columns(&tx, &t.name)? {
-                existing.push((t, cols));
-            }
-        }
-        let targets = super::migration_targets(&existing)?;
-        for t in &targets {
-            let ctx = format!("cannot migrate {}", t.name);
-            for stmt in sql::migrate(Dialect::Sqlite, t, KeyStyle::PrimaryKey) {
-                let params: &[&dyn ToSql] = if stmt.contains("?1") { &[&shard_id] } else { &[] };
-                tx.execute(&stmt, params).map_err(|e| error(&ctx, e))?;
-            }
-        }
-        tx.commit().map_err(|e| error("cannot commit the migration", e))?;
-        Ok(targets.iter().map(|t| t.name.clone()).collect())
-    }
-
+impl Writer for SqliteStore {
     fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
         let tx = self
             .conn
@@ -296,6 +283,21 @@ impl Store for SqliteStore {
         Ok(Applied::Written)
     }
 
+    fn purge(&mut self, table: &TableSchema, before_ms: i64, shard: Option<&str>) -> Result<u64> {
+        if existing_columns(&self.conn, &table.name)?.is_none() {
+            return Ok(0);
+        }
+        let ctx = format!("cannot purge {}", table.name);
+        let n = match shard {
+            Some(s) => self.conn.execute(&sql::purge(Dialect::Sqlite, table, true), rusqlite::params![before_ms, s]),
+            None => self.conn.execute(&sql::purge(Dialect::Sqlite, table, false), rusqlite::params![before_ms]),
+        }
+        .map_err(|e| error(&ctx, e))?;
+        Ok(n as u64)
+    }
+}
+
+impl Reader for SqliteStore {
     fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
         if existing_columns(&self.conn, &table.name)?.is_none() {
             return Ok(Vec::new());
@@ -314,5 +316,11 @@ impl Store for SqliteStore {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Vec<Value>>>>())
             .map_err(|e| error(&ctx, e))?;
         Ok(rows)
+    }
+}
+
+impl Store for SqliteStore {
+    fn address(&self) -> &StoreAddress {
+        &self.address
     }
 }
