@@ -420,7 +420,7 @@ mod tests {
         let mut urls = vec![format!("sqlite:{}", dir.path().join("s.db").display())];
         urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
         for url in urls {
-            let tag = format!("{}x{}", std::process::id(), crate::store::registry::now_ms() % 1_000_000_000);
+            let tag = format!("{}x{}", std::process::id(), crate::time::clock::now_ms() % 1_000_000_000);
             let cfg =
                 NodeConfig::parse(&format!("wso2.carbon: {{id: once{tag}}}\ntally: {{workers: 2}}"), "n").unwrap();
             let app = format!(

@@ -187,7 +187,7 @@ impl Purger {
             let mut retry = RETRY_FIRST;
             loop {
                 let now = Instant::now();
-                match retention.run_due(crate::store::registry::now_ms(), now) {
+                match retention.run_due(crate::time::clock::now_ms(), now) {
                     Ok(done) => {
                         retry = RETRY_FIRST;
                         if !done.is_empty() {
@@ -258,7 +258,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let later = dir.path().join("later");
         let store = format!("sqlite:{}", later.join("s.db").display());
-        let now = crate::store::registry::now_ms();
+        let now = crate::time::clock::now_ms();
         let cfg = NodeConfig::parse("wso2.carbon: {id: n1}", "n").unwrap();
         let plan = check(APP, "a", &cfg).unwrap();
         let retention = Retention::new(&plan, &cfg, Some(&store)).unwrap();

@@ -12,6 +12,7 @@ use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
 use crate::error::{Error, Result};
 use crate::lang::types::{AttrType, Value};
 use crate::store::schema::TableSchema;
+use crate::time::clock::now_ms;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
@@ -236,7 +237,7 @@ impl PostgresStore {
             let recorded = tx
                 .execute(
                     &*for_dialect(Dialect::Postgres, reg::RECORD_FLUSH),
-                    &[&claim.node_id, &claim.instance, &flush.flush_seq, &registry::now_ms()],
+                    &[&claim.node_id, &claim.instance, &flush.flush_seq, &now_ms()],
                 )
                 .map_err(|e| error("cannot record the flush in the shard registry", e))?;
             if recorded == 0 {
@@ -429,18 +430,10 @@ impl Registry for PostgresStore {
             .query(reg::SELECT_ALL, &[])
             .map_err(|e| error("cannot read the shard registry", e))?
             .iter()
-            .map(|r| Entry {
-                node_id: r.get(0),
-                shard_id: r.get(1),
-                instance: r.get(2),
-                host: r.get(3),
-                pid: r.get(4),
-                heartbeat_ms: r.get(5),
-                released: r.get::<_, i64>(6) != 0,
-                flush_seq: r.get(7),
-            })
-            .collect();
-        let now = registry::now_ms();
+            .map(|r| Entry::read(|i| r.try_get(i), |i| r.try_get(i)))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| error("cannot read the shard registry", e))?;
+        let now = now_ms();
         let last = registry::decide(claim, &rows, now)?;
         tx.execute(
             &*for_dialect(Dialect::Postgres, reg::CLAIM),
@@ -454,20 +447,15 @@ impl Registry for PostgresStore {
     fn heartbeat(&mut self, claim: &Claim) -> Result<()> {
         let n = self
             .client()?
-            .execute(
-                &*for_dialect(Dialect::Postgres, reg::HEARTBEAT),
-                &[&claim.node_id, &claim.instance, &registry::now_ms()],
-            )
+            .execute(&*for_dialect(Dialect::Postgres, reg::HEARTBEAT), &[&claim.node_id, &claim.instance, &now_ms()])
             .map_err(|e| error("cannot refresh the heartbeat", e))?;
         if n == 0 { Err(registry::fenced(claim, holder(self.client()?, claim)?.as_deref())) } else { Ok(()) }
     }
 
     fn release(&mut self, claim: &Claim) -> Result<()> {
         let r = if claim.named {
-            self.client()?.execute(
-                &*for_dialect(Dialect::Postgres, reg::RELEASE),
-                &[&claim.node_id, &claim.instance, &registry::now_ms()],
-            )
+            self.client()?
+                .execute(&*for_dialect(Dialect::Postgres, reg::RELEASE), &[&claim.node_id, &claim.instance, &now_ms()])
         } else {
             self.client()?.execute(&*for_dialect(Dialect::Postgres, reg::FORGET), &[&claim.node_id, &claim.instance])
         };

@@ -11,6 +11,7 @@ use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
 use crate::error::{Error, Result};
 use crate::lang::types::Value;
 use crate::store::schema::TableSchema;
+use crate::time::clock::now_ms;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
@@ -191,22 +192,11 @@ impl Registry for SqliteStore {
         tx.execute(reg::CREATE, []).map_err(|e| error("cannot create the shard registry", e))?;
         let rows: Vec<Entry> = {
             let mut stmt = tx.prepare(reg::SELECT_ALL).map_err(|e| error(ctx, e))?;
-            stmt.query_map([], |r| {
-                Ok(Entry {
-                    node_id: r.get(0)?,
-                    shard_id: r.get(1)?,
-                    instance: r.get(2)?,
-                    host: r.get(3)?,
-                    pid: r.get(4)?,
-                    heartbeat_ms: r.get(5)?,
-                    released: r.get::<_, i64>(6)? != 0,
-                    flush_seq: r.get(7)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| error(ctx, e))?
+            stmt.query_map([], |r| Entry::read(|i| r.get(i), |i| r.get(i)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| error(ctx, e))?
         };
-        let now = registry::now_ms();
+        let now = now_ms();
         let last = registry::decide(claim, &rows, now)?;
         tx.execute(
             reg::CLAIM,
@@ -220,14 +210,14 @@ impl Registry for SqliteStore {
     fn heartbeat(&mut self, claim: &Claim) -> Result<()> {
         let n = self
             .conn
-            .execute(reg::HEARTBEAT, rusqlite::params![claim.node_id, claim.instance, registry::now_ms()])
+            .execute(reg::HEARTBEAT, rusqlite::params![claim.node_id, claim.instance, now_ms()])
             .map_err(|e| error("cannot refresh the heartbeat", e))?;
         if n == 0 { Err(registry::fenced(claim, holder(&self.conn, claim)?.as_deref())) } else { Ok(()) }
     }
 
     fn release(&mut self, claim: &Claim) -> Result<()> {
         let text = if claim.named { reg::RELEASE } else { reg::FORGET };
-        let params: &[&dyn ToSql] = &[&claim.node_id, &claim.instance, &registry::now_ms()];
+        let params: &[&dyn ToSql] = &[&claim.node_id, &claim.instance, &now_ms()];
         self.conn
             .execute(text, &params[..if claim.named { 3 } else { 2 }])
             .map_err(|e| error("cannot release the registration", e))?;
@@ -245,10 +235,7 @@ impl Writer for SqliteStore {
         // flush, and another instance's registration means this process was fenced off.
         let claim = flush.claim;
         let recorded = tx
-            .execute(
-                reg::RECORD_FLUSH,
-                rusqlite::params![claim.node_id, claim.instance, flush.flush_seq, registry::now_ms()],
-            )
+            .execute(reg::RECORD_FLUSH, rusqlite::params![claim.node_id, claim.instance, flush.flush_seq, now_ms()])
             .map_err(|e| error("cannot record the flush in the shard registry", e))?;
         if recorded == 0 {
             return match holder(&tx, claim)? {

@@ -14,7 +14,13 @@
 //!
 //! The decision itself ([`decide`]) is plain code over the rows, tested without a database.
 
+mod process;
+mod sql;
+
+pub use sql::{for_dialect, statements};
+
 use crate::error::{Error, Result};
+use process::{hostname, process_exists, random_u64};
 
 /// The registry table.
 pub const TABLE: &str = "TALLY_SHARD_REGISTRY";
@@ -152,72 +158,6 @@ pub enum Applied {
     /// This flush sequence number was applied before (a retry after an ambiguous commit):
     /// nothing was changed.
     AlreadyApplied,
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".to_string())
-}
-
-/// Whether a process of this host exists. Without `/proc`, assume it does (the lease decides).
-fn process_exists(pid: i64) -> bool {
-    let proc = std::path::Path::new("/proc");
-    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
-}
-
-/// 64 random bits from the standard library's per-process hash seed and the clock (an
-/// instance id, not a secret).
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
-/// SQL of the registry, with `?n` parameters (see [`for_dialect`]).
-pub mod statements {
-    pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS \"TALLY_SHARD_REGISTRY\" (\"NODE_ID\" TEXT NOT NULL PRIMARY KEY, \
-        \"SHARD_ID\" TEXT, \"INSTANCE\" TEXT NOT NULL, \"HOST\" TEXT NOT NULL, \"PID\" BIGINT NOT NULL, \
-        \"STARTED_MS\" BIGINT NOT NULL, \"HEARTBEAT_MS\" BIGINT NOT NULL, \"RELEASED\" BIGINT NOT NULL DEFAULT 0, \
-        \"FLUSH_SEQ\" BIGINT NOT NULL DEFAULT 0)";
-    pub const SELECT_ALL: &str = "SELECT \"NODE_ID\", \"SHARD_ID\", \"INSTANCE\", \"HOST\", \"PID\", \"HEARTBEAT_MS\", \
-        \"RELEASED\", \"FLUSH_SEQ\" FROM \"TALLY_SHARD_REGISTRY\"";
-    /// ?1 node, ?2 shard (null keeps the recorded one), ?3 instance, ?4 host, ?5 pid, ?6 now.
-    pub const CLAIM: &str = "INSERT INTO \"TALLY_SHARD_REGISTRY\" (\"NODE_ID\", \"SHARD_ID\", \"INSTANCE\", \"HOST\", \
-        \"PID\", \"STARTED_MS\", \"HEARTBEAT_MS\") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (\"NODE_ID\") DO UPDATE \
-        SET \"SHARD_ID\" = coalesce(excluded.\"SHARD_ID\", \"TALLY_SHARD_REGISTRY\".\"SHARD_ID\"), \
-        \"INSTANCE\" = excluded.\"INSTANCE\", \"HOST\" = excluded.\"HOST\", \"PID\" = excluded.\"PID\", \
-        \"STARTED_MS\" = excluded.\"STARTED_MS\", \"HEARTBEAT_MS\" = excluded.\"HEARTBEAT_MS\", \"RELEASED\" = 0";
-    /// ?1 node, ?2 instance, ?3 flush sequence, ?4 now. One row changed: go ahead.
-    pub const RECORD_FLUSH: &str = "UPDATE \"TALLY_SHARD_REGISTRY\" SET \"FLUSH_SEQ\" = ?3, \"HEARTBEAT_MS\" = ?4 \
-        WHERE \"NODE_ID\" = ?1 AND \"INSTANCE\" = ?2 AND \"FLUSH_SEQ\" < ?3";
-    /// ?1 node: who holds it now.
-    pub const HOLDER: &str = "SELECT \"INSTANCE\" FROM \"TALLY_SHARD_REGISTRY\" WHERE \"NODE_ID\" = ?1";
-    /// ?1 node, ?2 instance, ?3 now.
-    pub const HEARTBEAT: &str = "UPDATE \"TALLY_SHARD_REGISTRY\" SET \"HEARTBEAT_MS\" = ?3 \
-        WHERE \"NODE_ID\" = ?1 AND \"INSTANCE\" = ?2";
-    /// ?1 node, ?2 instance, ?3 now.
-    pub const RELEASE: &str = "UPDATE \"TALLY_SHARD_REGISTRY\" SET \"RELEASED\" = 1, \"HEARTBEAT_MS\" = ?3 \
-        WHERE \"NODE_ID\" = ?1 AND \"INSTANCE\" = ?2";
-    /// ?1 node, ?2 instance: a generated node id leaves nothing behind.
-    pub const FORGET: &str = "DELETE FROM \"TALLY_SHARD_REGISTRY\" WHERE \"NODE_ID\" = ?1 AND \"INSTANCE\" = ?2";
-}
-
-/// A statement of [`statements`] in the parameter style of `d` (`?n` or `$n`).
-pub fn for_dialect(d: super::sql::Dialect, text: &str) -> std::borrow::Cow<'_, str> {
-    match d {
-        super::sql::Dialect::Sqlite => text.into(),
-        super::sql::Dialect::Postgres => text.replace('?', "$").into(),
-    }
 }
 
 #[cfg(test)]
