@@ -177,21 +177,21 @@ impl NodeConfig {
             serde_norway::from_str(text).map_err(|e| err(yaml_message(&e)))?
         };
         let mut cfg = NodeConfig { source_name: source_name.to_string(), ..NodeConfig::default() };
-        cfg.node_id = raw.carbon.and_then(|c| c.id).map(|v| scalar("wso2.carbon.id", &v)).transpose().map_err(err)?;
+        cfg.node_id = raw.carbon.and_then(|c| c.id).map(|v| scalar(source_name, "wso2.carbon.id", &v)).transpose()?;
         let props = raw.siddhi.and_then(|s| s.properties).unwrap_or_default();
         for (key, value) in &props {
             match key.as_str() {
                 "partitionById" => {
-                    cfg.partition_by_id = boolean("siddhi.properties.partitionById", value).map_err(err)?;
+                    cfg.partition_by_id = boolean(source_name, "siddhi.properties.partitionById", value)?;
                 }
                 "shardId" => {
-                    let id = scalar("siddhi.properties.shardId", value).map_err(err)?;
+                    let id = scalar(source_name, "siddhi.properties.shardId", value)?;
                     if !id.trim().is_empty() {
                         cfg.shard_id = Some(id);
                     }
                 }
                 "aggTimeZone" => {
-                    let name = scalar("siddhi.properties.aggTimeZone", value).map_err(err)?;
+                    let name = scalar(source_name, "siddhi.properties.aggTimeZone", value)?;
                     cfg.agg_time_zone =
                         Zone::parse(&name).map_err(|m| err(format!("siddhi.properties.aggTimeZone: {m}")))?;
                 }
@@ -204,8 +204,8 @@ impl NodeConfig {
             let Some(jdbc_url) = conf.jdbc_url else {
                 continue;
             };
-            let username = conf.username.map(|v| scalar("username", &v)).transpose().map_err(err)?;
-            let password = conf.password.map(|v| scalar("password", &v)).transpose().map_err(err)?;
+            let username = conf.username.map(|v| scalar(source_name, "username", &v)).transpose()?;
+            let password = conf.password.map(|v| scalar(source_name, "password", &v)).transpose()?;
             cfg.datasources.push(DataSource { name: ds.name, jdbc_url, username, password });
         }
         if let Some(settings) = raw.tally {
@@ -262,23 +262,26 @@ fn yaml_message(e: &serde_norway::Error) -> String {
     }
 }
 
-fn scalar(key: &str, v: &serde_norway::Value) -> Result<String, String> {
+/// A single YAML value as text (SI writes ids and names unquoted, so numbers and booleans
+/// count too).
+fn scalar(source_name: &str, key: &str, v: &serde_norway::Value) -> Result<String> {
     use serde_norway::Value as Y;
     match v {
         Y::String(s) => Ok(s.clone()),
         Y::Number(n) => Ok(n.to_string()),
         Y::Bool(b) => Ok(b.to_string()),
-        _ => Err(format!("{key} must be a single value, not a list or a map")),
+        _ => Err(Error::config(source_name, format!("{key} must be a single value, not a list or a map"))),
     }
 }
 
-fn boolean(key: &str, v: &serde_norway::Value) -> Result<bool, String> {
+/// A YAML boolean, or the text `true`/`false` in any case.
+fn boolean(source_name: &str, key: &str, v: &serde_norway::Value) -> Result<bool> {
     use serde_norway::Value as Y;
     match v {
         Y::Bool(b) => Ok(*b),
         Y::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Y::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(format!("{key} must be true or false")),
+        _ => Err(Error::config(source_name, format!("{key} must be true or false"))),
     }
 }
 

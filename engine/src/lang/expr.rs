@@ -107,13 +107,17 @@ pub enum Compiled {
     IsNull(Box<Compiled>),
 }
 
+/// Why a name in an expression names no attribute of its scope (the message names the
+/// scope and what it has); it is shown at the name's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved(pub String);
+
 /// What names and calls mean where an expression is compiled.
 pub trait Scope {
     /// Resolves an attribute to (column, type), or says why it cannot.
-    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), String>;
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), Unresolved>;
     /// Resolves a function call to (column, type). The default knows no functions.
-    fn call(&mut self, name: &str, _args: &[Expr], _pos: Pos, _diags: &mut Diagnostics) -> Option<(usize, AttrType)> {
-        let _ = name;
+    fn call(&mut self, _name: &str, _args: &[Expr], _pos: Pos, _diags: &mut Diagnostics) -> Option<(usize, AttrType)> {
         None
     }
     /// The message for a call `call` did not take.
@@ -128,7 +132,7 @@ pub fn compile(expr: &Expr, scope: &mut dyn Scope, diags: &mut Diagnostics) -> O
     match expr {
         Expr::Attr { qualifier, name, pos } => match scope.attribute(qualifier.as_deref(), name) {
             Ok((i, t)) => Some((Compiled::Column(i), Some(t))),
-            Err(m) => {
+            Err(Unresolved(m)) => {
                 diags.push(pos.line, pos.col, m);
                 None
             }
@@ -262,6 +266,25 @@ impl Compiled {
     }
 }
 
+/// `x op y` in one floating-point width; `None` for an operator that is not arithmetic.
+fn float_op<F>(op: BinOp, x: F, y: F) -> Option<F>
+where
+    F: std::ops::Add<Output = F>
+        + std::ops::Sub<Output = F>
+        + std::ops::Mul<Output = F>
+        + std::ops::Div<Output = F>
+        + std::ops::Rem<Output = F>,
+{
+    Some(match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div => x / y,
+        BinOp::Mod => x % y,
+        _ => return None,
+    })
+}
+
 fn arith<'a>(op: BinOp, ty: AttrType, a: Scalar<'a>, b: Scalar<'a>) -> Scalar<'a> {
     match ty {
         AttrType::Int | AttrType::Long => {
@@ -281,33 +304,16 @@ fn arith<'a>(op: BinOp, ty: AttrType, a: Scalar<'a>, b: Scalar<'a>) -> Scalar<'a
             // Java int arithmetic wraps at 32 bits.
             Scalar::Int(if ty == AttrType::Int { r as i32 as i64 } else { r })
         }
-        AttrType::Float => {
-            let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) else {
-                return Scalar::Null;
-            };
-            let (x, y) = (x as f32, y as f32);
-            let r = match op {
-                BinOp::Add => x + y,
-                BinOp::Sub => x - y,
-                BinOp::Mul => x * y,
-                BinOp::Div => x / y,
-                BinOp::Mod => x % y,
-                _ => return Scalar::Null,
-            };
-            Scalar::Float(r as f64)
-        }
         _ => {
             let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) else {
                 return Scalar::Null;
             };
-            Scalar::Float(match op {
-                BinOp::Add => x + y,
-                BinOp::Sub => x - y,
-                BinOp::Mul => x * y,
-                BinOp::Div => x / y,
-                BinOp::Mod => x % y,
-                _ => return Scalar::Null,
-            })
+            // Java float arithmetic rounds every result to 32 bits.
+            let r = match ty {
+                AttrType::Float => float_op(op, x as f32, y as f32).map(f64::from),
+                _ => float_op(op, x, y),
+            };
+            r.map_or(Scalar::Null, Scalar::Float)
         }
     }
 }
@@ -345,12 +351,12 @@ mod tests {
 
     struct Cols(Vec<(&'static str, AttrType)>);
     impl Scope for Cols {
-        fn attribute(&mut self, _q: Option<&str>, name: &str) -> Result<(usize, AttrType), String> {
+        fn attribute(&mut self, _q: Option<&str>, name: &str) -> Result<(usize, AttrType), Unresolved> {
             self.0
                 .iter()
                 .position(|(n, _)| *n == name)
                 .map(|i| (i, self.0[i].1))
-                .ok_or_else(|| format!("no attribute `{name}`"))
+                .ok_or_else(|| Unresolved(format!("no attribute `{name}`")))
         }
     }
 

@@ -13,7 +13,7 @@ mod within;
 pub use exec::{QueryResult, run};
 
 use crate::error::{Diagnostics, Error, Result};
-use crate::lang::expr::{Compiled, Scope, compile};
+use crate::lang::expr::{Compiled, Scope, Unresolved, compile};
 use crate::lang::plan::{AggPlan, AppPlan};
 use crate::lang::syntax::ast::{BinOp, Expr, Literal, Pos, Query};
 use crate::lang::syntax::parse_query;
@@ -273,16 +273,20 @@ struct BaseScope<'a> {
 }
 
 impl Scope for BaseScope<'_> {
-    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> std::result::Result<(usize, AttrType), String> {
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> std::result::Result<(usize, AttrType), Unresolved> {
         if let Some(q) = qualifier
             && Some(q) != self.alias
             && q != self.agg
         {
-            return Err(format!("`{q}.{name}`: `{q}` is not the queried aggregation or its alias"));
+            return Err(Unresolved(format!("`{q}.{name}`: `{q}` is not the queried aggregation or its alias")));
         }
         self.base.iter().position(|(n, _)| n == name).map(|i| (i, self.base[i].1)).ok_or_else(|| {
             let names: Vec<&str> = self.base.iter().map(|(n, _)| n.as_str()).collect();
-            format!("`{name}` is not an attribute of aggregation `{}` (it has {})", self.agg, names.join(", "))
+            Unresolved(format!(
+                "`{name}` is not an attribute of aggregation `{}` (it has {})",
+                self.agg,
+                names.join(", ")
+            ))
         })
     }
 
@@ -354,7 +358,7 @@ struct OutputScope<'a> {
 }
 
 impl Scope for OutputScope<'_> {
-    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> std::result::Result<(usize, AttrType), String> {
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> std::result::Result<(usize, AttrType), Unresolved> {
         if qualifier.is_none()
             && let Some(i) = self.outputs.iter().position(|(n, _, _)| n == name)
         {

@@ -13,6 +13,7 @@
 //! Stored bucket starts are epoch milliseconds. Time-zone rules come from the IANA
 //! database bundled into the binary, never from the host's zone files.
 
+use crate::time::BadTime;
 use crate::time::granularity::Granularity;
 use crate::time::timestamp::{MAX_MS, MIN_MS};
 use jiff::Timestamp;
@@ -39,7 +40,7 @@ impl Default for Zone {
 impl Zone {
     /// An IANA zone id (`Asia/Singapore`, `GMT`, `UTC`), or a fixed offset written
     /// `+05:30`, `GMT+05:30` or `UTC-05:00`.
-    pub fn parse(name: &str) -> Result<Zone, String> {
+    pub fn parse(name: &str) -> Result<Zone, BadTime> {
         let trimmed = name.trim();
         let fixed = trimmed
             .strip_prefix("GMT")
@@ -52,13 +53,16 @@ impl Zone {
                     tz: TimeZone::fixed(jiff::tz::Offset::from_seconds(secs).expect("range checked")),
                     name: trimmed.to_string(),
                 })
-                .ok_or_else(|| format!("aggTimeZone `{name}`: a fixed offset is written ±HH:mm, e.g. +05:30"));
+                .ok_or_else(|| {
+                    BadTime(format!("aggTimeZone `{name}`: a fixed offset is written ±HH:mm, e.g. +05:30"))
+                });
         }
         TimeZone::get(trimmed).map(|tz| Zone { tz, name: trimmed.to_string() }).map_err(|_| {
-            format!(
+            // jiff's own message only says the id was not found; this one says what to use.
+            BadTime(format!(
                 "aggTimeZone `{name}` is not a known time-zone id; use an IANA id such as \
                  `GMT`, `UTC`, `Asia/Singapore` or `America/New_York`, or an offset like `+05:30`"
-            )
+            ))
         })
     }
 
@@ -211,7 +215,7 @@ mod tests {
         assert!(Zone::parse("GMT-05:00").is_ok());
         assert!(Zone::parse("+5").is_err());
         let msg = Zone::parse("Mars/Olympus").unwrap_err();
-        assert!(msg.contains("Mars/Olympus") && msg.contains("IANA"), "{msg}");
+        assert!(msg.0.contains("Mars/Olympus") && msg.0.contains("IANA"), "{msg}");
     }
 
     #[test]

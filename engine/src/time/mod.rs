@@ -7,3 +7,9 @@ pub mod bucket;
 pub mod clock;
 pub mod granularity;
 pub mod timestamp;
+
+/// A time zone or a time stamp that could not be read. The message says what was wrong and
+/// what is accepted; the caller adds where it was (the node file's key, a query position).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTime(pub String);

@@ -3,6 +3,8 @@
 //! Parsed by hand, strictly: this runs per event when `aggregate by` names a string
 //! attribute, so it must not allocate, and any other form is an error, never a guess.
 
+use super::BadTime;
+
 /// Epoch milliseconds of the first and last instants this engine accepts: years -9998 to
 /// 9998, so that every bucket of every duration, in every zone, stays inside the range the
 /// time-zone library can represent (about ±9999 years).
@@ -30,8 +32,8 @@ pub fn parse(text: &str) -> Option<i64> {
 }
 
 /// Parses the form `yyyy-MM-dd HH:mm:ss[ ±HH:mm]`; with `wildcards`, any of the two-digit
-/// fields may be `**`. Returns a message saying what is wrong otherwise.
-pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
+/// fields may be `**`. Says what is wrong otherwise.
+pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, BadTime> {
     let b = text.as_bytes();
     if b.len() != 19 && b.len() != 26 {
         return Err(form_error(text));
@@ -41,7 +43,7 @@ pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
         return Err(form_error(text));
     }
     let year = digits(&b[0..4]).ok_or_else(|| form_error(text))? as i32;
-    let two = |at: usize| -> Result<Option<u32>, String> {
+    let two = |at: usize| -> Result<Option<u32>, BadTime> {
         let s = &b[at..at + 2];
         if s == b"**" {
             if wildcards { Ok(None) } else { Err(form_error(text)) }
@@ -63,7 +65,7 @@ pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
             let h = digits(&b[21..23]).ok_or_else(|| form_error(text))?;
             let m = digits(&b[24..26]).ok_or_else(|| form_error(text))?;
             if h > 18 || m > 59 {
-                return Err(format!("`{text}` has an offset out of range (at most ±18:00)"));
+                return Err(BadTime(format!("`{text}` has an offset out of range (at most ±18:00)")));
             }
             let secs = (h * 3600 + m * 60) as i32;
             if b[20] == b'-' { -secs } else { secs }
@@ -71,12 +73,12 @@ pub fn parse_fields(text: &str, wildcards: bool) -> Result<Fields, String> {
             0
         },
     };
-    check_ranges(&f).map_err(|what| format!("`{text}` has {what}"))?;
+    check_ranges(&f).map_err(|what| BadTime(format!("`{text}` has {what}")))?;
     Ok(f)
 }
 
-fn form_error(text: &str) -> String {
-    format!("`{text}` is not a time stamp of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm")
+fn form_error(text: &str) -> BadTime {
+    BadTime(format!("`{text}` is not a time stamp of the form yyyy-MM-dd HH:mm:ss or yyyy-MM-dd HH:mm:ss ±HH:mm"))
 }
 
 fn digits(s: &[u8]) -> Option<u32> {

@@ -9,7 +9,7 @@ mod select;
 
 use crate::config::NodeConfig;
 use crate::error::{Diagnostic, Diagnostics, Error, Result};
-use crate::lang::expr::{Compiled, Scope, compile};
+use crate::lang::expr::{Compiled, Scope, Unresolved, compile};
 use crate::lang::syntax::ast::{self, Every};
 use crate::lang::syntax::parse_app;
 use crate::lang::types::AttrType;
@@ -444,19 +444,19 @@ pub(crate) struct StreamScope<'a> {
 }
 
 impl Scope for StreamScope<'_> {
-    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), String> {
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), Unresolved> {
         if let Some(q) = qualifier
             && q != self.stream.name
         {
-            return Err(format!(
+            return Err(Unresolved(format!(
                 "`{q}.{name}`: only attributes of the input stream `{}` can be used here",
                 self.stream.name
-            ));
+            )));
         }
         self.stream
             .attribute(name)
             .map(|i| (i, self.stream.attributes[i].ty))
-            .ok_or_else(|| format!("stream `{}` has no attribute `{name}`", self.stream.name))
+            .ok_or_else(|| Unresolved(format!("stream `{}` has no attribute `{name}`", self.stream.name)))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{AggFunc, Cell, CellKind, LatestColumn, Output, OutputKind, StreamPlan, StreamScope};
 use crate::error::Diagnostics;
-use crate::lang::expr::{Scope, compile};
+use crate::lang::expr::{Scope, Unresolved, compile};
 use crate::lang::syntax::ast::{self, Expr, Pos};
 use crate::lang::types::AttrType;
 
@@ -73,7 +73,7 @@ pub(super) fn check(
             Expr::Attr { qualifier, name: attr, pos } => {
                 let mut scope = StreamScope { stream: s };
                 match scope.attribute(qualifier.as_deref(), attr) {
-                    Err(m) => {
+                    Err(Unresolved(m)) => {
                         diags.push(pos.line, pos.col, m);
                         continue;
                     }
@@ -156,7 +156,7 @@ fn aggregator(
     let mut scope = StreamScope { stream: s };
     let (i, ty) = match scope.attribute(qualifier.as_deref(), name) {
         Ok(v) => v,
-        Err(m) => {
+        Err(Unresolved(m)) => {
             diags.push(apos.line, apos.col, m);
             return None;
         }
@@ -194,7 +194,7 @@ struct NoAggregatorScope<'a> {
 }
 
 impl Scope for NoAggregatorScope<'_> {
-    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), String> {
+    fn attribute(&mut self, qualifier: Option<&str>, name: &str) -> Result<(usize, AttrType), Unresolved> {
         self.inner.attribute(qualifier, name)
     }
     fn unknown_function(&self, name: &str) -> String {
