@@ -58,184 +58,216 @@ const SYMBOLS: [&str; 23] = [
 /// Splits `text` into tokens. Lexical errors go to `diags`; the bad character is skipped so
 /// that parsing can go on and report more.
 pub fn tokenize(text: &str, diags: &mut Diagnostics) -> Vec<Token> {
-    let chars: Vec<char> = text.chars().collect();
+    let mut lx = Lexer { chars: text.chars().collect(), i: 0, line: 1, col: 1, diags };
     let mut out = Vec::new();
-    let (mut i, mut line, mut col) = (0usize, 1u32, 1u32);
-    macro_rules! advance {
-        ($n:expr) => {
-            for _ in 0..$n {
-                if chars[i] == '\n' {
-                    line += 1;
-                    col = 1;
-                } else {
-                    col += 1;
-                }
-                i += 1;
-            }
+    while let Some(c) = lx.peek(0) {
+        let pos = Pos { line: lx.line, col: lx.col };
+        let tok = if c.is_whitespace() {
+            lx.advance(1);
+            continue;
+        } else if (c == '-' && lx.peek(1) == Some('-')) || (c == '/' && lx.peek(1) == Some('*')) {
+            lx.comment(pos);
+            continue;
+        } else if c.is_alphabetic() || c == '_' {
+            lx.ident()
+        } else if c == '`' {
+            lx.quoted_ident(pos)
+        } else if c.is_ascii_digit() || (c == '.' && lx.peek(1).is_some_and(|d| d.is_ascii_digit())) {
+            lx.number(pos)
+        } else if c == '\'' || c == '"' {
+            lx.string(pos, c)
+        } else if let Some(sym) = lx.symbol() {
+            Tok::Sym(sym)
+        } else {
+            lx.diags.push(pos.line, pos.col, format!("unexpected character `{c}`"));
+            lx.advance(1);
+            continue;
         };
+        out.push(Token { tok, pos });
     }
-    while i < chars.len() {
-        let c = chars[i];
-        let pos = Pos { line, col };
-        if c.is_whitespace() {
-            advance!(1);
-            continue;
-        }
-        if c == '-' && chars.get(i + 1) == Some(&'-') {
-            while i < chars.len() && chars[i] != '\n' {
-                advance!(1);
-            }
-            continue;
-        }
-        if c == '/' && chars.get(i + 1) == Some(&'*') {
-            advance!(2);
-            loop {
-                if i >= chars.len() {
-                    diags.push(pos.line, pos.col, "this comment is never closed with `*/`");
-                    break;
-                }
-                if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                    advance!(2);
-                    break;
-                }
-                advance!(1);
-            }
-            continue;
-        }
-        if c.is_alphabetic() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                advance!(1);
-            }
-            out.push(Token { tok: Tok::Ident(chars[start..i].iter().collect()), pos });
-            continue;
-        }
-        if c == '`' {
-            // A quoted identifier, as Siddhi allows for names that are keywords.
-            advance!(1);
-            let start = i;
-            while i < chars.len() && chars[i] != '`' && chars[i] != '\n' {
-                advance!(1);
-            }
-            let name: String = chars[start..i].iter().collect();
-            if i < chars.len() && chars[i] == '`' {
-                advance!(1);
+    out.push(Token { tok: Tok::Eof, pos: Pos { line: lx.line, col: lx.col } });
+    out
+}
+
+/// The lexer's place in the text: characters (so columns count characters), the index,
+/// and the line and column of that index.
+struct Lexer<'d> {
+    chars: Vec<char>,
+    i: usize,
+    line: u32,
+    col: u32,
+    diags: &'d mut Diagnostics,
+}
+
+impl Lexer<'_> {
+    /// The character `ahead` places on, if any.
+    fn peek(&self, ahead: usize) -> Option<char> {
+        self.chars.get(self.i + ahead).copied()
+    }
+
+    /// Moves on `n` characters, keeping the line and column.
+    fn advance(&mut self, n: usize) {
+        for _ in 0..n {
+            if self.chars[self.i] == '\n' {
+                self.line += 1;
+                self.col = 1;
             } else {
-                diags.push(pos.line, pos.col, "this quoted name is never closed with a backtick");
+                self.col += 1;
             }
-            out.push(Token { tok: Tok::Ident(name), pos });
-            continue;
+            self.i += 1;
         }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
-            let start = i;
-            while i < chars.len() && chars[i].is_ascii_digit() {
-                advance!(1);
+    }
+
+    /// Moves on while `keep` holds for the current character.
+    fn advance_while(&mut self, keep: impl Fn(char) -> bool) {
+        while self.peek(0).is_some_and(&keep) {
+            self.advance(1);
+        }
+    }
+
+    /// The text from `start` to here.
+    fn text_from(&self, start: usize) -> String {
+        self.chars[start..self.i].iter().collect()
+    }
+
+    /// A `-- line` or `/* block */` comment.
+    fn comment(&mut self, pos: Pos) {
+        if self.peek(0) == Some('-') {
+            self.advance_while(|c| c != '\n');
+            return;
+        }
+        self.advance(2);
+        loop {
+            match (self.peek(0), self.peek(1)) {
+                (None, _) => {
+                    self.diags.push(pos.line, pos.col, "this comment is never closed with `*/`");
+                    return;
+                }
+                (Some('*'), Some('/')) => {
+                    self.advance(2);
+                    return;
+                }
+                _ => self.advance(1),
             }
-            let mut is_decimal = false;
-            // `1...2` is not a decimal: leave the `...` alone.
-            if i < chars.len()
-                && chars[i] == '.'
-                && chars.get(i + 1) != Some(&'.')
-                && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())
-            {
+        }
+    }
+
+    fn ident(&mut self) -> Tok {
+        let start = self.i;
+        self.advance_while(|c| c.is_alphanumeric() || c == '_');
+        Tok::Ident(self.text_from(start))
+    }
+
+    /// A quoted identifier, as Siddhi allows for names that are keywords.
+    fn quoted_ident(&mut self, pos: Pos) -> Tok {
+        self.advance(1);
+        let start = self.i;
+        self.advance_while(|c| c != '`' && c != '\n');
+        let name = self.text_from(start);
+        if self.peek(0) == Some('`') {
+            self.advance(1);
+        } else {
+            self.diags.push(pos.line, pos.col, "this quoted name is never closed with a backtick");
+        }
+        Tok::Ident(name)
+    }
+
+    /// An integer (`int`, or `long` with `L` or when it does not fit an int) or a decimal
+    /// (`double`, or `float` with `F`), with an optional fraction and exponent.
+    fn number(&mut self, pos: Pos) -> Tok {
+        let start = self.i;
+        self.advance_while(|c| c.is_ascii_digit());
+        let mut is_decimal = false;
+        // `1...2` is not a decimal: leave the `...` alone.
+        if self.peek(0) == Some('.') && self.peek(1).is_some_and(|d| d.is_ascii_digit()) {
+            is_decimal = true;
+            self.advance(1);
+            self.advance_while(|c| c.is_ascii_digit());
+        }
+        if matches!(self.peek(0), Some('e' | 'E')) {
+            let sign = usize::from(matches!(self.peek(1), Some('+' | '-')));
+            if self.peek(1 + sign).is_some_and(|d| d.is_ascii_digit()) {
                 is_decimal = true;
-                advance!(1);
-                while i < chars.len() && chars[i].is_ascii_digit() {
-                    advance!(1);
-                }
+                self.advance(1 + sign);
+                self.advance_while(|c| c.is_ascii_digit());
             }
-            if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
-                let mut j = i + 1;
-                if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
-                    j += 1;
-                }
-                if j < chars.len() && chars[j].is_ascii_digit() {
-                    is_decimal = true;
-                    advance!(j - i);
-                    while i < chars.len() && chars[i].is_ascii_digit() {
-                        advance!(1);
-                    }
-                }
-            }
-            let digits: String = chars[start..i].iter().collect();
-            let suffix = chars.get(i).copied().filter(|s| s.is_ascii_alphabetic());
-            let tok = match suffix.map(|s| s.to_ascii_lowercase()) {
-                Some('l') if !is_decimal => {
-                    advance!(1);
-                    match digits.parse::<i64>() {
-                        Ok(value) => Tok::Int { value, long: true },
-                        Err(_) => {
-                            diags.push(pos.line, pos.col, format!("`{digits}L` does not fit a long"));
-                            Tok::Int { value: 0, long: true }
-                        }
-                    }
-                }
-                Some('f') => {
-                    advance!(1);
-                    Tok::Num { value: digits.parse().unwrap_or(0.0), float: true }
-                }
-                Some('d') => {
-                    advance!(1);
-                    Tok::Num { value: digits.parse().unwrap_or(0.0), float: false }
-                }
-                _ if is_decimal => Tok::Num { value: digits.parse().unwrap_or(0.0), float: false },
-                _ => match digits.parse::<i64>() {
-                    Ok(value) => Tok::Int { value, long: i32::try_from(value).is_err() },
+        }
+        let digits = self.text_from(start);
+        let suffix = self.peek(0).filter(|s| s.is_ascii_alphabetic());
+        let tok = match suffix.map(|s| s.to_ascii_lowercase()) {
+            Some('l') if !is_decimal => {
+                self.advance(1);
+                match digits.parse::<i64>() {
+                    Ok(value) => Tok::Int { value, long: true },
                     Err(_) => {
-                        diags.push(pos.line, pos.col, format!("`{digits}` does not fit a long"));
+                        self.diags.push(pos.line, pos.col, format!("`{digits}L` does not fit a long"));
                         Tok::Int { value: 0, long: true }
                     }
-                },
-            };
-            if chars.get(i).is_some_and(|s| s.is_alphanumeric() || *s == '_') {
-                diags.push(line, col, format!("unexpected `{}` right after a number", chars[i]));
+                }
             }
-            out.push(Token { tok, pos });
-            continue;
+            Some('f') => {
+                self.advance(1);
+                Tok::Num { value: digits.parse().unwrap_or(0.0), float: true }
+            }
+            Some('d') => {
+                self.advance(1);
+                Tok::Num { value: digits.parse().unwrap_or(0.0), float: false }
+            }
+            _ if is_decimal => Tok::Num { value: digits.parse().unwrap_or(0.0), float: false },
+            _ => match digits.parse::<i64>() {
+                Ok(value) => Tok::Int { value, long: i32::try_from(value).is_err() },
+                Err(_) => {
+                    self.diags.push(pos.line, pos.col, format!("`{digits}` does not fit a long"));
+                    Tok::Int { value: 0, long: true }
+                }
+            },
+        };
+        if let Some(c) = self.peek(0).filter(|s| s.is_alphanumeric() || *s == '_') {
+            self.diags.push(self.line, self.col, format!("unexpected `{c}` right after a number"));
         }
-        if c == '\'' || c == '"' {
-            advance!(1);
-            let mut s = String::new();
-            let mut closed = false;
-            while i < chars.len() {
-                let d = chars[i];
-                if d == c {
-                    advance!(1);
-                    closed = true;
+        tok
+    }
+
+    /// A string in `quote`s, with `\n`, `\t` and `\` before any other character.
+    fn string(&mut self, pos: Pos, quote: char) -> Tok {
+        self.advance(1);
+        let mut s = String::new();
+        loop {
+            match (self.peek(0), self.peek(1)) {
+                (None, _) => {
+                    self.diags.push(pos.line, pos.col, format!("this string is never closed with {quote}"));
                     break;
                 }
-                if d == '\\' && i + 1 < chars.len() {
-                    let e = chars[i + 1];
+                (Some(d), _) if d == quote => {
+                    self.advance(1);
+                    break;
+                }
+                (Some('\\'), Some(e)) => {
                     s.push(match e {
                         'n' => '\n',
                         't' => '\t',
                         other => other,
                     });
-                    advance!(2);
-                    continue;
+                    self.advance(2);
                 }
-                s.push(d);
-                advance!(1);
+                (Some(d), _) => {
+                    s.push(d);
+                    self.advance(1);
+                }
             }
-            if !closed {
-                diags.push(pos.line, pos.col, format!("this string is never closed with {c}"));
-            }
-            out.push(Token { tok: Tok::Str(s), pos });
-            continue;
         }
-        if let Some(sym) = SYMBOLS.iter().find(|s| {
-            let n = s.len();
-            i + n <= chars.len() && chars[i..i + n].iter().copied().eq(s.chars())
-        }) {
-            advance!(sym.len());
-            out.push(Token { tok: Tok::Sym(sym), pos });
-            continue;
-        }
-        diags.push(pos.line, pos.col, format!("unexpected character `{c}`"));
-        advance!(1);
+        Tok::Str(s)
     }
-    out.push(Token { tok: Tok::Eof, pos: Pos { line, col } });
-    out
+
+    /// The longest symbol of [`SYMBOLS`] starting here (they are listed longest first).
+    fn symbol(&mut self) -> Option<&'static str> {
+        let rest = &self.chars[self.i..];
+        let sym = *SYMBOLS
+            .iter()
+            .find(|s| s.chars().count() <= rest.len() && rest.iter().copied().take(s.len()).eq(s.chars()))?;
+        self.advance(sym.chars().count());
+        Some(sym)
+    }
 }
 
 #[cfg(test)]
