@@ -138,15 +138,7 @@ pub fn compile(expr: &Expr, scope: &mut dyn Scope, diags: &mut Diagnostics) -> O
             }
         },
         Expr::Lit(lit, _) => {
-            let v = match lit {
-                Literal::Int(i) => Value::Int(*i),
-                Literal::Long(i) => Value::Long(*i),
-                Literal::Float(f) => Value::Float(*f),
-                Literal::Double(f) => Value::Double(*f),
-                Literal::Str(s) => Value::Str(s.clone()),
-                Literal::Bool(b) => Value::Bool(*b),
-                Literal::Null => Value::Null,
-            };
+            let v = literal(lit);
             let t = v.attr_type();
             Some((Compiled::Const(v), t))
         }
@@ -166,49 +158,7 @@ pub fn compile(expr: &Expr, scope: &mut dyn Scope, diags: &mut Diagnostics) -> O
         Expr::Binary { op, left, right, pos } => {
             let l = compile(left, scope, diags);
             let r = compile(right, scope, diags);
-            let ((lc, lt), (rc, rt)) = (l?, r?);
-            let mut fail = |m: String| {
-                diags.push(pos.line, pos.col, m);
-                None
-            };
-            match op {
-                BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
-                    let ty = match (lt, rt) {
-                        (Some(a), Some(b)) => match AttrType::promote(a, b) {
-                            Some(t) => t,
-                            None => {
-                                return fail(format!("`{}` needs numbers, not {a} and {b}", op.symbol()));
-                            }
-                        },
-                        (Some(a), None) | (None, Some(a)) if a.is_numeric() => a,
-                        _ => return fail(format!("`{}` needs numbers", op.symbol())),
-                    };
-                    Some((Compiled::Arith { op: *op, ty, left: Box::new(lc), right: Box::new(rc) }, Some(ty)))
-                }
-                BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
-                    if let (Some(a), Some(b)) = (lt, rt) {
-                        let comparable = (a.is_numeric() && b.is_numeric())
-                            || (a == b && (a == AttrType::String || matches!(op, BinOp::Eq | BinOp::Ne)));
-                        if !comparable {
-                            return fail(format!("cannot compare {a} with {b} using `{}`", op.symbol()));
-                        }
-                    }
-                    Some((Compiled::Compare { op: *op, left: Box::new(lc), right: Box::new(rc) }, Some(AttrType::Bool)))
-                }
-                BinOp::And | BinOp::Or => {
-                    for t in [lt, rt].into_iter().flatten() {
-                        if t != AttrType::Bool {
-                            return fail(format!("`{}` needs true/false conditions, not {t}", op.symbol()));
-                        }
-                    }
-                    let c = if *op == BinOp::And {
-                        Compiled::And(Box::new(lc), Box::new(rc))
-                    } else {
-                        Compiled::Or(Box::new(lc), Box::new(rc))
-                    };
-                    Some((c, Some(AttrType::Bool)))
-                }
-            }
+            binary(*op, l?, r?, *pos, diags)
         }
         Expr::Not(inner, pos) => {
             let (c, t) = compile(inner, scope, diags)?;
@@ -231,6 +181,72 @@ pub fn compile(expr: &Expr, scope: &mut dyn Scope, diags: &mut Diagnostics) -> O
         Expr::IsNull(inner, _) => {
             let (c, _) = compile(inner, scope, diags)?;
             Some((Compiled::IsNull(Box::new(c)), Some(AttrType::Bool)))
+        }
+    }
+}
+
+/// The value of a literal.
+fn literal(lit: &Literal) -> Value {
+    match lit {
+        Literal::Int(i) => Value::Int(*i),
+        Literal::Long(i) => Value::Long(*i),
+        Literal::Float(f) => Value::Float(*f),
+        Literal::Double(f) => Value::Double(*f),
+        Literal::Str(s) => Value::Str(s.clone()),
+        Literal::Bool(b) => Value::Bool(*b),
+        Literal::Null => Value::Null,
+    }
+}
+
+/// `left op right`, type-checked (Siddhi's promotion for arithmetic; comparable types for
+/// comparisons; conditions for `and`/`or`); a type error goes to `diags` at `pos`.
+fn binary(
+    op: BinOp,
+    (lc, lt): (Compiled, Option<AttrType>),
+    (rc, rt): (Compiled, Option<AttrType>),
+    pos: Pos,
+    diags: &mut Diagnostics,
+) -> Option<(Compiled, Option<AttrType>)> {
+    let mut fail = |m: String| {
+        diags.push(pos.line, pos.col, m);
+        None
+    };
+    match op {
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
+            let ty = match (lt, rt) {
+                (Some(a), Some(b)) => match AttrType::promote(a, b) {
+                    Some(t) => t,
+                    None => {
+                        return fail(format!("`{}` needs numbers, not {a} and {b}", op.symbol()));
+                    }
+                },
+                (Some(a), None) | (None, Some(a)) if a.is_numeric() => a,
+                _ => return fail(format!("`{}` needs numbers", op.symbol())),
+            };
+            Some((Compiled::Arith { op, ty, left: Box::new(lc), right: Box::new(rc) }, Some(ty)))
+        }
+        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            if let (Some(a), Some(b)) = (lt, rt) {
+                let comparable = (a.is_numeric() && b.is_numeric())
+                    || (a == b && (a == AttrType::String || matches!(op, BinOp::Eq | BinOp::Ne)));
+                if !comparable {
+                    return fail(format!("cannot compare {a} with {b} using `{}`", op.symbol()));
+                }
+            }
+            Some((Compiled::Compare { op, left: Box::new(lc), right: Box::new(rc) }, Some(AttrType::Bool)))
+        }
+        BinOp::And | BinOp::Or => {
+            for t in [lt, rt].into_iter().flatten() {
+                if t != AttrType::Bool {
+                    return fail(format!("`{}` needs true/false conditions, not {t}", op.symbol()));
+                }
+            }
+            let c = if op == BinOp::And {
+                Compiled::And(Box::new(lc), Box::new(rc))
+            } else {
+                Compiled::Or(Box::new(lc), Box::new(rc))
+            };
+            Some((c, Some(AttrType::Bool)))
         }
     }
 }

@@ -88,30 +88,7 @@ fn check(plan: &AppPlan, q: &Query, diags: &mut Diagnostics) -> Option<CompiledQ
         return None;
     };
     let agg = &plan.aggregations[ai];
-    let range = match &q.within {
-        Some(w) => within::range(w, diags),
-        None => {
-            diags.push(
-                q.from.pos.line,
-                q.from.pos.col,
-                "a query on an aggregation needs `within START, END` (or a pattern) and `per \"duration\"`",
-            );
-            None
-        }
-    };
-    let duration = match &q.per {
-        Some((e, _)) => within::per(e, agg, diags),
-        None => {
-            if q.within.is_some() {
-                diags.push(
-                    q.from.pos.line,
-                    q.from.pos.col,
-                    "a query on an aggregation needs `per \"duration\"`, e.g. per \"hours\"",
-                );
-            }
-            None
-        }
-    };
+    let (range, duration) = window(q, agg, diags);
     let (base, hidden_keys) = base_columns(plan, agg);
     let alias = q.alias.as_ref().map(|a| a.text.as_str());
     let mut base_scope =
@@ -126,33 +103,7 @@ fn check(plan: &AppPlan, q: &Query, diags: &mut Diagnostics) -> Option<CompiledQ
     let pushdown = q.on.as_ref().map(|e| pushdown(e, agg, plan, alias)).unwrap_or_default();
 
     base_scope.allow_aggregates = true;
-    let mut select = Vec::new();
-    match &q.select {
-        None => {
-            for (i, (name, ty)) in base.iter().enumerate().take(1 + agg.outputs.len()) {
-                select.push((name.clone(), Compiled::Column(i), Some(*ty)));
-            }
-        }
-        Some(items) => {
-            for item in items {
-                let name = match (&item.alias, &item.expr) {
-                    (Some(a), _) => a.text.clone(),
-                    (None, Expr::Attr { name, .. }) => name.clone(),
-                    (None, e) => {
-                        diags.push(e.pos().line, e.pos().col, "give this select item a name with `as`");
-                        continue;
-                    }
-                };
-                if select.iter().any(|(n, _, _)| *n == name) {
-                    diags.push(item.pos.line, item.pos.col, format!("the output name `{name}` is used twice"));
-                    continue;
-                }
-                if let Some((c, t)) = compile(&item.expr, &mut base_scope, diags) {
-                    select.push((name, c, t));
-                }
-            }
-        }
-    }
+    let select = select_list(q, &base, agg, &mut base_scope, diags);
     let mut group_by = Vec::new();
     base_scope.allow_aggregates = false;
     for g in &q.group_by {
@@ -190,6 +141,75 @@ fn check(plan: &AppPlan, q: &Query, diags: &mut Diagnostics) -> Option<CompiledQ
         limit,
         offset,
     })
+}
+
+/// The query's `within` range and `per` duration; `None` for one that is missing or wrong
+/// (reported).
+fn window(q: &Query, agg: &AggPlan, diags: &mut Diagnostics) -> (Option<within::Range>, Option<Granularity>) {
+    let range = match &q.within {
+        Some(w) => within::range(w, diags),
+        None => {
+            diags.push(
+                q.from.pos.line,
+                q.from.pos.col,
+                "a query on an aggregation needs `within START, END` (or a pattern) and `per \"duration\"`",
+            );
+            None
+        }
+    };
+    let duration = match &q.per {
+        Some((e, _)) => within::per(e, agg, diags),
+        None => {
+            if q.within.is_some() {
+                diags.push(
+                    q.from.pos.line,
+                    q.from.pos.col,
+                    "a query on an aggregation needs `per \"duration\"`, e.g. per \"hours\"",
+                );
+            }
+            None
+        }
+    };
+    (range, duration)
+}
+
+/// The select list: every output of the aggregation when there is none; otherwise each
+/// item compiled over the merged row (aggregates allowed), with its output name.
+fn select_list(
+    q: &Query,
+    base: &[(String, AttrType)],
+    agg: &AggPlan,
+    scope: &mut BaseScope<'_>,
+    diags: &mut Diagnostics,
+) -> Vec<(String, Compiled, Option<AttrType>)> {
+    let mut select = Vec::new();
+    match &q.select {
+        None => {
+            for (i, (name, ty)) in base.iter().enumerate().take(1 + agg.outputs.len()) {
+                select.push((name.clone(), Compiled::Column(i), Some(*ty)));
+            }
+        }
+        Some(items) => {
+            for item in items {
+                let name = match (&item.alias, &item.expr) {
+                    (Some(a), _) => a.text.clone(),
+                    (None, Expr::Attr { name, .. }) => name.clone(),
+                    (None, e) => {
+                        diags.push(e.pos().line, e.pos().col, "give this select item a name with `as`");
+                        continue;
+                    }
+                };
+                if select.iter().any(|(n, _, _)| *n == name) {
+                    diags.push(item.pos.line, item.pos.col, format!("the output name `{name}` is used twice"));
+                    continue;
+                }
+                if let Some((c, t)) = compile(&item.expr, scope, diags) {
+                    select.push((name, c, t));
+                }
+            }
+        }
+    }
+    select
 }
 
 /// AGG_TIMESTAMP, the aggregation's outputs, then the group-by attributes not among them

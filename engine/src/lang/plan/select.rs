@@ -18,28 +18,50 @@ pub(super) fn check(
     diags: &mut Diagnostics,
 ) -> Option<Checked> {
     let before = diags.len();
-    let mut cells: Vec<Cell> = Vec::new();
-    let mut latest: Vec<LatestColumn> = Vec::new();
-    let mut outputs: Vec<Output> = Vec::new();
-    let mut cell = |kind: CellKind, attr: Option<usize>, cells: &mut Vec<Cell>| -> usize {
-        if let Some(i) = cells.iter().position(|c| c.kind == kind && c.attr == attr) {
+    let mut select = Select { s, group_by, cells: Vec::new(), latest: Vec::new(), outputs: Vec::new() };
+    for item in &a.select {
+        let Some(name) = select.output_name(item, diags) else { continue };
+        if let Some(output) = select.output(item, name, diags) {
+            select.outputs.push(output);
+        }
+    }
+    select.store_avg_divisors();
+    (diags.len() == before).then_some((select.cells, select.latest, select.outputs))
+}
+
+/// The select list being checked: the cells, latest-value columns and outputs so far.
+struct Select<'a> {
+    s: &'a StreamPlan,
+    group_by: &'a [usize],
+    cells: Vec<Cell>,
+    latest: Vec<LatestColumn>,
+    outputs: Vec<Output>,
+}
+
+impl Select<'_> {
+    /// The index of the cell of `kind` over `attr`, added when new (two aggregators over
+    /// one attribute share their cells: `sum(x)` and `avg(x)` keep one sum).
+    fn cell(&mut self, kind: CellKind, attr: Option<usize>) -> usize {
+        if let Some(i) = self.cells.iter().position(|c| c.kind == kind && c.attr == attr) {
             return i;
         }
-        let name = attr.map(|i| s.attributes[i].name.as_str());
+        let name = attr.map(|i| self.s.attributes[i].name.as_str());
         let column = match (kind, name) {
             (CellKind::Count, _) => Some("AGG_COUNT".to_string()),
             (CellKind::Sum, Some(n)) => Some(format!("AGG_SUM_{n}")),
             (CellKind::Min, Some(n)) => Some(format!("AGG_MIN_{n}")),
             (CellKind::Max, Some(n)) => Some(format!("AGG_MAX_{n}")),
             (CellKind::Set, Some(n)) => Some(format!("AGG_SET_{n}")),
-            // Stored only for avg (set below); otherwise it lives in memory.
+            // Stored only for avg (see `store_avg_divisors`); otherwise it lives in memory.
             _ => None,
         };
-        cells.push(Cell { kind, attr, input: attr.map(|i| s.attributes[i].ty), column });
-        cells.len() - 1
-    };
+        self.cells.push(Cell { kind, attr, input: attr.map(|i| self.s.attributes[i].ty), column });
+        self.cells.len() - 1
+    }
 
-    for item in &a.select {
+    /// The output name of a select item: its alias, or the attribute it names. Refuses
+    /// names Tally's own columns use and names used twice.
+    fn output_name(&self, item: &ast::SelectItem, diags: &mut Diagnostics) -> Option<String> {
         let (name, name_pos) = match (&item.alias, &item.expr) {
             (Some(alias), _) => (alias.text.clone(), alias.pos),
             (None, Expr::Attr { name, pos, .. }) => (name.clone(), *pos),
@@ -50,7 +72,7 @@ pub(super) fn check(
                     pos.col,
                     "give this select item a name with `as`, e.g. `sum(price) as totalPrice`",
                 );
-                continue;
+                return None;
             }
         };
         if name.eq_ignore_ascii_case("AGG_TIMESTAMP")
@@ -63,129 +85,119 @@ pub(super) fn check(
                 name_pos.col,
                 format!("`{name}` is a name Tally uses for its own columns; choose another"),
             );
-            continue;
+            return None;
         }
-        if outputs.iter().any(|o| o.name.eq_ignore_ascii_case(&name)) {
+        if self.outputs.iter().any(|o| o.name.eq_ignore_ascii_case(&name)) {
             diags.push(name_pos.line, name_pos.col, format!("the output name `{name}` is used twice"));
-            continue;
+            return None;
         }
-        let output = match &item.expr {
+        Some(name)
+    }
+
+    /// What a select item outputs: a group-by attribute, an aggregator, or a latest value
+    /// (an attribute that is not grouped by, or an expression over one event).
+    fn output(&mut self, item: &ast::SelectItem, name: String, diags: &mut Diagnostics) -> Option<Output> {
+        let s = self.s;
+        Some(match &item.expr {
             Expr::Attr { qualifier, name: attr, pos } => {
-                let mut scope = StreamScope { stream: s };
-                match scope.attribute(qualifier.as_deref(), attr) {
+                let (i, ty) = match (StreamScope { stream: s }).attribute(qualifier.as_deref(), attr) {
+                    Ok(v) => v,
                     Err(Unresolved(m)) => {
                         diags.push(pos.line, pos.col, m);
-                        continue;
+                        return None;
                     }
-                    Ok((i, ty)) => match group_by.iter().position(|g| *g == i) {
-                        Some(k) => Output { name, kind: OutputKind::Key(k), ty },
-                        None => {
-                            latest.push(LatestColumn {
-                                name: name.clone(),
-                                expr: crate::lang::expr::Compiled::Column(i),
-                                ty,
-                            });
-                            Output { name, kind: OutputKind::Latest(latest.len() - 1), ty }
-                        }
-                    },
+                };
+                match self.group_by.iter().position(|g| *g == i) {
+                    Some(k) => Output { name, kind: OutputKind::Key(k), ty },
+                    None => {
+                        let expr = crate::lang::expr::Compiled::Column(i);
+                        self.latest.push(LatestColumn { name: name.clone(), expr, ty });
+                        Output { name, kind: OutputKind::Latest(self.latest.len() - 1), ty }
+                    }
                 }
             }
             Expr::Call { name: f, args, pos } if AGGREGATORS.contains(&f.to_ascii_lowercase().as_str()) => {
-                let Some((func, ty)) = aggregator(f, args, *pos, s, diags, &mut cells, &mut cell) else {
-                    continue;
-                };
+                let (func, ty) = self.aggregator(f, args, *pos, diags)?;
                 Output { name, kind: OutputKind::Agg(func), ty }
             }
             e => {
                 let mut scope = NoAggregatorScope { inner: StreamScope { stream: s } };
-                let Some((c, ty)) = compile(e, &mut scope, diags) else {
-                    continue;
-                };
+                let (c, ty) = compile(e, &mut scope, diags)?;
                 let Some(ty) = ty else {
                     let pos = e.pos();
                     diags.push(pos.line, pos.col, "a select item cannot be a bare null");
-                    continue;
+                    return None;
                 };
-                latest.push(LatestColumn { name: name.clone(), expr: c, ty });
-                Output { name, kind: OutputKind::Latest(latest.len() - 1), ty }
+                self.latest.push(LatestColumn { name: name.clone(), expr: c, ty });
+                Output { name, kind: OutputKind::Latest(self.latest.len() - 1), ty }
+            }
+        })
+    }
+
+    /// avg's divisor (the non-null count) is stored; a bare non-null count is not.
+    fn store_avg_divisors(&mut self) {
+        for o in &self.outputs {
+            if let OutputKind::Agg(AggFunc::Avg { nonnull, .. }) = o.kind {
+                let attr = self.cells[nonnull].attr.map(|a| self.s.attributes[a].name.clone()).unwrap_or_default();
+                self.cells[nonnull].column = Some(format!("AGG_COUNT_{attr}"));
+            }
+        }
+    }
+
+    /// An aggregator call (`sum(x)`, `count()`, …) and its output type.
+    fn aggregator(&mut self, f: &str, args: &[Expr], pos: Pos, diags: &mut Diagnostics) -> Option<(AggFunc, AttrType)> {
+        let s = self.s;
+        let lower = f.to_ascii_lowercase();
+        if lower == "count" {
+            if !args.is_empty() {
+                diags.push(pos.line, pos.col, "`count()` takes no argument: it counts every event");
+                return None;
+            }
+            return Some((AggFunc::Count { count: self.cell(CellKind::Count, None) }, AttrType::Long));
+        }
+        let [arg] = args else {
+            diags.push(pos.line, pos.col, format!("`{f}` takes exactly one attribute, e.g. `{f}(price)`"));
+            return None;
+        };
+        let Expr::Attr { qualifier, name, pos: apos } = arg else {
+            let p = arg.pos();
+            diags.push(p.line, p.col, format!("`{f}` takes one attribute of the input stream, not an expression"));
+            return None;
+        };
+        let mut scope = StreamScope { stream: s };
+        let (i, ty) = match scope.attribute(qualifier.as_deref(), name) {
+            Ok(v) => v,
+            Err(Unresolved(m)) => {
+                diags.push(apos.line, apos.col, m);
+                return None;
             }
         };
-        outputs.push(output);
-    }
-    // avg's divisor is stored; a bare non-null count is not.
-    let avg_attrs: Vec<usize> = outputs
-        .iter()
-        .filter_map(|o| match o.kind {
-            OutputKind::Agg(AggFunc::Avg { nonnull, .. }) => Some(nonnull),
-            _ => None,
+        if lower != "distinctcount" && !ty.is_numeric() {
+            diags.push(apos.line, apos.col, format!("`{f}({name})` needs a numeric attribute, but `{name}` is {ty}"));
+            return None;
+        }
+        Some(match lower.as_str() {
+            "sum" => {
+                let sum = self.cell(CellKind::Sum, Some(i));
+                let nonnull = self.cell(CellKind::NonNull, Some(i));
+                (AggFunc::Sum { sum, nonnull }, if ty.is_integer() { AttrType::Long } else { AttrType::Double })
+            }
+            "avg" => {
+                let sum = self.cell(CellKind::Sum, Some(i));
+                let nonnull = self.cell(CellKind::NonNull, Some(i));
+                (AggFunc::Avg { sum, nonnull }, AttrType::Double)
+            }
+            "min" => {
+                self.cell(CellKind::NonNull, Some(i));
+                (AggFunc::Min { cell: self.cell(CellKind::Min, Some(i)) }, ty)
+            }
+            "max" => {
+                self.cell(CellKind::NonNull, Some(i));
+                (AggFunc::Max { cell: self.cell(CellKind::Max, Some(i)) }, ty)
+            }
+            _ => (AggFunc::DistinctCount { set: self.cell(CellKind::Set, Some(i)) }, AttrType::Long),
         })
-        .collect();
-    for i in avg_attrs {
-        let attr = cells[i].attr.map(|a| s.attributes[a].name.clone()).unwrap_or_default();
-        cells[i].column = Some(format!("AGG_COUNT_{attr}"));
     }
-    (diags.len() == before).then_some((cells, latest, outputs))
-}
-
-fn aggregator(
-    f: &str,
-    args: &[Expr],
-    pos: Pos,
-    s: &StreamPlan,
-    diags: &mut Diagnostics,
-    cells: &mut Vec<Cell>,
-    cell: &mut impl FnMut(CellKind, Option<usize>, &mut Vec<Cell>) -> usize,
-) -> Option<(AggFunc, AttrType)> {
-    let lower = f.to_ascii_lowercase();
-    if lower == "count" {
-        if !args.is_empty() {
-            diags.push(pos.line, pos.col, "`count()` takes no argument: it counts every event");
-            return None;
-        }
-        return Some((AggFunc::Count { count: cell(CellKind::Count, None, cells) }, AttrType::Long));
-    }
-    let [arg] = args else {
-        diags.push(pos.line, pos.col, format!("`{f}` takes exactly one attribute, e.g. `{f}(price)`"));
-        return None;
-    };
-    let Expr::Attr { qualifier, name, pos: apos } = arg else {
-        let p = arg.pos();
-        diags.push(p.line, p.col, format!("`{f}` takes one attribute of the input stream, not an expression"));
-        return None;
-    };
-    let mut scope = StreamScope { stream: s };
-    let (i, ty) = match scope.attribute(qualifier.as_deref(), name) {
-        Ok(v) => v,
-        Err(Unresolved(m)) => {
-            diags.push(apos.line, apos.col, m);
-            return None;
-        }
-    };
-    if lower != "distinctcount" && !ty.is_numeric() {
-        diags.push(apos.line, apos.col, format!("`{f}({name})` needs a numeric attribute, but `{name}` is {ty}"));
-        return None;
-    }
-    Some(match lower.as_str() {
-        "sum" => {
-            let sum = cell(CellKind::Sum, Some(i), cells);
-            let nonnull = cell(CellKind::NonNull, Some(i), cells);
-            (AggFunc::Sum { sum, nonnull }, if ty.is_integer() { AttrType::Long } else { AttrType::Double })
-        }
-        "avg" => {
-            let sum = cell(CellKind::Sum, Some(i), cells);
-            let nonnull = cell(CellKind::NonNull, Some(i), cells);
-            (AggFunc::Avg { sum, nonnull }, AttrType::Double)
-        }
-        "min" => {
-            cell(CellKind::NonNull, Some(i), cells);
-            (AggFunc::Min { cell: cell(CellKind::Min, Some(i), cells) }, ty)
-        }
-        "max" => {
-            cell(CellKind::NonNull, Some(i), cells);
-            (AggFunc::Max { cell: cell(CellKind::Max, Some(i), cells) }, ty)
-        }
-        _ => (AggFunc::DistinctCount { set: cell(CellKind::Set, Some(i), cells) }, AttrType::Long),
-    })
 }
 
 /// Latest-value expressions are over one event; an aggregator inside one has no meaning.
