@@ -143,151 +143,219 @@ fn connection(
     conns: usize,
 ) -> Result<(u64, Histogram<u64>)> {
     let mut mine = own.into_iter();
-    let hand_over = |ids: &mut dyn Iterator<Item = usize>| {
-        for i in ids {
-            shared.resent.fetch_add(1, Ordering::Relaxed);
-            let _ = retry_tx.send(i);
-        }
+    let (slot_tx, slot_rx) = bounded::<()>(plan.window.max(1));
+    let c = Connection {
+        target,
+        batches,
+        retry_tx,
+        retry_rx,
+        shared,
+        progress,
+        rate: plan.rate.map(|r| r / conns as f64),
+        outstanding: Mutex::new(HashMap::new()),
+        slot_tx,
+        slot_rx,
+        broken: AtomicBool::new(false),
     };
     let client = match Client::connect(target, plan.token.as_deref()) {
-        Ok(c) => c,
+        Ok(client) => client,
         Err(e) => {
-            hand_over(&mut mine);
+            c.hand_over(&mut mine);
             return Err(Error::Publish {
                 message: format!("cannot connect to {target}: {e}"),
                 retryable: e.is_retryable(),
             });
         }
     };
-    let (mut tx, mut rx) = client.into_split()?;
-    // batch id → (batch index, sent at); a slot is taken per batch in flight (the window).
-    let outstanding: Mutex<HashMap<u64, (usize, Instant)>> = Mutex::new(HashMap::new());
-    let (slot_tx, slot_rx) = bounded::<()>(plan.window.max(1));
-    let broken = AtomicBool::new(false);
-    let per_conn_rate = plan.rate.map(|r| r / conns as f64);
+    let (mut tx, rx) = client.into_split()?;
     std::thread::scope(|s| {
-        let receiver = s.spawn(|| {
-            let mut latency = Histogram::<u64>::new(3).expect("a histogram");
-            let mut events = 0u64;
-            let mut fatal = None;
-            loop {
-                let reply = rx.recv();
-                let _ = slot_rx.try_recv();
-                match reply {
-                    Ok(Reply::Ack { batch_id, events: n }) => {
-                        if let Some((_, at)) = outstanding.lock().expect("outstanding").remove(&batch_id) {
-                            let _ = latency.record(at.elapsed().as_micros() as u64);
-                            events += n as u64;
-                            shared.acked_events.fetch_add(n as u64, Ordering::SeqCst);
-                            shared.acked_batches.fetch_add(1, Ordering::SeqCst);
-                            shared.last_ack_ms.store(shared.started.elapsed().as_millis() as u64, Ordering::SeqCst);
-                            progress.inc(n as u64);
-                        }
-                    }
-                    Ok(Reply::Error { batch_id, retryable: true, .. }) => {
-                        if let Some((i, _)) = outstanding.lock().expect("outstanding").remove(&batch_id) {
-                            shared.resent.fetch_add(1, Ordering::Relaxed);
-                            let _ = retry_tx.send(i);
-                        }
-                    }
-                    Ok(Reply::Error { batch_id, code, message, .. }) => {
-                        fatal = Some(Error::Publish {
-                            message: format!("{target} refused batch {batch_id} for good (code {code}): {message}"),
-                            retryable: false,
-                        });
-                        broken.store(true, Ordering::SeqCst);
-                        break;
-                    }
-                    Ok(Reply::Ready { .. }) => {}
-                    // The end of the stream: the sender stopped us, or the node went away.
-                    Err(_) => {
-                        broken.store(true, Ordering::SeqCst);
-                        break;
-                    }
-                }
-            }
-            // Whatever is still unanswered goes to the other connections.
-            let left: Vec<usize> = outstanding.lock().expect("outstanding").drain().map(|(_, (i, _))| i).collect();
-            hand_over(&mut left.into_iter());
-            (events, latency, fatal)
-        });
-        let started = Instant::now();
-        let mut sent_events = 0u64;
-        let mut send_error = None;
-        while shared.acked_batches.load(Ordering::SeqCst) < batches.len() && !broken.load(Ordering::SeqCst) {
-            let next = mine.next().or_else(|| retry_rx.recv_timeout(Duration::from_millis(5)).ok());
-            let Some(i) = next else {
-                let _ = tx.flush();
-                // Nothing to send: if nothing has been acknowledged anywhere for a long
-                // while, batches were lost on the way; say so rather than wait for ever.
-                let idle = shared.started.elapsed().as_millis() as u64 - shared.last_ack_ms.load(Ordering::SeqCst);
-                if outstanding.lock().expect("outstanding").is_empty() && idle > STALL.as_millis() as u64 {
-                    send_error = Some(Error::Publish {
-                        message: format!(
-                            "no batch acknowledged for {} s and none left to send: the run stalled",
-                            STALL.as_secs()
-                        ),
-                        retryable: true,
-                    });
-                    break;
-                }
-                continue;
-            };
-            // Wait for room in the window (the receiver frees a slot per reply).
-            if slot_tx.try_send(()).is_err() {
-                let _ = tx.flush();
-                while slot_tx.send_timeout((), Duration::from_millis(50)).is_err() {
-                    if broken.load(Ordering::SeqCst) {
-                        break;
-                    }
-                }
-            }
-            if broken.load(Ordering::SeqCst) {
-                let _ = retry_tx.send(i);
-                break;
-            }
-            if let Some(rate) = per_conn_rate {
-                let due = started + Duration::from_secs_f64(sent_events as f64 / rate);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    let _ = tx.flush();
-                    std::thread::sleep(wait);
-                }
-            }
-            let mut out = outstanding.lock().expect("outstanding");
-            match tx.send("TradeStream", &batches[i].bytes) {
-                Ok(id) => {
-                    out.insert(id, (i, Instant::now()));
-                    sent_events += batches[i].events as u64;
-                }
-                Err(e) => {
-                    drop(out);
-                    let _ = retry_tx.send(i);
-                    send_error =
-                        Some(Error::Publish { message: format!("{target}: {e}"), retryable: e.is_retryable() });
-                    break;
-                }
-            }
-            drop(out);
-            // Without a rate, flush when the queue runs dry or every few batches.
-            if per_conn_rate.is_some() || sent_events % (16 * crate::BATCH_EVENTS as u64) < batches[i].events as u64 {
-                let _ = tx.flush();
-            }
-        }
-        let _ = tx.flush();
-        hand_over(&mut mine);
+        let receiver = s.spawn(|| c.receive(rx));
+        let send_error = c.send(&mut tx, &mut mine);
+        // Best effort: the connection may be broken already, and its batches handed over.
+        tx.flush().ok();
+        c.hand_over(&mut mine);
         // Wait for the replies still to come, then end the receiver.
-        while !outstanding.lock().expect("outstanding").is_empty() && !broken.load(Ordering::SeqCst) {
+        while !c.outstanding.lock().expect("outstanding").is_empty() && !c.broken.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(2));
         }
         tx.stop_receiving();
         let (events, latency, fatal) = receiver.join().expect("the receiving thread");
         // A batch sent just as the connection broke may have gone in after the receiver
         // handed the unanswered ones over: it has no answer either, so it goes too.
-        let left: Vec<usize> = outstanding.lock().expect("outstanding").drain().map(|(_, (i, _))| i).collect();
-        hand_over(&mut left.into_iter());
+        c.hand_over_outstanding();
         match fatal.or(send_error) {
             Some(e) => Err(e),
             None => Ok((events, latency)),
         }
     })
+}
+
+/// What one connection's sending loop and receiving thread share.
+struct Connection<'a> {
+    target: &'a str,
+    batches: &'a [Batch],
+    retry_tx: &'a Sender<usize>,
+    retry_rx: &'a Receiver<usize>,
+    shared: &'a Shared,
+    progress: &'a ProgressBar,
+    /// Events per second for this connection (`None`: as fast as possible).
+    rate: Option<f64>,
+    /// batch id → (batch index, sent at).
+    outstanding: Mutex<HashMap<u64, (usize, Instant)>>,
+    /// A slot is taken per batch in flight (the window) and freed per reply.
+    slot_tx: Sender<()>,
+    slot_rx: Receiver<()>,
+    /// The connection broke or a batch was refused for good: stop sending.
+    broken: AtomicBool,
+}
+
+impl Connection<'_> {
+    /// Gives batches to the other connections (the shared queue).
+    fn hand_over(&self, ids: &mut dyn Iterator<Item = usize>) {
+        for i in ids {
+            self.resend(i);
+        }
+    }
+
+    fn resend(&self, i: usize) {
+        self.shared.resent.fetch_add(1, Ordering::Relaxed);
+        // The queue's receiving end lives as long as the run (`publish` holds it).
+        self.retry_tx.send(i).ok();
+    }
+
+    /// Hands over every batch still unanswered.
+    fn hand_over_outstanding(&self) {
+        let left: Vec<usize> = self.outstanding.lock().expect("outstanding").drain().map(|(_, (i, _))| i).collect();
+        self.hand_over(&mut left.into_iter());
+    }
+
+    /// The receiving thread: counts each ACK, hands retryable refusals over, and stops at
+    /// a refusal for good or the end of the stream. Returns the events acknowledged, their
+    /// latencies and the refusal for good, if any.
+    fn receive(&self, mut rx: tally::server::client::Receiver) -> (u64, Histogram<u64>, Option<Error>) {
+        let mut latency = Histogram::<u64>::new(3).expect("a histogram");
+        let mut events = 0u64;
+        let mut fatal = None;
+        loop {
+            let reply = rx.recv();
+            // Free a window slot (an empty window has none to free).
+            self.slot_rx.try_recv().ok();
+            match reply {
+                Ok(Reply::Ack { batch_id, events: n }) => {
+                    if let Some((_, at)) = self.outstanding.lock().expect("outstanding").remove(&batch_id) {
+                        // A latency beyond the histogram's range is left out of it.
+                        latency.record(at.elapsed().as_micros() as u64).ok();
+                        events += n as u64;
+                        let shared = self.shared;
+                        shared.acked_events.fetch_add(n as u64, Ordering::SeqCst);
+                        shared.acked_batches.fetch_add(1, Ordering::SeqCst);
+                        shared.last_ack_ms.store(shared.started.elapsed().as_millis() as u64, Ordering::SeqCst);
+                        self.progress.inc(n as u64);
+                    }
+                }
+                Ok(Reply::Error { batch_id, retryable: true, .. }) => {
+                    if let Some((i, _)) = self.outstanding.lock().expect("outstanding").remove(&batch_id) {
+                        self.resend(i);
+                    }
+                }
+                Ok(Reply::Error { batch_id, code, message, .. }) => {
+                    fatal = Some(Error::Publish {
+                        message: format!("{} refused batch {batch_id} for good (code {code}): {message}", self.target),
+                        retryable: false,
+                    });
+                    self.broken.store(true, Ordering::SeqCst);
+                    break;
+                }
+                Ok(Reply::Ready { .. }) => {}
+                // The end of the stream: the sender stopped us, or the node went away.
+                Err(_) => {
+                    self.broken.store(true, Ordering::SeqCst);
+                    break;
+                }
+            }
+        }
+        // Whatever is still unanswered goes to the other connections.
+        self.hand_over_outstanding();
+        (events, latency, fatal)
+    }
+
+    /// The sending loop: this connection's batches, then the shared queue's, each once a
+    /// window slot is free and (with a rate) when it is due. Returns why it stopped early.
+    fn send(&self, tx: &mut tally::server::client::Sender, mine: &mut dyn Iterator<Item = usize>) -> Option<Error> {
+        let started = Instant::now();
+        let mut sent_events = 0u64;
+        let total = self.batches.len();
+        while self.shared.acked_batches.load(Ordering::SeqCst) < total && !self.broken.load(Ordering::SeqCst) {
+            let Some(i) = mine.next().or_else(|| self.retry_rx.recv_timeout(Duration::from_millis(5)).ok()) else {
+                tx.flush().ok();
+                if let Some(e) = self.stalled() {
+                    return Some(e);
+                }
+                continue;
+            };
+            if !self.wait_for_slot(tx) {
+                self.retry_tx.send(i).ok();
+                return None;
+            }
+            if let Some(rate) = self.rate {
+                let due = started + Duration::from_secs_f64(sent_events as f64 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    tx.flush().ok();
+                    std::thread::sleep(wait);
+                }
+            }
+            let batch = &self.batches[i];
+            let mut out = self.outstanding.lock().expect("outstanding");
+            match tx.send("TradeStream", &batch.bytes) {
+                Ok(id) => {
+                    out.insert(id, (i, Instant::now()));
+                    sent_events += batch.events as u64;
+                }
+                Err(e) => {
+                    drop(out);
+                    self.retry_tx.send(i).ok();
+                    return Some(Error::Publish {
+                        message: format!("{}: {e}", self.target),
+                        retryable: e.is_retryable(),
+                    });
+                }
+            }
+            drop(out);
+            // Without a rate, flush every few batches (and when the queue runs dry, above).
+            if self.rate.is_some() || sent_events % (16 * crate::BATCH_EVENTS as u64) < batch.events as u64 {
+                tx.flush().ok();
+            }
+        }
+        None
+    }
+
+    /// Takes a window slot, waiting for a reply to free one. False when the connection
+    /// broke meanwhile.
+    fn wait_for_slot(&self, tx: &mut tally::server::client::Sender) -> bool {
+        if self.slot_tx.try_send(()).is_err() {
+            // Push what is queued, so the replies that free slots can come.
+            tx.flush().ok();
+            while self.slot_tx.send_timeout((), Duration::from_millis(50)).is_err() {
+                if self.broken.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+        }
+        !self.broken.load(Ordering::SeqCst)
+    }
+
+    /// With nothing to send: if nothing has been acknowledged anywhere for a long while,
+    /// batches were lost on the way; say so rather than wait for ever.
+    fn stalled(&self) -> Option<Error> {
+        let idle = self.shared.started.elapsed().as_millis() as u64 - self.shared.last_ack_ms.load(Ordering::SeqCst);
+        (self.outstanding.lock().expect("outstanding").is_empty() && idle > STALL.as_millis() as u64).then(|| {
+            Error::Publish {
+                message: format!(
+                    "no batch acknowledged for {} s and none left to send: the run stalled",
+                    STALL.as_secs()
+                ),
+                retryable: true,
+            }
+        })
+    }
 }

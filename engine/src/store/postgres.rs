@@ -8,7 +8,7 @@
 
 use super::registry::{self, Applied, Claim, Entry, for_dialect, statements as reg};
 use super::sql::{self, Dialect, KeyStyle, quote};
-use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
+use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, TableWrite, Writer};
 use crate::error::{Error, Result};
 use crate::lang::types::{AttrType, Value};
 use crate::store::schema::TableSchema;
@@ -247,52 +247,9 @@ impl PostgresStore {
                 };
             }
             for tw in &flush.tables {
-                let t = tw.table;
-                let ctx = format!("cannot write to {}", t.name);
-                let mark = match (&claim.shard_id, watermarks.get(&t.name)) {
-                    (Some(_), Some(Watermark::At(m))) if t.partitioned => Some(*m),
-                    (Some(shard), None | Some(Watermark::Reread)) if t.partitioned => Some(
-                        tx.query_one(&sql::newest_bucket(t), &[shard])
-                            .map_err(|e| error(&ctx, e))?
-                            .get::<_, Option<i64>>(0)
-                            .unwrap_or(i64::MIN),
-                    ),
-                    _ => None,
-                };
+                let mark = watermark(&mut tx, claim, tw.table, watermarks.get(&tw.table.name))?;
                 marks.push(mark);
-                let (fresh, seen): (Vec<&Vec<Value>>, Vec<&Vec<Value>>) = match mark {
-                    Some(m) => tw.rows.iter().partition(|r| bucket_of(r) > m),
-                    None => (Vec::new(), tw.rows.iter().collect()),
-                };
-                if !fresh.is_empty() {
-                    copy_rows(&mut tx, &quote(&t.name), t, &fresh).map_err(|e| {
-                        if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-                            Attempt::Unexpected(t.name.clone())
-                        } else {
-                            Attempt::Failed(error(&ctx, e))
-                        }
-                    })?;
-                }
-                if !seen.is_empty() {
-                    let stage = quote(&format!("tally_stage_{}", t.name));
-                    tx.batch_execute(&format!(
-                        "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-                        quote(&t.name)
-                    ))
-                    .map_err(|e| error(&ctx, e))?;
-                    copy_rows(&mut tx, &stage, t, &seen).map_err(|e| error(&ctx, e))?;
-                    // MERGE (about twice as fast) where it is safe: PostgreSQL 15+, rows of this
-                    // shard only (one writer, so no concurrent insert of a key), no null key.
-                    let merge = if mark.is_some()
-                        && can_merge
-                        && !seen.iter().any(|r| r[..t.key_len].iter().any(Value::is_null))
-                    {
-                        sql::merge_using(t, &stage)
-                    } else {
-                        sql::merge_from(Dialect::Postgres, t, &stage)
-                    };
-                    tx.batch_execute(&merge).map_err(|e| error(&ctx, e))?;
-                }
+                write_table(&mut tx, tw, mark, can_merge)?;
             }
             tx.commit().map_err(|e| error("cannot commit the flush", e))?;
             Ok(Applied::Written)
@@ -361,6 +318,70 @@ impl PostgresStore {
 
 /// The tables that exist (each with its columns), and those that do not.
 type Existing<'a> = (Vec<(&'a TableSchema, Vec<String>)>, Vec<&'a TableSchema>);
+
+/// The newest bucket of this shard in a partitioned table: the one remembered, or read
+/// (again). `None` where every row must be merged (not partitioned, or no shard id).
+fn watermark(
+    tx: &mut postgres::Transaction<'_>,
+    claim: &Claim,
+    t: &TableSchema,
+    known: Option<&Watermark>,
+) -> Result<Option<i64>> {
+    Ok(match (&claim.shard_id, known) {
+        (Some(_), Some(Watermark::At(m))) if t.partitioned => Some(*m),
+        (Some(shard), None | Some(Watermark::Reread)) if t.partitioned => Some(
+            tx.query_one(&sql::newest_bucket(t), &[shard])
+                .map_err(|e| error(&format!("cannot write to {}", t.name), e))?
+                .get::<_, Option<i64>>(0)
+                .unwrap_or(i64::MIN),
+        ),
+        _ => None,
+    })
+}
+
+/// Writes one table's rows of a flush: those newer than `mark` by a plain COPY, the rest
+/// staged and merged (`MERGE` where [`sql::merge_using`] is safe, else `ON CONFLICT`).
+fn write_table(
+    tx: &mut postgres::Transaction<'_>,
+    tw: &TableWrite<'_>,
+    mark: Option<i64>,
+    can_merge: bool,
+) -> std::result::Result<(), Attempt> {
+    let t = tw.table;
+    let ctx = format!("cannot write to {}", t.name);
+    let (fresh, seen): (Vec<&Vec<Value>>, Vec<&Vec<Value>>) = match mark {
+        Some(m) => tw.rows.iter().partition(|r| bucket_of(r) > m),
+        None => (Vec::new(), tw.rows.iter().collect()),
+    };
+    if !fresh.is_empty() {
+        copy_rows(tx, &quote(&t.name), t, &fresh).map_err(|e| {
+            if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                Attempt::Unexpected(t.name.clone())
+            } else {
+                Attempt::Failed(error(&ctx, e))
+            }
+        })?;
+    }
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let stage = quote(&format!("tally_stage_{}", t.name));
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        quote(&t.name)
+    ))
+    .map_err(|e| error(&ctx, e))?;
+    copy_rows(tx, &stage, t, &seen).map_err(|e| error(&ctx, e))?;
+    // MERGE (about twice as fast) where it is safe: PostgreSQL 15+, rows of this shard only
+    // (one writer, so no concurrent insert of a key), no null key.
+    let merge = if mark.is_some() && can_merge && !seen.iter().any(|r| r[..t.key_len].iter().any(Value::is_null)) {
+        sql::merge_using(t, &stage)
+    } else {
+        sql::merge_from(Dialect::Postgres, t, &stage)
+    };
+    tx.batch_execute(&merge).map_err(|e| error(&ctx, e))?;
+    Ok(())
+}
 
 /// The instance that holds `claim`'s node id in the registry, if any.
 fn holder(tx: &mut impl postgres::GenericClient, claim: &Claim) -> Result<Option<String>> {

@@ -155,6 +155,9 @@ fn slot_of(st: &mut State, scratch: &mut Vec<u8>, program: &Program, row: &Event
 }
 
 /// Applies the cell updates of one event to its partial's words `w`.
+///
+/// Left as one match over the ops: it is the innermost loop of the engine (a dispatch per
+/// cell per event), and splitting the arms into calls would only add indirection.
 #[inline(always)]
 fn update(
     w: &mut [u64],
