@@ -5,6 +5,6 @@
 pub mod accumulator;
 pub mod intern;
 pub mod message;
-pub mod partial;
-pub mod rollup;
+pub(crate) mod partial;
+pub(crate) mod rollup;
 pub mod worker;

@@ -2,7 +2,7 @@
 //! events (`json`), the checks an event must pass (`check`) and the group-key encoding
 //! (`key`). Plain functions over bytes and values; no threads, no state.
 
-pub mod check;
-pub mod json;
-pub mod key;
+pub(crate) mod check;
+pub(crate) mod json;
+pub(crate) mod key;
 pub mod wire;

@@ -3,7 +3,7 @@
 //!
 //! Depends on `time` (durations, zones) and `config` (the node's partitioning and zone).
 
-pub mod expr;
+pub(crate) mod expr;
 pub mod plan;
-pub mod syntax;
+pub(crate) mod syntax;
 pub mod types;

@@ -4,14 +4,17 @@
 //! Shutdown order: stop accepting (the caller stops routing and sends what it holds),
 //! drain (workers finish their queues), flush (the last partials reach the store), join.
 
-pub mod background;
-pub mod backoff;
+pub(crate) mod background;
+pub(crate) mod backoff;
 pub mod feed;
-pub mod flush;
-pub mod heartbeat;
+pub(crate) mod flush;
+pub(crate) mod heartbeat;
 pub mod migrate;
 pub mod retention;
-pub mod router;
+pub(crate) mod router;
+
+pub use flush::FlushStats;
+pub use router::Router;
 
 use crate::aggregate::accumulator::{Program, State};
 use crate::aggregate::message::{Handover, Msg};
@@ -19,9 +22,8 @@ use crate::aggregate::worker::Worker;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::lang::plan::AppPlan;
-use crate::node::flush::{FlushStats, Flusher, StoreSlot};
+use crate::node::flush::{Flusher, StoreSlot};
 use crate::node::heartbeat::Heartbeat;
-use crate::node::router::Router;
 use crate::store::schema::TableSchema;
 use crate::store::{Claim, StoreAddress};
 use crossbeam_channel::{Sender, bounded};

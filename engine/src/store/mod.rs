@@ -6,10 +6,10 @@
 
 pub mod address;
 pub mod postgres;
-pub mod registry;
+pub(crate) mod registry;
 pub mod schema;
 pub mod sql;
-pub mod sqlite;
+pub(crate) mod sqlite;
 
 pub use address::StoreAddress;
 pub use registry::{Applied, Claim};

@@ -11,12 +11,12 @@ fn run(app: &str, events: &[Vec<Value>]) -> (crate::lang::plan::AppPlan, Vec<(Ve
     let types = &s.types;
     let program = Arc::new(Program::new(&plan.aggregations[0], s));
     let mut acc = Accumulator::new(&plan.aggregations[0], program.clone());
-    let mut builder = BatchBuilder::new(&types);
+    let mut builder = BatchBuilder::new(types);
     for e in events {
         builder.push_values(e);
     }
     let buf = builder.finish();
-    let view = BatchView::parse(&buf, &types).unwrap();
+    let view = BatchView::parse(&buf, types).unwrap();
     for i in 0..view.len() {
         acc.add(&view.event(i), 42_000, i as u64);
     }
