@@ -43,23 +43,26 @@ pub(super) enum Op {
         attr: usize,
         w: usize,
     },
-    /// A sum fused with its attribute's non-null count (one null check for both).
-    /// The same for 8-byte columns (long, double), read without a type dispatch.
+    /// A sum of a long attribute fused with its non-null count (one null check for both),
+    /// read as an 8-byte word without a type dispatch.
     SumLongCounted {
         attr: usize,
         w: usize,
         n: usize,
     },
+    /// The same for a double attribute.
     SumDoubleCounted {
         attr: usize,
         w: usize,
         n: usize,
     },
+    /// A sum of an int attribute fused with its non-null count.
     SumIntCounted {
         attr: usize,
         w: usize,
         n: usize,
     },
+    /// A sum of a float attribute fused with its non-null count.
     SumFloatCounted {
         attr: usize,
         w: usize,
@@ -67,6 +70,7 @@ pub(super) enum Op {
     },
 }
 
+/// How a latest-value column is taken from an event.
 #[derive(Debug, Clone)]
 pub(super) enum LatestOp {
     /// A bare attribute: copied as it is.
@@ -121,7 +125,9 @@ fn fuse(ops: &[Op], wide: impl Fn(usize) -> bool) -> Vec<Op> {
         .collect()
 }
 
-/// What is fixed for an aggregation: compiled once at start.
+/// The per-event program of one aggregation, compiled once at start: the cell updates
+/// with their word offsets, how the group key is found, the time source, the filter and
+/// the latest-value columns. Shared by every worker's accumulator of the aggregation.
 #[derive(Debug, Clone)]
 pub struct Program {
     pub(super) group_by: Vec<usize>,
@@ -222,4 +228,3 @@ impl Program {
     }
 }
 
-impl Program {}
