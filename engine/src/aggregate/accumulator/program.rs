@@ -227,4 +227,3 @@ impl Program {
         &self.key_types
     }
 }
-
