@@ -241,10 +241,7 @@ impl PostgresStore {
                 )
                 .map_err(|e| error("cannot record the flush in the shard registry", e))?;
             if recorded == 0 {
-                return match holder(&mut tx, claim)? {
-                    Some(i) if i == claim.instance => Ok(Applied::AlreadyApplied),
-                    other => Err(registry::fenced(claim, other.as_deref()).into()),
-                };
+                return Ok(registry::not_recorded(claim, holder(&mut tx, claim)?.as_deref())?);
             }
             for tw in &flush.tables {
                 let mark = watermark(&mut tx, claim, tw.table, watermarks.get(&tw.table.name))?;

@@ -238,10 +238,7 @@ impl Writer for SqliteStore {
             .execute(reg::RECORD_FLUSH, rusqlite::params![claim.node_id, claim.instance, flush.flush_seq, now_ms()])
             .map_err(|e| error("cannot record the flush in the shard registry", e))?;
         if recorded == 0 {
-            return match holder(&tx, claim)? {
-                Some(i) if i == claim.instance => Ok(Applied::AlreadyApplied),
-                other => Err(registry::fenced(claim, other.as_deref())),
-            };
+            return registry::not_recorded(claim, holder(&tx, claim)?.as_deref());
         }
         for tw in &flush.tables {
             let t = tw.table;

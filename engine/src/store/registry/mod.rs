@@ -150,6 +150,17 @@ pub fn fenced(claim: &Claim, holder: Option<&str>) -> Error {
     ))
 }
 
+/// A flush whose number the registry row did not take (no row changed): if the row still
+/// names this process (`holder`), the number was applied before, a retry after an
+/// ambiguous commit; otherwise another process took the registration over and this one
+/// is fenced off.
+pub fn not_recorded(claim: &Claim, holder: Option<&str>) -> Result<Applied> {
+    match holder {
+        Some(i) if i == claim.instance => Ok(Applied::AlreadyApplied),
+        other => Err(fenced(claim, other)),
+    }
+}
+
 /// The outcome of one flush write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
