@@ -114,9 +114,10 @@ impl Sender {
         self.out.flush().map_err(|e| Error::io("cannot send to the node", e))
     }
 
-    /// Ends the receiving half's wait: its `recv` sees the end of the stream.
+    /// Ends the receiving half's wait: its `recv` sees the end of the stream. (A socket the
+    /// node already closed has nothing left to shut.)
     pub fn stop_receiving(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Read);
+        self.stream.shutdown(std::net::Shutdown::Read).ok();
     }
 }
 

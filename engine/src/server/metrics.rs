@@ -3,6 +3,9 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Writing to a `String` cannot fail; `fmt::Write` still returns a `Result`.
+const STRING_WRITE: &str = "writing to a String cannot fail";
+
 /// Counters bumped by the server's threads (relaxed atomics: a scrape may see one counter a
 /// moment ahead of another, never a torn value).
 #[derive(Debug, Default)]
@@ -27,7 +30,7 @@ impl Metrics {
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}").expect(STRING_WRITE);
         };
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         counter("tally_events_in_total", "Events taken (binary and HTTP ingest).", get(&self.events_in));
@@ -50,27 +53,27 @@ impl Metrics {
             "Flushes the store refused (their rows are kept and retried).",
             get(&self.store_errors),
         );
-        let _ = writeln!(
+        writeln!(
             out,
             "# HELP tally_flush_seconds_total Time spent in committed flushes.\n# TYPE tally_flush_seconds_total counter\ntally_flush_seconds_total {:.6}",
             get(&self.flush_micros) as f64 / 1e6
-        );
-        let _ = writeln!(
+        ).expect(STRING_WRITE);
+        writeln!(
             out,
             "# HELP tally_pending_rows Rolled-up rows not yet written.\n# TYPE tally_pending_rows gauge\ntally_pending_rows {}",
             gauges.pending_rows
-        );
-        let _ = writeln!(
+        ).expect(STRING_WRITE);
+        writeln!(
             out,
             "# HELP tally_connections Binary ingest connections open.\n# TYPE tally_connections gauge\ntally_connections {}",
             gauges.connections
-        );
-        let _ = writeln!(
+        ).expect(STRING_WRITE);
+        writeln!(
             out,
             "# HELP tally_worker_queue_batches Batches waiting in each worker's queue.\n# TYPE tally_worker_queue_batches gauge"
-        );
+        ).expect(STRING_WRITE);
         for (i, d) in gauges.queue_depths.iter().enumerate() {
-            let _ = writeln!(out, "tally_worker_queue_batches{{worker=\"{i}\"}} {d}");
+            writeln!(out, "tally_worker_queue_batches{{worker=\"{i}\"}} {d}").expect(STRING_WRITE);
         }
         out
     }
