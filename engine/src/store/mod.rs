@@ -28,7 +28,7 @@ pub struct TableWrite<'a> {
 /// Everything one flush of one node writes: applied in one transaction, or not at all.
 #[derive(Debug)]
 pub struct FlushWrite<'a> {
-    /// The writing process, registered in this store ([`Store::register`]).
+    /// The writing process, registered in this store ([`Registry::register`]).
     pub claim: &'a Claim,
     /// Increases with every flush of the node (across restarts); a store applies each
     /// number once, so a flush retried after an ambiguous commit is not counted twice.
@@ -60,7 +60,7 @@ pub trait Schema {
 pub trait Registry {
     /// Registers this process in the shard registry (creating it when missing) and returns
     /// the last flush sequence number its node id applied here. Refuses a changed shard id
-    /// and a second live holder of the node or shard id ([`registry::decide`]).
+    /// and a second live holder of the node or shard id (`registry::decide`).
     fn register(&mut self, claim: &Claim) -> Result<i64>;
 
     /// Refreshes this process's heartbeat; fails when its registration was taken over.

@@ -4,7 +4,7 @@
 //! staging table, then one statement merges them into the table (sums added, min/max
 //! combined, sets united, latest by time stamp): `MERGE` for a shard's rows on PostgreSQL
 //! 15+, else `INSERT … SELECT … ON CONFLICT (key) DO UPDATE`. Rows of buckets newer than the
-//! shard's newest skip the staging (see [`Watermark`]). No per-row INSERT statements.
+//! shard's newest skip the staging (see `Watermark`). No per-row INSERT statements.
 
 use super::registry::{self, Applied, Claim, Entry, for_dialect, statements as reg};
 use super::sql::{self, Dialect, KeyStyle, quote};

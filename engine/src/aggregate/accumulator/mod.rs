@@ -12,7 +12,7 @@
 //! locks, allocates (once the lists have grown) or formats per event.
 //!
 //! At a flush the worker swaps its [`State`] for an empty one and hands the full one to
-//! the flusher, which turns it into owned [`Partial`]s off the hot path.
+//! the flusher, which turns it into owned partials (`aggregate::partial`) off the hot path.
 
 mod program;
 mod state;
