@@ -449,3 +449,67 @@ fn http_with(addr: &str, method: &str, path: &str, body: &str, headers: &str) ->
     let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }
+
+/// Input that must never reach a store: `-0.0` and `0.0` are one group key (two rows with
+/// one key in a flush would make PostgreSQL refuse the merge, and the flush would be
+/// retried for ever), a NaN key is refused, and so is a string that is not UTF-8. Over the
+/// binary protocol and HTTP, on every store; the node keeps flushing and stops cleanly.
+#[test]
+fn float_keys_are_normalised_and_bad_strings_refused_over_both_protocols() {
+    const KEYS: [AttrType; 4] = [AttrType::Double, AttrType::String, AttrType::Long, AttrType::Long];
+    let d = Dir::new();
+    for store in stores(&d) {
+        let name = unique("Keys");
+        let app = d.write(
+            &format!("{name}.siddhi"),
+            &format!(
+                "define stream K (k double, tag string, q long, ts long);
+                 @PartitionById define aggregation {name} from K select k, sum(q) as t
+                 group by k aggregate by ts every sec ... hour;"
+            ),
+        );
+        let node = d.node(&unique("k"));
+        let srv = serve(&app, &node, &store);
+        // One event; `tag` is one byte, put in place of the string "x" (so the offsets hold).
+        let one = |k: f64, tag: u8, q: i64| {
+            let mut b = BatchBuilder::new(&KEYS);
+            b.push_values(&[Value::Double(k), Value::Str("x".into()), Value::Long(q), Value::Long(5_000)]);
+            let mut raw = b.finish();
+            let at: Vec<usize> = (0..raw.len()).filter(|&i| raw[i] == b'x').collect();
+            assert_eq!(at.len(), 1, "the string byte is the only 'x' of the batch");
+            raw[at[0]] = tag;
+            raw
+        };
+        let mut c = Client::connect(&srv.addr, None).unwrap();
+        for b in [one(-0.0, b'x', 1), one(0.0, b'x', 2)] {
+            c.send("K", &b).unwrap();
+        }
+        c.flush().unwrap();
+        assert!(matches!(c.recv().unwrap(), Reply::Ack { events: 1, .. }));
+        assert!(matches!(c.recv().unwrap(), Reply::Ack { events: 1, .. }));
+        c.send("K", &one(f64::NAN, b'x', 100)).unwrap();
+        c.send("K", &one(1.0, 0xff, 100)).unwrap();
+        c.flush().unwrap();
+        match c.recv().unwrap() {
+            Reply::Error { message, .. } => assert!(message.contains("`k` is NaN"), "{message}"),
+            other => panic!("NaN taken: {other:?}"),
+        }
+        match c.recv().unwrap() {
+            Reply::Error { message, .. } => {
+                assert!(message.contains("`tag` of event 0 is not valid UTF-8"), "{message}")
+            }
+            other => panic!("bad UTF-8 taken: {other:?}"),
+        }
+        let ev = |k: &str, q: i64| format!("{{\"event\": {{\"k\": {k}, \"tag\": \"y\", \"q\": {q}, \"ts\": 6000}}}}");
+        let (st, body) = http(&srv.http, "POST", "/K", &format!("[{}, {}]", ev("-0.0", 4), ev("0.0", 8)));
+        assert_eq!(st, 200, "{body}");
+        // A later flush merges into the stored rows of the same key; it must commit too.
+        c.send("K", &one(-0.0, b'x', 16)).unwrap();
+        c.flush().unwrap();
+        assert!(matches!(c.recv().unwrap(), Reply::Ack { events: 1, .. }), "{store}");
+        let got = query(&app, &node, &store, &format!("from {name} within 0L, 100000L per 'hours' select k, t"));
+        assert_eq!(got["records"], serde_json::json!([[0.0, 31]]), "{store}");
+        let (code, err) = srv.stop();
+        assert_eq!(code, Some(0), "{store}: {err}");
+    }
+}

@@ -7,12 +7,23 @@ use crate::lang::expr::{Row, Scalar};
 use crate::lang::plan::{AppPlan, TimeSource};
 use crate::time::timestamp::{self, MAX_MS, MIN_MS};
 
-/// Checks what the aggregations need of an event: a usable time stamp. Refuses it otherwise,
-/// naming the attribute and quoting the value.
+/// Checks what the aggregations need of an event: a usable time stamp, and group-by values
+/// a store can key on (no NaN). Refuses it otherwise, naming the attribute and quoting the
+/// value.
 pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> Result<(), BadEvent> {
     let s = &plan.streams[stream];
     for &ai in &s.aggregations {
         let agg = &plan.aggregations[ai];
+        for &g in &agg.group_by {
+            if let Scalar::Float(f) = row.get(g)
+                && f.is_nan()
+            {
+                return Err(BadEvent::new(format!(
+                    "the group-by attribute `{}` is NaN, which no store can key a row on; aggregation `{}` groups by it",
+                    s.attributes[g].name, agg.name
+                )));
+            }
+        }
         let (i, value) = match agg.time {
             TimeSource::Arrival => continue,
             TimeSource::Millis(i) | TimeSource::Text(i) => (i, row.get(i)),
@@ -42,4 +53,27 @@ pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::lang::plan::check;
+    use crate::lang::types::Value;
+
+    #[test]
+    fn a_nan_group_key_is_refused_naming_the_attribute() {
+        let plan = check(
+            "define stream S (k double, q long, ts long);
+             define aggregation A from S select k, sum(q) as t group by k aggregate by ts every sec;",
+            "a",
+            &NodeConfig::default(),
+        )
+        .unwrap();
+        let e = check_event(&plan, 0, &[Value::Double(f64::NAN), Value::Long(1), Value::Long(1)][..]).unwrap_err();
+        assert!(e.message.contains("group-by attribute `k` is NaN"), "{e}");
+        check_event(&plan, 0, &[Value::Double(-0.0), Value::Long(1), Value::Long(1)][..]).unwrap();
+        check_event(&plan, 0, &[Value::Null, Value::Long(1), Value::Long(1)][..]).unwrap();
+    }
 }

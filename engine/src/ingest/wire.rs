@@ -104,9 +104,12 @@ fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
 
 impl<'a> BatchView<'a> {
     /// Checks the encoding of `buf` for a stream of `types` and locates its columns: every
-    /// size, string offset and bool byte (O(events); where batches enter the node).
+    /// size, string offset, bool byte and string's UTF-8 (O(events); where batches enter
+    /// the node, so that nothing a store would refuse reaches a flush).
     pub fn parse(buf: &'a [u8], types: &[AttrType]) -> Result<BatchView<'a>, WireError> {
-        Self::parse_checked(buf, types, true)
+        let view = Self::parse_checked(buf, types, true)?;
+        view.check_utf8()?;
+        Ok(view)
     }
 
     /// Locates the columns of a batch this node built or already checked with
@@ -522,7 +525,11 @@ mod tests {
         let mut raw = b.finish();
         let n = raw.len();
         raw[n - 1] = 0xff;
-        let view = BatchView::parse(&raw, &[AttrType::String]).unwrap();
+        assert_eq!(
+            BatchView::parse(&raw, &[AttrType::String]).unwrap_err(),
+            WireError::BadUtf8 { attribute: 0, event: 0 }
+        );
+        let view = BatchView::parse_trusted(&raw, &[AttrType::String]).unwrap();
         assert_eq!(view.check_utf8(), Err(WireError::BadUtf8 { attribute: 0, event: 0 }));
         // A huge event count is refused before anything is read.
         let mut huge = buf;

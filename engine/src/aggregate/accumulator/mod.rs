@@ -114,10 +114,11 @@ impl Accumulator {
 fn slot_of(st: &mut State, scratch: &mut Vec<u8>, program: &Program, row: &EventView<'_, '_>, bucket: i64) -> u32 {
     let packed = match program.key_mode {
         KeyMode::Constant => Some(0),
-        KeyMode::String(a) | KeyMode::Word(a) if row.is_null(a) => Some(NULL_KEY),
+        KeyMode::String(a) | KeyMode::Word(a) | KeyMode::Float(a) if row.is_null(a) => Some(NULL_KEY),
         KeyMode::String(a) => pack(row.str_bytes(a)),
         // A word and a null flag; the top nibble stays clear, unlike NULL_KEY.
         KeyMode::Word(a) => Some(row.word(a) as u128 | 1 << 64),
+        KeyMode::Float(a) => Some(key::float_key(row.word(a)) as u128 | 1 << 64),
         KeyMode::General => None,
     };
     let State { keys, hot, current, buckets, owners, words, .. } = st;

@@ -93,8 +93,10 @@ pub(super) enum KeyMode {
     Constant,
     /// One string attribute: its bytes are packed straight into an integer key.
     String(usize),
-    /// One fixed-width attribute: its word is the key.
+    /// One integer or bool attribute: its word is the key.
     Word(usize),
+    /// One float or double attribute: its word, with `-0.0` as `0.0` (`ingest::key`).
+    Float(usize),
     /// Several attributes: encoded, then interned.
     General,
 }
@@ -203,6 +205,7 @@ impl Program {
         let key_mode = match plan.group_by[..] {
             [] => KeyMode::Constant,
             [a] if stream.attributes[a].ty == AttrType::String => KeyMode::String(a),
+            [a] if matches!(stream.attributes[a].ty, AttrType::Float | AttrType::Double) => KeyMode::Float(a),
             [a] => KeyMode::Word(a),
             _ => KeyMode::General,
         };

@@ -115,3 +115,22 @@ fn filter_and_arrival_time() {
     assert_eq!(out[0].1, 42_000, "arrival time given by the worker");
     assert_eq!(out[0].2.output(&plan.aggregations[0], 0, &[]), Value::Long(13));
 }
+
+#[test]
+fn negative_zero_and_zero_are_one_float_group() {
+    for ty in ["double", "float"] {
+        let app = format!(
+            "define stream S (k {ty}, q long, ts long);
+             define aggregation A from S select k, sum(q) as t group by k aggregate by ts every sec;"
+        );
+        let v = |k: f64, q: i64| {
+            let k = if ty == "double" { Value::Double(k) } else { Value::Float(k as f32) };
+            vec![k, Value::Long(q), Value::Long(1_000)]
+        };
+        let (_, out) = run(&app, &[v(-0.0, 1), v(0.0, 2), v(1.5, 4)]);
+        assert_eq!(out.len(), 2, "{ty}: {out:?}");
+        assert_eq!(out[0].0[0].as_f64(), Some(0.0), "{ty}");
+        assert!(out[0].0[0].as_f64().unwrap().is_sign_positive(), "{ty}: the stored key is +0.0");
+        assert_eq!(out[0].2.num(0), crate::aggregate::partial::Num::Int(3), "{ty}");
+    }
+}
