@@ -51,6 +51,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Events one binary batch (or one HTTP request) may hold.
     pub max_batch_events: usize,
+    /// The largest HTTP request body taken, in bytes (larger: 413, naming the limit).
+    pub max_body_bytes: usize,
     /// Binary ingest connections served at once.
     pub max_connections: usize,
     /// Rolled-up rows a node may hold unwritten (its store is slow or down) before it
@@ -72,6 +74,7 @@ impl Default for Settings {
             token: None,
             max_frame_bytes: 64 << 20,
             max_batch_events: 1 << 20,
+            max_body_bytes: 16 << 20,
             max_connections: 256,
             max_pending_rows: 10_000_000,
         }

@@ -25,9 +25,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tiny_http::{Header, Method, Request, Response};
 
-/// The largest request body taken (JSON ingest is for modest volumes; use the binary
-/// protocol for bulk).
-const MAX_BODY: usize = 16 << 20;
 const THREADS: usize = 4;
 
 pub(super) struct Http {

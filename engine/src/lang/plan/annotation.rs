@@ -63,7 +63,9 @@ fn minimum_retention(d: Granularity) -> (i64, &'static str) {
     }
 }
 
-/// `'120 sec'`, `'24 hours'`, `'1 year'`, `'500 ms'`.
+/// `'120 sec'`, `'24 hours'`, `'1 year'`, `'500 ms'`: every unit Siddhi takes (`sec`,
+/// `second(s)`, `min`, `minute(s)`, `h`, `hour(s)`, `day(s)`, `month(s)`, `year(s)`, and
+/// milliseconds and weeks), in any letter case.
 pub fn parse_time(text: &str) -> Option<i64> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit()))?;
@@ -73,7 +75,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
         "ms" | "millisec" | "millisecond" | "milliseconds" => 1,
         "sec" | "secs" | "second" | "seconds" => SECOND,
         "min" | "mins" | "minute" | "minutes" => MINUTE,
-        "hour" | "hours" => HOUR,
+        "h" | "hour" | "hours" => HOUR,
         "day" | "days" => DAY,
         "week" | "weeks" => 7 * DAY,
         "month" | "months" => MONTH,
@@ -234,7 +236,7 @@ fn purge_spec(ann: &Annotation, purge: &mut Purge, diags: &mut Diagnostics) {
             );
             continue;
         };
-        let Some(d) = Granularity::parse(key) else {
+        let Some(d) = Granularity::parse_per(key) else {
             diags.push(
                 pos.line,
                 pos.col,
@@ -285,6 +287,9 @@ mod tests {
         assert_eq!(parse_time("120 sec"), Some(120_000));
         assert_eq!(parse_time("24 hours"), Some(86_400_000));
         assert_eq!(parse_time("15min"), Some(900_000));
+        assert_eq!(parse_time("2 H"), Some(7_200_000));
+        assert_eq!(parse_time("1 Second"), Some(1_000));
+        assert_eq!(parse_time("3 MONTHS"), parse_time("3 month"));
         assert_eq!(parse_time("1 fortnight"), None);
         assert_eq!(parse_time("sec"), None);
     }
