@@ -230,6 +230,9 @@ fn serve(node: &NodeArgs, ingest: Option<&str>, http: Option<&str>) -> anyhow::R
         .context("cannot handle SIGINT/SIGTERM")?;
     let server = Server::start(Arc::new(plan), &cfg, node.store(), ingest, http, &mut on_retry, Arc::new(log_notice))?;
     println!("listening ingest={} http={}", server.ingest_addr(), server.http_addr());
+    for l in server.listening().iter().skip(1) {
+        println!("listening http={} for {}", l.addr, l.serves.join(", "));
+    }
     std::io::stdout().flush().context("cannot write to stdout")?;
     if let Some(sig) = signals.forever().next() {
         eprintln!("signal {sig}: stopping (no new connections or batches; the last flush, then the acks)");

@@ -2,7 +2,14 @@
 
 mod common;
 
-use common::{Dir, SEED_APP, query, s, stores, unique};
+use common::{Dir, query, s, stores, unique};
+
+/// The seed app with retention off: these tests use 2024 time stamps, which Siddhi's
+/// default retention (hours: 30 days) would purge at the node's first purge pass — and with
+/// commit-driven flushes the first flush can come before that pass.
+fn seed_app() -> String {
+    common::SEED_APP.replace("@PartitionById\n", "@PartitionById @purge(enable='false')\n")
+}
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use tally::ingest::wire::BatchBuilder;
@@ -80,7 +87,7 @@ fn seed_over_the_binary_protocol_is_seventy_on_every_store() {
     let d = Dir::new();
     for store in stores(&d) {
         let name = unique("Srv");
-        let app = d.write(&format!("{name}.siddhi"), &SEED_APP.replace("TradeAggregation", &name));
+        let app = d.write(&format!("{name}.siddhi"), &seed_app().replace("TradeAggregation", &name));
         // The seed's node and shard ids.
         let (n1, n2) = (d.node("wso2-si-1"), d.node("wso2-si-2"));
         let (a, b) = (serve(&app, &n1, &store), serve(&app, &n2, &store));
@@ -99,7 +106,8 @@ fn seed_over_the_binary_protocol_is_seventy_on_every_store() {
         for n in [&n1, &n2] {
             assert_eq!(query(&app, n, &store, &q)["records"], serde_json::json!([["wso2", 70, 100.0]]), "{store}");
         }
-        let body = format!("{{\"appName\": \"SiddhiApp\", \"query\": \"{}\"}}", q.replace('"', "\\\""));
+        // An app without @App:name is named after its file, as in SI.
+        let body = format!("{{\"appName\": \"{name}\", \"query\": \"{}\"}}", q.replace('"', "\\\""));
         for node in [&a, &b] {
             let (st, answer) = http(&node.http, "POST", "/stores/query", &body);
             assert_eq!((st, answer.as_str()), (200, "{\"records\":[[\"wso2\",70,100.0]]}"), "{store}");
@@ -116,7 +124,7 @@ fn seed_over_the_binary_protocol_is_seventy_on_every_store() {
 fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
     let d = Dir::new();
     let store = d.store();
-    let app = d.write("app.siddhi", SEED_APP);
+    let app = d.write("app.siddhi", &seed_app());
     let node = d.node_with("bad1", "bad1", "tally:\n  max_frame_bytes: 4096\n");
     let srv = serve(&app, &node, &store);
     let mut c = Client::connect(&srv.addr, None).unwrap();
@@ -211,7 +219,7 @@ fn sigterm_mid_load_keeps_every_acknowledged_event() {
     let d = Dir::new();
     for store in stores(&d) {
         let name = unique("Term");
-        let app = d.write(&format!("{name}.siddhi"), &SEED_APP.replace("TradeAggregation", &name));
+        let app = d.write(&format!("{name}.siddhi"), &seed_app().replace("TradeAggregation", &name));
         let node = d.node_with(&unique("term"), &unique("shard"), "tally:\n  flush_interval: 50ms\n");
         let srv = serve(&app, &node, &store);
         let addr = srv.addr.clone();
@@ -284,7 +292,7 @@ fn seed_over_http_json_and_the_store_query_api() {
         let name = unique("Http");
         let app = d.write(
             &format!("{name}.siddhi"),
-            &format!("@app:name('Trades')\n{}", SEED_APP.replace("TradeAggregation", &name)),
+            &format!("@app:name('Trades')\n{}", seed_app().replace("TradeAggregation", &name)),
         );
         let (n1, n2) = (d.node(&unique("h1")), d.node(&unique("h2")));
         let (a, b) = (serve(&app, &n1, &store), serve(&app, &n2, &store));
@@ -349,7 +357,7 @@ fn seed_over_http_json_and_the_store_query_api() {
 fn a_token_guards_ingest_and_queries() {
     let d = Dir::new();
     let store = d.store();
-    let app = d.write("app.siddhi", SEED_APP);
+    let app = d.write("app.siddhi", &seed_app());
     let node = d.node_with("tok1", "tok1", "tally:\n  token: s3cret\n");
     let srv = serve(&app, &node, &store);
     let e = Client::connect(&srv.addr, None).unwrap_err().to_string();
@@ -358,7 +366,7 @@ fn a_token_guards_ingest_and_queries() {
     c.send("TradeStream", &batch(&[("ibm", 1.0, 5, 1_000)])).unwrap();
     c.flush().unwrap();
     assert_eq!(c.recv().unwrap(), Reply::Ack { batch_id: 1, events: 1 });
-    let q = "{\"query\": \"from TradeAggregation within 0L, 4000000000000L per 'days' select total\"}";
+    let q = "{\"appName\": \"app\", \"query\": \"from TradeAggregation within 0L, 4000000000000L per 'days' select total\"}";
     let (st, body) = http(&srv.http, "POST", "/stores/query", q);
     assert_eq!(st, 401, "{body}");
     assert!(body.contains("Authorization: Bearer"), "{body}");
@@ -377,7 +385,7 @@ fn a_node_buffers_while_postgres_is_down_then_says_busy() {
     let Some(url) = common::postgres_or_skip() else { return };
     let d = Dir::new();
     let name = unique("Busy");
-    let app = d.write(&format!("{name}.siddhi"), &SEED_APP.replace("TradeAggregation", &name));
+    let app = d.write(&format!("{name}.siddhi"), &seed_app().replace("TradeAggregation", &name));
     let p = Proxy::start(proxy::upstream(&url), true);
     let node = d.node_with(&unique("busy"), &unique("bs"), "tally:\n  flush_interval: 50ms\n  max_pending_rows: 50\n");
     let srv = serve(&app, &node, &p.url(&url));
@@ -464,7 +472,7 @@ fn float_keys_are_normalised_and_bad_strings_refused_over_both_protocols() {
             &format!("{name}.siddhi"),
             &format!(
                 "define stream K (k double, tag string, q long, ts long);
-                 @PartitionById define aggregation {name} from K select k, sum(q) as t
+                 @PartitionById @purge(enable='false') define aggregation {name} from K select k, sum(q) as t
                  group by k aggregate by ts every sec ... hour;"
             ),
         );

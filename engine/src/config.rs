@@ -31,8 +31,17 @@ pub struct Settings {
     /// Aggregation worker threads, each owning the partials of its share of the group
     /// keys. Default: the number of cores.
     pub workers: Option<usize>,
-    /// How often buffered partials are written to the store (`500ms`, `1s`, `2m`).
+    /// The longest a taken event waits before a flush writes it (`500ms`, `1s`, `2m`).
+    /// A client waiting for its acknowledgement starts a flush sooner (group commit).
     pub flush_interval: String,
+    /// Group commit: the least time between the starts of two flushes started because
+    /// acknowledgements wait. Bounds commits per second at low load.
+    pub min_flush_gap: String,
+    /// Group commit: a flush starts early for waiting acknowledgements only while fewer
+    /// events than this were taken since the last one. Above it the node is saturated, and
+    /// flushes follow `flush_interval`, so they write no more rows per event than timed
+    /// flushes.
+    pub eager_flush_events: u64,
     /// Events per batch handed from the decoder to a worker.
     pub batch_events: usize,
     /// Batches a worker's queue holds before the decoder waits (back-pressure).
@@ -45,6 +54,10 @@ pub struct Settings {
     pub ingest: String,
     /// Where `tally serve` answers HTTP.
     pub http: String,
+    /// The host an `@source(type='http')` without `receiver.url` listens on (SI's default
+    /// path `/<appName>/<streamName>`, port 8280). Loopback unless set: a node does not
+    /// open a port to the network unless told to.
+    pub source_host: String,
     /// When set, clients must present it (binary HELLO, HTTP `Authorization: Bearer`).
     pub token: Option<String>,
     /// The largest binary frame a client may send, in bytes.
@@ -66,11 +79,14 @@ impl Default for Settings {
             store: "sqlite:tally.db".into(),
             workers: None,
             flush_interval: "1s".into(),
+            min_flush_gap: "2ms".into(),
+            eager_flush_events: 65_536,
             batch_events: 4096,
             queue_batches: 64,
             store_wait: "2m".into(),
-            ingest: "127.0.0.1:7070".into(),
+            ingest: "127.0.0.1:7171".into(),
             http: "127.0.0.1:7080".into(),
+            source_host: "127.0.0.1".into(),
             token: None,
             max_frame_bytes: 64 << 20,
             max_batch_events: 1 << 20,
@@ -100,6 +116,22 @@ pub struct NodeConfig {
     pub flush_interval: Duration,
     /// `settings.store_wait`, parsed (`None`: forever).
     pub store_wait: Option<Duration>,
+    /// `settings.min_flush_gap`, parsed.
+    pub min_flush_gap: Duration,
+    /// `auth.configs.userManager.userStore.users` (SI's local user store): who may post to
+    /// an http source with `basic.auth.enabled='true'`.
+    pub users: Vec<User>,
+    /// `siddhi.stores.query.api.listenerConfigurations`: where SI's store query API
+    /// listens (its first plain-HTTP listener), when the section is there.
+    pub query_api: Option<String>,
+}
+
+/// A user of SI's local user store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub username: String,
+    /// Decoded from the file's base64.
+    pub password: String,
 }
 
 impl Default for NodeConfig {
@@ -114,6 +146,9 @@ impl Default for NodeConfig {
             settings: Settings::default(),
             flush_interval: Duration::from_secs(1),
             store_wait: Some(Duration::from_secs(120)),
+            min_flush_gap: Duration::from_millis(2),
+            users: Vec::new(),
+            query_api: None,
         }
     }
 }
@@ -125,7 +160,55 @@ struct RawFile {
     siddhi: Option<RawSiddhi>,
     #[serde(rename = "wso2.datasources")]
     datasources: Option<RawDataSources>,
+    #[serde(rename = "auth.configs")]
+    auth: Option<RawAuth>,
+    #[serde(rename = "siddhi.stores.query.api")]
+    query_api: Option<RawQueryApi>,
     tally: Option<Settings>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawAuth {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "userManager")]
+    user_manager: Option<RawUserManager>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawUserManager {
+    #[serde(rename = "userStore")]
+    user_store: Option<RawUserStore>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawUserStore {
+    #[serde(default)]
+    users: Vec<RawUserEntry>,
+}
+
+#[derive(Deserialize)]
+struct RawUserEntry {
+    user: RawUser,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    username: serde_norway::Value,
+    password: serde_norway::Value,
+}
+
+#[derive(Deserialize, Default)]
+struct RawQueryApi {
+    #[serde(rename = "listenerConfigurations", default)]
+    listeners: Vec<RawListener>,
+}
+
+#[derive(Deserialize)]
+struct RawListener {
+    host: Option<String>,
+    port: Option<u16>,
+    scheme: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -211,9 +294,27 @@ impl NodeConfig {
             let password = conf.password.map(|v| scalar(source_name, "password", &v)).transpose()?;
             cfg.datasources.push(DataSource { name: ds.name, jdbc_url, username, password });
         }
+        if let Some(auth) = raw.auth {
+            cfg.users = users(source_name, auth)?;
+        }
+        if let Some(api) = raw.query_api {
+            let plain =
+                api.listeners.iter().find(|l| l.scheme.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("http")));
+            let Some(l) = plain else {
+                return Err(err(
+                    "siddhi.stores.query.api has no plain-HTTP listener (https is not served by Tally): add one \
+                     with host and port, or remove the section to serve the store API on tally.http only"
+                        .into(),
+                ));
+            };
+            cfg.query_api = Some(format!("{}:{}", l.host.as_deref().unwrap_or("0.0.0.0"), l.port.unwrap_or(7070)));
+        }
         if let Some(settings) = raw.tally {
             cfg.settings = settings;
         }
+        cfg.min_flush_gap = parse_interval(&cfg.settings.min_flush_gap).ok_or_else(|| {
+            err(format!("tally.min_flush_gap `{}`: write an interval such as 2ms or 1ms", cfg.settings.min_flush_gap))
+        })?;
         cfg.flush_interval = parse_interval(&cfg.settings.flush_interval).ok_or_else(|| {
             err(format!(
                 "tally.flush_interval `{}`: write a positive interval such as 500ms, 1s or 2m",
@@ -256,6 +357,37 @@ impl NodeConfig {
     pub fn datasource(&self, name: &str) -> Option<&DataSource> {
         self.datasources.iter().find(|d| d.name == name)
     }
+}
+
+/// The users of SI's local user store, passwords decoded from base64.
+fn users(source_name: &str, auth: RawAuth) -> Result<Vec<User>> {
+    use base64::Engine;
+    if let Some(kind) = &auth.kind
+        && !kind.eq_ignore_ascii_case("local")
+    {
+        return Err(Error::config(
+            source_name,
+            format!("auth.configs type '{kind}': Tally reads SI's local user store only (type: 'local')"),
+        ));
+    }
+    let entries = auth.user_manager.and_then(|m| m.user_store).map(|s| s.users).unwrap_or_default();
+    entries
+        .into_iter()
+        .map(|e| {
+            let username = scalar(source_name, "auth.configs user username", &e.user.username)?;
+            let encoded = scalar(source_name, "auth.configs user password", &e.user.password)?;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|e| {
+                Error::config(
+                    source_name,
+                    format!("auth.configs: the password of user `{username}` is not base64 ({e}); SI stores it base64-encoded"),
+                )
+            })?;
+            let password = String::from_utf8(bytes).map_err(|_| {
+                Error::config(source_name, format!("auth.configs: the password of user `{username}` is not UTF-8 text"))
+            })?;
+            Ok(User { username, password })
+        })
+        .collect()
 }
 
 fn yaml_message(e: &serde_norway::Error) -> String {

@@ -3,7 +3,7 @@
 //! to the stream's attribute types.
 
 use crate::error::BadEvent;
-use crate::lang::plan::{AppPlan, StreamPlan};
+use crate::lang::plan::{AppPlan, JsonMapping, StreamPlan};
 use crate::lang::types::{AttrType, Value};
 use serde::Deserialize;
 
@@ -44,20 +44,34 @@ pub fn parse_line(plan: &AppPlan, text: &str) -> Result<(usize, Vec<Value>), Bad
             }
             data.iter().enumerate().map(|(i, v)| convert(s, i, v)).collect::<Result<Vec<_>, _>>()?
         }
-        (None, Some(map)) => event_values(s, &map)?,
+        // JSON lines keep their long-standing rule: a missing attribute is null.
+        (None, Some(map)) => event_values(s, &map, JsonMapping { fail_on_missing_attribute: false })?,
         _ => return Err("the event needs either \"data\": [...] or \"event\": {...}".into()),
     };
     Ok((si, values))
 }
 
 /// The values of an event given as `{"attr": value, …}` (SI's `{"event": {…}}`), in
-/// attribute order; a missing attribute is null, an unknown one an error.
-pub fn event_values(s: &StreamPlan, map: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<Value>, BadEvent> {
+/// attribute order. An unknown attribute is an error; a missing one is an error too when
+/// `mapping` says so (SI's `fail.on.missing.attribute`, true by default), else null.
+pub fn event_values(
+    s: &StreamPlan,
+    map: &serde_json::Map<String, serde_json::Value>,
+    mapping: JsonMapping,
+) -> Result<Vec<Value>, BadEvent> {
     if let Some(unknown) = map.keys().find(|k| s.attribute(k).is_none()) {
         return Err(format!("stream `{}` has no attribute `{unknown}` (it has {})", s.name, attribute_list(s)).into());
     }
     (0..s.attributes.len())
-        .map(|i| map.get(&s.attributes[i].name).map(|v| convert(s, i, v)).unwrap_or(Ok(Value::Null)))
+        .map(|i| match map.get(&s.attributes[i].name) {
+            Some(v) => convert(s, i, v),
+            None if mapping.fail_on_missing_attribute => Err(BadEvent::from(format!(
+                "attribute `{}` is missing (the stream's @map has fail.on.missing.attribute='true', SI's \
+                 default; send it as null, or set it to 'false' to take a missing attribute as null)",
+                s.attributes[i].name
+            ))),
+            None => Ok(Value::Null),
+        })
         .collect()
 }
 

@@ -223,6 +223,8 @@ impl Reader<'_> {
                 // After the events are in the workers' queues: see the module docs of server.
                 let generation = shared.open.load(Ordering::SeqCst);
                 self.send(Out::Ack { batch_id, events: events as u32, generation });
+                // An acknowledgement waits: flush soon (group commit).
+                shared.wake_flush();
             }
             Err(Error::BadEvent(e)) => {
                 self.refuse(batch_id, Code::BadEvent, &format!("stream `{name}`, {e}; the batch was not taken"))

@@ -1,206 +1,486 @@
-//! HTTP, as SI users have it: JSON ingest as SI's http source takes it, on-demand queries as
-//! SI's store API takes them, health and Prometheus metrics. Blocking, on `tiny_http` with a
-//! few named threads (`tally-http-N`); the fast path is the binary protocol.
+//! HTTP, as SI users have it, on an async front (hyper on a tokio runtime, threads
+//! `tally-http-N`): thousands of requests can wait for their commit without a thread each.
+//! Keep-alive and HTTP/1.1 pipelining are on.
 //!
-//! - `POST /{StreamName}`: `{"event": {"attr": value, …}}` or an array of those. All or
-//!   nothing; answered `200 {"accepted": N}` after the flush that holds the events has
-//!   committed, like a binary ACK.
-//! - `POST /stores/query`: `{"appName": "…", "query": "…", "details": true?}` →
-//!   `{"records": [[…], …]}` (and `"details": [{"name", "type"}, …]` when asked).
-//! - `GET /health`, `GET /metrics`.
+//! Listeners, each a set of routes:
+//! - `tally.http` (or `--http`): `POST /{StreamName}` (`{"event": {…}}` or an array of those),
+//!   `POST /stores/query`, `GET /health`, `GET /metrics`;
+//! - every `@source(type='http')` of the app: its stream's events at the exact path of its
+//!   `receiver.url` (sources on one host and port share a listener; the query string is
+//!   ignored), with HTTP basic auth against `auth.configs` when `basic.auth.enabled='true'`;
+//!   without `receiver.url`, `/<appName>/<streamName>` on port 8280 of `tally.source_host`;
+//! - SI's store query API, `POST /stores/query`, where `siddhi.stores.query.api` says.
 //!
-//! With `tally.token` set, ingest and queries need `Authorization: Bearer TOKEN`.
+//! Ingest is all or nothing, and answered `200 {"accepted": N}` once the flush that holds
+//! the events has committed, like a binary ACK; waiting for that starts a flush (group
+//! commit). With `tally.token` set, `tally.http` and the query API need
+//! `Authorization: Bearer TOKEN` for POSTs.
 
 use super::metrics::{Gauges, Metrics};
-use super::{Notice, Shared, wait_committed};
-use crate::error::{BadEvent, Error};
-use crate::ingest::check::check_event;
+use super::{Commit, Notice, Shared};
+use crate::config::User;
+use crate::error::{BadEvent, Error, Result};
+use crate::lang::plan::{AppPlan, DEFAULT_SOURCE_PORT, JsonMapping, ReceiverUrl};
 use crate::lang::types::Value;
-use crate::node::background::join;
-use crate::node::router::Router;
-use std::io::Read;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
+use crate::node::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tiny_http::{Header, Method, Request, Response};
 
-const THREADS: usize = 4;
+type Answer = Response<Full<Bytes>>;
 
+/// One event source route: a stream's events at an exact path.
+#[derive(Debug, Clone)]
+struct SourceRoute {
+    path: String,
+    stream: usize,
+    basic_auth: bool,
+}
+
+/// What one listener serves.
+#[derive(Debug, Clone, Default)]
+struct Routes {
+    /// `POST /{StreamName}`, `POST /stores/query`, `GET /health`, `GET /metrics`.
+    main: bool,
+    /// SI's store query API: `POST /stores/query`.
+    query_api: bool,
+    sources: Vec<SourceRoute>,
+}
+
+/// Where a listener is and what it serves, before it is bound.
+#[derive(Debug)]
+struct Planned {
+    addr: String,
+    routes: Routes,
+}
+
+/// A listening address and what it serves, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listening {
+    pub addr: SocketAddr,
+    /// `tally.http`, `store query API`, or `source StreamName /path`.
+    pub serves: Vec<String>,
+}
+
+/// The running HTTP front.
 pub(super) struct Http {
-    server: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
+    runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::watch::Sender<bool>,
+    accepts: Vec<tokio::task::JoinHandle<()>>,
+    listening: Vec<Listening>,
+}
+
+/// What every request handler shares.
+struct Front {
+    shared: Arc<Shared>,
+    /// Routers for requests that route events; a request takes one and puts it back.
+    routers: Mutex<Vec<Router>>,
 }
 
 impl Http {
-    pub fn start(addr: &str, shared: Arc<Shared>) -> crate::Result<(Http, std::net::SocketAddr)> {
-        let server = tiny_http::Server::http(addr).map_err(|e| {
-            Error::io(
-                format!("cannot listen for HTTP on {addr} (tally.http, or --http): is the port in use?"),
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::io("HTTP listens on a unix socket", std::io::Error::other("not an IP address")))?;
-        let server = Arc::new(server);
-        let mut threads = Vec::new();
-        for i in 0..THREADS {
-            let (server, shared) = (server.clone(), shared.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("tally-http-{i}"))
-                    .spawn(move || {
-                        let mut router = shared.routers.router();
-                        loop {
-                            match server.recv() {
-                                Ok(rq) => handle(rq, &shared, &mut router),
-                                // `unblock` at shutdown.
-                                Err(_) if shared.stopping.load(Ordering::SeqCst) => break,
-                                Err(e) => (shared.report)(Notice::Http(format!("cannot take a request: {e}"))),
-                            }
-                        }
-                    })
-                    .map_err(|e| Error::io("cannot start an HTTP thread", e))?,
-            );
-        }
-        Ok((Http { server, threads }, bound))
-    }
-
-    /// Stops taking requests (those under way finish) and joins the threads; the names
-    /// of any that panicked go to `panicked`.
-    pub fn stop(self, panicked: &mut Vec<String>) {
-        for _ in &self.threads {
-            self.server.unblock();
-        }
-        for t in self.threads {
-            join(t, panicked);
-        }
-    }
-}
-
-fn json_response(status: u16, body: serde_json::Value) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string(body.to_string())
-        .with_status_code(status)
-        .with_header(Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).expect("a valid header"))
-}
-
-fn error(status: u16, message: &str) -> Response<std::io::Cursor<Vec<u8>>> {
-    json_response(status, serde_json::json!({ "error": message }))
-}
-
-fn handle(mut rq: Request, shared: &Shared, router: &mut Router) {
-    Metrics::add(&shared.metrics.http_requests, 1);
-    let path = rq.url().split('?').next().unwrap_or("").to_string();
-    let method = rq.method().clone();
-    let authorized = match &shared.config.settings.token {
-        None => true,
-        Some(t) => rq.headers().iter().any(|h| {
-            h.field.equiv("Authorization") && h.value.as_str().strip_prefix("Bearer ").is_some_and(|v| v == t)
-        }),
-    };
-    let response = match (&method, path.as_str()) {
-        (Method::Get, "/health") => json_response(
-            200,
-            serde_json::json!({
-                "status": if shared.stopping.load(Ordering::SeqCst) { "stopping" } else { "ok" },
-                "app": shared.plan.name,
-                "node": shared.config.node_id,
-                "shard": shared.config.effective_shard_id(),
-            }),
-        ),
-        (Method::Get, "/metrics") => {
-            let gauges = Gauges {
-                pending_rows: shared.pending_rows.load(Ordering::Relaxed),
-                connections: shared.connections.load(Ordering::Relaxed),
-                queue_depths: shared.routers.queue_depths(),
+    /// Binds every listener (errors name the address and what it is for), then serves.
+    pub fn start(main_addr: &str, shared: Arc<Shared>) -> Result<Http> {
+        let planned = plan_listeners(main_addr, &shared)?;
+        let threads = AtomicUsize::new(0);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(shared.config.workers().max(2))
+            .thread_name_fn(move || format!("tally-http-{}", threads.fetch_add(1, Ordering::Relaxed)))
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| Error::io("cannot start the HTTP runtime", e))?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let front = Arc::new(Front { shared: shared.clone(), routers: Mutex::new(Vec::new()) });
+        let mut accepts = Vec::new();
+        let mut listening = Vec::new();
+        for p in planned {
+            // Bound here, synchronously, so that a port in use is an error of `start`.
+            let std_listener = std::net::TcpListener::bind(&p.addr).map_err(|e| {
+                Error::io(
+                    format!("cannot listen for HTTP on {} ({}): is the port in use?", p.addr, describe(&p.routes)),
+                    e,
+                )
+            })?;
+            std_listener.set_nonblocking(true).map_err(|e| Error::io("cannot set up an HTTP listener", e))?;
+            let addr = std_listener.local_addr().map_err(|e| Error::io("cannot read an HTTP listener's address", e))?;
+            listening.push(Listening { addr, serves: serves(&p.routes, &shared.plan) });
+            let listener = {
+                let _guard = runtime.enter();
+                tokio::net::TcpListener::from_std(std_listener)
+                    .map_err(|e| Error::io("cannot set up an HTTP listener", e))?
             };
-            Response::from_string(shared.metrics.render(&gauges)).with_header(
-                Header::from_bytes(&b"Content-Type"[..], &b"text/plain; version=0.0.4"[..]).expect("a valid header"),
-            )
+            let routes = Arc::new(p.routes);
+            accepts.push(runtime.spawn(accept_loop(listener, routes, front.clone(), stopped.clone())));
         }
-        (Method::Post, _) if !authorized => error(401, "this node needs `Authorization: Bearer TOKEN` (tally.token)"),
-        (Method::Post, "/stores/query") => match read_json(&mut rq) {
-            Ok(body) => query(shared, &body),
-            Err(r) => r,
-        },
-        (Method::Post, p) if p.len() > 1 && !p[1..].contains('/') => match read_json(&mut rq) {
-            Ok(body) => ingest(shared, router, &p[1..], &body),
-            Err(r) => r,
-        },
-        _ => error(
-            404,
-            "no such endpoint: POST /{StreamName}, POST /stores/query, GET /health and GET /metrics are served",
-        ),
+        Ok(Http { runtime, stop, accepts, listening })
+    }
+
+    /// Where it listens and what each listener serves.
+    pub fn listening(&self) -> &[Listening] {
+        &self.listening
+    }
+
+    /// Stops taking connections; requests under way get up to a second to be answered,
+    /// then the runtime and its threads end. The names of threads that panicked go to
+    /// `panicked`.
+    pub fn stop(self, panicked: &mut Vec<String>) {
+        // A closed channel means every accept loop has ended already.
+        self.stop.send(true).ok();
+        for a in self.accepts {
+            if let Err(e) = self.runtime.block_on(a)
+                && e.is_panic()
+            {
+                panicked.push("an HTTP accept loop".into());
+            }
+        }
+        // Joins the runtime's threads; a request still waiting after a second is dropped.
+        self.runtime.shutdown_timeout(Duration::from_secs(1));
+    }
+}
+
+/// The listeners to open: `tally.http`, the query API, and one per source address.
+fn plan_listeners(main_addr: &str, shared: &Shared) -> Result<Vec<Planned>> {
+    let mut planned = vec![Planned { addr: main_addr.to_string(), routes: Routes { main: true, ..Routes::default() } }];
+    if let Some(addr) = &shared.config.query_api {
+        let routes = Routes { query_api: true, ..Routes::default() };
+        planned.push(Planned { addr: addr.clone(), routes });
+    }
+    let plan = &shared.plan;
+    for source in &plan.sources {
+        let stream = &plan.streams[source.stream];
+        let url = source.url.clone().unwrap_or_else(|| ReceiverUrl {
+            host: shared.config.settings.source_host.clone(),
+            port: DEFAULT_SOURCE_PORT,
+            path: format!("/{}/{}", plan.name, stream.name),
+        });
+        let addr = if url.host.contains(':') {
+            format!("[{}]:{}", url.host, url.port)
+        } else {
+            format!("{}:{}", url.host, url.port)
+        };
+        let route = SourceRoute { path: url.path.clone(), stream: source.stream, basic_auth: source.basic_auth };
+        if source.basic_auth && shared.config.users.is_empty() {
+            return Err(Error::Config {
+                source_name: shared.config.source_name.clone(),
+                message: format!(
+                    "the http source of stream `{}` has basic.auth.enabled='true', but the node file has no users \
+                     (auth.configs.userManager.userStore.users, as in SI's deployment.yaml)",
+                    stream.name
+                ),
+            });
+        }
+        match planned.iter_mut().find(|p| p.addr == addr) {
+            Some(p) => {
+                if let Some(other) = p.routes.sources.iter().find(|r| r.path == route.path) {
+                    return Err(Error::Schema(format!(
+                        "the http sources of streams `{}` and `{}` both listen at http://{addr}{}: give each its own \
+                         receiver.url path",
+                        plan.streams[other.stream].name, stream.name, route.path
+                    )));
+                }
+                p.routes.sources.push(route);
+            }
+            None => planned.push(Planned { addr, routes: Routes { sources: vec![route], ..Routes::default() } }),
+        }
+    }
+    Ok(planned)
+}
+
+fn serves(routes: &Routes, plan: &AppPlan) -> Vec<String> {
+    let mut out = Vec::new();
+    if routes.main {
+        out.push("tally.http".to_string());
+    }
+    if routes.query_api {
+        out.push("store query API".to_string());
+    }
+    for r in &routes.sources {
+        out.push(format!("source {} {}", plan.streams[r.stream].name, r.path));
+    }
+    out
+}
+
+fn describe(routes: &Routes) -> String {
+    if routes.main {
+        "tally.http, or --http".into()
+    } else if routes.query_api {
+        "siddhi.stores.query.api".into()
+    } else {
+        "an @source(type='http') receiver.url".into()
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    routes: Arc<Routes>,
+    front: Arc<Front>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Answers go out as soon as they are ready; small answers should not
+                    // wait for Nagle's timer.
+                    stream.set_nodelay(true).ok();
+                    let (routes, front) = (routes.clone(), front.clone());
+                    let report = front.shared.report.clone();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |rq| {
+                            let (routes, front) = (routes.clone(), front.clone());
+                            async move { Ok::<_, std::convert::Infallible>(handle(rq, &routes, &front).await) }
+                        });
+                        let served = http1::Builder::new()
+                            .keep_alive(true)
+                            .pipeline_flush(true)
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                        if let Err(e) = served
+                            && !e.is_incomplete_message()
+                        {
+                            report(Notice::Http(format!("a connection ended: {e}")));
+                        }
+                    });
+                }
+                // A connection that failed before it was accepted: say so, keep listening.
+                Err(e) => (front.shared.report)(Notice::Accept(e.to_string())),
+            },
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Answer {
+    json(status, serde_json::json!({ "error": message }))
+}
+
+fn method_not_allowed(allow: &'static str, path: &str) -> Answer {
+    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, &format!("{path} takes {allow} only"));
+    r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+async fn handle(rq: Request<Incoming>, routes: &Routes, front: &Front) -> Answer {
+    let shared = &front.shared;
+    Metrics::add(&shared.metrics.http_requests, 1);
+    let path = rq.uri().path().to_string();
+    if routes.main {
+        match path.as_str() {
+            "/health" | "/metrics" if rq.method() != Method::GET => return method_not_allowed("GET", &path),
+            "/health" => return health(shared),
+            "/metrics" => return metrics(shared),
+            _ => {}
+        }
+    }
+    if path == "/stores/query" && (routes.main || routes.query_api) {
+        if rq.method() != Method::POST {
+            return method_not_allowed("POST", &path);
+        }
+        if !bearer_ok(&rq, shared) {
+            return error(StatusCode::UNAUTHORIZED, "this node needs `Authorization: Bearer TOKEN` (tally.token)");
+        }
+        return match read_json(rq, shared).await {
+            Ok(body) => query(shared, body).await,
+            Err(r) => *r,
+        };
+    }
+    if let Some(route) = routes.sources.iter().find(|r| r.path == path) {
+        if rq.method() != Method::POST {
+            return method_not_allowed("POST", &path);
+        }
+        if route.basic_auth && !basic_ok(&rq, &shared.config.users) {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "this source needs HTTP basic credentials of a user of auth.configs (basic.auth.enabled='true')",
+            );
+            r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tally\""));
+            return r;
+        }
+        let stream = route.stream;
+        return match read_json(rq, shared).await {
+            Ok(body) => ingest(front, stream, &body).await,
+            Err(r) => *r,
+        };
+    }
+    if routes.main && path.len() > 1 && !path[1..].contains('/') {
+        if rq.method() != Method::POST {
+            return method_not_allowed("POST", &path);
+        }
+        if !bearer_ok(&rq, shared) {
+            return error(StatusCode::UNAUTHORIZED, "this node needs `Authorization: Bearer TOKEN` (tally.token)");
+        }
+        let Some(stream) = shared.plan.stream(&path[1..]) else {
+            let known: Vec<&str> = shared.plan.streams.iter().map(|s| s.name.as_str()).collect();
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("unknown stream `{}`; the app defines {}", &path[1..], known.join(", ")),
+            );
+        };
+        return match read_json(rq, shared).await {
+            Ok(body) => ingest(front, stream, &body).await,
+            Err(r) => *r,
+        };
+    }
+    error(StatusCode::NOT_FOUND, &format!("no such endpoint: {}", what_is_served(routes, &shared.plan)))
+}
+
+fn what_is_served(routes: &Routes, plan: &AppPlan) -> String {
+    let mut out = Vec::new();
+    if routes.main {
+        out.push("POST /{StreamName}, POST /stores/query, GET /health and GET /metrics are served".to_string());
+    } else if routes.query_api {
+        out.push("POST /stores/query is served".to_string());
+    }
+    for r in &routes.sources {
+        out.push(format!("POST {} takes events of stream `{}`", r.path, plan.streams[r.stream].name));
+    }
+    out.join("; ")
+}
+
+fn health(shared: &Shared) -> Answer {
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "status": if shared.stopping.load(Ordering::SeqCst) { "stopping" } else { "ok" },
+            "app": shared.plan.name,
+            "node": shared.config.node_id,
+            "shard": shared.config.effective_shard_id(),
+        }),
+    )
+}
+
+fn metrics(shared: &Shared) -> Answer {
+    let gauges = Gauges {
+        pending_rows: shared.pending_rows.load(Ordering::Relaxed),
+        connections: shared.connections.load(Ordering::Relaxed),
+        queue_depths: shared.routers.queue_depths(),
     };
-    if let Err(e) = rq.respond(response) {
-        (shared.report)(Notice::Http(format!("cannot answer {method:?} {path}: {e}")));
-    }
+    let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render(&gauges))));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
 }
 
-fn read_json(rq: &mut Request) -> Result<serde_json::Value, Response<std::io::Cursor<Vec<u8>>>> {
-    let mut body = Vec::new();
-    let n = rq
-        .as_reader()
-        .take(MAX_BODY as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| error(400, &format!("cannot read the body: {e}")))?;
-    if n > MAX_BODY {
-        return Err(error(
-            413,
-            &format!("the body is over {MAX_BODY} bytes; send bulk events over the binary protocol"),
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|e| error(400, &format!("the body is not valid JSON: {e}")))
+/// `tally.token`, when set, as `Authorization: Bearer TOKEN`.
+fn bearer_ok(rq: &Request<Incoming>, shared: &Shared) -> bool {
+    let Some(token) = &shared.config.settings.token else { return true };
+    rq.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|v| v == token)
 }
 
-fn ingest(
+/// HTTP basic credentials of one of `users`.
+fn basic_ok(rq: &Request<Incoming>, users: &[User]) -> bool {
+    use base64::Engine;
+    let Some(encoded) = rq.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("basic").then_some(rest.trim())
+    }) else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else { return false };
+    let Ok(text) = String::from_utf8(decoded) else { return false };
+    let Some((user, password)) = text.split_once(':') else { return false };
+    users.iter().any(|u| u.username == user && u.password == password)
+}
+
+/// The body as JSON, within `tally.max_body_bytes` (413 beyond it, naming the limit).
+async fn read_json(rq: Request<Incoming>, shared: &Shared) -> std::result::Result<serde_json::Value, Box<Answer>> {
+    let limit = shared.config.settings.max_body_bytes;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the body is over {limit} bytes (tally.max_body_bytes): send fewer events per request, or bulk events \
+                 over the binary protocol"
+            ),
+        )
+    };
+    let declared = rq.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Box::new(too_large()));
+    }
+    let body = match Limited::new(rq.into_body(), limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(Box::new(too_large())),
+        Err(e) => return Err(Box::new(error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")))),
+    };
+    serde_json::from_slice(&body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, &format!("the body is not valid JSON: {e}"))))
+}
+
+/// The events of a request: `{"event": {…}}` or an array of those, converted and checked,
+/// all or nothing.
+fn events_of(
     shared: &Shared,
-    router: &mut Router,
-    name: &str,
+    stream: usize,
     body: &serde_json::Value,
-) -> Response<std::io::Cursor<Vec<u8>>> {
-    let Some(stream) = shared.plan.stream(name) else {
-        let known: Vec<&str> = shared.plan.streams.iter().map(|s| s.name.as_str()).collect();
-        return error(404, &format!("unknown stream `{name}`; the app defines {}", known.join(", ")));
-    };
+) -> std::result::Result<Vec<Vec<Value>>, Box<Answer>> {
     let s = &shared.plan.streams[stream];
     let items: Vec<&serde_json::Value> = match body {
         serde_json::Value::Array(a) => a.iter().collect(),
         one => vec![one],
     };
     if items.len() > shared.config.settings.max_batch_events {
-        return error(
-            413,
+        return Err(Box::new(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
             &format!(
                 "{} events in one request; tally.max_batch_events is {}",
                 items.len(),
                 shared.config.settings.max_batch_events
             ),
-        );
+        )));
     }
-    // Convert and check every event first: a request is taken whole or not at all.
-    let mut events: Vec<Vec<Value>> = Vec::with_capacity(items.len());
+    let mapping: JsonMapping = s.mapping;
+    let mut events = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let values = item
             .get("event")
             .and_then(|e| e.as_object())
             .ok_or_else(|| BadEvent::from("expected {\"event\": {\"attribute\": value, …}}"))
-            .and_then(|map| crate::ingest::json::event_values(s, map))
-            .and_then(|v| check_event(&shared.plan, stream, &v).map(|_| v));
+            .and_then(|map| crate::ingest::json::event_values(s, map, mapping))
+            .and_then(|v| crate::ingest::check::check_event(&shared.plan, stream, &v).map(|_| v));
         match values {
             Ok(v) => events.push(v),
             Err(m) => {
                 Metrics::add(&shared.metrics.batches_refused, 1);
-                return error(400, &format!("{}; nothing of this request was taken", m.at(i)));
+                return Err(Box::new(error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{}; nothing of this request was taken", m.at(i)),
+                )));
             }
         }
     }
+    Ok(events)
+}
+
+async fn ingest(front: &Front, stream: usize, body: &serde_json::Value) -> Answer {
+    let shared = &front.shared;
+    let events = match events_of(shared, stream, body) {
+        Ok(e) => e,
+        Err(r) => return *r,
+    };
     if shared.pending_rows.load(Ordering::Relaxed) > shared.config.settings.max_pending_rows {
         Metrics::add(&shared.metrics.batches_refused, 1);
         return error(
-            503,
+            StatusCode::SERVICE_UNAVAILABLE,
             "the node holds tally.max_pending_rows unwritten rows (its store is slow or down); retry later",
         );
     }
@@ -208,39 +488,75 @@ fn ingest(
     shared.routing.fetch_add(1, Ordering::SeqCst);
     if shared.stopping.load(Ordering::SeqCst) {
         shared.routing.fetch_sub(1, Ordering::SeqCst);
-        return error(503, "the node is stopping; send the events to another node");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping; send the events to another node");
     }
-    let routed = events.iter().try_for_each(|v| router.push(stream, v)).and_then(|_| router.send_all());
+    // Routing can wait on a full worker queue (back-pressure): tell the runtime this
+    // thread may block, so other requests move on.
+    let routed = tokio::task::block_in_place(|| {
+        let mut router = front.routers.lock().expect("routers").pop().unwrap_or_else(|| shared.routers.router());
+        let routed = events.iter().try_for_each(|v| router.push(stream, v)).and_then(|_| router.send_all());
+        front.routers.lock().expect("routers").push(router);
+        routed
+    });
     let generation = shared.open.load(Ordering::SeqCst);
     shared.routing.fetch_sub(1, Ordering::SeqCst);
     if let Err(e) = routed {
-        return error(503, &format!("{e}"));
+        return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
     }
     Metrics::add(&shared.metrics.events_in, events.len() as u64);
     Metrics::add(&shared.metrics.batches_in, 1);
-    // Answer once committed, like a binary ACK.
+    // Answer once committed, like a binary ACK; waiting starts a flush (group commit).
+    shared.wake_flush();
     let wait = shared.config.flush_interval * 2 + shared.config.store_wait.unwrap_or(Duration::from_secs(3600));
-    if wait_committed(shared, generation, wait) {
+    let mut commits = shared.commits.subscribe();
+    let done = tokio::time::timeout(wait, commits.wait_for(|c: &Commit| c.generation >= generation || c.given_up))
+        .await
+        .ok()
+        .and_then(|r| r.ok().map(|c| c.generation >= generation));
+    if done == Some(true) {
         Metrics::add(&shared.metrics.batches_acked, 1);
-        json_response(200, serde_json::json!({ "accepted": events.len() }))
+        json(StatusCode::OK, serde_json::json!({ "accepted": events.len() }))
     } else {
         error(
-            503,
-            "the events were taken but their flush has not committed (the store is down?); they will be written when it is back — do not resend them",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the events were taken but their flush has not committed (the store is down?); they will be written \
+             when it is back — do not resend them",
         )
     }
 }
 
-fn query(shared: &Shared, body: &serde_json::Value) -> Response<std::io::Cursor<Vec<u8>>> {
-    let Some(text) = body.get("query").and_then(|q| q.as_str()) else {
-        return error(400, "expected {\"appName\": \"…\", \"query\": \"from … within … per …\"}");
-    };
-    if let Some(app) = body.get("appName").and_then(|a| a.as_str())
-        && app != shared.plan.name
-    {
-        return error(404, &format!("this node runs the app `{}`, not `{app}`", shared.plan.name));
+/// SI's store query API: `{"appName": "…", "query": "…", "details": true?}` →
+/// `{"records": [[…], …]}` (and `"details": [{"name", "type"}, …]` when asked).
+async fn query(shared: &Arc<Shared>, body: serde_json::Value) -> Answer {
+    let app = body.get("appName").and_then(|a| a.as_str()).unwrap_or("");
+    let text = body.get("query").and_then(|q| q.as_str()).unwrap_or("");
+    if app.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Siddhi App name cannot be empty: give {\"appName\": \"…\", \"query\": \"…\"}",
+        );
     }
-    match crate::query::run_on_store(&shared.plan, &shared.config, shared.store_override.as_deref(), text) {
+    if text.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Query cannot be empty: give {\"appName\": \"…\", \"query\": \"from … within … per …\"}",
+        );
+    }
+    if app != shared.plan.name {
+        return error(StatusCode::NOT_FOUND, &format!("Cannot find an active SiddhiApp with name: {app}"));
+    }
+    let details = body.get("details").and_then(|d| d.as_bool()) == Some(true);
+    let (s, text) = (shared.clone(), text.to_string());
+    // Store I/O: off the async threads.
+    let ran = tokio::task::spawn_blocking(move || {
+        crate::query::run_on_store(&s.plan, &s.config, s.store_override.as_deref(), &text)
+    })
+    .await;
+    let result = match ran {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the query did not finish: {e}")),
+    };
+    match result {
         Ok(r) => {
             let records: Vec<serde_json::Value> = r
                 .records
@@ -248,8 +564,8 @@ fn query(shared: &Shared, body: &serde_json::Value) -> Response<std::io::Cursor<
                 .map(|row| serde_json::Value::Array(row.iter().map(Value::to_json).collect()))
                 .collect();
             let mut out = serde_json::json!({ "records": records });
-            if body.get("details").and_then(|d| d.as_bool()) == Some(true) {
-                let details: Vec<serde_json::Value> = r
+            if details {
+                let d: Vec<serde_json::Value> = r
                     .columns
                     .iter()
                     .zip(&r.types)
@@ -257,11 +573,11 @@ fn query(shared: &Shared, body: &serde_json::Value) -> Response<std::io::Cursor<
                         serde_json::json!({"name": n, "type": t.map(|t| t.to_string().to_uppercase()).unwrap_or_else(|| "OBJECT".into())})
                     })
                     .collect();
-                out["details"] = serde_json::Value::Array(details);
+                out["details"] = serde_json::Value::Array(d);
             }
-            json_response(200, out)
+            json(StatusCode::OK, out)
         }
-        Err(e) if e.is_retryable() => error(503, &e.to_string()),
-        Err(e) => error(400, &e.to_string()),
+        Err(e) if e.is_retryable() => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }

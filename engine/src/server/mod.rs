@@ -24,6 +24,8 @@
 pub mod client;
 mod connection;
 mod http;
+
+pub use http::Listening;
 pub mod metrics;
 pub mod protocol;
 
@@ -61,7 +63,7 @@ pub enum Notice {
 type Report = Arc<dyn Fn(Notice) + Send + Sync>;
 
 /// How far flushes have got.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Commit {
     /// Every generation up to this one is in the store.
     generation: u64,
@@ -76,8 +78,13 @@ struct Shared {
     config: NodeConfig,
     /// The generation new batches join.
     open: AtomicU64,
+    /// How far flushes have got, for threads (the binary acks) …
     commit: Mutex<Commit>,
     committed: Condvar,
+    /// … and for async tasks (HTTP requests waiting for their commit).
+    commits: tokio::sync::watch::Sender<Commit>,
+    /// Wakes the flush thread: an acknowledgement waits (group commit), or the node stops.
+    flush_now: crossbeam_channel::Sender<()>,
     stopping: AtomicBool,
     /// Rows rolled up and not yet written (updated by the flush thread).
     pending_rows: AtomicUsize,
@@ -93,40 +100,34 @@ struct Shared {
     report: Report,
 }
 
-/// Waits until `generation` has committed (true), or the node gave up on it or `timeout`
-/// passed (false).
-fn wait_committed(shared: &Shared, generation: u64, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut c = shared.commit.lock().expect("commit lock");
-    while c.generation < generation && !c.given_up {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        c = shared.committed.wait_timeout(c, left).expect("commit lock").0;
-    }
-    c.generation >= generation
-}
-
 impl Shared {
     fn publish(&self, generation: u64, given_up: bool) {
         let mut c = self.commit.lock().expect("commit lock");
         c.generation = c.generation.max(generation);
         c.given_up |= given_up;
+        let now = *c;
         self.committed.notify_all();
+        drop(c);
+        self.commits.send_replace(now);
+    }
+
+    /// Asks for a flush soon: something waits for its acknowledgement. A wake-up already
+    /// pending covers this one (the channel holds one).
+    fn wake_flush(&self) {
+        self.flush_now.try_send(()).ok();
     }
 }
 
 /// A running node server.
 pub struct Server {
     ingest_addr: SocketAddr,
-    http_addr: SocketAddr,
     http: Option<http::Http>,
+    /// What HTTP listens on (the first is `tally.http`).
+    listening: Vec<Listening>,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
     flush: Option<JoinHandle<Result<()>>>,
     connections: Arc<Mutex<Vec<connection::Handles>>>,
-    flush_now: crossbeam_channel::Sender<()>,
 }
 
 impl std::fmt::Debug for Server {
@@ -161,6 +162,7 @@ impl Server {
             let r = report.clone();
             Some(Purger::spawn(retention, Box::new(move |e| r(Notice::Purge(e))))?)
         };
+        let (flush_now, flush_rx) = crossbeam_channel::bounded::<()>(1);
         let shared = Arc::new(Shared {
             routers: node.routers(),
             plan,
@@ -168,6 +170,8 @@ impl Server {
             open: AtomicU64::new(1),
             commit: Mutex::new(Commit::default()),
             committed: Condvar::new(),
+            commits: tokio::sync::watch::Sender::new(Commit::default()),
+            flush_now,
             stopping: AtomicBool::new(false),
             pending_rows: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
@@ -177,8 +181,8 @@ impl Server {
             metrics: metrics::Metrics::default(),
             report,
         });
-        let (http, http_bound) = http::Http::start(http_addr.unwrap_or(&config.settings.http), shared.clone())?;
-        let (flush_now, flush_rx) = crossbeam_channel::bounded::<()>(1);
+        let http = http::Http::start(http_addr.unwrap_or(&config.settings.http), shared.clone())?;
+        let listening = http.listening().to_vec();
         let flush = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -197,13 +201,12 @@ impl Server {
         };
         Ok(Server {
             ingest_addr,
-            http_addr: http_bound,
             http: Some(http),
+            listening,
             shared,
             accept: Some(accept),
             flush: Some(flush),
             connections,
-            flush_now,
         })
     }
 
@@ -212,9 +215,15 @@ impl Server {
         self.ingest_addr
     }
 
-    /// The address HTTP listens on.
+    /// The address `tally.http` (or `--http`) listens on.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.listening[0].addr
+    }
+
+    /// Every HTTP listener and what it serves: `tally.http`, SI's store query API, the
+    /// app's http sources.
+    pub fn listening(&self) -> &[Listening] {
+        &self.listening
     }
 
     /// Stops in the documented order and returns when every thread has ended: the last
@@ -239,7 +248,7 @@ impl Server {
         }
         // 3. The last flush (the flush thread sees `stopping` and nothing can be routed
         //    any more; a wake-up already queued wakes it as well), then 4. the acks, and join.
-        self.flush_now.try_send(()).ok();
+        self.shared.wake_flush();
         let flushed = self.flush.take().and_then(|f| join(f, &mut panicked)).unwrap_or(Ok(()));
         for w in writers {
             join(w, &mut panicked);
@@ -278,7 +287,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Arc<Mute
     }
 }
 
-/// The flush thread: a flush every `tally.flush_interval`, and the last one at shutdown.
+/// The flush thread. Group commit: a flush starts as soon as an acknowledgement waits
+/// (after at least `tally.min_flush_gap`, and a rest as long as the last flush, so eager
+/// flushes keep the store busy at most half the time), unless the node is saturated (more
+/// than `tally.eager_flush_events` events taken since the last flush): then, as always
+/// without waiting acks, every `tally.flush_interval`. What arrives while a flush runs goes
+/// into the next one. The last flush at shutdown.
 fn flush_loop(
     mut node: Node,
     purger: Option<Purger>,
@@ -286,17 +300,35 @@ fn flush_loop(
     wake: crossbeam_channel::Receiver<()>,
 ) -> Result<()> {
     let interval = shared.config.flush_interval;
-    let mut next = Instant::now() + interval;
+    let min_gap = shared.config.min_flush_gap;
+    let eager_max = shared.config.settings.eager_flush_events;
+    let m = &shared.metrics;
+    let mut last_start = Instant::now();
+    let mut last_end = last_start;
+    let mut taken_at_last = 0u64;
     loop {
-        // Woken early (a stop) or the tick came: either way, time to flush.
-        wake.recv_timeout(next.saturating_duration_since(Instant::now())).ok();
+        let deadline = last_start + interval;
+        let woken = wake.recv_deadline(deadline).is_ok();
         if shared.stopping.load(Ordering::SeqCst) && shared.connections.load(Ordering::SeqCst) == 0 {
             break;
         }
-        next = Instant::now() + interval;
+        if woken && !shared.stopping.load(Ordering::SeqCst) {
+            let taken = m.events_in.load(Ordering::Relaxed).saturating_sub(taken_at_last);
+            let earliest = if taken >= eager_max {
+                // Saturated: the interval decides, so rows per event stay as with timed flushes.
+                deadline
+            } else {
+                (last_start + min_gap).max(last_end + (last_end - last_start)).min(deadline)
+            };
+            // Wait until then; a stop cuts the wait short.
+            while Instant::now() < earliest && !shared.stopping.load(Ordering::SeqCst) {
+                wake.recv_deadline(earliest).ok();
+            }
+        }
+        last_start = Instant::now();
+        taken_at_last = m.events_in.load(Ordering::Relaxed);
         // Batches that read the generation before this swap are in this flush.
         let generation = shared.open.fetch_add(1, Ordering::SeqCst);
-        let m = &shared.metrics;
         match node.flush() {
             Ok(stats) => {
                 metrics::Metrics::add(&m.flushes, 1);
@@ -312,6 +344,7 @@ fn flush_loop(
             }
         }
         shared.pending_rows.store(node.pending_rows(), Ordering::SeqCst);
+        last_end = Instant::now();
     }
     if let Some(Err(e)) = purger.map(Purger::stop) {
         (shared.report)(Notice::Thread(e));

@@ -17,13 +17,20 @@ use crate::time::bucket::Zone;
 use crate::time::granularity::Granularity;
 use std::collections::HashSet;
 
+mod source;
+
 pub use annotation::{Purge, StoreSpec};
+pub use source::{DEFAULT_SOURCE_PORT, JsonMapping, ReceiverUrl, SourcePlan, receiver_url};
 
 #[derive(Debug, Clone)]
 pub struct AppPlan {
-    /// `@app:name`, or `SiddhiApp`.
+    /// `@App:name` (any letter case); else the app file's name ([`load`]), else `SiddhiApp`.
     pub name: String,
+    /// Whether the name came from `@App:name`.
+    pub named: bool,
     pub streams: Vec<StreamPlan>,
+    /// The streams' `@source(type='http')` annotations: where the node takes their events.
+    pub sources: Vec<SourcePlan>,
     pub aggregations: Vec<AggPlan>,
     /// Things that are accepted but worth telling (ignored annotations, unused streams).
     pub warnings: Vec<Diagnostic>,
@@ -42,6 +49,9 @@ pub struct StreamPlan {
     /// The attributes' types, in order: what a batch of this stream is encoded and
     /// checked against (the router, the workers and the connections all need them).
     pub types: Vec<AttrType>,
+    /// How JSON events of this stream map onto its attributes over HTTP: its first http
+    /// source's `@map`, else SI's defaults.
+    pub mapping: JsonMapping,
     /// The aggregations this stream feeds.
     pub aggregations: Vec<usize>,
     /// Attributes that every one of those aggregations groups by. Events are routed to
@@ -211,11 +221,27 @@ pub fn check(text: &str, source_name: &str, config: &NodeConfig) -> Result<AppPl
     Ok(plan)
 }
 
-/// Reads an app file and checks it.
+/// Reads an app file and checks it. An app without `@App:name` is named after its file;
+/// SI requires the two to be equal, so a difference is a warning.
 pub fn load(path: &std::path::Path, config: &NodeConfig) -> Result<AppPlan> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read the app {}", path.display()), e))?;
-    check(&text, &path.display().to_string(), config)
+    let mut plan = check(&text, &path.display().to_string(), config)?;
+    if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+        if !plan.named {
+            plan.name = stem.to_string();
+        } else if plan.name != stem {
+            plan.warnings.push(Diagnostic {
+                line: 1,
+                column: 1,
+                message: format!(
+                    "the app is named `{}` but its file is `{stem}`: WSO2 SI refuses that; Tally goes by @App:name",
+                    plan.name
+                ),
+            });
+        }
+    }
+    Ok(plan)
 }
 
 struct Checker<'a> {
@@ -230,32 +256,22 @@ impl Checker<'_> {
     }
 
     fn app(&mut self, app: &ast::App) -> AppPlan {
-        let name = app
-            .annotations
-            .iter()
-            .find(|a| a.is("app:name"))
-            .and_then(|a| a.elements.first())
-            .and_then(|e| match e {
+        let declared =
+            app.annotations.iter().find(|a| a.is("app:name")).and_then(|a| a.elements.first()).and_then(|e| match e {
                 ast::AnnotationElement::Pair { value, .. } => Some(value.clone()),
                 _ => None,
-            })
-            .unwrap_or_else(|| "SiddhiApp".to_string());
+            });
+        let named = declared.is_some();
+        let name = declared.unwrap_or_else(|| "SiddhiApp".to_string());
         let mut streams: Vec<StreamPlan> = Vec::new();
+        let mut sources: Vec<SourcePlan> = Vec::new();
         for s in &app.streams {
             if streams.iter().any(|p| p.name == s.name.text) {
                 self.err(s.name.pos, format!("the stream `{}` is defined twice", s.name.text));
                 continue;
             }
-            for a in &s.annotations {
-                self.warnings.push(
-                    a.pos.line,
-                    a.pos.col,
-                    format!(
-                        "@{} on stream `{}` is ignored: Tally takes events through its own ingest",
-                        a.name, s.name.text
-                    ),
-                );
-            }
+            let (stream_sources, mapping) = source::check(s, streams.len(), self.diags, self.warnings);
+            sources.extend(stream_sources);
             let mut attributes: Vec<Attribute> = Vec::new();
             for (n, t) in &s.attributes {
                 if attributes.iter().any(|a| a.name == n.text) {
@@ -270,6 +286,7 @@ impl Checker<'_> {
             streams.push(StreamPlan {
                 name: s.name.text.clone(),
                 types: attributes.iter().map(|a| a.ty).collect(),
+                mapping,
                 attributes,
                 aggregations: Vec::new(),
                 route_key: Vec::new(),
@@ -311,7 +328,7 @@ impl Checker<'_> {
             debug_assert!(s.aggregations.iter().all(|&ai| aggregations[ai].stream == si));
             s.route_key = key;
         }
-        AppPlan { name, streams, aggregations, warnings: Vec::new() }
+        AppPlan { name, named, streams, sources, aggregations, warnings: Vec::new() }
     }
 
     fn aggregation(&mut self, a: &ast::AggregationDef, streams: &[StreamPlan]) -> Option<AggPlan> {

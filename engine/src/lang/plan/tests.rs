@@ -181,7 +181,7 @@ fn unsupported_things_are_rejected_with_reasons() {
 #[test]
 fn warnings_for_ignored_things() {
     let p = plan(
-        "@source(type='http', @map(type='json'))\ndefine stream S (a int);\ndefine stream Unused (b int);\n\
+        "@source(type='kafka', @map(type='json'))\ndefine stream S (a int);\ndefine stream Unused (b int);\n\
          @IgnoreEventsOlderThanBuffer\ndefine aggregation A from S select sum(a) as t aggregate every sec;",
     );
     let text: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
@@ -189,6 +189,37 @@ fn warnings_for_ignored_things() {
     assert!(text.iter().any(|w| w.contains("@source")));
     assert!(text.iter().any(|w| w.contains("Unused")));
     assert!(text.iter().any(|w| w.contains("IgnoreEventsOlderThanBuffer")));
+}
+
+#[test]
+fn http_sources_and_their_json_mapping_are_read() {
+    let p = plan(
+        "@App:Name('Shop')\n\
+         @source(type='http', receiver.url='http://0.0.0.0:8006/sales', basic.auth.enabled='true', worker.count='4',\n\
+                 @map(type='json', fail.on.missing.attribute='false'))\n\
+         define stream Sales (item string, qty long);\n\
+         @source(type = 'HTTP', @map(type = 'json'))\n\
+         define stream Returns (item string, qty long);\n\
+         define aggregation A from Sales select item, sum(qty) as t group by item aggregate every sec;\n\
+         define aggregation B from Returns select item, sum(qty) as t group by item aggregate every sec;",
+    );
+    assert_eq!((p.name.as_str(), p.named), ("Shop", true));
+    assert_eq!(p.sources.len(), 2);
+    let sales = &p.sources[0];
+    assert_eq!(sales.url, Some(ReceiverUrl { host: "0.0.0.0".into(), port: 8006, path: "/sales".into() }));
+    assert!(sales.basic_auth && !sales.mapping.fail_on_missing_attribute);
+    assert!(!p.streams[0].mapping.fail_on_missing_attribute);
+    let returns = &p.sources[1];
+    assert_eq!((returns.stream, returns.url.clone(), returns.basic_auth), (1, None, false));
+    assert!(p.streams[1].mapping.fail_on_missing_attribute, "SI's default");
+    let text: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(text.iter().any(|w| w.contains("`worker.count`")), "{text:?}");
+    let e = errors(
+        "@source(type='http', receiver.url='https://h:1/p', @map(type='xml'))\ndefine stream S (a int);\n\
+         define aggregation A from S select sum(a) as t aggregate every sec;",
+        "",
+    );
+    assert!(e.contains("TLS") && e.contains("@map(type='xml') is not supported"), "{e}");
 }
 
 #[test]
