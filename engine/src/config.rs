@@ -35,7 +35,7 @@ pub struct Settings {
     /// A client waiting for its acknowledgement starts a flush sooner (group commit).
     pub flush_interval: String,
     /// Group commit: the least time between the starts of two flushes started because
-    /// acknowledgements wait. Bounds commits per second at low load.
+    /// acknowledgements wait (default 1ms). Bounds commits per second.
     pub min_flush_gap: String,
     /// Group commit: a flush starts early for waiting acknowledgements only while fewer
     /// events than this were taken since the last one. Above it the node is saturated, and
@@ -79,7 +79,7 @@ impl Default for Settings {
             store: "sqlite:tally.db".into(),
             workers: None,
             flush_interval: "1s".into(),
-            min_flush_gap: "2ms".into(),
+            min_flush_gap: "1ms".into(),
             eager_flush_events: 65_536,
             batch_events: 4096,
             queue_batches: 64,
@@ -146,7 +146,7 @@ impl Default for NodeConfig {
             settings: Settings::default(),
             flush_interval: Duration::from_secs(1),
             store_wait: Some(Duration::from_secs(120)),
-            min_flush_gap: Duration::from_millis(2),
+            min_flush_gap: Duration::from_millis(1),
             users: Vec::new(),
             query_api: None,
         }

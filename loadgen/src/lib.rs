@@ -7,6 +7,7 @@ pub mod baseline;
 pub mod cluster;
 pub mod drive;
 pub mod error;
+pub mod http;
 pub mod report;
 pub mod run;
 pub mod sweep;

@@ -42,7 +42,8 @@ enum Cmd {
         nodes: usize,
         #[command(flatten)]
         load: Load,
-        /// Running nodes' binary ingest addresses (host:port,…) instead of spawning.
+        /// Running nodes' addresses (host:port,…) instead of spawning: binary ingest, or
+        /// tally.http with --protocol http.
         #[arg(long, value_delimiter = ',')]
         targets: Vec<String>,
         /// Write the results JSON here.

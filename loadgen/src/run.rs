@@ -57,6 +57,25 @@ pub struct Load {
     /// aggregation, under this name). Spawned nodes get a name of their own per run.
     #[arg(long, default_value = "TradeAggregation")]
     pub aggregation: String,
+    /// How events reach the nodes: pre-encoded binary batches, or SI-style JSON posts.
+    #[arg(long, value_enum, default_value_t = Protocol::Binary)]
+    pub protocol: Protocol,
+    /// With --protocol http: events per request (1: `{"event": …}`, more: an array).
+    #[arg(long, default_value_t = 1)]
+    pub events_per_request: usize,
+    /// With --protocol http: concurrent keep-alive clients over all nodes, each with one
+    /// request in flight.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+}
+
+/// How events reach the nodes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// The binary protocol: batches of 4,096 events, pipelined (`--window`).
+    Binary,
+    /// HTTP/1.1 JSON posts as SI's http source takes them, closed-loop clients.
+    Http,
 }
 
 /// The `tally` binary the nodes and the verification run (beside this one, `$TALLY`, or on
@@ -134,8 +153,25 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         ProgressStyle::with_template("{bar:40} {pos}/{len} events acknowledged, {per_sec}, eta {eta}")
             .expect("a valid template"),
     );
+    let http_requests = (load.protocol == Protocol::Http).then(|| {
+        eprintln!("encoding the events as JSON requests of {} …", load.events_per_request.max(1));
+        crate::http::requests(w, load.events_per_request, load.token.as_deref())
+    });
     let cpu_before = cluster.as_ref().map(|c| c.cpu_seconds()).unwrap_or_default();
-    let published = drive::publish(&plan, batches, &progress);
+    let published = match &http_requests {
+        None => drive::publish(&plan, batches, &progress),
+        Some(requests) => {
+            let http_plan = crate::http::HttpPlan {
+                targets: match &cluster {
+                    Some(c) => c.nodes.iter().map(|n| n.http.clone()).collect(),
+                    None => targets.to_vec(),
+                },
+                clients: load.clients,
+                token: load.token.clone(),
+            };
+            crate::http::publish(&http_plan, requests, &progress)
+        }
+    };
     progress.finish_and_clear();
     let seen = match &cluster {
         Some(c) => NodeFigures {
@@ -173,6 +209,9 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         "workers": load.workers, "cpus": load.cpus, "cpu_quota_per_node": load.cpu_quota, "batch_events": crate::BATCH_EVENTS, "window_batches": plan.window,
         "targets": if targets.is_empty() { "spawned" } else { "attached" },
         "aggregation": aggregation,
+        "protocol": match load.protocol { Protocol::Binary => "binary", Protocol::Http => "http" },
+        "events_per_request": (load.protocol == Protocol::Http).then_some(load.events_per_request.max(1)),
+        "http_clients": (load.protocol == Protocol::Http).then_some(load.clients),
     });
     Ok(RunReport::new(plan.targets.len(), &published, verification.as_ref(), &seen, config))
 }
@@ -239,6 +278,9 @@ pub fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep
         cpu_quota: None,
         token: None,
         aggregation: "TradeAggregation".into(),
+        protocol: Protocol::Binary,
+        events_per_request: 1,
+        clients: 16,
     };
     eprintln!("demo: {nodes} nodes, {events} events of {symbols} symbols over {} days, round robin", load.span_days);
     let tally = tally_binary()?;

@@ -287,12 +287,13 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Arc<Mute
     }
 }
 
-/// The flush thread. Group commit: a flush starts as soon as an acknowledgement waits
-/// (after at least `tally.min_flush_gap`, and a rest as long as the last flush, so eager
-/// flushes keep the store busy at most half the time), unless the node is saturated (more
-/// than `tally.eager_flush_events` events taken since the last flush): then, as always
-/// without waiting acks, every `tally.flush_interval`. What arrives while a flush runs goes
-/// into the next one. The last flush at shutdown.
+/// The flush thread. Group commit: a flush starts as soon as an acknowledgement waits (at
+/// least `tally.min_flush_gap` after the last one started, which bounds commits per
+/// second), unless the node is saturated (at least `tally.eager_flush_events` events taken
+/// since the last flush started): then, as always without waiting acks, every
+/// `tally.flush_interval`, so that a saturated node writes no more rows per event than
+/// with timed flushes. What arrives while a flush runs goes into the next one. One flush
+/// at a time. The last flush at shutdown.
 fn flush_loop(
     mut node: Node,
     purger: Option<Purger>,
@@ -304,7 +305,6 @@ fn flush_loop(
     let eager_max = shared.config.settings.eager_flush_events;
     let m = &shared.metrics;
     let mut last_start = Instant::now();
-    let mut last_end = last_start;
     let mut taken_at_last = 0u64;
     loop {
         let deadline = last_start + interval;
@@ -318,7 +318,7 @@ fn flush_loop(
                 // Saturated: the interval decides, so rows per event stay as with timed flushes.
                 deadline
             } else {
-                (last_start + min_gap).max(last_end + (last_end - last_start)).min(deadline)
+                (last_start + min_gap).min(deadline)
             };
             // Wait until then; a stop cuts the wait short.
             while Instant::now() < earliest && !shared.stopping.load(Ordering::SeqCst) {
@@ -344,7 +344,6 @@ fn flush_loop(
             }
         }
         shared.pending_rows.store(node.pending_rows(), Ordering::SeqCst);
-        last_end = Instant::now();
     }
     if let Some(Err(e)) = purger.map(Purger::stop) {
         (shared.report)(Notice::Thread(e));
