@@ -57,6 +57,32 @@ fn a_spawned_run_is_verified_and_reported() {
     assert!(r["machine"]["cores"].as_u64().unwrap() >= 1);
 }
 
+/// SI-style HTTP clients: JSON posts of a few events each, concurrent closed-loop clients,
+/// two nodes; every event acknowledged after commit and every bucket verified.
+#[test]
+fn an_http_run_posts_si_style_json_and_is_verified() {
+    let _ = tally();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_tally-loadgen"))
+        .args(["run", "--nodes", "2", "--events", "3000", "--symbols", "40", "--span-days", "0.1"])
+        .args(["--late-per-mille", "20", "--protocol", "http", "--clients", "6", "--events-per-request", "7"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("verified                     yes"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!((r["events"].as_u64(), r["verified"].as_bool()), (Some(3000), Some(true)));
+    assert_eq!(r["config"]["protocol"], "http");
+    assert_eq!((r["config"]["events_per_request"].as_u64(), r["config"]["http_clients"].as_u64()), (Some(7), Some(6)));
+    let per_node: Vec<u64> = r["events_per_node"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(per_node.iter().sum::<u64>(), 3000);
+    assert!(per_node.iter().all(|&n| n > 0), "both nodes took events: {per_node:?}");
+}
+
 /// A sweep of two node counts in two interleaved rounds: every run verified and recorded
 /// with its round, the medians per node count with both scaling figures, and the chart.
 #[test]
