@@ -200,6 +200,29 @@ fn null_group_by_values_merge_on_every_store() {
     }
 }
 
+/// Strings with quotes and backslashes keep every byte on every store (a small PostgreSQL
+/// flush writes them as SQL literals).
+#[test]
+fn strings_with_quotes_and_backslashes_are_stored_as_sent() {
+    let d = Dir::new();
+    for store in stores(&d) {
+        let (app, agg) = app(&d, SEED_APP);
+        let n1 = d.node(&unique("quo"));
+        let odd = r#"it's \ "odd" \' -- ;"#;
+        let line = serde_json::json!({"stream": "TradeStream", "data": [odd, 2.0, 3, 1000]}).to_string();
+        let e = d.write("q.jsonl", &format!("{line}\n{line}\n"));
+        let out = ingest(&app, &n1, &store, &e);
+        assert!(out.status.success(), "{store}: {}", stderr(&out));
+        let got = query(
+            &app,
+            &n1,
+            &store,
+            &format!("from {agg} within 0L, 4000000000000L per 'seconds' select symbol, total"),
+        );
+        assert_eq!(got["records"], serde_json::json!([[odd, 6]]), "{store}");
+    }
+}
+
 /// Every kind of aggregate merges into the row an earlier flush stored (sums and counts
 /// add, min and max combine, distinct sets unite, the latest value goes by event time), the
 /// same on every store. On PostgreSQL 15+ this is the `MERGE` path of a shard's rows.
@@ -292,7 +315,9 @@ fn a_node_rides_out_a_postgres_outage() {
 
 /// On PostgreSQL, rows of buckets newer than any the node's shard holds go straight into
 /// the table by COPY. If such a row exists after all (written behind the node's back), the
-/// flush is not lost or double-merged: it reads the table again and merges.
+/// flush is not lost or double-merged: it reads the table again and merges. (Every flush
+/// here carries 300 rows of another symbol in old buckets, so that it takes the COPY path
+/// of large flushes, not the literal upserts of small ones.)
 #[test]
 fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     use tally::lang::types::Value;
@@ -311,20 +336,22 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     store.prepare(std::slice::from_ref(&t)).unwrap();
     let claim = Claim::new(Some(&id), Some(&id));
     let seq = store.register(&claim).unwrap();
-    let row = |bucket: i64, qty: i64| -> Vec<Value> {
+    let row_of = |symbol: &str, bucket: i64, qty: i64| -> Vec<Value> {
         t.columns
             .iter()
             .map(|c| match c.name.as_str() {
                 "AGG_TIMESTAMP" => Value::Long(bucket),
                 "SHARD_ID" => Value::Str(id.clone()),
-                "symbol" => Value::Str("wso2".into()),
+                "symbol" => Value::Str(symbol.into()),
                 "AGG_SUM_quantity" => Value::Long(qty),
                 n if n.starts_with("AGG_COUNT") => Value::Long(1),
                 _ => Value::Double(1.0),
             })
             .collect()
     };
-    let write = |store: &mut Box<dyn tally::store::Store>, seq: i64, rows: Vec<Vec<Value>>| {
+    let row = |bucket: i64, qty: i64| row_of("wso2", bucket, qty);
+    let write = |store: &mut Box<dyn tally::store::Store>, seq: i64, mut rows: Vec<Vec<Value>>| {
+        rows.extend((0..300).map(|b| row_of("pad", b, 1)));
         let w = FlushWrite { claim: &claim, flush_seq: seq, tables: vec![TableWrite { table: &t, rows: &rows }] };
         store.write(&w).unwrap()
     };
@@ -341,12 +368,23 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     common::sql(&url, &format!("INSERT INTO \"{}\" ({}) VALUES ({})", t.name, cols.join(", "), values.join(", ")));
     write(&mut store, seq + 2, vec![row(5_000, 40), row(9_000, 1)]);
     let q = |bucket: i64| {
-        sql_i64(&url, &format!("SELECT \"AGG_SUM_quantity\" FROM \"{}\" WHERE \"AGG_TIMESTAMP\" = {bucket}", t.name))
+        sql_i64(
+            &url,
+            &format!(
+                "SELECT \"AGG_SUM_quantity\" FROM \"{}\" WHERE \"AGG_TIMESTAMP\" = {bucket} AND \"symbol\" = 'wso2'",
+                t.name
+            ),
+        )
     };
     assert_eq!((q(1_000), q(5_000), q(9_000)), (30, 47, 1));
     // The next flush of a newer bucket goes straight in again.
     write(&mut store, seq + 3, vec![row(13_000, 2), row(9_000, 1)]);
     assert_eq!((q(9_000), q(13_000)), (2, 2));
+    let pad = sql_i64(
+        &url,
+        &format!("SELECT sum(\"AGG_SUM_quantity\")::bigint FROM \"{}\" WHERE \"symbol\" = 'pad'", t.name),
+    );
+    assert_eq!(pad, 3 * 300, "the old buckets were merged into, three times");
     store.release(&claim).unwrap();
 }
 

@@ -4,7 +4,7 @@
 //! bound parameters.
 
 use crate::lang::plan::CellKind;
-use crate::lang::types::AttrType;
+use crate::lang::types::{AttrType, Value};
 use crate::store::schema::{Role, TableSchema};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +177,47 @@ pub fn upsert_rows(d: Dialect, t: &TableSchema, rows: usize) -> String {
     merge_insert(d, t, &format!(" AS {}", quote(&t.name)), &format!("VALUES {}", tuples.join(", ")))
 }
 
+/// PostgreSQL: a multi-row `INSERT … VALUES … ON CONFLICT (key) DO UPDATE` with the values
+/// written as literals, so that a small flush sends every table's rows in one round trip
+/// (`batch_execute`) instead of a COPY, a staging table and a merge per table. Values come
+/// typed from the engine, never from text to be interpreted: numbers are formatted,
+/// strings quoted with `'` doubled (standard_conforming_strings, PostgreSQL's default since
+/// 9.1, keeps backslashes literal).
+pub fn upsert_literal(t: &TableSchema, rows: &[Vec<Value>]) -> String {
+    let tuples: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let vals: Vec<String> = r.iter().zip(&t.columns).map(|(v, c)| literal(v, c.ty)).collect();
+            format!("({})", vals.join(", "))
+        })
+        .collect();
+    merge_insert(Dialect::Postgres, t, &format!(" AS {}", quote(&t.name)), &format!("VALUES {}", tuples.join(", ")))
+}
+
+/// A value as a PostgreSQL literal of a column of type `ty`.
+pub fn literal(v: &Value, ty: AttrType) -> String {
+    let float = |f: f64| {
+        if f.is_nan() {
+            "'NaN'::float8".to_string()
+        } else if f.is_infinite() {
+            if f > 0.0 { "'Infinity'::float8".into() } else { "'-Infinity'::float8".into() }
+        } else {
+            format!("{f:?}")
+        }
+    };
+    match (v, ty) {
+        (Value::Null, _) => "NULL".into(),
+        (Value::Str(s), _) => format!("'{}'", s.replace('\'', "''")),
+        (Value::Bool(b), _) => b.to_string(),
+        (Value::Int(i), AttrType::Bool) => (*i != 0).to_string(),
+        (Value::Long(i), AttrType::Bool) => (*i != 0).to_string(),
+        (Value::Int(i), _) => i.to_string(),
+        (Value::Long(i), _) => i.to_string(),
+        (Value::Float(f), _) => float(f64::from(*f)),
+        (Value::Double(f), _) => float(*f),
+    }
+}
+
 /// `INSERT … SELECT … FROM stage ON CONFLICT (key) DO UPDATE SET …`: merges a staging table.
 /// The rows go in key order: a flush's rows come out of a hash map, and inserting them into
 /// the key's b-tree in order touches each leaf page once (measured ~15% faster on 100 K
@@ -328,6 +369,26 @@ mod tests {
             "{pg}"
         );
         assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+        let lit = upsert_literal(
+            &t,
+            &[vec![
+                Value::Long(1000),
+                Value::Str("n1".into()),
+                Value::Str("it's \\ x".into()),
+                Value::Double(f64::NAN),
+                Value::Null,
+                Value::Double(2.5),
+                Value::Long(3),
+                Value::Long(-4),
+                Value::Double(f64::INFINITY),
+            ]],
+        );
+        assert!(
+            lit.contains(
+                "VALUES (1000, 'n1', 'it''s \\ x', 'NaN'::float8, NULL, 2.5, 3, -4, 'Infinity'::float8) ON CONFLICT"
+            ),
+            "{lit}"
+        );
         let m = merge_using(&t, "\"stage\"");
         assert!(
             m.starts_with(
