@@ -110,6 +110,11 @@ impl Cluster {
         self.nodes.iter().map(|n| metric(&n.http, "tally_flush_rows_total").unwrap_or(0)).collect()
     }
 
+    /// Flushes each node committed so far (its metrics).
+    pub fn flushes(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| metric(&n.http, "tally_flushes_total").unwrap_or(0)).collect()
+    }
+
     /// CPU seconds each node has used so far (user + system).
     pub fn cpu_seconds(&self) -> Vec<f64> {
         self.nodes.iter().map(|n| cpu_seconds(n.child.id())).collect()

@@ -62,7 +62,7 @@ pub fn run_aggregation() -> String {
     format!("Loadgen_{secs}_{}", std::process::id())
 }
 
-/// Events a pre-encoded batch holds.
+/// Events a pre-encoded batch holds, unless `--batch-events` says otherwise.
 pub const BATCH_EVENTS: usize = 4096;
 
 /// A pre-encoded batch of TradeStream events.
@@ -107,6 +107,12 @@ impl Workload {
     /// Every event, encoded for the binary protocol in batches of [`BATCH_EVENTS`], so that
     /// generating events is not what a run measures.
     pub fn batches(&self) -> Vec<Batch> {
+        self.batches_of(BATCH_EVENTS)
+    }
+
+    /// Every event, encoded in batches of `per_batch` events.
+    pub fn batches_of(&self, per_batch: usize) -> Vec<Batch> {
+        let per_batch = per_batch.max(1);
         use tally::lang::types::{AttrType, Value};
         let names: Vec<String> = (0..self.symbols).map(symbol_name).collect();
         let mut b = tally::ingest::wire::BatchBuilder::new(&[
@@ -123,7 +129,7 @@ impl Workload {
                 Value::Long(t.quantity),
                 Value::Long(t.timestamp),
             ]);
-            if b.len() == BATCH_EVENTS {
+            if b.len() == per_batch {
                 out.push(Batch { events: b.len() as u32, bytes: b.finish() });
             }
         }
@@ -185,7 +191,12 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(workload: Workload) -> Prepared {
-        let batches = workload.batches();
+        Prepared::with_batches_of(workload, BATCH_EVENTS)
+    }
+
+    /// The workload encoded in batches of `per_batch` events.
+    pub fn with_batches_of(workload: Workload, per_batch: usize) -> Prepared {
+        let batches = workload.batches_of(per_batch);
         let expected = expected_buckets(&workload);
         Prepared { workload, batches, expected }
     }

@@ -10,6 +10,8 @@ use std::path::Path;
 pub struct NodeFigures {
     pub peak_rss_bytes: Vec<u64>,
     pub rows_flushed: u64,
+    /// Flushes the nodes committed while the events were sent.
+    pub flushes: u64,
     /// CPU seconds each node used while the events were sent.
     pub cpu_sec: Vec<f64>,
 }
@@ -26,6 +28,9 @@ pub struct RunReport {
     pub peak_rss_bytes: Vec<u64>,
     /// Rows the nodes flushed per second of the run (all nodes, all durations).
     pub rows_flushed_per_sec: f64,
+    /// Rows written per event acknowledged (all durations): what the store pays per event.
+    pub rows_per_event: f64,
+    pub flushes: u64,
     /// CPU seconds each spawned node used while the events were sent (empty when attached).
     pub node_cpu_sec: Vec<f64>,
     pub verified: bool,
@@ -52,6 +57,8 @@ impl RunReport {
             ack_latency_ms: (q(0.5), q(0.99), q(0.999), p.latency_us.max() as f64 / 1000.0),
             peak_rss_bytes: nodes_seen.peak_rss_bytes.clone(),
             rows_flushed_per_sec: nodes_seen.rows_flushed as f64 / p.elapsed.as_secs_f64(),
+            rows_per_event: nodes_seen.rows_flushed as f64 / p.acked_events.max(1) as f64,
+            flushes: nodes_seen.flushes,
             node_cpu_sec: nodes_seen.cpu_sec.clone(),
             verified: v.is_some_and(|v| v.mismatches.is_empty()),
             mismatches: v.map(|v| v.mismatches.clone()).unwrap_or_default(),
@@ -81,6 +88,8 @@ impl RunReport {
             "ack_latency_ms": {"p50": p50, "p99": p99, "p999": p999, "max": max},
             "peak_rss_bytes": self.peak_rss_bytes,
             "rows_flushed_per_sec": self.rows_flushed_per_sec.round(),
+            "rows_per_event": self.rows_per_event,
+            "flushes": self.flushes,
             "node_cpu_sec": self.node_cpu_sec,
             "events_per_node_cpu_sec": self.events_per_node_cpu_sec().map(f64::round),
             "config": self.config,
@@ -104,6 +113,10 @@ impl RunReport {
             t.push_str(&format!("{:<28} {}\n", "peak RSS per node", rss.join(", ")));
         }
         t.push_str(&format!("{:<28} {:.0}\n", "rows flushed/s (all nodes)", self.rows_flushed_per_sec));
+        t.push_str(&format!(
+            "{:<28} {:.5} ({} flushes)\n",
+            "rows written per event", self.rows_per_event, self.flushes
+        ));
         if let Some(per_cpu) = self.events_per_node_cpu_sec() {
             let cpu: Vec<String> = self.node_cpu_sec.iter().map(|c| format!("{c:.2}")).collect();
             t.push_str(&format!("{:<28} {} ({per_cpu:.0} events per node CPU-s)\n", "node CPU s", cpu.join(", ")));

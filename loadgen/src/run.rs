@@ -67,6 +67,10 @@ pub struct Load {
     /// request in flight.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
+    /// Events per binary batch (with --window 1 and one connection: one small batch at a
+    /// time, the low-load shape).
+    #[arg(long, default_value_t = crate::BATCH_EVENTS)]
+    pub batch_events: usize,
 }
 
 /// How events reach the nodes.
@@ -108,7 +112,7 @@ pub fn prepare(load: &Load) -> Result<Prepared> {
     }
     let w = workload(load);
     eprintln!("encoding {} events of {} symbols over {:.1} days …", w.events, w.symbols, load.span_days);
-    Ok(Prepared::new(w))
+    Ok(Prepared::with_batches_of(w, load.batch_events))
 }
 
 /// One run of the prepared workload; `verbose` shows a progress bar.
@@ -177,6 +181,7 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         Some(c) => NodeFigures {
             peak_rss_bytes: c.peak_rss(),
             rows_flushed: c.flushed_rows().iter().sum(),
+            flushes: c.flushes().iter().sum(),
             cpu_sec: c.cpu_seconds().iter().zip(&cpu_before).map(|(after, before)| after - before).collect(),
         },
         None => NodeFigures::default(),
@@ -206,7 +211,7 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         "symbols": load.symbols, "span_days": load.span_days, "late_per_mille": load.late_per_mille,
         "rate": load.rate, "seed": load.seed, "store": if store.starts_with("sqlite:") { "sqlite" } else { "postgres" },
         "connections_per_node": load.connections_per_node, "flush_interval": load.flush_interval,
-        "workers": load.workers, "cpus": load.cpus, "cpu_quota_per_node": load.cpu_quota, "batch_events": crate::BATCH_EVENTS, "window_batches": plan.window,
+        "workers": load.workers, "cpus": load.cpus, "cpu_quota_per_node": load.cpu_quota, "batch_events": load.batch_events, "window_batches": plan.window,
         "targets": if targets.is_empty() { "spawned" } else { "attached" },
         "aggregation": aggregation,
         "protocol": match load.protocol { Protocol::Binary => "binary", Protocol::Http => "http" },
@@ -281,6 +286,7 @@ pub fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep
         protocol: Protocol::Binary,
         events_per_request: 1,
         clients: 16,
+        batch_events: crate::BATCH_EVENTS,
     };
     eprintln!("demo: {nodes} nodes, {events} events of {symbols} symbols over {} days, round robin", load.span_days);
     let tally = tally_binary()?;

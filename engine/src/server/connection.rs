@@ -12,7 +12,7 @@ use super::{Notice, Shared};
 use crate::error::{Error, Result};
 use crate::ingest::wire::BatchView;
 use crate::node::router::Router;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::collections::VecDeque;
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -137,7 +137,14 @@ impl Reader<'_> {
     /// Queues a frame for the writer. The writer ends only when the client went away, and
     /// then the next read ends this side too: nothing is lost by not waiting for it.
     fn send(&self, out: Out) {
+        let wake = matches!(out, Out::Frame(_));
         self.out.send(out).ok();
+        if wake {
+            // A writer waiting for a commit takes the frame at once (under the lock, so the
+            // wake-up cannot fall between its check and its wait).
+            let _commit = self.shared.commit.lock().expect("commit lock");
+            self.shared.committed.notify_all();
+        }
     }
 
     /// The first frame: HELLO with this node's protocol version and token. Anything else
@@ -247,22 +254,24 @@ fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>) {
     let mut waiting: VecDeque<(u64, u32, u64)> = VecDeque::new();
     let mut open = true;
     while open || !waiting.is_empty() {
-        // Block on the queue when no ack waits; otherwise look at it briefly, so acks go out
-        // within a few milliseconds of their commit.
-        let item = if !open {
-            let c = shared.commit.lock().expect("commit lock");
-            drop(shared.committed.wait_timeout(c, std::time::Duration::from_millis(50)).expect("commit lock"));
-            None
-        } else if waiting.is_empty() {
+        // Block on the queue when no ack waits. Otherwise wait for a commit: the flush
+        // thread wakes every writer when one lands (and a reader does, when it queues an
+        // error frame), so an ack goes out as soon as its flush has committed.
+        let item = if waiting.is_empty() && open {
             rx.recv().ok().or_else(|| {
                 open = false;
                 None
             })
         } else {
-            match rx.recv_timeout(std::time::Duration::from_millis(2)) {
+            let front = waiting.front().map_or(0, |w| w.2);
+            let c = shared.commit.lock().expect("commit lock");
+            if c.generation < front && !c.given_up && rx.is_empty() {
+                drop(shared.committed.wait_timeout(c, std::time::Duration::from_millis(50)).expect("commit lock"));
+            }
+            match rx.try_recv() {
                 Ok(item) => Some(item),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
+                Err(crossbeam_channel::TryRecvError::Empty) => None,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     open = false;
                     None
                 }
