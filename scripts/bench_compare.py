@@ -12,7 +12,8 @@ Three figures, each for both revisions:
                 example): repeatable whatever else the machine does;
   loadgen       `tally-loadgen run`, 1 node on PostgreSQL (fsync on), live density
                 (--span-days 0.00005 --late-per-mille 0), 20 M events, window 256,
-                verified bucket by bucket: events per second end to end.
+                verified bucket by bucket: events per second end to end, rows written
+                per event, and the median ACK latency.
 
 The base revision is checked out in a temporary git worktree and built in its own target
 directory; PostgreSQL is $DATABASE_URL, else a throwaway cluster (scripts/postgres.sh,
@@ -88,7 +89,7 @@ class Tree:
             r = json.load(f)
         if not r.get("verified"):
             raise SystemExit(f"{self.name}: the loadgen run did not verify")
-        return r["events_per_sec"]
+        return r["events_per_sec"], r["rows_flushed_per_sec"] / r["events_per_sec"], r["ack_latency_ms"]["p50"]
 
 
 def main():
@@ -121,17 +122,21 @@ def main():
         for r in range(args.rounds):
             row = {"round": r + 1}
             for t in trees:
+                eps, rows_per_event, p50 = t.loadgen(url, args.events, os.path.join(work, f"{t.name}-{r}.json"))
                 row[t.name] = {
                     "engine_core_events_per_sec": t.engine_core(),
-                    "loadgen_events_per_sec": t.loadgen(url, args.events, os.path.join(work, f"{t.name}-{r}.json")),
+                    "loadgen_events_per_sec": eps,
+                    "loadgen_rows_per_event": rows_per_event,
+                    "loadgen_ack_p50_ms": p50,
                 }
-            for k in ("engine_core_events_per_sec", "loadgen_events_per_sec"):
+            for k in ("engine_core_events_per_sec", "loadgen_events_per_sec", "loadgen_rows_per_event"):
                 row[f"{k}_ratio"] = row["head"][k] / row["base"][k]
             rounds.append(row)
             print(f"round {r + 1}: engine-core {row['base']['engine_core_events_per_sec'] / 1e6:.1f} → "
                   f"{row['head']['engine_core_events_per_sec'] / 1e6:.1f} M/s ({row['engine_core_events_per_sec_ratio']:.3f}); "
                   f"loadgen {row['base']['loadgen_events_per_sec'] / 1e6:.2f} → "
-                  f"{row['head']['loadgen_events_per_sec'] / 1e6:.2f} M/s ({row['loadgen_events_per_sec_ratio']:.3f})",
+                  f"{row['head']['loadgen_events_per_sec'] / 1e6:.2f} M/s ({row['loadgen_events_per_sec_ratio']:.3f}); "
+                  f"rows/event {row['base']['loadgen_rows_per_event']:.5f} → {row['head']['loadgen_rows_per_event']:.5f}",
                   file=sys.stderr)
         instructions = {t.name: t.instructions() if shutil.which("valgrind") else None for t in trees}
         med = lambda f: statistics.median(f(r) for r in rounds)  # noqa: E731
@@ -155,6 +160,9 @@ def main():
                 "engine_core_ratio": med(lambda r: r["engine_core_events_per_sec_ratio"]),
                 "loadgen_events_per_sec": {n: med(lambda r: r[n]["loadgen_events_per_sec"]) for n in ("base", "head")},
                 "loadgen_ratio": med(lambda r: r["loadgen_events_per_sec_ratio"]),
+                "loadgen_rows_per_event": {n: med(lambda r: r[n]["loadgen_rows_per_event"]) for n in ("base", "head")},
+                "loadgen_rows_per_event_ratio": med(lambda r: r["loadgen_rows_per_event_ratio"]),
+                "loadgen_ack_p50_ms": {n: med(lambda r: r[n]["loadgen_ack_p50_ms"]) for n in ("base", "head")},
             },
             "instructions_per_event_callgrind": instructions,
         }
