@@ -52,11 +52,11 @@
 //! | `tally-rollup-N` (a pool) | the flusher | nothing between flushes | the handed-over states | rolled-up partials | the node is dropped |
 //! | `tally-heartbeat` | [`node::Node::start`] | its own store connections | the node's claims | `HEARTBEAT_MS` of its registry rows | [`node::Node::release`] |
 //! | `tally-purge` | [`server::Server::start`] | its own store connections | the retention targets | deletes of its shard's expired rows | the flush thread stops it at shutdown |
-//! | `tally-flush` | [`server::Server::start`] | the [`node::Node`] | the tick, a wake-up, `stopping` | flushes; the committed generation | after the last flush ([`server::Server::shutdown`]) |
+//! | `tally-flush` | [`server::Server::start`] | the [`node::Node`] | the interval, wake-ups of waiting acks (group commit), `stopping` | flushes; the committed generation (condvar and watch) | after the last flush ([`server::Server::shutdown`]) |
 //! | `tally-accept` | [`server::Server::start`] | the listener | new connections | a reader and an ack thread per connection | `stopping` |
 //! | `tally-conn-N` | `tally-accept` | its socket's read side, a [`node::Router`] | frames | batches to the workers; acks to queue | end of stream (shutdown shuts the read side) |
 //! | `tally-ack-N` | `tally-accept` | its socket's write side | queued acks, the committed generation | ACK and ERROR frames | its reader ended and every ack is answered |
-//! | `tally-http-N` (4) | [`server::Server::start`] | a [`node::Router`] | HTTP requests | events to the workers; answers after commit | `Http::stop` at shutdown |
+//! | `tally-http-N` (a tokio runtime, one per core, at least 2) | [`server::Server::start`] | the HTTP listeners (`tally.http`, the app's http sources, the store query API) and a pool of [`node::Router`]s | HTTP requests | events to the workers, a wake-up of the flush thread; answers once committed (a watch channel) | `Http::stop` at shutdown: accept loops end, requests under way get a second |
 //!
 //! Outside a server (`tally ingest`, an embedding program) the caller's thread routes and
 //! flushes. Shutdown order, everywhere: stop accepting, drain (the workers finish their

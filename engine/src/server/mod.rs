@@ -289,11 +289,17 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, connections: Arc<Mute
 
 /// The flush thread. Group commit: a flush starts as soon as an acknowledgement waits (at
 /// least `tally.min_flush_gap` after the last one started, which bounds commits per
-/// second), unless the node is saturated (at least `tally.eager_flush_events` events taken
-/// since the last flush started): then, as always without waiting acks, every
+/// second), unless the node is saturated: then, as always without waiting acks, every
 /// `tally.flush_interval`, so that a saturated node writes no more rows per event than
 /// with timed flushes. What arrives while a flush runs goes into the next one. One flush
 /// at a time. The last flush at shutdown.
+///
+/// Saturated means: the last flush took at least `tally.eager_flush_events` events, or as
+/// many have come since it started. The last flush's size decides, not only what came
+/// since: a pipelining client whose window was full sends nothing until its acks arrive,
+/// so right after a commit few events have come even at full load (measured: deciding on
+/// those alone flushed 1.7 times as often at saturation, writing 1.7 times the rows per
+/// event, at 13% less throughput).
 fn flush_loop(
     mut node: Node,
     purger: Option<Purger>,
@@ -306,6 +312,7 @@ fn flush_loop(
     let m = &shared.metrics;
     let mut last_start = Instant::now();
     let mut taken_at_last = 0u64;
+    let mut last_flush_events = 0u64;
     loop {
         let deadline = last_start + interval;
         let woken = wake.recv_deadline(deadline).is_ok();
@@ -314,7 +321,7 @@ fn flush_loop(
         }
         if woken && !shared.stopping.load(Ordering::SeqCst) {
             let taken = m.events_in.load(Ordering::Relaxed).saturating_sub(taken_at_last);
-            let earliest = if taken >= eager_max {
+            let earliest = if taken >= eager_max || last_flush_events >= eager_max {
                 // Saturated: the interval decides, so rows per event stay as with timed flushes.
                 deadline
             } else {
@@ -326,7 +333,9 @@ fn flush_loop(
             }
         }
         last_start = Instant::now();
-        taken_at_last = m.events_in.load(Ordering::Relaxed);
+        let taken_now = m.events_in.load(Ordering::Relaxed);
+        last_flush_events = taken_now.saturating_sub(taken_at_last);
+        taken_at_last = taken_now;
         // Batches that read the generation before this swap are in this flush.
         let generation = shared.open.fetch_add(1, Ordering::SeqCst);
         match node.flush() {
