@@ -521,3 +521,29 @@ fn float_keys_are_normalised_and_bad_strings_refused_over_both_protocols() {
         assert_eq!(code, Some(0), "{store}: {err}");
     }
 }
+
+/// Group commit: with a flush interval of a minute, a waiting acknowledgement still starts a
+/// flush at once, over both protocols; the events are in the store when it is answered.
+#[test]
+fn an_acknowledgement_waits_for_one_commit_not_for_the_flush_interval() {
+    let d = Dir::new();
+    for store in stores(&d) {
+        let name = unique("Gc");
+        let app = d.write(&format!("{name}.siddhi"), &seed_app().replace("TradeAggregation", &name));
+        let node = d.node_with(&unique("gc"), &unique("gcs"), "tally:\n  flush_interval: 1m\n");
+        let srv = serve(&app, &node, &store);
+        let started = std::time::Instant::now();
+        let replies = send_all(&srv.addr, &[batch(&[("wso2", 100.0, 10, 1_710_496_805_000)])]);
+        assert_eq!(replies, vec![Reply::Ack { batch_id: 1, events: 1 }]);
+        let ev =
+            "{\"event\": {\"symbol\": \"wso2\", \"price\": 100.0, \"quantity\": 20, \"timestamp\": 1710498010000}}";
+        let (st, body) = http(&srv.http, "POST", "/TradeStream", ev);
+        assert_eq!((st, body.as_str()), (200, "{\"accepted\":1}"));
+        let waited = started.elapsed();
+        assert!(waited < std::time::Duration::from_secs(20), "{store}: acks took {waited:?}, not about one commit");
+        let q = format!("from {name} within \"2024-03-15 **:**:**\" per 'days' select symbol, total");
+        assert_eq!(query(&app, &node, &store, &q)["records"], serde_json::json!([["wso2", 30]]), "{store}");
+        let (code, err) = srv.stop();
+        assert_eq!(code, Some(0), "{err}");
+    }
+}
