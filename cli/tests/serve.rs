@@ -20,7 +20,8 @@ use tally::server::protocol::Reply;
 const TYPES: [AttrType; 4] = [AttrType::String, AttrType::Double, AttrType::Long, AttrType::Long];
 
 struct Served {
-    child: Child,
+    /// `None` once stopped.
+    child: Option<Child>,
     /// Binary ingest.
     addr: String,
     http: String,
@@ -51,16 +52,27 @@ fn serve(app: &std::path::Path, node: &std::path::Path, store: &str) -> Served {
     let rest =
         line.trim().strip_prefix("listening ingest=").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     let (addr, http) = rest.split_once(" http=").unwrap();
-    Served { child, addr: addr.to_string(), http: http.to_string() }
+    Served { child: Some(child), addr: addr.to_string(), http: http.to_string() }
 }
 
 impl Served {
     /// SIGTERM, then the exit status and stderr.
-    fn stop(self) -> (Option<i32>, String) {
-        let pid = self.child.id().to_string();
+    fn stop(mut self) -> (Option<i32>, String) {
+        let child = self.child.take().expect("running");
+        let pid = child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let out = self.child.wait_with_output().unwrap();
+        let out = child.wait_with_output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl Drop for Served {
+    /// A test that failed before stopping its node still leaves no node running.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
     }
 }
 
