@@ -5,6 +5,7 @@
 use crate::error::BadEvent;
 use crate::lang::expr::{Row, Scalar};
 use crate::lang::plan::{AppPlan, TimeSource};
+use crate::lang::types::AttrType;
 use crate::time::timestamp::{self, MAX_MS, MIN_MS};
 
 /// Checks what the aggregations need of an event: a usable time stamp, and group-by values
@@ -15,7 +16,8 @@ pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> R
     for &ai in &s.aggregations {
         let agg = &plan.aggregations[ai];
         for &g in &agg.group_by {
-            if let Scalar::Float(f) = row.get(g)
+            if matches!(s.attributes[g].ty, AttrType::Float | AttrType::Double)
+                && let Scalar::Float(f) = row.get(g)
                 && f.is_nan()
             {
                 return Err(BadEvent::new(format!(

@@ -203,10 +203,19 @@ impl<'a> BatchView<'a> {
             if c.ty != AttrType::String {
                 continue;
             }
-            for e in 0..self.events {
-                if !self.is_null(a, e) && std::str::from_utf8(self.str_bytes(a, e)).is_err() {
-                    return Err(WireError::BadUtf8 { attribute: a, event: e });
-                }
+            // Speed: one validation of the column's bytes (std's fast path), then one byte
+            // per event: valid text cut only where characters start is valid in every
+            // piece. Checking each string on its own cost ~15 ns an event: a quarter of a
+            // node's CPU per event on the binary path (measured under a CPU quota).
+            let valid = std::str::from_utf8(c.bytes).is_ok()
+                && (0..self.events).all(|e| {
+                    let start = u32::from_le_bytes(c.w4[e]) as usize;
+                    c.bytes.get(start).is_none_or(|b| b & 0xC0 != 0x80)
+                });
+            if !valid {
+                // Name the first string that is not UTF-8 (a refusal: off the fast path).
+                let bad = (0..self.events).find(|&e| std::str::from_utf8(self.str_bytes(a, e)).is_err());
+                return Err(WireError::BadUtf8 { attribute: a, event: bad.unwrap_or(0) });
             }
         }
         Ok(())
@@ -531,6 +540,17 @@ mod tests {
         );
         let view = BatchView::parse_trusted(&raw, &[AttrType::String]).unwrap();
         assert_eq!(view.check_utf8(), Err(WireError::BadUtf8 { attribute: 0, event: 0 }));
+        // Valid text as a whole, cut inside a character: each piece is refused.
+        let mut b = BatchBuilder::new(&[AttrType::String]);
+        b.push_values(&[Value::Str("a\u{e9}".into())]);
+        b.push_values(&[Value::Str("b".into())]);
+        let mut raw = b.finish();
+        assert_eq!(raw[9..13], 3u32.to_le_bytes(), "the second string starts after 'a' and the two bytes of 'é'");
+        raw[9..13].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(
+            BatchView::parse(&raw, &[AttrType::String]).unwrap_err(),
+            WireError::BadUtf8 { attribute: 0, event: 0 }
+        );
         // A huge event count is refused before anything is read.
         let mut huge = buf;
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
