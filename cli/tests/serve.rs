@@ -456,18 +456,8 @@ fn try_recv(c: &mut Client) -> Option<Reply> {
 }
 
 fn http_with(addr: &str, method: &str, path: &str, body: &str, headers: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        c,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    let (status, _, body) = common::http_request(addr, method, path, headers, body);
+    (status, body)
 }
 
 /// Input that must never reach a store: `-0.0` and `0.0` are one group key (two rows with

@@ -6,8 +6,7 @@
 mod common;
 
 use common::{Dir, s, stores, unique};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// A free loopback port (bound and released; the node binds it a moment later).
@@ -15,20 +14,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// One HTTP/1.1 request on its own connection: (status, headers, body).
+/// One HTTP/1.1 request to a loopback port: (status, head, body).
 fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String, String) {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        c,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (status, head.to_ascii_lowercase(), body.to_string())
+    common::http_request(&format!("127.0.0.1:{port}"), method, path, headers, body)
 }
 
 struct Node(Child);

@@ -148,7 +148,8 @@ pub(super) fn check(
     Checked { partitioned, shard_id, store, purge }
 }
 
-fn bool_value(v: &str) -> Option<bool> {
+/// `true` or `false`, in any letter case.
+pub(super) fn bool_value(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" => Some(true),
         "false" => Some(false),

@@ -2,6 +2,7 @@
 //! `@map(type='json', …)`, which say where the node takes the stream's events over HTTP and
 //! how their JSON maps onto the attributes.
 
+use super::annotation::bool_value;
 use crate::error::Diagnostics;
 use crate::lang::syntax::ast::{self, Annotation, AnnotationElement};
 
@@ -111,15 +112,11 @@ fn http_source(
     };
     let basic_auth = match a.get("basic.auth.enabled") {
         None => false,
-        Some((v, pos)) => match v.to_ascii_lowercase().as_str() {
-            "true" => true,
-            "false" => false,
-            _ => {
-                diags.push(pos.line, pos.col, format!("@source basic.auth.enabled='{v}': write 'true' or 'false'"));
-                ok = false;
-                false
-            }
-        },
+        Some((v, pos)) => bool_value(v).unwrap_or_else(|| {
+            diags.push(pos.line, pos.col, format!("@source basic.auth.enabled='{v}': write 'true' or 'false'"));
+            ok = false;
+            false
+        }),
     };
     for e in &a.elements {
         if let AnnotationElement::Pair { key: Some(k), pos, .. } = e
@@ -159,10 +156,9 @@ fn json_mapping(map: &Annotation, diags: &mut Diagnostics, warnings: &mut Diagno
     for e in &map.elements {
         match e {
             AnnotationElement::Pair { key: Some(k), value, pos } if k.eq_ignore_ascii_case("fail.on.missing.attribute") => {
-                match value.to_ascii_lowercase().as_str() {
-                    "true" => mapping.fail_on_missing_attribute = true,
-                    "false" => mapping.fail_on_missing_attribute = false,
-                    _ => diags.push(
+                match bool_value(value) {
+                    Some(b) => mapping.fail_on_missing_attribute = b,
+                    None => diags.push(
                         pos.line,
                         pos.col,
                         format!("@map fail.on.missing.attribute='{value}': write 'true' or 'false'"),
