@@ -517,6 +517,31 @@ wso2.datasources:
     }
 
     #[test]
+    fn si_users_and_the_store_query_api_are_read() {
+        let text = "auth.configs:\n  type: 'local'\n  userManager:\n    adminRole: admin\n    userStore:\n      users:\n       -\n         user:\n           username: admin\n           password: YWRtaW4=\n           roles: 1\n      roles:\n       -\n         role:\n           id: 1\n           displayName: admin\nsiddhi.stores.query.api:\n  transportProperties:\n    - name: x\n      value: 1\n  listenerConfigurations:\n    - id: msf4j-https\n      host: 0.0.0.0\n      port: 7443\n      scheme: https\n    - id: default\n      host: 127.0.0.1\n      port: 7070\n";
+        let cfg = NodeConfig::parse(text, "deployment.yaml").unwrap();
+        assert_eq!(cfg.users, vec![User { username: "admin".into(), password: "admin".into() }]);
+        assert_eq!(cfg.query_api.as_deref(), Some("127.0.0.1:7070"), "the first plain-HTTP listener");
+        assert_eq!(NodeConfig::parse("wso2.carbon: {id: n}", "n").unwrap().query_api, None);
+        let e = NodeConfig::parse(
+            "auth.configs:\n  userManager:\n    userStore:\n      users:\n        - user: {username: a, password: '%%%'}\n",
+            "d.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("password of user `a` is not base64"), "{e}");
+        let e = NodeConfig::parse("auth.configs:\n  type: external\n", "d.yaml").unwrap_err().to_string();
+        assert!(e.contains("local user store only"), "{e}");
+        let e = NodeConfig::parse(
+            "siddhi.stores.query.api:\n  listenerConfigurations:\n    - {host: h, port: 1, scheme: https}\n",
+            "d.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no plain-HTTP listener"), "{e}");
+    }
+
+    #[test]
     fn intervals() {
         assert_eq!(parse_interval("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_interval("1.5s"), Some(Duration::from_millis(1500)));
