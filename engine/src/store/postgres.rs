@@ -259,11 +259,12 @@ impl PostgresStore {
                 let text: Vec<String> = flush.tables.iter().map(|tw| sql::upsert_literal(tw.table, tw.rows)).collect();
                 tx.batch_execute(&text.join(";\n")).map_err(|e| error("cannot write a small flush", e))?;
                 marks.extend(flush.tables.iter().map(|_| None));
-            }
-            for tw in flush.tables.iter().filter(|_| !small) {
-                let mark = watermark(&mut tx, claim, tw.table, watermarks.get(&tw.table.name))?;
-                marks.push(mark);
-                write_table(&mut tx, tw, mark, can_merge)?;
+            } else {
+                for tw in &flush.tables {
+                    let mark = watermark(&mut tx, claim, tw.table, watermarks.get(&tw.table.name))?;
+                    marks.push(mark);
+                    write_table(&mut tx, tw, mark, can_merge)?;
+                }
             }
             tx.commit().map_err(|e| error("cannot commit the flush", e))?;
             Ok(Applied::Written)
