@@ -42,6 +42,12 @@ pub struct Settings {
     /// flushes follow `flush_interval`, so they write no more rows per event than timed
     /// flushes.
     pub eager_flush_events: u64,
+    /// How long after its end a coarse bucket (a minute, an hour, …) of a partitioned
+    /// aggregation is rolled up from the finer rows and written (docs/rollup.md). Until
+    /// then queries answer it from the finer rows; an event older than that goes straight
+    /// into every duration. Measured from the newest event time taken (never ahead of the
+    /// clock).
+    pub rollup_delay: String,
     /// Events per batch handed from the decoder to a worker.
     pub batch_events: usize,
     /// Batches a worker's queue holds before the decoder waits (back-pressure).
@@ -81,6 +87,7 @@ impl Default for Settings {
             flush_interval: "1s".into(),
             min_flush_gap: "1ms".into(),
             eager_flush_events: 65_536,
+            rollup_delay: "5s".into(),
             batch_events: 4096,
             queue_batches: 64,
             store_wait: "2m".into(),
@@ -118,6 +125,8 @@ pub struct NodeConfig {
     pub store_wait: Option<Duration>,
     /// `settings.min_flush_gap`, parsed.
     pub min_flush_gap: Duration,
+    /// `settings.rollup_delay`, parsed.
+    pub rollup_delay: Duration,
     /// `auth.configs.userManager.userStore.users` (SI's local user store): who may post to
     /// an http source with `basic.auth.enabled='true'`.
     pub users: Vec<User>,
@@ -147,6 +156,7 @@ impl Default for NodeConfig {
             flush_interval: Duration::from_secs(1),
             store_wait: Some(Duration::from_secs(120)),
             min_flush_gap: Duration::from_millis(1),
+            rollup_delay: Duration::from_secs(5),
             users: Vec::new(),
             query_api: None,
         }
@@ -314,6 +324,9 @@ impl NodeConfig {
         }
         cfg.min_flush_gap = parse_interval(&cfg.settings.min_flush_gap).ok_or_else(|| {
             err(format!("tally.min_flush_gap `{}`: write an interval such as 2ms or 1ms", cfg.settings.min_flush_gap))
+        })?;
+        cfg.rollup_delay = parse_interval(&cfg.settings.rollup_delay).ok_or_else(|| {
+            err(format!("tally.rollup_delay `{}`: write an interval such as 5s or 1m", cfg.settings.rollup_delay))
         })?;
         cfg.flush_interval = parse_interval(&cfg.settings.flush_interval).ok_or_else(|| {
             err(format!(

@@ -39,25 +39,43 @@ pub fn merge_maps(into: &mut BucketMap, from: BucketMap, kinds: &[CellKind]) {
 
 /// Rolls the finest duration's partials up into every duration of `agg`; the result has
 /// one map per duration, in `agg.durations` order (the first is `finest` itself).
+#[cfg(test)]
 pub fn roll_up(agg: &AggPlan, kinds: &[CellKind], finest: BucketMap) -> Vec<BucketMap> {
+    roll_up_before(agg, kinds, finest, &vec![i64::MAX; agg.durations.len()])
+}
+
+/// Like [`roll_up`], but duration `k` takes only the finest partials of buckets that start
+/// before `marks[k]` (node::marks: the newer ones reach it later, when its mark moves).
+/// Each mark is a bucket boundary of the duration below it, so a finer bucket is wholly
+/// before a mark or wholly after it.
+pub fn roll_up_before(agg: &AggPlan, kinds: &[CellKind], finest: BucketMap, marks: &[i64]) -> Vec<BucketMap> {
     let mut out: Vec<BucketMap> = Vec::with_capacity(agg.durations.len());
     out.push(finest);
-    for &d in &agg.durations[1..] {
+    for (k, &d) in agg.durations.iter().enumerate().skip(1) {
         let mut bucketer = Bucketer::new(agg.zone.clone(), d);
-        let prev = out.last().expect("the finest is there");
+        // From the duration below when its mark is not lower (it then holds every partial
+        // this one takes, and fewer of them); else from the finest.
+        let from = if marks[k] <= marks[k - 1] { &out[k - 1] } else { &out[0] };
         let mut next = BucketMap::default();
-        for ((key, bucket), p) in prev {
-            let coarse = bucketer.start(*bucket);
-            match next.entry((key.clone(), coarse)) {
-                hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(p, kinds),
-                hashbrown::hash_map::Entry::Vacant(e) => {
-                    e.insert(p.clone());
-                }
+        for ((key, bucket), p) in from {
+            if *bucket >= marks[k] {
+                continue;
             }
+            roll_into(&mut next, key, bucketer.start(*bucket), p, kinds);
         }
         out.push(next);
     }
     out
+}
+
+/// Merges a clone of `p` into `map` at (`key`, `bucket`).
+pub fn roll_into(map: &mut BucketMap, key: &KeyBytes, bucket: i64, p: &Partial, kinds: &[CellKind]) {
+    match map.entry((key.clone(), bucket)) {
+        hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(p, kinds),
+        hashbrown::hash_map::Entry::Vacant(e) => {
+            e.insert(p.clone());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
 //! The flush: turn the workers' handed-over states into partials, roll them up into every
 //! duration, and write them to the stores, one transaction per store.
 //!
+//! For a partitioned aggregation a duration takes only events older than its roll-up mark;
+//! the newer ones reach it when the mark moves ([`crate::node::marks`], docs/rollup.md),
+//! which a flush does once a coarse bucket has closed, reading the finer rows back.
+//!
 //! Each store gets its rows as one numbered flush. A flush that fails stays *in flight*
 //! with its number and exactly its rows, and is retried as it is before anything newer goes
 //! to that store: if the failure hid a commit (the connection dropped after COMMIT was
@@ -15,8 +19,11 @@ use crate::error::{Error, Result};
 use crate::ingest::key::{self, KeyBytes};
 use crate::lang::plan::{AppPlan, CellKind};
 use crate::lang::types::Value;
+use crate::node::marks::{Advance, Marks};
 use crate::store::schema::TableSchema;
-use crate::store::{Applied, Claim, FlushWrite, Store, TableWrite};
+use crate::store::{Applied, Claim, FlushWrite, Mark, Store, TableWrite};
+use crate::time::bucket::Bucketer;
+use crate::time::clock::now_ms;
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +37,9 @@ pub struct FlushStats {
     pub rows: usize,
     /// Flushes a store had applied before (retries after an ambiguous commit), skipped.
     pub already_applied: usize,
+    /// Finer rows read back from the stores and rolled up into a coarser duration whose
+    /// buckets closed.
+    pub rolled_up: usize,
     pub elapsed: Duration,
 }
 
@@ -48,6 +58,8 @@ pub(crate) struct StoreSlot {
 pub(crate) struct InFlight {
     pub seq: i64,
     pub tables: Vec<(usize, usize, Vec<Vec<Value>>)>,
+    /// Roll-up marks this flush moves.
+    pub marks: Vec<Mark>,
 }
 
 pub(crate) struct Flusher {
@@ -56,8 +68,13 @@ pub(crate) struct Flusher {
     kinds: Vec<Vec<CellKind>>,
     tables: Vec<Vec<TableSchema>>,
     pub(crate) stores: Vec<StoreSlot>,
-    /// `[aggregation][duration]`: rolled up, not yet written.
+    /// `[aggregation][duration]`: rolled up, not yet written. Duration `k` holds only
+    /// events before `marks[aggregation].at[k]`; the finest holds every one.
     pending: Vec<Vec<BucketMap>>,
+    /// Per aggregation: how far each duration of this node's shard is rolled up.
+    marks: Vec<Marks>,
+    /// `tally.rollup_delay`, in ms.
+    rollup_delay_ms: i64,
     pending_events: u64,
     /// The number of the last flush handed to a store; continues across restarts.
     flush_seq: i64,
@@ -69,10 +86,20 @@ impl Flusher {
     pub(crate) fn new(
         plan: Arc<AppPlan>,
         programs: Vec<Arc<Program>>,
-        stores: Vec<StoreSlot>,
+        mut stores: Vec<StoreSlot>,
         flush_seq: i64,
+        rollup_delay: Duration,
     ) -> Result<Flusher> {
         let tables = TableSchema::all(&plan);
+        let mut marks: Vec<Marks> = plan.aggregations.iter().map(Marks::fixed).collect();
+        for slot in &mut stores {
+            for &a in &slot.aggregations {
+                let agg = &plan.aggregations[a];
+                if let Some(shard) = &agg.shard_id {
+                    marks[a] = Marks::load(slot.store.as_mut(), agg, &tables[a], shard)?;
+                }
+            }
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("tally-rollup-{i}"))
             .build()
@@ -88,6 +115,8 @@ impl Flusher {
             programs,
             tables,
             stores,
+            marks,
+            rollup_delay_ms: rollup_delay.as_millis() as i64,
             pending_events: 0,
             flush_seq,
             pool,
@@ -105,8 +134,8 @@ impl Flusher {
         self.pending_events += states.iter().flatten().map(|s| s.events).sum::<u64>();
         // Per aggregation, in parallel: decode each worker's slots into owned partials,
         // merge across workers (the same group can be in several when routing was round
-        // robin), and roll up.
-        let rolled: Vec<Option<Vec<BucketMap>>> = self.pool.install(|| {
+        // robin), and roll up what is older than each duration's mark.
+        let rolled: Vec<Option<(i64, Vec<BucketMap>)>> = self.pool.install(|| {
             (0..aggs)
                 .into_par_iter()
                 .map(|a| {
@@ -119,12 +148,15 @@ impl Flusher {
                         w[a].append_partials(&self.programs[a], &mut entries);
                         rollup::merge_entries(&mut finest, entries, &self.kinds[a]);
                     }
-                    Some(rollup::roll_up(&self.plan.aggregations[a], &self.kinds[a], finest))
+                    let newest = finest.keys().map(|(_, b)| *b).max().unwrap_or(i64::MIN);
+                    let agg = &self.plan.aggregations[a];
+                    Some((newest, rollup::roll_up_before(agg, &self.kinds[a], finest, &self.marks[a].at)))
                 })
                 .collect()
         });
         for (a, r) in rolled.into_iter().enumerate() {
-            let Some(maps) = r else { continue };
+            let Some((newest, maps)) = r else { continue };
+            self.marks[a].newest = self.marks[a].newest.max(newest);
             for (d, m) in maps.into_iter().enumerate() {
                 rollup::merge_maps(&mut self.pending[a][d], m, &self.kinds[a]);
             }
@@ -167,10 +199,10 @@ impl Flusher {
     /// sends what is pending for the store.
     fn write_slot(&mut self, i: usize, stats: &mut FlushStats) -> Result<()> {
         let retry = self.stores[i].in_flight.is_some();
-        if retry || self.take_pending(i) {
+        if retry || self.take_pending(i, stats)? {
             self.send_in_flight(i, stats)?;
         }
-        if retry && self.take_pending(i) {
+        if retry && self.take_pending(i, stats)? {
             self.send_in_flight(i, stats)?;
         }
         Ok(())
@@ -184,6 +216,7 @@ impl Flusher {
             claim: &slot.claim,
             flush_seq: flight.seq,
             tables: flight.tables.iter().map(|(a, d, r)| TableWrite { table: &self.tables[*a][*d], rows: r }).collect(),
+            marks: &flight.marks,
         };
         match slot.store.write(&write)? {
             Applied::Written => stats.rows += write.rows(),
@@ -193,12 +226,28 @@ impl Flusher {
         Ok(())
     }
 
-    /// Turns store `i`'s pending partials into rows under the next flush number. False when
-    /// there is nothing pending for it.
-    fn take_pending(&mut self, i: usize) -> bool {
+    /// Turns store `i`'s pending partials into rows under the next flush number, with the
+    /// roll-ups that are due. False when there is nothing to write. Called only when the
+    /// store has no flush in flight, so what it holds is known.
+    fn take_pending(&mut self, i: usize, stats: &mut FlushStats) -> Result<bool> {
+        let mut moved: Vec<Mark> = Vec::new();
+        let plan = self.plan.clone();
+        for a in self.stores[i].aggregations.clone() {
+            let agg = &plan.aggregations[a];
+            let due = self.marks[a].due(agg, now_ms(), self.rollup_delay_ms);
+            for adv in &due {
+                stats.rolled_up += self.roll_up(i, a, *adv)?;
+            }
+            if self.marks[a].unsaved {
+                moved.extend(self.marks[a].all(agg));
+            }
+        }
         let aggs = &self.stores[i].aggregations;
-        if aggs.iter().all(|&a| self.pending[a].iter().all(|m| m.is_empty())) {
-            return false;
+        if moved.is_empty() && aggs.iter().all(|&a| self.pending[a].iter().all(|m| m.is_empty())) {
+            return Ok(false);
+        }
+        for &a in aggs {
+            self.marks[a].unsaved = false;
         }
         let mut tables: Vec<(usize, usize, Vec<Vec<Value>>)> = Vec::new();
         for &a in aggs {
@@ -220,8 +269,44 @@ impl Flusher {
             }
         }
         self.flush_seq += 1;
-        self.stores[i].in_flight = Some(InFlight { seq: self.flush_seq, tables });
-        true
+        self.stores[i].in_flight = Some(InFlight { seq: self.flush_seq, tables, marks: moved });
+        Ok(true)
+    }
+
+    /// Moves a mark of aggregation `a` (written to store `i`): the rows of the duration
+    /// below in `[from, to)`, as stored, and the pending partials there are rolled into the
+    /// pending ones of the duration. Returns the rows read.
+    fn roll_up(&mut self, i: usize, a: usize, adv: Advance) -> Result<usize> {
+        let plan = self.plan.clone();
+        let agg = &plan.aggregations[a];
+        let kinds = &self.kinds[a];
+        let below = &self.tables[a][adv.level - 1];
+        let shard = self.marks[a].shard.clone().expect("only a shard's marks move");
+        let shard_col = below.column("SHARD_ID").expect("a partitioned table has SHARD_ID");
+        let rows = self.stores[i].store.scan(below, adv.from, adv.to, &[(shard_col, Value::Str(shard))])?;
+        let read = rows.len();
+        let mut bucketer = Bucketer::new(agg.zone.clone(), agg.durations[adv.level]);
+        let (finest, coarse) = self.pending[a].split_at_mut(1);
+        let into = &mut coarse[adv.level - 1];
+        let mut buf = Vec::new();
+        let entries: Vec<(KeyBytes, i64, Partial)> = rows
+            .into_iter()
+            .map(|row| {
+                let stored = below.from_row(agg, row);
+                key::encode_values(&mut buf, &stored.key);
+                (Arc::from(&buf[..]), bucketer.start(stored.bucket), stored.partial)
+            })
+            .collect();
+        rollup::merge_entries(into, entries, kinds);
+        for ((k, b), p) in finest[0].iter() {
+            if (adv.from..adv.to).contains(b) {
+                rollup::roll_into(into, k, bucketer.start(*b), p, kinds);
+            }
+        }
+        self.marks[a].at[adv.level] = adv.to;
+        // Written with the next flush; until it commits, the rows rolled up here are pending.
+        self.marks[a].unsaved = true;
+        Ok(read)
     }
 
     /// Whether every store has confirmed every flush and nothing is pending.

@@ -9,6 +9,7 @@ pub(crate) mod backoff;
 pub mod feed;
 pub(crate) mod flush;
 pub(crate) mod heartbeat;
+pub(crate) mod marks;
 pub mod migrate;
 pub mod retention;
 pub(crate) mod router;
@@ -116,7 +117,7 @@ impl Node {
         // A failed beat needs no action here: the next beat retries, and a registration
         // that was taken over is refused at the next flush, with the reason.
         let heartbeat = Heartbeat::spawn(beats, Box::new(|_| {}))?;
-        let flusher = Flusher::new(plan.clone(), programs, stores, flush_seq)?;
+        let flusher = Flusher::new(plan.clone(), programs, stores, flush_seq, config.rollup_delay)?;
         Ok(Node {
             spares: (0..workers).map(|_| Vec::new()).collect(),
             plan,
@@ -351,6 +352,12 @@ mod tests {
         fn scan(&mut self, t: &TableSchema, start: i64, end: i64, eq: &[(usize, Value)]) -> Result<Vec<Vec<Value>>> {
             self.inner.scan(t, start, end, eq)
         }
+        fn marks(&mut self, aggregation: &str) -> Result<Vec<crate::store::Mark>> {
+            self.inner.marks(aggregation)
+        }
+        fn newest_bucket(&mut self, t: &TableSchema, shard: &str) -> Result<Option<i64>> {
+            self.inner.newest_bucket(t, shard)
+        }
     }
 
     impl Store for CommitThenFail {
@@ -399,6 +406,32 @@ mod tests {
         router.send_all().unwrap();
     }
 
+    /// Events of (quantity, time stamp).
+    fn push_at(node: &Node, events: &[(i64, i64)]) {
+        let mut router = node.router();
+        for (q, ts) in events {
+            router.push(0, &[Value::Str("wso2".into()), Value::Long(*q), Value::Long(*ts)]).unwrap();
+        }
+        router.send_all().unwrap();
+    }
+
+    /// The total quantity a query per each duration answers.
+    fn answers(node: &mut Node) -> Vec<i64> {
+        let plan = node.plan().clone();
+        let agg = &plan.aggregations[0];
+        let slot = &mut node.flusher.stores[0];
+        agg.durations
+            .iter()
+            .map(|d| {
+                let text = format!("from {} within 0L, 100000000000L per '{d}'", agg.name);
+                let q = crate::query::compile_query(&plan, &text).unwrap();
+                let r = crate::query::run(&plan, &q, slot.store.as_mut()).unwrap();
+                let col = r.columns.iter().position(|c| c == "q").unwrap();
+                r.records.iter().map(|row| row[col].as_i64().unwrap()).sum()
+            })
+            .collect()
+    }
+
     /// The total quantity in every table of the node's store, per table.
     fn totals(node: &mut Node) -> Vec<i64> {
         let tables = node.flusher.tables()[0].to_vec();
@@ -423,8 +456,11 @@ mod tests {
         urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
         for url in urls {
             let tag = format!("{}x{}", std::process::id(), crate::time::clock::now_ms() % 1_000_000_000);
-            let cfg =
-                NodeConfig::parse(&format!("wso2.carbon: {{id: once{tag}}}\ntally: {{workers: 2}}"), "n").unwrap();
+            let cfg = NodeConfig::parse(
+                &format!("wso2.carbon: {{id: once{tag}}}\ntally: {{workers: 2, rollup_delay: 1ms}}"),
+                "n",
+            )
+            .unwrap();
             let app = format!(
                 "define stream S (symbol string, qty long, ts long);
                  @PartitionById define aggregation Once{tag} from S select symbol, sum(qty) as q
@@ -436,26 +472,42 @@ mod tests {
             let inner = crate::store::open(slot.store.address()).unwrap();
             slot.store = Box::new(CommitThenFail { inner, fail_next: true });
 
-            push(&node, &[10, 20]);
+            // Seconds 1 and 2 of the first minute; then an event in the second minute, whose
+            // flush also rolls the (committed but unconfirmed) first minute up.
+            push_at(&node, &[(10, 1_000), (20, 2_000)]);
             let e = node.flush().unwrap_err();
             assert!(e.is_retryable(), "{e}");
-            assert_eq!(totals(&mut node), vec![30, 30, 30, 30], "{url}: the first attempt did commit");
+            assert_eq!(totals(&mut node), vec![30, 0, 0, 0], "{url}: the first attempt did commit (seconds only)");
+            assert_eq!(answers(&mut node), vec![30, 30, 30, 30], "{url}: every duration answers it");
             assert!(node.pending_rows() > 0, "and the node still holds it, unconfirmed");
 
-            push(&node, &[40]);
+            push_at(&node, &[(40, 61_000)]);
             let stats = node.flush().unwrap();
             assert_eq!(stats.already_applied, 1, "{url}: the retry was recognised");
-            assert_eq!(totals(&mut node), vec![70, 70, 70, 70], "{url}: 10 + 20 once, then 40");
+            assert_eq!(stats.rolled_up, 2, "{url}: the two seconds of the closed minute were read back");
+            assert_eq!(totals(&mut node), vec![70, 30, 0, 0], "{url}: 10 + 20 once, then 40; minute 0 rolled up");
+            assert_eq!(answers(&mut node), vec![70, 70, 70, 70], "{url}");
 
             // The number continues after a restart, so the next run's flushes are not
-            // mistaken for retries.
+            // mistaken for retries; the marks continue too.
             node.shutdown().unwrap();
             let mut node =
                 Node::start(Arc::new(check(&app, "a", &cfg).unwrap()), &cfg, Some(&url), &mut |_, _| {}).unwrap();
-            push(&node, &[5]);
+            push_at(&node, &[(5, 1_500), (7, 3_600_000)]);
             let stats = node.flush().unwrap();
             assert_eq!(stats.already_applied, 0);
-            assert_eq!(totals(&mut node), vec![75, 75, 75, 75], "{url}");
+            assert_eq!(answers(&mut node), vec![82, 82, 82, 82], "{url}: a late event and an hour later");
+            let t = totals(&mut node);
+            assert_eq!(
+                (t[0], t[1]),
+                (82, 75),
+                "{url}: the late second went straight into minutes, then minute 1 rolled up"
+            );
+            assert_eq!(t[2], 0, "{url}: hour 0 had not closed (the newest event starts hour 1)");
+            push_at(&node, &[(1, 3_601_000)]);
+            node.flush().unwrap();
+            assert_eq!(answers(&mut node), vec![83, 83, 83, 83], "{url}");
+            assert_eq!(totals(&mut node)[2], 75, "{url}: now it has, up to the minutes rolled up before");
             node.shutdown().unwrap();
         }
     }

@@ -15,6 +15,7 @@ use crate::node::background::Background;
 use crate::store::address::by_store as store_addresses;
 use crate::store::schema::TableSchema;
 use crate::store::{self, Store, StoreAddress};
+use crate::time::granularity::Granularity;
 use std::time::{Duration, Instant};
 
 /// One table to purge: rows whose bucket starts more than `keep_ms` ago.
@@ -24,6 +25,9 @@ struct Target {
     keep_ms: i64,
     /// Only this shard's rows (a partitioned aggregation); all rows otherwise.
     shard: Option<String>,
+    /// The next coarser duration of the aggregation: rows it has not been rolled up from
+    /// yet (from its mark on, docs/rollup.md) are kept whatever their age.
+    next: Option<Granularity>,
     interval: Duration,
     next_due: Instant,
 }
@@ -73,13 +77,14 @@ impl Retention {
                 if !agg.purge.enabled {
                     continue;
                 }
-                for (d, table) in agg.durations.iter().zip(&tables[a]) {
+                for (k, (d, table)) in agg.durations.iter().zip(&tables[a]).enumerate() {
                     let keep = agg.purge.retention.iter().find(|(rd, _)| rd == d).and_then(|(_, k)| *k);
                     if let Some(keep_ms) = keep {
                         targets.push(Target {
                             table: table.clone(),
                             keep_ms,
                             shard: agg.shard_id.clone(),
+                            next: agg.durations.get(k + 1).copied(),
                             interval: Duration::from_millis(agg.purge.interval_ms.max(1) as u64),
                             next_due: now,
                         });
@@ -140,7 +145,14 @@ fn purge_store(ps: &mut PurgeStore, now_ms: i64, due_at: Option<Instant>, done: 
         if due_at.is_some_and(|now| t.next_due > now) {
             continue;
         }
-        let before_ms = now_ms.saturating_sub(t.keep_ms);
+        let mut before_ms = now_ms.saturating_sub(t.keep_ms);
+        if let (Some(shard), Some(next)) = (&t.shard, t.next) {
+            // Marks only move forward, so one read a moment ago is safe to use.
+            let mark = store.marks(&t.table.aggregation)?.into_iter().find(|m| &m.shard == shard && m.duration == next);
+            if let Some(m) = mark {
+                before_ms = before_ms.min(m.at);
+            }
+        }
         let rows = store.purge(&t.table, before_ms, t.shard.as_deref())?;
         t.next_due = due_at.unwrap_or_else(Instant::now) + t.interval;
         done.push(Purged { table: t.table.name.clone(), before_ms, shard: t.shard.clone(), rows });
@@ -230,7 +242,8 @@ mod tests {
         define aggregation A from S select symbol, sum(qty) as q group by symbol aggregate by ts every sec, min;";
 
     fn ingest(store: &str, id: &str, ts: &[i64]) {
-        let cfg = NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}"), "n").unwrap();
+        // An hour's delay: the old second is rolled up into minutes, the recent one not yet.
+        let cfg = NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}\ntally: {{rollup_delay: 60m}}"), "n").unwrap();
         let node = Node::start(Arc::new(check(APP, "a", &cfg).unwrap()), &cfg, Some(store), &mut |_, _| {}).unwrap();
         let mut router = node.router();
         for t in ts {
@@ -290,6 +303,6 @@ mod tests {
         assert_eq!((purged[0].table.as_str(), purged[0].shard.as_deref()), ("A_SECONDS", Some("n1")));
         assert_eq!(rows(&store, "n1", 0), 1, "n1's old second is gone, its recent one stays");
         assert_eq!(rows(&store, "n2", 0), 2, "n2's rows are n2's to purge");
-        assert_eq!(rows(&store, "n1", 1), 2, "minutes are kept for ever");
+        assert_eq!(rows(&store, "n1", 1), 1, "minutes are kept for ever (the old one rolled up before)");
     }
 }

@@ -2,13 +2,13 @@
 
 use super::{AggregateCall, CompiledQuery, RowAgg};
 use crate::aggregate::partial::{Partial, SetValue};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ingest::key;
 use crate::lang::expr::Scalar;
 use crate::lang::plan::{AggPlan, AppPlan, CellKind};
 use crate::lang::types::{AttrType, Value};
-use crate::store::Reader;
-use crate::store::schema::TableSchema;
+use crate::store::schema::{StoredRow, TableSchema};
+use crate::store::{Mark, Reader};
 use hashbrown::{HashMap, HashSet};
 use std::cmp::Ordering;
 
@@ -21,23 +21,105 @@ pub struct QueryResult {
     pub records: Vec<Vec<Value>>,
 }
 
+/// How often a query reads again because a roll-up committed while it read.
+const READ_ATTEMPTS: usize = 8;
+
 /// Runs `q` against `store`.
+///
+/// Partitioned aggregations are rolled up lazily (docs/rollup.md): a shard's duration `k`
+/// holds exactly the events before its mark `at[k]`. For a query per duration `i`, each
+/// shard's events come from exactly one duration: those before `at[i]` from `i` itself;
+/// the newer ones from the finer duration `j` that holds them, that is, its rows from
+/// `max(at[j+1..=i])` on, re-bucketed to `i`. The marks are read before and after the
+/// scans; a roll-up that committed in between (marks differ) means reading again.
 pub fn run(plan: &AppPlan, q: &CompiledQuery, store: &mut dyn Reader) -> Result<QueryResult> {
     let agg = &plan.aggregations[q.aggregation];
     let table = TableSchema::new(plan, agg, q.duration);
     let equal: Vec<(usize, Value)> =
         q.pushdown.iter().filter_map(|(name, v)| table.column(name).map(|c| (c, v.clone()))).collect();
-    let rows = store.scan(&table, q.range.0, q.range.1, &equal)?;
-    let merged = merge_shards(&table, agg, rows);
-    Ok(answer(agg, q, merged))
+    let level = agg.durations.iter().position(|d| *d == q.duration).unwrap_or(0);
+    for _ in 0..READ_ATTEMPTS {
+        let marks = if level > 0 && table.partitioned { store.marks(&agg.name)? } else { Vec::new() };
+        let mut rows: Vec<StoredRow> =
+            store.scan(&table, q.range.0, q.range.1, &equal)?.into_iter().map(|r| table.from_row(agg, r)).collect();
+        if !marks.is_empty() {
+            rows.extend(finer_rows(plan, agg, q, level, &marks, store)?);
+            if store.marks(&agg.name)? != marks {
+                continue;
+            }
+        }
+        return Ok(answer(agg, q, merge_shards(agg, rows)));
+    }
+    Err(Error::Store {
+        backend: "query",
+        code: None,
+        message: format!(
+            "aggregation `{}` was rolled up {READ_ATTEMPTS} times while the query read it; try again",
+            agg.name
+        ),
+        retryable: true,
+    })
+}
+
+/// The rows of durations finer than `level` that hold events its own rows do not yet
+/// hold (per shard, by its marks), re-bucketed to `level`.
+fn finer_rows(
+    plan: &AppPlan,
+    agg: &AggPlan,
+    q: &CompiledQuery,
+    level: usize,
+    marks: &[Mark],
+    store: &mut dyn Reader,
+) -> Result<Vec<StoredRow>> {
+    // Per shard, each duration's mark; a duration without one holds every event.
+    let mut at: HashMap<&str, Vec<i64>> = HashMap::new();
+    for m in marks {
+        if let Some(k) = agg.durations.iter().position(|d| *d == m.duration)
+            && k > 0
+        {
+            at.entry(m.shard.as_str()).or_insert_with(|| vec![i64::MAX; agg.durations.len()])[k] = m.at;
+        }
+    }
+    let zone = &agg.zone;
+    // A finer row counts when its bucket of `level` starts in the query's range.
+    let first_start = |ms: i64| {
+        let (start, end) = zone.bucket_range(q.duration, ms);
+        if start == ms { ms } else { end }
+    };
+    let (lo, hi) = (first_start(q.range.0), first_start(q.range.1));
+    let mut out = Vec::new();
+    for j in 0..level {
+        // Shard → where duration j starts to serve it.
+        let from: HashMap<&str, i64> = at
+            .iter()
+            .map(|(s, a)| (*s, a[j + 1..=level].iter().copied().max().unwrap_or(i64::MAX)))
+            .filter(|(_, f)| *f != i64::MAX)
+            .collect();
+        let Some(least) = from.values().copied().min() else { continue };
+        let start = lo.max(least);
+        if start >= hi {
+            continue;
+        }
+        let finer = TableSchema::new(plan, agg, agg.durations[j]);
+        let equal: Vec<(usize, Value)> =
+            q.pushdown.iter().filter_map(|(name, v)| finer.column(name).map(|c| (c, v.clone()))).collect();
+        for row in store.scan(&finer, start, hi, &equal)? {
+            let mut r = finer.from_row(agg, row);
+            let serves = r.shard.as_deref().and_then(|s| from.get(s)).is_some_and(|f| r.bucket >= *f);
+            if serves {
+                r.bucket = zone.bucket_start(q.duration, r.bucket);
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Merges the stored rows of every shard into one partial per (bucket, group), sorted by
 /// bucket then group. Latest values go by time stamp; a tie between shards goes to the
 /// shard whose id sorts last, so every node answers alike.
-pub fn merge_shards(table: &TableSchema, agg: &AggPlan, rows: Vec<Vec<Value>>) -> Vec<(i64, Vec<Value>, Partial)> {
+fn merge_shards(agg: &AggPlan, mut stored: Vec<StoredRow>) -> Vec<(i64, Vec<Value>, Partial)> {
     let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
-    let mut stored: Vec<_> = rows.into_iter().map(|r| table.from_row(agg, r)).collect();
     stored.sort_by(|a, b| a.shard.cmp(&b.shard));
     let mut rank = 0u64;
     let mut last_shard: Option<Option<String>> = None;

@@ -5,6 +5,7 @@
 //! one transaction of many rows; reads return every shard's rows and the caller merges.
 
 pub mod address;
+pub mod mark;
 pub mod postgres;
 pub(crate) mod registry;
 pub mod schema;
@@ -12,6 +13,7 @@ pub mod sql;
 pub(crate) mod sqlite;
 
 pub use address::StoreAddress;
+pub use mark::Mark;
 pub use registry::{Applied, Claim};
 
 use crate::error::{Error, Result};
@@ -34,6 +36,9 @@ pub struct FlushWrite<'a> {
     /// number once, so a flush retried after an ambiguous commit is not counted twice.
     pub flush_seq: i64,
     pub tables: Vec<TableWrite<'a>>,
+    /// Roll-up marks moved by this flush ([`mark`]): written in the same transaction as
+    /// the rows rolled up under them.
+    pub marks: &'a [Mark],
 }
 
 impl FlushWrite<'_> {
@@ -45,8 +50,8 @@ impl FlushWrite<'_> {
 /// A store's tables: made to fit the app, or rebuilt for partitioning. Used by a node
 /// starting (`prepare`) and by `tally migrate`.
 pub trait Schema {
-    /// Creates the tables that are missing and checks that existing ones fit the app
-    /// (columns, and `SHARD_ID` for partitioned aggregations).
+    /// Creates the tables that are missing (and the roll-up marks table) and checks that
+    /// existing ones fit the app (columns, and `SHARD_ID` for partitioned aggregations).
     fn prepare(&mut self, tables: &[TableSchema]) -> Result<()>;
 
     /// Rebuilds the tables that exist without `SHARD_ID` for a partitioned aggregation:
@@ -88,6 +93,14 @@ pub trait Reader {
     /// only those whose columns equal the given values. A table that does not exist yet
     /// has no rows.
     fn scan(&mut self, table: &TableSchema, start: i64, end: i64, equal: &[(usize, Value)]) -> Result<Vec<Vec<Value>>>;
+
+    /// Every shard's roll-up marks of `aggregation` ([`mark`]); none when the marks table
+    /// does not exist yet.
+    fn marks(&mut self, aggregation: &str) -> Result<Vec<Mark>>;
+
+    /// The newest bucket start of `shard` in a partitioned `table`; `None` when it has no
+    /// rows (or the table does not exist).
+    fn newest_bucket(&mut self, table: &TableSchema, shard: &str) -> Result<Option<i64>>;
 }
 
 /// One backend with every role: what [`open`] returns. Callers that need one role take

@@ -6,6 +6,7 @@
 //! 15+, else `INSERT … SELECT … ON CONFLICT (key) DO UPDATE`. Rows of buckets newer than the
 //! shard's newest skip the staging (see `Watermark`). No per-row INSERT statements.
 
+use super::mark::{self, Mark, statements as marks};
 use super::registry::{self, Applied, Claim, Entry, for_dialect, statements as reg};
 use super::sql::{self, Dialect, KeyStyle, quote};
 use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, TableWrite, Writer};
@@ -266,6 +267,7 @@ impl PostgresStore {
                     write_table(&mut tx, tw, mark, can_merge)?;
                 }
             }
+            write_marks(&mut tx, flush.marks)?;
             tx.commit().map_err(|e| error("cannot commit the flush", e))?;
             Ok(Applied::Written)
         })();
@@ -360,7 +362,7 @@ fn watermark(
     Ok(match (&claim.shard_id, known) {
         (Some(_), Some(Watermark::At(m))) if t.partitioned => Some(*m),
         (Some(shard), None | Some(Watermark::Reread)) if t.partitioned => Some(
-            tx.query_one(&sql::newest_bucket(t), &[shard])
+            tx.query_one(&sql::newest_bucket(Dialect::Postgres, t), &[shard])
                 .map_err(|e| error(&format!("cannot write to {}", t.name), e))?
                 .get::<_, Option<i64>>(0)
                 .unwrap_or(i64::MIN),
@@ -413,6 +415,18 @@ fn write_table(
     Ok(())
 }
 
+/// Moves the roll-up marks of a flush (rare: a coarse bucket closed), in its transaction.
+fn write_marks(tx: &mut postgres::Transaction<'_>, moved: &[Mark]) -> Result<()> {
+    for m in moved {
+        tx.execute(
+            &*mark::sql(Dialect::Postgres, marks::UPSERT),
+            &[&m.aggregation, &m.shard, &m.duration.table_suffix(), &m.at],
+        )
+        .map_err(|e| error("cannot move a roll-up mark", e))?;
+    }
+    Ok(())
+}
+
 /// The instance that holds `claim`'s node id in the registry, if any.
 fn holder(tx: &mut impl postgres::GenericClient, claim: &Claim) -> Result<Option<String>> {
     Ok(tx
@@ -440,6 +454,7 @@ impl Schema for PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(|e| error("cannot lock the schema", e))?;
         tx.batch_execute(SET_UNION).map_err(|e| error("cannot create the function tally_set_union", e))?;
+        tx.batch_execute(marks::CREATE).map_err(|e| error("cannot create the roll-up marks table", e))?;
         let (existing, missing) = Self::existing_columns(&mut tx, tables)?;
         super::check_columns(&existing)?;
         for t in missing {
@@ -580,6 +595,41 @@ impl Reader for PostgresStore {
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| error(&ctx, e))
+    }
+
+    fn marks(&mut self, aggregation: &str) -> Result<Vec<Mark>> {
+        self.read_marks(aggregation)
+    }
+
+    fn newest_bucket(&mut self, table: &TableSchema, shard: &str) -> Result<Option<i64>> {
+        let ctx = format!("cannot read the newest bucket of {}", table.name);
+        if !self.table_exists(&table.name, &ctx)? {
+            return Ok(None);
+        }
+        self.client()?
+            .query_one(&sql::newest_bucket(Dialect::Postgres, table), &[&shard])
+            .and_then(|r| r.try_get::<_, Option<i64>>(0))
+            .map_err(|e| error(&ctx, e))
+    }
+}
+
+impl PostgresStore {
+    fn read_marks(&mut self, aggregation: &str) -> Result<Vec<Mark>> {
+        let ctx = "cannot read the roll-up marks";
+        if !self.table_exists(mark::TABLE, ctx)? {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client()?
+            .query(&*mark::sql(Dialect::Postgres, marks::SELECT), &[&aggregation])
+            .map_err(|e| error(ctx, e))?;
+        rows.iter()
+            .map(|r| -> std::result::Result<Option<Mark>, postgres::Error> {
+                Ok(mark::read(aggregation, r.try_get(0)?, r.try_get::<_, String>(1)?.as_str(), r.try_get(2)?))
+            })
+            .filter_map(|m| m.transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| error(ctx, e))
     }
 }
 

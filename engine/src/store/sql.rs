@@ -110,9 +110,9 @@ pub fn migrate(d: Dialect, t: &TableSchema, style: KeyStyle) -> Vec<String> {
     ]
 }
 
-/// The newest bucket of shard `$1` in a partitioned PostgreSQL table (NULL when none).
-pub fn newest_bucket(t: &TableSchema) -> String {
-    format!("SELECT max(\"AGG_TIMESTAMP\") FROM {} WHERE \"SHARD_ID\" = $1", quote(&t.name))
+/// The newest bucket of shard `?1`/`$1` in a partitioned table (NULL when none).
+pub fn newest_bucket(d: Dialect, t: &TableSchema) -> String {
+    format!("SELECT max(\"AGG_TIMESTAMP\") FROM {} WHERE \"SHARD_ID\" = {}", quote(&t.name), placeholder(d, 1))
 }
 
 /// `DELETE` of the rows whose bucket starts before `?1`, and of shard `?2` when `by_shard`.

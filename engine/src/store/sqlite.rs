@@ -5,6 +5,7 @@
 //! nodes queue for the write lock instead of failing, and `BEGIN IMMEDIATE` so a flush
 //! takes the write lock up front and cannot deadlock on a lock upgrade.
 
+use super::mark::{self, Mark, statements as marks};
 use super::registry::{self, Applied, Claim, Entry, statements as reg};
 use super::sql::{self, Dialect, KeyStyle};
 use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
@@ -151,6 +152,7 @@ impl Schema for SqliteStore {
             }
         }
         super::check_columns(&existing)?;
+        tx.execute(marks::CREATE, []).map_err(|e| error("cannot create the roll-up marks table", e))?;
         for t in missing {
             tx.execute(&sql::create_table(Dialect::Sqlite, t, KeyStyle::PrimaryKey), [])
                 .map_err(|e| error(&format!("cannot create {}", t.name), e))?;
@@ -263,6 +265,10 @@ impl Writer for SqliteStore {
                 upsert.execute(rusqlite::params_from_iter(row.iter().map(Param))).map_err(|e| error(&ctx, e))?;
             }
         }
+        for m in flush.marks {
+            tx.execute(marks::UPSERT, rusqlite::params![m.aggregation, m.shard, m.duration.table_suffix(), m.at])
+                .map_err(|e| error("cannot move a roll-up mark", e))?;
+        }
         tx.commit().map_err(|e| error("cannot commit the flush", e))?;
         Ok(Applied::Written)
     }
@@ -300,6 +306,29 @@ impl Reader for SqliteStore {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Vec<Value>>>>())
             .map_err(|e| error(&ctx, e))?;
         Ok(rows)
+    }
+
+    fn marks(&mut self, aggregation: &str) -> Result<Vec<Mark>> {
+        if existing_columns(&self.conn, mark::TABLE)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let ctx = "cannot read the roll-up marks";
+        let mut stmt = self.conn.prepare_cached(marks::SELECT).map_err(|e| error(ctx, e))?;
+        let rows = stmt
+            .query_map([aggregation], |r| Ok(mark::read(aggregation, r.get(0)?, &r.get::<_, String>(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Option<Mark>>>>())
+            .map_err(|e| error(ctx, e))?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+
+    fn newest_bucket(&mut self, table: &TableSchema, shard: &str) -> Result<Option<i64>> {
+        if existing_columns(&self.conn, &table.name)?.is_none() {
+            return Ok(None);
+        }
+        let ctx = format!("cannot read the newest bucket of {}", table.name);
+        self.conn
+            .query_row(&sql::newest_bucket(Dialect::Sqlite, table), [shard], |r| r.get::<_, Option<i64>>(0))
+            .map_err(|e| error(&ctx, e))
     }
 }
 

@@ -1,0 +1,285 @@
+//! The roll-up marks a node keeps for the shards it writes (docs/rollup.md).
+//!
+//! For each partitioned aggregation, duration `k` of this node's shard holds exactly the
+//! events before `at[k]`; the finest duration holds every event (`at[0]` is `i64::MAX`).
+//! A flush writes an event into duration `k` only when it is older than `at[k]`. Newer
+//! events reach duration `k` when its mark moves: the flush that moves it from `a` to `b`
+//! also writes the rows of duration `k-1` in `[a, b)`, read back from the store and rolled
+//! up, and the pending events in `[a, b)`. Rows per flush then follow the finest duration
+//! only, and each coarse row is written about once, when its bucket has closed.
+//!
+//! The marks are the node's own: a shard has one live writer (the registry), so the marks
+//! in memory are the stored ones once a flush is confirmed. Unpartitioned aggregations may
+//! have several writers of the same rows and keep every mark at `i64::MAX` (every flush
+//! writes every duration, as before).
+
+use crate::error::Result;
+use crate::lang::plan::AggPlan;
+use crate::store::schema::TableSchema;
+use crate::store::{Mark, Store};
+
+/// The marks of one aggregation of this node.
+#[derive(Debug, Clone)]
+pub(crate) struct Marks {
+    /// This node's shard, when the aggregation is partitioned (then marks move).
+    pub shard: Option<String>,
+    /// Per duration of the aggregation (in its order): events before it are in it.
+    pub at: Vec<i64>,
+    /// The newest finest bucket start taken (event time), `i64::MIN` before any.
+    pub newest: i64,
+    /// The marks are not in the store yet (a shard seen for the first time, or a duration
+    /// new to it): the next flush writes them all.
+    pub unsaved: bool,
+}
+
+/// A move of one duration's mark: roll `[from, to)` of the duration below into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Advance {
+    pub level: usize,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Marks {
+    /// Marks that never move: every flush writes every duration.
+    pub fn fixed(agg: &AggPlan) -> Marks {
+        Marks { shard: None, at: vec![i64::MAX; agg.durations.len()], newest: i64::MIN, unsaved: false }
+    }
+
+    /// The marks of `shard` in `store`. A shard without marks (new, or written before marks
+    /// existed, when every flush wrote every duration): every duration holds every event
+    /// stored, so each mark starts at the end of the newest bucket stored in any duration,
+    /// rounded up to a bucket boundary of its duration; with nothing stored, at the start
+    /// of time. A duration new to a shard that has marks holds nothing: its mark is the
+    /// start of time.
+    pub fn load(store: &mut dyn Store, agg: &AggPlan, tables: &[TableSchema], shard: &str) -> Result<Marks> {
+        let stored: Vec<Mark> = store.marks(&agg.name)?.into_iter().filter(|m| m.shard == shard).collect();
+        let mut at = vec![i64::MIN; agg.durations.len()];
+        at[0] = i64::MAX;
+        let unsaved;
+        if stored.is_empty() {
+            let mut end = i64::MIN;
+            for (d, t) in agg.durations.iter().zip(tables) {
+                if let Some(b) = store.newest_bucket(t, shard)? {
+                    end = end.max(agg.zone.bucket_range(*d, b).1);
+                }
+            }
+            if end != i64::MIN {
+                for (k, d) in agg.durations.iter().enumerate().skip(1) {
+                    at[k] = ceil(agg, *d, end);
+                }
+            }
+            unsaved = true;
+        } else {
+            let mut missing = false;
+            for (k, d) in agg.durations.iter().enumerate().skip(1) {
+                match stored.iter().find(|m| m.duration == *d) {
+                    Some(m) => at[k] = m.at,
+                    None => missing = true,
+                }
+            }
+            unsaved = missing;
+        }
+        Ok(Marks { shard: Some(shard.to_string()), at, newest: i64::MIN, unsaved })
+    }
+
+    /// Whether marks move for this aggregation.
+    pub fn moves(&self) -> bool {
+        self.shard.is_some()
+    }
+
+    /// The moves due: duration `k`'s buckets that ended `delay_ms` before the newest event
+    /// taken (and before `now_ms`) are rolled up, as far as duration `k-1` is complete
+    /// (its mark before this flush). Marks only move forward, and each stays on a bucket
+    /// boundary of the duration below it.
+    pub fn due(&self, agg: &AggPlan, now_ms: i64, delay_ms: i64) -> Vec<Advance> {
+        if !self.moves() || self.newest == i64::MIN {
+            return Vec::new();
+        }
+        let horizon = self.newest.min(now_ms).saturating_sub(delay_ms);
+        let mut out = Vec::new();
+        for (k, d) in agg.durations.iter().enumerate().skip(1) {
+            let mut to = agg.zone.bucket_start(*d, horizon);
+            if k > 1 {
+                // No further than the duration below is complete, and on one of its bucket
+                // boundaries (so a row of it is wholly rolled up or not at all).
+                let below = self.at[k - 1];
+                to = to.min(if below == i64::MIN { below } else { agg.zone.bucket_start(agg.durations[k - 1], below) });
+            }
+            if to > self.at[k] {
+                out.push(Advance { level: k, from: self.at[k], to });
+            }
+        }
+        out
+    }
+
+    /// Every mark of this aggregation, to be stored.
+    pub fn all(&self, agg: &AggPlan) -> Vec<Mark> {
+        let Some(shard) = &self.shard else { return Vec::new() };
+        agg.durations
+            .iter()
+            .zip(&self.at)
+            .skip(1)
+            .map(|(d, at)| Mark { aggregation: agg.name.clone(), shard: shard.clone(), duration: *d, at: *at })
+            .collect()
+    }
+}
+
+/// The first bucket start of `d` at or after `ms`.
+fn ceil(agg: &AggPlan, d: crate::time::granularity::Granularity, ms: i64) -> i64 {
+    let (start, end) = agg.zone.bucket_range(d, ms);
+    if start == ms { ms } else { end }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::lang::plan::check;
+    use crate::time::timestamp::parse;
+
+    fn agg() -> AggPlan {
+        let cfg = NodeConfig::parse("siddhi: {properties: {partitionById: true, shardId: s1}}", "n").unwrap();
+        let app = check(
+            "define stream S (symbol string, q long, ts long);
+             define aggregation A from S select symbol, sum(q) as t group by symbol aggregate by ts every sec ... year;",
+            "a",
+            &cfg,
+        )
+        .unwrap();
+        app.aggregations[0].clone()
+    }
+
+    #[test]
+    fn a_duration_moves_when_its_bucket_has_closed_and_the_one_below_is_complete() {
+        let agg = agg();
+        let t = |s: &str| parse(s).unwrap();
+        let mut m =
+            Marks { shard: Some("s1".into()), at: vec![i64::MAX, 0, 0, 0, 0, 0], newest: i64::MIN, unsaved: false };
+        assert!(m.due(&agg, t("2026-03-04 10:20:30"), 5_000).is_empty(), "nothing taken yet");
+        m.newest = t("2026-03-04 10:20:30");
+        let due = m.due(&agg, i64::MAX, 5_000);
+        // Minutes up to 10:20 (10:20:25 is the horizon); hours, days, months and years can
+        // move only as far as the duration below was complete before this flush (0).
+        assert_eq!(due, vec![Advance { level: 1, from: 0, to: t("2026-03-04 10:20:00") }]);
+        m.at[1] = t("2026-03-04 10:20:00");
+        let due = m.due(&agg, i64::MAX, 5_000);
+        assert_eq!(due, vec![Advance { level: 2, from: 0, to: t("2026-03-04 10:00:00") }]);
+        // The clock bounds the horizon: events from the future wait for it.
+        m.at = vec![i64::MAX, 0, 0, 0, 0, 0];
+        assert_eq!(m.due(&agg, t("2026-03-04 10:00:03"), 5_000)[0].to, t("2026-03-04 09:59:00"));
+        // Fixed marks never move.
+        let mut fixed = Marks::fixed(&agg);
+        fixed.newest = t("2026-03-04 10:20:30");
+        assert!(fixed.due(&agg, i64::MAX, 0).is_empty());
+    }
+
+    #[test]
+    fn ceil_rounds_up_to_a_bucket_boundary() {
+        let agg = agg();
+        let t = |s: &str| parse(s).unwrap();
+        use crate::time::granularity::Granularity::*;
+        assert_eq!(ceil(&agg, Minutes, t("2026-03-04 10:20:00")), t("2026-03-04 10:20:00"));
+        assert_eq!(ceil(&agg, Minutes, t("2026-03-04 10:20:01")), t("2026-03-04 10:21:00"));
+        assert_eq!(ceil(&agg, Years, t("2026-03-04 10:20:01")), t("2027-01-01 00:00:00"));
+    }
+
+    /// Events of random keys at random times (in order, with late ones mixed in) go
+    /// through a node in random flushes, with roll-ups as buckets close; after every flush,
+    /// a query per each duration answers exactly the events taken so far (every duration,
+    /// every bucket), and the coarse tables hold no more rows than buckets closed.
+    mod end_to_end {
+        use crate::config::NodeConfig;
+        use crate::lang::plan::check;
+        use crate::lang::types::Value;
+        use crate::node::Node;
+        use crate::query::{compile_query, run};
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+        use std::sync::Arc;
+
+        const APP: &str = "define stream S (k string, q long, ts long);
+            @PartitionById @purge(enable='false')
+            define aggregation P from S select k, sum(q) as t, count() as n group by k aggregate by ts every sec ... year;";
+
+        /// (key, quantity, step in ms, late by ms, flush after)
+        fn events() -> impl Strategy<Value = Vec<(u8, i64, i64, i64, bool)>> {
+            prop::collection::vec(
+                (
+                    0u8..4,
+                    1i64..100,
+                    prop_oneof![Just(0i64), 1..2_000i64, 50_000..4_000_000i64],
+                    prop_oneof![4 => Just(0i64), 1 => 1..10_000_000i64],
+                    prop::bool::weighted(0.3),
+                ),
+                1..40,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+            #[test]
+            fn every_duration_answers_every_flushed_event_once(evs in events()) {
+                // Two nodes, two shards, one store: each shard's marks move on their own.
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite:{}", dir.path().join("p.db").display());
+                let mut nodes: Vec<Node> = ["p1", "p2"]
+                    .iter()
+                    .map(|id| {
+                        let text = format!("wso2.carbon: {{id: {id}}}\ntally: {{workers: 2, rollup_delay: 1ms}}");
+                        let cfg = NodeConfig::parse(&text, "n").unwrap();
+                        Node::start(Arc::new(check(APP, "a", &cfg).unwrap()), &cfg, Some(&url), &mut |_, _| {}).unwrap()
+                    })
+                    .collect();
+                let plan = nodes[0].plan().clone();
+                let agg = plan.aggregations[0].clone();
+                let mut expected: Vec<BTreeMap<(i64, String), (i64, i64)>> = vec![BTreeMap::new(); agg.durations.len()];
+                let mut now = 1_767_225_600_000i64 - 86_400_000 * 40; // some weeks before 2026
+                for (i, (k, q, step, late, flush)) in evs.iter().enumerate() {
+                    now += step;
+                    let ts = now - late;
+                    let key = format!("k{k}");
+                    let mut router = nodes[(*q % 2) as usize].router();
+                    router.push(0, &[Value::Str(key.clone()), Value::Long(*q), Value::Long(ts)]).unwrap();
+                    router.send_all().unwrap();
+                    for (d, g) in agg.durations.iter().enumerate() {
+                        let e = expected[d].entry((agg.zone.bucket_start(*g, ts), key.clone())).or_default();
+                        e.0 += q;
+                        e.1 += 1;
+                    }
+                    if *flush || i + 1 == evs.len() {
+                        for n in &mut nodes {
+                            n.flush().unwrap();
+                        }
+                        let slot = &mut nodes[1].flusher.stores[0];
+                        for (d, g) in agg.durations.iter().enumerate() {
+                            let text = format!("from P within 0L, 4102444800000L per '{g}' select AGG_TIMESTAMP, k, t, n");
+                            let cq = compile_query(&plan, &text).unwrap();
+                            let r = run(&plan, &cq, slot.store.as_mut()).unwrap();
+                            let got: BTreeMap<(i64, String), (i64, i64)> = r
+                                .records
+                                .iter()
+                                .map(|row| {
+                                    let Value::Str(k) = &row[1] else { panic!("{row:?}") };
+                                    ((row[0].as_i64().unwrap(), k.clone()), (row[2].as_i64().unwrap(), row[3].as_i64().unwrap()))
+                                })
+                                .collect();
+                            prop_assert_eq!(&got, &expected[d], "per {} after event {}", g, i);
+                        }
+                    }
+                }
+                // Coarse rows are written about once each: no more rows than buckets, per
+                // shard.
+                let tables = nodes[0].tables()[0].to_vec();
+                let slot = &mut nodes[0].flusher.stores[0];
+                for (d, t) in tables.iter().enumerate().skip(1) {
+                    let rows = slot.store.scan(t, i64::MIN, i64::MAX, &[]).unwrap().len();
+                    prop_assert!(rows <= 2 * expected[d].len(), "{}: {} rows for {} buckets", t.name, rows, expected[d].len());
+                }
+                for n in nodes {
+                    n.shutdown().unwrap();
+                }
+            }
+        }
+    }
+}
