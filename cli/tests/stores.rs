@@ -352,7 +352,12 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     let row = |bucket: i64, qty: i64| row_of("wso2", bucket, qty);
     let write = |store: &mut Box<dyn tally::store::Store>, seq: i64, mut rows: Vec<Vec<Value>>| {
         rows.extend((0..300).map(|b| row_of("pad", b, 1)));
-        let w = FlushWrite { claim: &claim, flush_seq: seq, tables: vec![TableWrite { table: &t, rows: &rows }] };
+        let w = FlushWrite {
+            claim: &claim,
+            flush_seq: seq,
+            tables: vec![TableWrite { table: &t, rows: &rows }],
+            marks: &[],
+        };
         store.write(&w).unwrap()
     };
     write(&mut store, seq + 1, vec![row(1_000, 30)]);
