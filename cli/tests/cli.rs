@@ -98,7 +98,8 @@ fn seed_on_postgres_with_both_nodes_writing_at_once() {
     assert_eq!(answer["records"], serde_json::json!([["wso2", 70, 100.0]]));
 }
 
-/// The quantity one shard holds in the HOURS table, read through the engine's own store
+/// The quantity one shard holds in the SECONDS table (the finest holds every event; a
+/// coarse one only buckets rolled up, docs/rollup.md), read through the engine's own store
 /// (the query language merges shards and has no way to ask for one).
 fn shard_total(db: &Path, shard: &str) -> i64 {
     use tally::store::{Store, StoreAddress, open};
@@ -112,7 +113,7 @@ fn shard_total(db: &Path, shard: &str) -> i64 {
     let table = tally::store::schema::TableSchema::new(
         &plan,
         &plan.aggregations[0],
-        tally::time::granularity::Granularity::Hours,
+        tally::time::granularity::Granularity::Seconds,
     );
     let col = table.column("AGG_SUM_quantity").unwrap();
     let shard_col = table.column("SHARD_ID").unwrap();

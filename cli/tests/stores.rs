@@ -142,11 +142,15 @@ fn purge_deletes_old_buckets_of_its_own_shard_only() {
         );
         let (app, agg) = app(&d, &text);
         let (id1, id2) = (unique("p1"), unique("p2"));
-        let (n1, n2) = (d.node(&id1), d.node(&id2));
+        // An hour's roll-up delay: what is older than the newest event by more than an
+        // hour is rolled up into the coarse durations; the rest is answered from seconds.
+        let delay = "tally:\n  rollup_delay: 60m\n";
+        let (n1, n2) = (d.node_with(&id1, &id1, delay), d.node_with(&id2, &id2, delay));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
         let old = now - 40 * 86_400_000; // older than every finite retention
+        let mid = now - 600_000; // older than the seconds' retention, but not rolled up
         let recent = now - 30_000; // younger than every retention
-        let events = trade("wso2", 1.0, 5, old) + &trade("wso2", 1.0, 7, recent);
+        let events = trade("wso2", 1.0, 5, old) + &trade("wso2", 1.0, 11, mid) + &trade("wso2", 1.0, 7, recent);
         for n in [&n1, &n2] {
             let out = ingest(&app, n, &store, &d.write("e.jsonl", &events));
             assert!(out.status.success(), "{}", stderr(&out));
@@ -154,17 +158,19 @@ fn purge_deletes_old_buckets_of_its_own_shard_only() {
         let rows = |table: &str, shard: &str| {
             sql_i64(&store, &format!("SELECT count(*) FROM \"{agg}_{table}\" WHERE \"SHARD_ID\" = '{shard}'"))
         };
-        assert_eq!((rows("SECONDS", &id1), rows("DAYS", &id1)), (2, 2));
+        assert_eq!((rows("SECONDS", &id1), rows("MINUTES", &id1), rows("DAYS", &id1)), (3, 1, 1), "{store}");
         let kept = (rows("MONTHS", &id1), rows("YEARS", &id1));
 
         let out = tally(&["purge", "--app", s(&app), "--config", s(&n1), "--store", &store]);
         assert!(out.status.success(), "{}", stderr(&out));
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.contains(&format!("purged 1 row(s) of shard {id1} from {agg}_SECONDS")), "{said}");
-        for table in ["SECONDS", "MINUTES", "HOURS", "DAYS"] {
-            assert_eq!(rows(table, &id1), 1, "{table}: node 1's old bucket is gone, its recent one stays");
-            assert_eq!(rows(table, &id2), 2, "{table}: node 2's rows are node 2's to purge");
+        assert_eq!(rows("SECONDS", &id1), 2, "{store}: the old second is gone; the middle one is not rolled up yet");
+        for table in ["MINUTES", "HOURS", "DAYS"] {
+            assert_eq!(rows(table, &id1), 0, "{table}: node 1's old bucket is gone");
+            assert_eq!(rows(table, &id2), 1, "{table}: node 2's rows are node 2's to purge");
         }
+        assert_eq!(rows("SECONDS", &id2), 3);
         assert_eq!((rows("MONTHS", &id1), rows("YEARS", &id1)), kept, "months and years are kept for ever");
         let all = query(
             &app,
@@ -172,7 +178,7 @@ fn purge_deletes_old_buckets_of_its_own_shard_only() {
             &store,
             &format!("from {agg} within 0L, 4000000000000L per 'days' select sum(total) as t"),
         );
-        assert_eq!(all["records"], serde_json::json!([[5 + 7 + 7]]), "{store}");
+        assert_eq!(all["records"], serde_json::json!([[11 + 7 + 5 + 11 + 7]]), "{store}");
     }
 }
 

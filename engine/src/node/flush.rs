@@ -234,9 +234,12 @@ impl Flusher {
         let plan = self.plan.clone();
         for a in self.stores[i].aggregations.clone() {
             let agg = &plan.aggregations[a];
-            let due = self.marks[a].due(agg, now_ms(), self.rollup_delay_ms);
-            for adv in &due {
-                stats.rolled_up += self.roll_up(i, a, *adv)?;
+            // Finest first: a duration's move may use the move of the one below it.
+            let now = now_ms();
+            for k in 1..agg.durations.len() {
+                if let Some(adv) = self.marks[a].due(agg, k, now, self.rollup_delay_ms) {
+                    stats.rolled_up += self.roll_up(i, a, adv)?;
+                }
             }
             if self.marks[a].unsaved {
                 moved.extend(self.marks[a].all(agg));
@@ -274,8 +277,9 @@ impl Flusher {
     }
 
     /// Moves a mark of aggregation `a` (written to store `i`): the rows of the duration
-    /// below in `[from, to)`, as stored, and the pending partials there are rolled into the
-    /// pending ones of the duration. Returns the rows read.
+    /// below in `[from, to)`, as stored, and its pending partials there (not stored yet:
+    /// events taken since, and what a move of its own mark just rolled into it) are rolled
+    /// into the pending ones of the duration. Returns the rows read.
     fn roll_up(&mut self, i: usize, a: usize, adv: Advance) -> Result<usize> {
         let plan = self.plan.clone();
         let agg = &plan.aggregations[a];
@@ -286,8 +290,8 @@ impl Flusher {
         let rows = self.stores[i].store.scan(below, adv.from, adv.to, &[(shard_col, Value::Str(shard))])?;
         let read = rows.len();
         let mut bucketer = Bucketer::new(agg.zone.clone(), agg.durations[adv.level]);
-        let (finest, coarse) = self.pending[a].split_at_mut(1);
-        let into = &mut coarse[adv.level - 1];
+        let (lower, upper) = self.pending[a].split_at_mut(adv.level);
+        let into = &mut upper[0];
         let mut buf = Vec::new();
         let entries: Vec<(KeyBytes, i64, Partial)> = rows
             .into_iter()
@@ -298,7 +302,7 @@ impl Flusher {
             })
             .collect();
         rollup::merge_entries(into, entries, kinds);
-        for ((k, b), p) in finest[0].iter() {
+        for ((k, b), p) in lower[adv.level - 1].iter() {
             if (adv.from..adv.to).contains(b) {
                 rollup::roll_into(into, k, bucketer.start(*b), p, kinds);
             }

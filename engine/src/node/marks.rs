@@ -5,7 +5,8 @@
 //! A flush writes an event into duration `k` only when it is older than `at[k]`. Newer
 //! events reach duration `k` when its mark moves: the flush that moves it from `a` to `b`
 //! also writes the rows of duration `k-1` in `[a, b)`, read back from the store and rolled
-//! up, and the pending events in `[a, b)`. Rows per flush then follow the finest duration
+//! up, and the pending partials of duration `k-1` in `[a, b)` (which a move of `k-1`'s own
+//! mark in the same flush may just have filled: one flush can move every mark). Rows per flush then follow the finest duration
 //! only, and each coarse row is written about once, when its bucket has closed.
 //!
 //! The marks are the node's own: a shard has one live writer (the registry), so the marks
@@ -88,29 +89,21 @@ impl Marks {
         self.shard.is_some()
     }
 
-    /// The moves due: duration `k`'s buckets that ended `delay_ms` before the newest event
-    /// taken (and before `now_ms`) are rolled up, as far as duration `k-1` is complete
-    /// (its mark before this flush). Marks only move forward, and each stays on a bucket
-    /// boundary of the duration below it.
-    pub fn due(&self, agg: &AggPlan, now_ms: i64, delay_ms: i64) -> Vec<Advance> {
-        if !self.moves() || self.newest == i64::MIN {
-            return Vec::new();
+    /// The move of duration `k`'s mark that is due, if any: its buckets that ended
+    /// `delay_ms` before the newest event taken (and before `now_ms`) are rolled up, as far
+    /// as duration `k-1` is complete (its mark, which may have moved in this same flush).
+    /// Marks only move forward, and each stays on a bucket boundary of the duration below.
+    pub fn due(&self, agg: &AggPlan, k: usize, now_ms: i64, delay_ms: i64) -> Option<Advance> {
+        if !self.moves() || self.newest == i64::MIN || k == 0 {
+            return None;
         }
         let horizon = self.newest.min(now_ms).saturating_sub(delay_ms);
-        let mut out = Vec::new();
-        for (k, d) in agg.durations.iter().enumerate().skip(1) {
-            let mut to = agg.zone.bucket_start(*d, horizon);
-            if k > 1 {
-                // No further than the duration below is complete, and on one of its bucket
-                // boundaries (so a row of it is wholly rolled up or not at all).
-                let below = self.at[k - 1];
-                to = to.min(if below == i64::MIN { below } else { agg.zone.bucket_start(agg.durations[k - 1], below) });
-            }
-            if to > self.at[k] {
-                out.push(Advance { level: k, from: self.at[k], to });
-            }
+        let mut to = agg.zone.bucket_start(agg.durations[k], horizon);
+        if k > 1 {
+            let below = self.at[k - 1];
+            to = to.min(if below == i64::MIN { below } else { agg.zone.bucket_start(agg.durations[k - 1], below) });
         }
-        out
+        (to > self.at[k]).then_some(Advance { level: k, from: self.at[k], to })
     }
 
     /// Every mark of this aggregation, to be stored.
@@ -156,22 +149,26 @@ mod tests {
         let t = |s: &str| parse(s).unwrap();
         let mut m =
             Marks { shard: Some("s1".into()), at: vec![i64::MAX, 0, 0, 0, 0, 0], newest: i64::MIN, unsaved: false };
-        assert!(m.due(&agg, t("2026-03-04 10:20:30"), 5_000).is_empty(), "nothing taken yet");
+        assert_eq!(m.due(&agg, 1, t("2026-03-04 10:20:30"), 5_000), None, "nothing taken yet");
         m.newest = t("2026-03-04 10:20:30");
-        let due = m.due(&agg, i64::MAX, 5_000);
-        // Minutes up to 10:20 (10:20:25 is the horizon); hours, days, months and years can
-        // move only as far as the duration below was complete before this flush (0).
-        assert_eq!(due, vec![Advance { level: 1, from: 0, to: t("2026-03-04 10:20:00") }]);
+        // Minutes up to 10:20 (10:20:25 is the horizon).
+        assert_eq!(m.due(&agg, 1, i64::MAX, 5_000), Some(Advance { level: 1, from: 0, to: t("2026-03-04 10:20:00") }));
+        // Hours only as far as the minutes are complete.
+        assert_eq!(m.due(&agg, 2, i64::MAX, 5_000), None);
         m.at[1] = t("2026-03-04 10:20:00");
-        let due = m.due(&agg, i64::MAX, 5_000);
-        assert_eq!(due, vec![Advance { level: 2, from: 0, to: t("2026-03-04 10:00:00") }]);
+        assert_eq!(m.due(&agg, 2, i64::MAX, 5_000), Some(Advance { level: 2, from: 0, to: t("2026-03-04 10:00:00") }));
+        // A minutes mark inside an hour caps the hours at the minute boundary; days wait.
+        m.newest = t("2026-03-04 12:00:30");
+        m.at[1] = t("2026-03-04 11:37:00");
+        assert_eq!(m.due(&agg, 2, i64::MAX, 5_000).unwrap().to, t("2026-03-04 11:37:00"));
+        assert_eq!(m.due(&agg, 3, i64::MAX, 5_000), None);
         // The clock bounds the horizon: events from the future wait for it.
         m.at = vec![i64::MAX, 0, 0, 0, 0, 0];
-        assert_eq!(m.due(&agg, t("2026-03-04 10:00:03"), 5_000)[0].to, t("2026-03-04 09:59:00"));
+        assert_eq!(m.due(&agg, 1, t("2026-03-04 10:00:03"), 5_000).unwrap().to, t("2026-03-04 09:59:00"));
         // Fixed marks never move.
         let mut fixed = Marks::fixed(&agg);
         fixed.newest = t("2026-03-04 10:20:30");
-        assert!(fixed.due(&agg, i64::MAX, 0).is_empty());
+        assert_eq!(fixed.due(&agg, 1, i64::MAX, 0), None);
     }
 
     #[test]
