@@ -322,7 +322,7 @@ fn a_node_rides_out_a_postgres_outage() {
 /// On PostgreSQL, rows of buckets newer than any the node's shard holds go straight into
 /// the table by COPY. If such a row exists after all (written behind the node's back), the
 /// flush is not lost or double-merged: it reads the table again and merges. (Every flush
-/// here carries 300 rows of another symbol in old buckets, so that it takes the COPY path
+/// here carries PAD rows of another symbol in old buckets, so that it takes the COPY path
 /// of large flushes, not the literal upserts of small ones.)
 #[test]
 fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
@@ -357,7 +357,7 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     };
     let row = |bucket: i64, qty: i64| row_of("wso2", bucket, qty);
     let write = |store: &mut Box<dyn tally::store::Store>, seq: i64, mut rows: Vec<Vec<Value>>| {
-        rows.extend((0..300).map(|b| row_of("pad", b, 1)));
+        rows.extend((0..PAD as i64).map(|b| row_of("pad", b, 1)));
         let w = FlushWrite {
             claim: &claim,
             flush_seq: seq,
@@ -395,7 +395,75 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
         &url,
         &format!("SELECT sum(\"AGG_SUM_quantity\")::bigint FROM \"{}\" WHERE \"symbol\" = 'pad'", t.name),
     );
-    assert_eq!(pad, 3 * 300, "the old buckets were merged into, three times");
+    assert_eq!(pad, 3 * PAD as i64, "the old buckets were merged into, three times");
+    store.release(&claim).unwrap();
+}
+
+/// Enough rows of old buckets for a flush to take PostgreSQL's COPY path.
+const PAD: usize = tally::store::postgres::MEDIUM_FLUSH_ROWS + 1;
+
+/// A medium flush on PostgreSQL (more rows than a literal upsert takes, fewer than COPY
+/// is worth) goes as one statement with an array per column: new rows, existing rows
+/// (merged, twice), null group-by values (merged by ON CONFLICT, not MERGE), quotes and
+/// backslashes in strings.
+#[test]
+fn postgres_merges_a_medium_flush_sent_as_arrays() {
+    use tally::lang::types::Value;
+    use tally::store::{Claim, FlushWrite, StoreAddress, TableWrite};
+    let Some(url) = common::postgres_or_skip() else { return };
+    let id = unique("arr");
+    let cfg = tally::config::NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}"), "n").unwrap();
+    let name = unique("Arr");
+    let plan = tally::lang::plan::check(&SEED_APP.replace("TradeAggregation", &name), "a", &cfg).unwrap();
+    let t = tally::store::schema::TableSchema::new(
+        &plan,
+        &plan.aggregations[0],
+        tally::time::granularity::Granularity::Seconds,
+    );
+    let mut store = tally::store::open(&StoreAddress::parse(&url, None, None).unwrap()).unwrap();
+    store.prepare(std::slice::from_ref(&t)).unwrap();
+    let claim = Claim::new(Some(&id), Some(&id));
+    let seq = store.register(&claim).unwrap();
+    let row_of = |symbol: Option<&str>, bucket: i64, qty: i64| -> Vec<Value> {
+        t.columns
+            .iter()
+            .map(|c| match c.name.as_str() {
+                "AGG_TIMESTAMP" => Value::Long(bucket),
+                "SHARD_ID" => Value::Str(id.clone()),
+                "symbol" => symbol.map(|s| Value::Str(s.into())).unwrap_or(Value::Null),
+                "AGG_SUM_quantity" => Value::Long(qty),
+                n if n.starts_with("AGG_COUNT") => Value::Long(1),
+                _ => Value::Double(1.0),
+            })
+            .collect()
+    };
+    let n = tally::store::postgres::SMALL_FLUSH_ROWS + 200;
+    let rows = |with_null: bool| -> Vec<Vec<Value>> {
+        let mut r: Vec<Vec<Value>> = (0..n as i64).map(|b| row_of(Some("it's \\ wso2"), b * 1000, 2)).collect();
+        if with_null {
+            r.push(row_of(None, 0, 5));
+        }
+        r
+    };
+    for (i, with_null) in [false, false, true, true].into_iter().enumerate() {
+        let rs = rows(with_null);
+        let w = FlushWrite {
+            claim: &claim,
+            flush_seq: seq + 1 + i as i64,
+            tables: vec![TableWrite { table: &t, rows: &rs }],
+            marks: &[],
+        };
+        store.write(&w).unwrap();
+    }
+    let total = |cond: &str| {
+        sql_i64(
+            &url,
+            &format!("SELECT coalesce(sum(\"AGG_SUM_quantity\"), 0)::bigint FROM \"{}\" WHERE {cond}", t.name),
+        )
+    };
+    assert_eq!(total("\"symbol\" = 'it''s \\ wso2'"), 4 * 2 * n as i64, "new, then merged three times");
+    assert_eq!(total("\"symbol\" IS NULL"), 10, "the null key merged into one row");
+    assert_eq!(sql_i64(&url, &format!("SELECT count(*) FROM \"{}\"", t.name)), n as i64 + 1);
     store.release(&claim).unwrap();
 }
 
