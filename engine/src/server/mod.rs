@@ -323,6 +323,7 @@ fn flush_loop(
     let mut last_start = Instant::now();
     let mut taken_at_last = 0u64;
     let mut last_flush_events = 0u64;
+    let mut last_took = Duration::ZERO;
     loop {
         let deadline = last_start + interval;
         let woken = wake.recv_deadline(deadline).is_ok();
@@ -341,6 +342,20 @@ fn flush_loop(
             while Instant::now() < earliest && !shared.stopping.load(Ordering::SeqCst) {
                 wake.recv_deadline(earliest).ok();
             }
+            // Hold briefly for the clients the last flush acknowledged: until as many events
+            // wait as it carried, for at most half its duration. Closed-loop clients come
+            // back within a round trip, so under load every client's request rides one
+            // commit instead of two alternating halves each riding its own (a flush costs
+            // a row per key it touches: measured with 16 HTTP clients x 100 events and
+            // 1,000 keys on PostgreSQL, ~550 rows for 840 events a flush before). One
+            // client, or a lull: the count is reached at once, or the hold is short.
+            let hold = Instant::now() + (last_took / 2).min(interval);
+            while m.events_in.load(Ordering::Relaxed).saturating_sub(taken_at_last) < last_flush_events
+                && Instant::now() < hold
+                && !shared.stopping.load(Ordering::SeqCst)
+            {
+                wake.recv_deadline(hold).ok();
+            }
         }
         last_start = Instant::now();
         let taken_now = m.events_in.load(Ordering::Relaxed);
@@ -349,7 +364,9 @@ fn flush_loop(
         shared.eager.store(last_flush_events < eager_max, Ordering::Relaxed);
         // Batches that read the generation before this swap are in this flush.
         let generation = shared.open.fetch_add(1, Ordering::SeqCst);
-        match node.flush() {
+        let flush = node.flush();
+        last_took = last_start.elapsed();
+        match flush {
             Ok(stats) => {
                 metrics::Metrics::add(&m.flushes, 1);
                 metrics::Metrics::add(&m.flush_rows, stats.rows as u64);
