@@ -1,5 +1,6 @@
-//! Flush throughput on PostgreSQL: the store's path (rows of buckets newer than the shard's
-//! newest by binary COPY straight into the table; the others by binary COPY into a staging
+//! Flush throughput on PostgreSQL: the store's path (up to `MEDIUM_FLUSH_ROWS` rows: one
+//! prepared `MERGE` over an array per column; more: rows of buckets newer than the shard's
+//! newest by binary COPY straight into the table, the others by binary COPY into a staging
 //! table, then one `MERGE` on PostgreSQL 15+, else `INSERT … SELECT … ON CONFLICT DO
 //! UPDATE`) against the same rows sent as multi-row
 //! `INSERT … VALUES … ON CONFLICT DO UPDATE`, at 1 K, 10 K and 100 K rows per flush, each
@@ -77,7 +78,7 @@ fn main() {
     println!("flush throughput, rows/s (median of {rounds} rounds; each flush one transaction)");
     println!(
         "{:>8} {:>6} {:>12} {:>13} {:>12} {:>7} {:>7}",
-        "rows", "case", "COPY+merge", "INSERT×1000", "INSERT×100", "ratio", "×100"
+        "rows", "case", "store path", "INSERT×1000", "INSERT×100", "ratio", "×100"
     );
     let mut results = Vec::new();
     let mut bucket = 0i64;
@@ -148,7 +149,7 @@ fn main() {
             "config": {
                 "tables": "new: TradeAggregation_SECONDS, merge: TradeAggregation_HOURS; partitioned (key AGG_TIMESTAMP, SHARD_ID, symbol; avg as sum+count, sum); created by the store (fillfactor 90 / 50)",
                 "symbols": SYMBOLS, "rounds": rounds, "insert_rows_per_statement": INSERT_CHUNKS,
-                "copy_path": "PostgresStore::write, one transaction with the flush number recorded: rows of buckets newer than the shard's newest by binary COPY into the table; the others by binary COPY into a temporary staging table + MERGE (PostgreSQL 15+; else INSERT … SELECT … ON CONFLICT DO UPDATE)",
+                "copy_path": "PostgresStore::write, one transaction with the flush number recorded: up to MEDIUM_FLUSH_ROWS (4,096) rows one prepared MERGE over an array per column (unnest); more rows: rows of buckets newer than the shard's newest by binary COPY into the table, the others by binary COPY into a temporary staging table + MERGE (PostgreSQL 15+; else INSERT … SELECT … ON CONFLICT DO UPDATE)",
                 "insert_path": "multi-row INSERT … VALUES … ON CONFLICT DO UPDATE with the same merge expressions, one transaction",
                 "server": "the PostgreSQL of DATABASE_URL (scripts/bench_flush.sh: a throwaway cluster from scripts/postgres.sh, same machine)",
             },
