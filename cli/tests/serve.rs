@@ -549,3 +549,71 @@ fn an_acknowledgement_waits_for_one_commit_not_for_the_flush_interval() {
         assert_eq!(code, Some(0), "{err}");
     }
 }
+
+/// Lazy roll-up seen from outside (docs/rollup.md): two nodes roll closed minutes, hours
+/// and days up while they run (a 1 ms delay), with late events among the live ones; after
+/// every acknowledgement, a query per each duration answers exactly every acknowledged
+/// event, bucket by bucket, and at the end the coarse tables hold rows the nodes rolled up.
+#[test]
+fn a_query_during_a_run_sees_every_acknowledged_event_in_every_duration() {
+    use std::collections::BTreeMap;
+    let d = Dir::new();
+    for store in stores(&d) {
+        let name = unique("Lazy");
+        let app = d.write(&format!("{name}.siddhi"), &seed_app().replace("TradeAggregation", &name));
+        let delay = "tally:\n  rollup_delay: 1ms\n";
+        let ids = [unique("lz1"), unique("lz2")];
+        let nodes = [d.node_with(&ids[0], &ids[0], delay), d.node_with(&ids[1], &ids[1], delay)];
+        let served = [serve(&app, &nodes[0], &store), serve(&app, &nodes[1], &store)];
+        let durations = [("seconds", 1_000i64), ("minutes", 60_000), ("hours", 3_600_000), ("days", 86_400_000)];
+        let mut expected: Vec<BTreeMap<i64, i64>> = vec![BTreeMap::new(); durations.len()];
+        let mut total = 0i64;
+        let start = 1_710_496_805_000i64; // 2024-03-15 10:00:05 UTC
+        for i in 0..30i64 {
+            // 41 minutes a step: minutes, hours and a day boundary close during the run.
+            let t = start + i * 41 * 60_000 + i * 1_000;
+            let mut events = vec![("wso2", 100.0, 1 + i, t), ("ibm", 50.0, 2, t + 500)];
+            if i % 4 == 3 {
+                events.push(("wso2", 100.0, 100, t - 3 * 3_600_000)); // three hours late
+            }
+            let reply = send_all(&served[(i % 2) as usize].addr, &[batch(&events)]);
+            assert!(matches!(reply[0], Reply::Ack { .. }), "{store}: {reply:?}");
+            for (_, _, q, ts) in &events {
+                total += q;
+                for (k, (_, width)) in durations.iter().enumerate() {
+                    *expected[k].entry(ts - ts.rem_euclid(*width)).or_default() += q;
+                }
+            }
+            // Every duration, from the node that did not take the batch.
+            let other = &nodes[((i + 1) % 2) as usize];
+            for (k, (per, _)) in durations.iter().enumerate() {
+                let q = format!(
+                    "from {name} within 0L, 4000000000000L per '{per}' select AGG_TIMESTAMP, sum(total) as t \
+                     group by AGG_TIMESTAMP"
+                );
+                let got: BTreeMap<i64, i64> = query(&app, other, &store, &q)["records"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap()))
+                    .collect();
+                assert_eq!(got, expected[k], "{store}: per {per} after batch {i}");
+            }
+            for per in ["months", "years"] {
+                let q = format!("from {name} within 0L, 4000000000000L per '{per}' select sum(total) as t");
+                assert_eq!(query(&app, other, &store, &q)["records"], serde_json::json!([[total]]), "{store}: {per}");
+            }
+        }
+        for s in served {
+            let (code, err) = s.stop();
+            assert_eq!(code, Some(0), "{err}");
+        }
+        for table in ["MINUTES", "HOURS", "DAYS"] {
+            let rows = common::sql_i64(&store, &format!("SELECT count(*) FROM \"{name}_{table}\""));
+            assert!(rows > 0, "{store}: {table} holds buckets rolled up during the run");
+        }
+        // Rolled up once each: no more coarse rows than (bucket, symbol, shard).
+        let minutes = common::sql_i64(&store, &format!("SELECT count(*) FROM \"{name}_MINUTES\""));
+        assert!(minutes <= 2 * 2 * expected[1].len() as i64, "{store}: {minutes} minute rows");
+    }
+}
