@@ -313,7 +313,7 @@ async fn handle(rq: Request<Incoming>, routes: &Routes, front: &Front) -> Answer
             return r;
         }
         let stream = route.stream;
-        return match read_json(rq, shared).await {
+        return match read_body(rq, shared).await {
             Ok(body) => ingest(front, stream, &body).await,
             Err(r) => *r,
         };
@@ -332,7 +332,7 @@ async fn handle(rq: Request<Incoming>, routes: &Routes, front: &Front) -> Answer
                 &format!("unknown stream `{}`; the app defines {}", &path[1..], known.join(", ")),
             );
         };
-        return match read_json(rq, shared).await {
+        return match read_body(rq, shared).await {
             Ok(body) => ingest(front, stream, &body).await,
             Err(r) => *r,
         };
@@ -403,6 +403,16 @@ fn basic_ok(rq: &Request<Incoming>, users: &[User]) -> bool {
 
 /// The body as JSON, within `tally.max_body_bytes` (413 beyond it, naming the limit).
 async fn read_json(rq: Request<Incoming>, shared: &Shared) -> std::result::Result<serde_json::Value, Box<Answer>> {
+    parse_json(&read_body(rq, shared).await?)
+}
+
+fn parse_json(body: &[u8]) -> std::result::Result<serde_json::Value, Box<Answer>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, &format!("the body is not valid JSON: {e}"))))
+}
+
+/// The body, within `tally.max_body_bytes` (413 beyond it, naming the limit).
+async fn read_body(rq: Request<Incoming>, shared: &Shared) -> std::result::Result<bytes::Bytes, Box<Answer>> {
     let limit = shared.config.settings.max_body_bytes;
     let too_large = || {
         error(
@@ -417,13 +427,24 @@ async fn read_json(rq: Request<Incoming>, shared: &Shared) -> std::result::Resul
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Box::new(too_large()));
     }
-    let body = match Limited::new(rq.into_body(), limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(Box::new(too_large())),
-        Err(e) => return Err(Box::new(error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")))),
-    };
-    serde_json::from_slice(&body)
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, &format!("the body is not valid JSON: {e}"))))
+    match Limited::new(rq.into_body(), limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(Box::new(too_large())),
+        Err(e) => Err(Box::new(error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")))),
+    }
+}
+
+/// The events of an ingest request's body: read straight into values when the body is
+/// valid ([`crate::ingest::body`]); otherwise as a tree, which names what is wrong.
+fn events_of_body(shared: &Shared, stream: usize, body: &[u8]) -> std::result::Result<Vec<Vec<Value>>, Box<Answer>> {
+    let s = &shared.plan.streams[stream];
+    let max = shared.config.settings.max_batch_events;
+    if let Some(events) = crate::ingest::body::events(s, s.mapping, body, max)
+        && events.iter().all(|v| crate::ingest::check::check_event(&shared.plan, stream, v).is_ok())
+    {
+        return Ok(events);
+    }
+    events_of(shared, stream, &parse_json(body)?)
 }
 
 /// The events of a request: `{"event": {…}}` or an array of those, converted and checked,
@@ -471,9 +492,9 @@ fn events_of(
     Ok(events)
 }
 
-async fn ingest(front: &Front, stream: usize, body: &serde_json::Value) -> Answer {
+async fn ingest(front: &Front, stream: usize, body: &[u8]) -> Answer {
     let shared = &front.shared;
-    let events = match events_of(shared, stream, body) {
+    let events = match events_of_body(shared, stream, body) {
         Ok(e) => e,
         Err(r) => return *r,
     };
