@@ -327,34 +327,10 @@ fn a_node_rides_out_a_postgres_outage() {
 #[test]
 fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     use tally::lang::types::Value;
-    use tally::store::{Claim, FlushWrite, StoreAddress, TableWrite};
+    use tally::store::{FlushWrite, TableWrite};
     let Some(url) = common::postgres_or_skip() else { return };
-    let id = unique("wm");
-    let cfg = tally::config::NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}"), "n").unwrap();
-    let name = unique("Wm");
-    let plan = tally::lang::plan::check(&SEED_APP.replace("TradeAggregation", &name), "a", &cfg).unwrap();
-    let t = tally::store::schema::TableSchema::new(
-        &plan,
-        &plan.aggregations[0],
-        tally::time::granularity::Granularity::Seconds,
-    );
-    let mut store = tally::store::open(&StoreAddress::parse(&url, None, None).unwrap()).unwrap();
-    store.prepare(std::slice::from_ref(&t)).unwrap();
-    let claim = Claim::new(Some(&id), Some(&id));
-    let seq = store.register(&claim).unwrap();
-    let row_of = |symbol: &str, bucket: i64, qty: i64| -> Vec<Value> {
-        t.columns
-            .iter()
-            .map(|c| match c.name.as_str() {
-                "AGG_TIMESTAMP" => Value::Long(bucket),
-                "SHARD_ID" => Value::Str(id.clone()),
-                "symbol" => Value::Str(symbol.into()),
-                "AGG_SUM_quantity" => Value::Long(qty),
-                n if n.starts_with("AGG_COUNT") => Value::Long(1),
-                _ => Value::Double(1.0),
-            })
-            .collect()
-    };
+    let PgSeconds { id, t, mut store, claim, seq } = PgSeconds::new(&url, "wm");
+    let row_of = |symbol: &str, bucket: i64, qty: i64| t.row(&id, Some(symbol), bucket, qty);
     let row = |bucket: i64, qty: i64| row_of("wso2", bucket, qty);
     let write = |store: &mut Box<dyn tally::store::Store>, seq: i64, mut rows: Vec<Vec<Value>>| {
         rows.extend((0..PAD as i64).map(|b| row_of("pad", b, 1)));
@@ -399,6 +375,58 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     store.release(&claim).unwrap();
 }
 
+/// A registered writer of a new seed SECONDS table on PostgreSQL, for tests that write
+/// flushes to the store directly.
+struct PgSeconds {
+    id: String,
+    t: tally::store::schema::TableSchema,
+    store: Box<dyn tally::store::Store>,
+    claim: tally::store::Claim,
+    /// The last flush number the node applied.
+    seq: i64,
+}
+
+impl PgSeconds {
+    fn new(url: &str, prefix: &str) -> PgSeconds {
+        let id = unique(prefix);
+        let cfg = tally::config::NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}"), "n").unwrap();
+        let name = unique(&prefix.to_uppercase());
+        let plan = tally::lang::plan::check(&SEED_APP.replace("TradeAggregation", &name), "a", &cfg).unwrap();
+        let t = tally::store::schema::TableSchema::new(
+            &plan,
+            &plan.aggregations[0],
+            tally::time::granularity::Granularity::Seconds,
+        );
+        let mut store = tally::store::open(&tally::store::StoreAddress::parse(url, None, None).unwrap()).unwrap();
+        store.prepare(std::slice::from_ref(&t)).unwrap();
+        let claim = tally::store::Claim::new(Some(&id), Some(&id));
+        let seq = store.register(&claim).unwrap();
+        PgSeconds { id, t, store, claim, seq }
+    }
+}
+
+/// A row of a seed table: `symbol` (null when `None`), quantity `qty`, counts 1, prices 1.
+trait SeedRow {
+    fn row(&self, shard: &str, symbol: Option<&str>, bucket: i64, qty: i64) -> Vec<tally::lang::types::Value>;
+}
+
+impl SeedRow for tally::store::schema::TableSchema {
+    fn row(&self, shard: &str, symbol: Option<&str>, bucket: i64, qty: i64) -> Vec<tally::lang::types::Value> {
+        use tally::lang::types::Value;
+        self.columns
+            .iter()
+            .map(|c| match c.name.as_str() {
+                "AGG_TIMESTAMP" => Value::Long(bucket),
+                "SHARD_ID" => Value::Str(shard.to_string()),
+                "symbol" => symbol.map(|s| Value::Str(s.into())).unwrap_or(Value::Null),
+                "AGG_SUM_quantity" => Value::Long(qty),
+                n if n.starts_with("AGG_COUNT") => Value::Long(1),
+                _ => Value::Double(1.0),
+            })
+            .collect()
+    }
+}
+
 /// Enough rows of old buckets for a flush to take PostgreSQL's COPY path.
 const PAD: usize = tally::store::postgres::MEDIUM_FLUSH_ROWS + 1;
 
@@ -409,34 +437,10 @@ const PAD: usize = tally::store::postgres::MEDIUM_FLUSH_ROWS + 1;
 #[test]
 fn postgres_merges_a_medium_flush_sent_as_arrays() {
     use tally::lang::types::Value;
-    use tally::store::{Claim, FlushWrite, StoreAddress, TableWrite};
+    use tally::store::{FlushWrite, TableWrite};
     let Some(url) = common::postgres_or_skip() else { return };
-    let id = unique("arr");
-    let cfg = tally::config::NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}"), "n").unwrap();
-    let name = unique("Arr");
-    let plan = tally::lang::plan::check(&SEED_APP.replace("TradeAggregation", &name), "a", &cfg).unwrap();
-    let t = tally::store::schema::TableSchema::new(
-        &plan,
-        &plan.aggregations[0],
-        tally::time::granularity::Granularity::Seconds,
-    );
-    let mut store = tally::store::open(&StoreAddress::parse(&url, None, None).unwrap()).unwrap();
-    store.prepare(std::slice::from_ref(&t)).unwrap();
-    let claim = Claim::new(Some(&id), Some(&id));
-    let seq = store.register(&claim).unwrap();
-    let row_of = |symbol: Option<&str>, bucket: i64, qty: i64| -> Vec<Value> {
-        t.columns
-            .iter()
-            .map(|c| match c.name.as_str() {
-                "AGG_TIMESTAMP" => Value::Long(bucket),
-                "SHARD_ID" => Value::Str(id.clone()),
-                "symbol" => symbol.map(|s| Value::Str(s.into())).unwrap_or(Value::Null),
-                "AGG_SUM_quantity" => Value::Long(qty),
-                n if n.starts_with("AGG_COUNT") => Value::Long(1),
-                _ => Value::Double(1.0),
-            })
-            .collect()
-    };
+    let PgSeconds { id, t, mut store, claim, seq } = PgSeconds::new(&url, "arr");
+    let row_of = |symbol: Option<&str>, bucket: i64, qty: i64| t.row(&id, symbol, bucket, qty);
     let n = tally::store::postgres::SMALL_FLUSH_ROWS + 200;
     let rows = |with_null: bool| -> Vec<Vec<Value>> {
         let mut r: Vec<Vec<Value>> = (0..n as i64).map(|b| row_of(Some("it's \\ wso2"), b * 1000, 2)).collect();

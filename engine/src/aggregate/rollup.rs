@@ -38,16 +38,11 @@ pub fn merge_maps(into: &mut BucketMap, from: BucketMap, kinds: &[CellKind]) {
 }
 
 /// Rolls the finest duration's partials up into every duration of `agg`; the result has
-/// one map per duration, in `agg.durations` order (the first is `finest` itself).
-#[cfg(test)]
-pub fn roll_up(agg: &AggPlan, kinds: &[CellKind], finest: BucketMap) -> Vec<BucketMap> {
-    roll_up_before(agg, kinds, finest, &vec![i64::MAX; agg.durations.len()])
-}
-
-/// Like [`roll_up`], but duration `k` takes only the finest partials of buckets that start
-/// before `marks[k]` (node::marks: the newer ones reach it later, when its mark moves).
-/// Each mark is a bucket boundary of the duration below it, so a finer bucket is wholly
-/// before a mark or wholly after it.
+/// one map per duration, in `agg.durations` order (the first is `finest` itself). Duration
+/// `k` takes only the finest partials of buckets that start before `marks[k]`
+/// (`node::marks`: the newer ones reach it later, when its mark moves; `i64::MAX` takes
+/// all). Each mark is a bucket boundary of the duration below it, so a finer bucket is
+/// wholly before a mark or wholly after it.
 pub fn roll_up_before(agg: &AggPlan, kinds: &[CellKind], finest: BucketMap, marks: &[i64]) -> Vec<BucketMap> {
     let mut out: Vec<BucketMap> = Vec::with_capacity(agg.durations.len());
     out.push(finest);
@@ -114,7 +109,7 @@ mod tests {
             p.cells[1] = CellValue::Num(Num::Int(1));
             merge_entries(&mut finest, vec![(key.clone(), parse(t).unwrap(), p)], &kinds);
         }
-        let rolled = roll_up(agg, &kinds, finest);
+        let rolled = roll_up_before(agg, &kinds, finest, &[i64::MAX; 5]);
         assert_eq!(
             agg.durations,
             vec![Granularity::Seconds, Granularity::Hours, Granularity::Days, Granularity::Months, Granularity::Years]

@@ -67,7 +67,7 @@ impl Marks {
             }
             if end != i64::MIN {
                 for (k, d) in agg.durations.iter().enumerate().skip(1) {
-                    at[k] = ceil(agg, *d, end);
+                    at[k] = agg.zone.bucket_ceil(*d, end);
                 }
             }
             unsaved = true;
@@ -116,12 +116,6 @@ impl Marks {
             .map(|(d, at)| Mark { aggregation: agg.name.clone(), shard: shard.clone(), duration: *d, at: *at })
             .collect()
     }
-}
-
-/// The first bucket start of `d` at or after `ms`.
-fn ceil(agg: &AggPlan, d: crate::time::granularity::Granularity, ms: i64) -> i64 {
-    let (start, end) = agg.zone.bucket_range(d, ms);
-    if start == ms { ms } else { end }
 }
 
 #[cfg(test)]
@@ -176,9 +170,9 @@ mod tests {
         let agg = agg();
         let t = |s: &str| parse(s).unwrap();
         use crate::time::granularity::Granularity::*;
-        assert_eq!(ceil(&agg, Minutes, t("2026-03-04 10:20:00")), t("2026-03-04 10:20:00"));
-        assert_eq!(ceil(&agg, Minutes, t("2026-03-04 10:20:01")), t("2026-03-04 10:21:00"));
-        assert_eq!(ceil(&agg, Years, t("2026-03-04 10:20:01")), t("2027-01-01 00:00:00"));
+        assert_eq!(agg.zone.bucket_ceil(Minutes, t("2026-03-04 10:20:00")), t("2026-03-04 10:20:00"));
+        assert_eq!(agg.zone.bucket_ceil(Minutes, t("2026-03-04 10:20:01")), t("2026-03-04 10:21:00"));
+        assert_eq!(agg.zone.bucket_ceil(Years, t("2026-03-04 10:20:01")), t("2027-01-01 00:00:00"));
     }
 
     /// Events of random keys at random times (in order, with late ones mixed in) go

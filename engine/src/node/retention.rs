@@ -14,8 +14,9 @@ use crate::lang::plan::AppPlan;
 use crate::node::background::Background;
 use crate::store::address::by_store as store_addresses;
 use crate::store::schema::TableSchema;
-use crate::store::{self, Store, StoreAddress};
+use crate::store::{self, Mark, Store, StoreAddress};
 use crate::time::granularity::Granularity;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// One table to purge: rows whose bucket starts more than `keep_ms` ago.
@@ -141,14 +142,19 @@ fn purge_store(ps: &mut PurgeStore, now_ms: i64, due_at: Option<Instant>, done: 
         ps.store = Some(store::open(&ps.address)?);
     }
     let store = ps.store.as_mut().expect("opened above");
+    // Each aggregation's marks, read once a pass: marks only move forward, so a read a
+    // moment ago is safe to use.
+    let mut marks: HashMap<String, Vec<Mark>> = HashMap::new();
     for t in &mut ps.targets {
         if due_at.is_some_and(|now| t.next_due > now) {
             continue;
         }
         let mut before_ms = now_ms.saturating_sub(t.keep_ms);
         if let (Some(shard), Some(next)) = (&t.shard, t.next) {
-            // Marks only move forward, so one read a moment ago is safe to use.
-            let mark = store.marks(&t.table.aggregation)?.into_iter().find(|m| &m.shard == shard && m.duration == next);
+            if !marks.contains_key(&t.table.aggregation) {
+                marks.insert(t.table.aggregation.clone(), store.marks(&t.table.aggregation)?);
+            }
+            let mark = marks[&t.table.aggregation].iter().find(|m| &m.shard == shard && m.duration == next);
             if let Some(m) = mark {
                 before_ms = before_ms.min(m.at);
             }

@@ -82,11 +82,7 @@ fn finer_rows(
     }
     let zone = &agg.zone;
     // A finer row counts when its bucket of `level` starts in the query's range.
-    let first_start = |ms: i64| {
-        let (start, end) = zone.bucket_range(q.duration, ms);
-        if start == ms { ms } else { end }
-    };
-    let (lo, hi) = (first_start(q.range.0), first_start(q.range.1));
+    let (lo, hi) = (zone.bucket_ceil(q.duration, q.range.0), zone.bucket_ceil(q.duration, q.range.1));
     let mut out = Vec::new();
     for j in 0..level {
         // Shard → where duration j starts to serve it.

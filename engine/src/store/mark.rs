@@ -8,8 +8,6 @@
 //! as the tables. A query reads the marks first and takes each event from exactly one
 //! duration (`query::exec`).
 
-use crate::store::registry::for_dialect;
-use crate::store::sql::Dialect;
 use crate::time::granularity::Granularity;
 
 /// The marks table.
@@ -25,7 +23,8 @@ pub struct Mark {
     pub at: i64,
 }
 
-/// SQL of the marks table, with `?n` parameters (see [`for_dialect`]).
+/// SQL of the marks table, with `?n` parameters (`store::registry::for_dialect` rewrites
+/// them for PostgreSQL).
 pub mod statements {
     pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS \"TALLY_ROLLUP_MARK\" (\"AGGREGATION\" TEXT NOT NULL, \
         \"SHARD_ID\" TEXT NOT NULL, \"DURATION\" TEXT NOT NULL, \"MARK\" BIGINT NOT NULL, \
@@ -39,11 +38,6 @@ pub mod statements {
         DO UPDATE SET \"MARK\" = excluded.\"MARK\"";
 }
 
-/// A statement of [`statements`] for dialect `d`.
-pub fn sql(d: Dialect, text: &str) -> std::borrow::Cow<'_, str> {
-    for_dialect(d, text)
-}
-
 /// A mark as read back: `None` when the duration name is not one of ours (a row written
 /// by something else; ignored).
 pub fn read(aggregation: &str, shard: String, duration: &str, at: i64) -> Option<Mark> {
@@ -54,11 +48,13 @@ pub fn read(aggregation: &str, shard: String, duration: &str, at: i64) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::registry::for_dialect;
+    use crate::store::sql::Dialect;
 
     #[test]
     fn statements_take_each_dialects_parameters() {
-        assert!(sql(Dialect::Postgres, statements::UPSERT).contains("VALUES ($1, $2, $3, $4)"));
-        assert!(sql(Dialect::Sqlite, statements::SELECT).contains("= ?1 ORDER BY"));
+        assert!(for_dialect(Dialect::Postgres, statements::UPSERT).contains("VALUES ($1, $2, $3, $4)"));
+        assert!(for_dialect(Dialect::Sqlite, statements::SELECT).contains("= ?1 ORDER BY"));
         assert_eq!(
             read("A", "s1".into(), "HOURS", 7),
             Some(Mark { aggregation: "A".into(), shard: "s1".into(), duration: Granularity::Hours, at: 7 })

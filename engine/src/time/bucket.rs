@@ -75,6 +75,12 @@ impl Zone {
         self.bucket_range(d, ms).0
     }
 
+    /// The first bucket start of `d` at or after `ms`.
+    pub fn bucket_ceil(&self, d: Granularity, ms: i64) -> i64 {
+        let (start, end) = self.bucket_range(d, ms);
+        if start == ms { ms } else { end }
+    }
+
     /// The bucket of `d` that holds `ms`, as `[start, end)` in epoch milliseconds.
     pub fn bucket_range(&self, d: Granularity, ms: i64) -> (i64, i64) {
         let ms = ms.clamp(MIN_MS, MAX_MS);

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::lang::types::{AttrType, Value};
 use crate::store::registry::{for_dialect, statements as reg};
 use crate::store::schema::TableSchema;
-use crate::store::{Claim, FlushWrite, TableWrite, mark};
+use crate::store::{Claim, FlushWrite, TableWrite};
 use crate::time::clock::now_ms;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -325,7 +325,7 @@ fn write_table(
 fn write_marks(tx: &mut postgres::Transaction<'_>, moved: &[Mark]) -> Result<()> {
     for m in moved {
         tx.execute(
-            &*mark::sql(Dialect::Postgres, marks::UPSERT),
+            &*for_dialect(Dialect::Postgres, marks::UPSERT),
             &[&m.aggregation, &m.shard, &m.duration.table_suffix(), &m.at],
         )
         .map_err(|e| error("cannot move a roll-up mark", e))?;

@@ -313,7 +313,7 @@ impl PostgresStore {
         }
         let rows = self
             .client()?
-            .query(&*mark::sql(Dialect::Postgres, marks::SELECT), &[&aggregation])
+            .query(&*for_dialect(Dialect::Postgres, marks::SELECT), &[&aggregation])
             .map_err(|e| error(ctx, e))?;
         rows.iter()
             .map(|r| -> std::result::Result<Option<Mark>, postgres::Error> {
