@@ -339,6 +339,7 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
             flush_seq: seq,
             tables: vec![TableWrite { table: &t, rows: &rows }],
             marks: &[],
+            journal: &[],
         };
         store.write(&w).unwrap()
     };
@@ -456,6 +457,7 @@ fn postgres_merges_a_medium_flush_sent_as_arrays() {
             flush_seq: seq + 1 + i as i64,
             tables: vec![TableWrite { table: &t, rows: &rs }],
             marks: &[],
+            journal: &[],
         };
         store.write(&w).unwrap();
     }

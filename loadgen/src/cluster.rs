@@ -110,6 +110,11 @@ impl Cluster {
         self.nodes.iter().map(|n| metric(&n.http, "tally_flush_rows_total").unwrap_or(0)).collect()
     }
 
+    /// Finest partials each node has appended to its journal (`tally_journal_rows_total`).
+    pub fn journal_rows(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| metric(&n.http, "tally_journal_rows_total").unwrap_or(0)).collect()
+    }
+
     /// Flushes each node committed so far (its metrics).
     pub fn flushes(&self) -> Vec<u64> {
         self.nodes.iter().map(|n| metric(&n.http, "tally_flushes_total").unwrap_or(0)).collect()

@@ -10,6 +10,8 @@ use std::path::Path;
 pub struct NodeFigures {
     pub peak_rss_bytes: Vec<u64>,
     pub rows_flushed: u64,
+    /// Finest partials the nodes appended to their journals.
+    pub journal_rows: u64,
     /// Flushes the nodes committed while the events were sent.
     pub flushes: u64,
     /// CPU seconds each node used while the events were sent.
@@ -30,6 +32,8 @@ pub struct RunReport {
     pub rows_flushed_per_sec: f64,
     /// Rows written per event acknowledged (all durations): what the store pays per event.
     pub rows_per_event: f64,
+    /// Journal partials appended per event acknowledged (one record a flush holds them).
+    pub journal_rows_per_event: f64,
     pub flushes: u64,
     /// CPU seconds each spawned node used while the events were sent (empty when attached).
     pub node_cpu_sec: Vec<f64>,
@@ -58,6 +62,7 @@ impl RunReport {
             peak_rss_bytes: nodes_seen.peak_rss_bytes.clone(),
             rows_flushed_per_sec: nodes_seen.rows_flushed as f64 / p.elapsed.as_secs_f64(),
             rows_per_event: nodes_seen.rows_flushed as f64 / p.acked_events.max(1) as f64,
+            journal_rows_per_event: nodes_seen.journal_rows as f64 / p.acked_events.max(1) as f64,
             flushes: nodes_seen.flushes,
             node_cpu_sec: nodes_seen.cpu_sec.clone(),
             verified: v.is_some_and(|v| v.mismatches.is_empty()),
@@ -89,6 +94,7 @@ impl RunReport {
             "peak_rss_bytes": self.peak_rss_bytes,
             "rows_flushed_per_sec": self.rows_flushed_per_sec.round(),
             "rows_per_event": self.rows_per_event,
+            "journal_rows_per_event": self.journal_rows_per_event,
             "flushes": self.flushes,
             "node_cpu_sec": self.node_cpu_sec,
             "events_per_node_cpu_sec": self.events_per_node_cpu_sec().map(f64::round),
@@ -117,6 +123,7 @@ impl RunReport {
             "{:<28} {:.5} ({} flushes)\n",
             "rows written per event", self.rows_per_event, self.flushes
         ));
+        t.push_str(&format!("{:<28} {:.5}\n", "journal partials per event", self.journal_rows_per_event));
         if let Some(per_cpu) = self.events_per_node_cpu_sec() {
             let cpu: Vec<String> = self.node_cpu_sec.iter().map(|c| format!("{c:.2}")).collect();
             t.push_str(&format!("{:<28} {} ({per_cpu:.0} events per node CPU-s)\n", "node CPU s", cpu.join(", ")));

@@ -181,6 +181,7 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         Some(c) => NodeFigures {
             peak_rss_bytes: c.peak_rss(),
             rows_flushed: c.flushed_rows().iter().sum(),
+            journal_rows: c.journal_rows().iter().sum(),
             flushes: c.flushes().iter().sum(),
             cpu_sec: c.cpu_seconds().iter().zip(&cpu_before).map(|(after, before)| after - before).collect(),
         },

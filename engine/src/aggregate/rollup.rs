@@ -63,6 +63,19 @@ pub fn roll_up_before(agg: &AggPlan, kinds: &[CellKind], finest: BucketMap, mark
     out
 }
 
+/// Takes the partials of buckets that start before `before` out of `map` (all of them
+/// for `i64::MAX`, none for `i64::MIN`).
+pub fn take_before(map: &mut BucketMap, before: i64) -> BucketMap {
+    if before == i64::MAX {
+        return std::mem::take(map);
+    }
+    let mut out = BucketMap::default();
+    if before != i64::MIN {
+        out.extend(map.extract_if(|(_, b), _| *b < before));
+    }
+    out
+}
+
 /// Merges a clone of `p` into `map` at (`key`, `bucket`).
 pub fn roll_into(map: &mut BucketMap, key: &KeyBytes, bucket: i64, p: &Partial, kinds: &[CellKind]) {
     match map.entry((key.clone(), bucket)) {

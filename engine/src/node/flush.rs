@@ -3,7 +3,10 @@
 //!
 //! For a partitioned aggregation a duration takes only events older than its roll-up mark;
 //! the newer ones reach it when the mark moves ([`crate::node::marks`], docs/rollup.md),
-//! which a flush does once a coarse bucket has closed, reading the finer rows back.
+//! which a flush does once a bucket has closed. Events newer than the finest mark go to the
+//! shard's journal ([`crate::store::journal`]): one record a flush, not a row per key; the
+//! node keeps what its journal holds in memory and writes it into the finest duration when
+//! the mark passes it. A coarse duration's roll-up reads the finer rows back.
 //!
 //! Each store gets its rows as one numbered flush. A flush that fails stays *in flight*
 //! with its number and exactly its rows, and is retried as it is before anything newer goes
@@ -21,7 +24,7 @@ use crate::lang::plan::{AppPlan, CellKind};
 use crate::lang::types::Value;
 use crate::node::marks::{Advance, Marks};
 use crate::store::schema::TableSchema;
-use crate::store::{Applied, Claim, FlushWrite, Mark, Store, TableWrite};
+use crate::store::{Applied, Claim, FlushWrite, JournalWrite, Mark, Store, TableWrite, journal};
 use crate::time::bucket::Bucketer;
 use crate::time::clock::now_ms;
 use rayon::prelude::*;
@@ -40,6 +43,11 @@ pub struct FlushStats {
     /// Finer rows read back from the stores and rolled up into a coarser duration whose
     /// buckets closed.
     pub rolled_up: usize,
+    /// Finest partials appended to the journal (in one record per aggregation), not
+    /// counted in `rows`.
+    pub journaled: usize,
+    /// Journal partials written into the finest duration as its mark moved (in `rows`).
+    pub closed: usize,
     pub elapsed: Duration,
 }
 
@@ -60,6 +68,10 @@ pub(crate) struct InFlight {
     pub tables: Vec<(usize, usize, Vec<Vec<Value>>)>,
     /// Roll-up marks this flush moves.
     pub marks: Vec<Mark>,
+    /// Journal records appended and trimmed.
+    pub journal: Vec<JournalWrite>,
+    /// Partials in the appended records.
+    pub journal_rows: usize,
 }
 
 pub(crate) struct Flusher {
@@ -73,6 +85,15 @@ pub(crate) struct Flusher {
     pending: Vec<Vec<BucketMap>>,
     /// Per aggregation: how far each duration of this node's shard is rolled up.
     marks: Vec<Marks>,
+    /// Per aggregation: finest partials at or after the finest mark, for the journal's next
+    /// record.
+    fresh: Vec<BucketMap>,
+    /// Per aggregation: what this shard's journal holds at or after the finest mark (every
+    /// record confirmed or in flight), merged: written into the finest duration, and
+    /// trimmed from the journal, when the mark passes it.
+    journaled: Vec<BucketMap>,
+    /// Per aggregation: where the next flush trims the journal (the finest mark moved).
+    trim: Vec<Option<i64>>,
     /// `tally.rollup_delay`, in ms.
     rollup_delay_ms: i64,
     pending_events: u64,
@@ -92,11 +113,18 @@ impl Flusher {
     ) -> Result<Flusher> {
         let tables = TableSchema::all(&plan);
         let mut marks: Vec<Marks> = plan.aggregations.iter().map(Marks::fixed).collect();
+        let mut journaled: Vec<BucketMap> = plan.aggregations.iter().map(|_| BucketMap::default()).collect();
         for slot in &mut stores {
             for &a in &slot.aggregations {
                 let agg = &plan.aggregations[a];
                 if let Some(shard) = &agg.shard_id {
                     marks[a] = Marks::load(slot.store.as_mut(), agg, &tables[a], shard)?;
+                    journaled[a] = read_journal(slot.store.as_mut(), agg, &tables[a][0], shard, marks[a].at[0])?;
+                    // The journal's events were taken: their buckets close as time goes on,
+                    // even if no new event comes.
+                    if let Some(newest) = journaled[a].keys().map(|(_, b)| *b).max() {
+                        marks[a].newest = newest;
+                    }
                 }
             }
         }
@@ -111,6 +139,9 @@ impl Flusher {
                 .iter()
                 .map(|a| a.durations.iter().map(|_| BucketMap::default()).collect())
                 .collect(),
+            fresh: plan.aggregations.iter().map(|_| BucketMap::default()).collect(),
+            trim: vec![None; plan.aggregations.len()],
+            journaled,
             plan,
             programs,
             tables,
@@ -135,7 +166,7 @@ impl Flusher {
         // Per aggregation, in parallel: decode each worker's slots into owned partials,
         // merge across workers (the same group can be in several when routing was round
         // robin), and roll up what is older than each duration's mark.
-        let rolled: Vec<Option<(i64, Vec<BucketMap>)>> = self.pool.install(|| {
+        let rolled: Vec<Option<(i64, Vec<BucketMap>, BucketMap)>> = self.pool.install(|| {
             (0..aggs)
                 .into_par_iter()
                 .map(|a| {
@@ -150,13 +181,20 @@ impl Flusher {
                     }
                     let newest = finest.keys().map(|(_, b)| *b).max().unwrap_or(i64::MIN);
                     let agg = &self.plan.aggregations[a];
-                    Some((newest, rollup::roll_up_before(agg, &self.kinds[a], finest, &self.marks[a].at)))
+                    let at = &self.marks[a].at;
+                    let mut maps = rollup::roll_up_before(agg, &self.kinds[a], finest, at);
+                    // The finest duration keeps what is older than its mark; the journal
+                    // takes the rest.
+                    let older = rollup::take_before(&mut maps[0], at[0]);
+                    let newer = std::mem::replace(&mut maps[0], older);
+                    Some((newest, maps, newer))
                 })
                 .collect()
         });
         for (a, r) in rolled.into_iter().enumerate() {
-            let Some((newest, maps)) = r else { continue };
+            let Some((newest, maps, newer)) = r else { continue };
             self.marks[a].newest = self.marks[a].newest.max(newest);
+            rollup::merge_maps(&mut self.fresh[a], newer, &self.kinds[a]);
             for (d, m) in maps.into_iter().enumerate() {
                 rollup::merge_maps(&mut self.pending[a][d], m, &self.kinds[a]);
             }
@@ -168,9 +206,11 @@ impl Flusher {
             .stores
             .iter()
             .filter_map(|s| s.in_flight.as_ref())
-            .map(|f| f.tables.iter().map(|(_, _, r)| r.len()).sum::<usize>())
+            .map(|f| f.tables.iter().map(|(_, _, r)| r.len()).sum::<usize>() + f.journal_rows)
             .sum();
-        self.pending.iter().flatten().map(|m| m.len()).sum::<usize>() + in_flight
+        self.pending.iter().flatten().map(|m| m.len()).sum::<usize>()
+            + self.fresh.iter().map(|m| m.len()).sum::<usize>()
+            + in_flight
     }
 
     /// Writes everything pending; one transaction per store. A store's unconfirmed flush is
@@ -217,9 +257,13 @@ impl Flusher {
             flush_seq: flight.seq,
             tables: flight.tables.iter().map(|(a, d, r)| TableWrite { table: &self.tables[*a][*d], rows: r }).collect(),
             marks: &flight.marks,
+            journal: &flight.journal,
         };
         match slot.store.write(&write)? {
-            Applied::Written => stats.rows += write.rows(),
+            Applied::Written => {
+                stats.rows += write.rows();
+                stats.journaled += flight.journal_rows;
+            }
             Applied::AlreadyApplied => stats.already_applied += 1,
         }
         slot.in_flight = None;
@@ -236,9 +280,13 @@ impl Flusher {
             let agg = &plan.aggregations[a];
             // Finest first: a duration's move may use the move of the one below it.
             let now = now_ms();
-            for k in 1..agg.durations.len() {
+            for k in 0..agg.durations.len() {
                 if let Some(adv) = self.marks[a].due(agg, k, now, self.rollup_delay_ms) {
-                    stats.rolled_up += self.roll_up(i, a, adv)?;
+                    if k == 0 {
+                        stats.closed += self.close_journal(a, adv);
+                    } else {
+                        stats.rolled_up += self.roll_up(i, a, adv)?;
+                    }
                 }
             }
             if self.marks[a].unsaved {
@@ -246,7 +294,9 @@ impl Flusher {
             }
         }
         let aggs = &self.stores[i].aggregations;
-        if moved.is_empty() && aggs.iter().all(|&a| self.pending[a].iter().all(|m| m.is_empty())) {
+        if moved.is_empty()
+            && aggs.iter().all(|&a| self.pending[a].iter().all(|m| m.is_empty()) && self.fresh[a].is_empty())
+        {
             return Ok(false);
         }
         for &a in aggs {
@@ -271,9 +321,64 @@ impl Flusher {
                 tables.push((a, d, rows));
             }
         }
+        let (journal, journal_rows) = self.journal_writes(i);
         self.flush_seq += 1;
-        self.stores[i].in_flight = Some(InFlight { seq: self.flush_seq, tables, marks: moved });
+        self.stores[i].in_flight = Some(InFlight { seq: self.flush_seq, tables, marks: moved, journal, journal_rows });
         Ok(true)
+    }
+
+    /// The journal writes of store `i`'s next flush: per aggregation, a record of its
+    /// fresh partials (which then count as journaled) and the trim its finest mark's move
+    /// calls for. Returns them with the number of partials recorded.
+    fn journal_writes(&mut self, i: usize) -> (Vec<JournalWrite>, usize) {
+        let mut writes = Vec::new();
+        let mut recorded = 0;
+        let mut buf = Vec::new();
+        for &a in &self.stores[i].aggregations {
+            let Some(shard) = self.marks[a].shard.clone() else { continue };
+            let fresh = std::mem::take(&mut self.fresh[a]);
+            let trim_before = self.trim[a].take();
+            if fresh.is_empty() && trim_before.is_none() {
+                continue;
+            }
+            let append = (!fresh.is_empty()).then(|| {
+                let table = &self.tables[a][0];
+                let key_types = self.programs[a].key_types();
+                let rows: Vec<Vec<Value>> = fresh
+                    .iter()
+                    .map(|((k, bucket), p)| table.to_row(None, &key::decode(k, key_types), *bucket, p))
+                    .collect();
+                journal::encode(rows.iter().map(Vec::as_slice), table.columns.len(), &mut buf);
+                recorded += rows.len();
+                let last = fresh.keys().map(|(_, b)| *b).max().unwrap_or(i64::MIN);
+                (last, std::mem::take(&mut buf))
+            });
+            rollup::merge_maps(&mut self.journaled[a], fresh, &self.kinds[a]);
+            writes.push(JournalWrite {
+                aggregation: self.plan.aggregations[a].name.clone(),
+                shard,
+                trim_before,
+                append,
+            });
+        }
+        (writes, recorded)
+    }
+
+    /// Moves aggregation `a`'s finest mark: what the journal holds in `[from, to)`, and the
+    /// fresh partials there (not journaled yet), go into the finest duration's pending
+    /// rows; the journal is trimmed with the next flush. Returns the partials moved.
+    fn close_journal(&mut self, a: usize, adv: Advance) -> usize {
+        let kinds = &self.kinds[a];
+        let closed = rollup::take_before(&mut self.journaled[a], adv.to);
+        let fresh = rollup::take_before(&mut self.fresh[a], adv.to);
+        let n = closed.len() + fresh.len();
+        rollup::merge_maps(&mut self.pending[a][0], closed, kinds);
+        rollup::merge_maps(&mut self.pending[a][0], fresh, kinds);
+        self.marks[a].at[0] = adv.to;
+        self.trim[a] = Some(adv.to);
+        // Written with the next flush; until it commits, these rows are pending.
+        self.marks[a].unsaved = true;
+        n
     }
 
     /// Moves a mark of aggregation `a` (written to store `i`): the rows of the duration
@@ -313,7 +418,27 @@ impl Flusher {
         Ok(read)
     }
 
-    /// Whether every store has confirmed every flush and nothing is pending.
+    /// Moves every finest mark past the newest bucket the journal holds or will hold, so
+    /// that the next flush writes every open bucket into the finest duration: a node that
+    /// stops cleanly leaves complete finest tables (coarse ones follow their own marks).
+    pub(crate) fn close_journals(&mut self) {
+        for a in 0..self.plan.aggregations.len() {
+            if !self.marks[a].moves() {
+                continue;
+            }
+            let newest = self.journaled[a].keys().chain(self.fresh[a].keys()).map(|(_, b)| *b).max();
+            let Some(newest) = newest else { continue };
+            let agg = &self.plan.aggregations[a];
+            let to = agg.zone.bucket_range(agg.durations[0], newest).1;
+            let from = self.marks[a].at[0];
+            if to > from {
+                self.close_journal(a, Advance { level: 0, from, to });
+            }
+        }
+    }
+
+    /// Whether every store has confirmed every flush and nothing is pending (the journal
+    /// may still hold open buckets: they are stored).
     pub(crate) fn is_clear(&self) -> bool {
         self.pending_rows() == 0 && self.stores.iter().all(|s| s.in_flight.is_none())
     }
@@ -325,4 +450,34 @@ impl Flusher {
         }
         Ok(())
     }
+}
+
+/// What `shard`'s journal of `agg` holds at or after its finest mark `at0`, merged by (key,
+/// bucket): the node's memory of its open buckets, read when it starts.
+fn read_journal(
+    store: &mut dyn Store,
+    agg: &crate::lang::plan::AggPlan,
+    finest: &TableSchema,
+    shard: &str,
+    at0: i64,
+) -> Result<BucketMap> {
+    let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
+    let mut map = BucketMap::default();
+    let mut buf = Vec::new();
+    for (s, record) in store.journal(&agg.name)? {
+        if s != shard {
+            continue;
+        }
+        let entries: Vec<(KeyBytes, i64, Partial)> = journal::decode(&record, finest.columns.len())?
+            .into_iter()
+            .map(|row| finest.from_row(agg, row))
+            .filter(|r| r.bucket >= at0)
+            .map(|r| {
+                key::encode_values(&mut buf, &r.key);
+                (Arc::from(&buf[..]), r.bucket, r.partial)
+            })
+            .collect();
+        rollup::merge_entries(&mut map, entries, &kinds);
+    }
+    Ok(map)
 }

@@ -1,18 +1,20 @@
 //! The roll-up marks a node keeps for the shards it writes (docs/rollup.md).
 //!
 //! For each partitioned aggregation, duration `k` of this node's shard holds exactly the
-//! events before `at[k]`; the finest duration holds every event (`at[0]` is `i64::MAX`).
-//! A flush writes an event into duration `k` only when it is older than `at[k]`. Newer
-//! events reach duration `k` when its mark moves: the flush that moves it from `a` to `b`
-//! also writes the rows of duration `k-1` in `[a, b)`, read back from the store and rolled
-//! up, and the pending partials of duration `k-1` in `[a, b)` (which a move of `k-1`'s own
-//! mark in the same flush may just have filled: one flush can move every mark). Rows per flush then follow the finest duration
-//! only, and each coarse row is written about once, when its bucket has closed.
+//! events before `at[k]`, the finest duration included; the events at or after the finest
+//! mark `at[0]` are in the journal ([`crate::store::journal`]). A flush writes an event into
+//! duration `k` only when it is older than `at[k]`, and appends the newer finest partials to
+//! the journal. Newer events reach duration `k` when its mark moves: the flush that moves it
+//! from `a` to `b` also writes the rows of the level below in `[a, b)` (for the finest
+//! duration, the journal's, which the node holds in memory; for a coarser one, the finer
+//! duration's, read back from the store) and the pending partials there, rolled up. One
+//! flush can move every mark, finest first. Rows per flush then follow what closed, not
+//! what moved: each row is written about once, when its bucket has closed.
 //!
 //! The marks are the node's own: a shard has one live writer (the registry), so the marks
 //! in memory are the stored ones once a flush is confirmed. Unpartitioned aggregations may
 //! have several writers of the same rows and keep every mark at `i64::MAX` (every flush
-//! writes every duration, as before).
+//! writes every duration, as before; no journal).
 
 use crate::error::Result;
 use crate::lang::plan::AggPlan;
@@ -51,12 +53,13 @@ impl Marks {
     /// existed, when every flush wrote every duration): every duration holds every event
     /// stored, so each mark starts at the end of the newest bucket stored in any duration,
     /// rounded up to a bucket boundary of its duration; with nothing stored, at the start
-    /// of time. A duration new to a shard that has marks holds nothing: its mark is the
-    /// start of time.
+    /// of time. A coarse duration new to a shard that has marks holds nothing: its mark is
+    /// the start of time. A shard with marks but none for the finest duration (written
+    /// before the journal existed, when the finest duration held every event): at the end
+    /// of its newest finest bucket.
     pub fn load(store: &mut dyn Store, agg: &AggPlan, tables: &[TableSchema], shard: &str) -> Result<Marks> {
         let stored: Vec<Mark> = store.marks(&agg.name)?.into_iter().filter(|m| m.shard == shard).collect();
         let mut at = vec![i64::MIN; agg.durations.len()];
-        at[0] = i64::MAX;
         let unsaved;
         if stored.is_empty() {
             let mut end = i64::MIN;
@@ -66,16 +69,22 @@ impl Marks {
                 }
             }
             if end != i64::MIN {
-                for (k, d) in agg.durations.iter().enumerate().skip(1) {
+                for (k, d) in agg.durations.iter().enumerate() {
                     at[k] = agg.zone.bucket_ceil(*d, end);
                 }
             }
             unsaved = true;
         } else {
             let mut missing = false;
-            for (k, d) in agg.durations.iter().enumerate().skip(1) {
+            for (k, d) in agg.durations.iter().enumerate() {
                 match stored.iter().find(|m| m.duration == *d) {
                     Some(m) => at[k] = m.at,
+                    None if k == 0 => {
+                        missing = true;
+                        if let Some(b) = store.newest_bucket(&tables[0], shard)? {
+                            at[0] = agg.zone.bucket_range(*d, b).1;
+                        }
+                    }
                     None => missing = true,
                 }
             }
@@ -92,14 +101,15 @@ impl Marks {
     /// The move of duration `k`'s mark that is due, if any: its buckets that ended
     /// `delay_ms` before the newest event taken (and before `now_ms`) are rolled up, as far
     /// as duration `k-1` is complete (its mark, which may have moved in this same flush).
+    /// The finest duration's mark moves over the journal, which holds every newer event.
     /// Marks only move forward, and each stays on a bucket boundary of the duration below.
     pub fn due(&self, agg: &AggPlan, k: usize, now_ms: i64, delay_ms: i64) -> Option<Advance> {
-        if !self.moves() || self.newest == i64::MIN || k == 0 {
+        if !self.moves() || self.newest == i64::MIN {
             return None;
         }
         let horizon = self.newest.min(now_ms).saturating_sub(delay_ms);
         let mut to = agg.zone.bucket_start(agg.durations[k], horizon);
-        if k > 1 {
+        if k > 0 && self.at[k - 1] != i64::MAX {
             let below = self.at[k - 1];
             to = to.min(if below == i64::MIN { below } else { agg.zone.bucket_start(agg.durations[k - 1], below) });
         }
@@ -112,7 +122,6 @@ impl Marks {
         agg.durations
             .iter()
             .zip(&self.at)
-            .skip(1)
             .map(|(d, at)| Mark { aggregation: agg.name.clone(), shard: shard.clone(), duration: *d, at: *at })
             .collect()
     }
@@ -176,9 +185,11 @@ mod tests {
     }
 
     /// Events of random keys at random times (in order, with late ones mixed in) go
-    /// through a node in random flushes, with roll-ups as buckets close; after every flush,
-    /// a query per each duration answers exactly the events taken so far (every duration,
-    /// every bucket), and the coarse tables hold no more rows than buckets closed.
+    /// through a node in random flushes, with roll-ups as buckets close, and a node that
+    /// crashes after a flush and starts again from what its store holds (its journal
+    /// included); after every flush, a query per each duration answers exactly the events
+    /// taken so far (every duration, every bucket), and the coarse tables hold no more rows
+    /// than buckets closed.
     mod end_to_end {
         use crate::config::NodeConfig;
         use crate::lang::plan::check;
@@ -193,8 +204,8 @@ mod tests {
             @PartitionById @purge(enable='false')
             define aggregation P from S select k, sum(q) as t, count() as n group by k aggregate by ts every sec ... year;";
 
-        /// (key, quantity, step in ms, late by ms, flush after)
-        fn events() -> impl Strategy<Value = Vec<(u8, i64, i64, i64, bool)>> {
+        /// (key, quantity, step in ms, late by ms, flush after, crash after the flush)
+        fn events() -> impl Strategy<Value = Vec<(u8, i64, i64, i64, bool, bool)>> {
             prop::collection::vec(
                 (
                     0u8..4,
@@ -202,9 +213,16 @@ mod tests {
                     prop_oneof![Just(0i64), 1..2_000i64, 50_000..4_000_000i64],
                     prop_oneof![4 => Just(0i64), 1 => 1..10_000_000i64],
                     prop::bool::weighted(0.3),
+                    prop::bool::weighted(0.3),
                 ),
                 1..40,
             )
+        }
+
+        fn start(id: &str, url: &str, delay: &str) -> Node {
+            let text = format!("wso2.carbon: {{id: {id}}}\ntally: {{workers: 2, rollup_delay: {delay}}}");
+            let cfg = NodeConfig::parse(&text, "n").unwrap();
+            Node::start(Arc::new(check(APP, "a", &cfg).unwrap()), &cfg, Some(url), &mut |_, _| {}).unwrap()
         }
 
         proptest! {
@@ -214,19 +232,13 @@ mod tests {
                 // Two nodes, two shards, one store: each shard's marks move on their own.
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite:{}", dir.path().join("p.db").display());
-                let mut nodes: Vec<Node> = ["p1", "p2"]
-                    .iter()
-                    .map(|id| {
-                        let text = format!("wso2.carbon: {{id: {id}}}\ntally: {{workers: 2, rollup_delay: 1ms}}");
-                        let cfg = NodeConfig::parse(&text, "n").unwrap();
-                        Node::start(Arc::new(check(APP, "a", &cfg).unwrap()), &cfg, Some(&url), &mut |_, _| {}).unwrap()
-                    })
-                    .collect();
+                // p2 keeps its seconds in the journal for a while (delay 3 s of event time).
+                let mut nodes: Vec<Node> = vec![start("p1", &url, "1ms"), start("p2", &url, "3s")];
                 let plan = nodes[0].plan().clone();
                 let agg = plan.aggregations[0].clone();
                 let mut expected: Vec<BTreeMap<(i64, String), (i64, i64)>> = vec![BTreeMap::new(); agg.durations.len()];
                 let mut now = 1_767_225_600_000i64 - 86_400_000 * 40; // some weeks before 2026
-                for (i, (k, q, step, late, flush)) in evs.iter().enumerate() {
+                for (i, (k, q, step, late, flush, crash)) in evs.iter().enumerate() {
                     now += step;
                     let ts = now - late;
                     let key = format!("k{k}");
@@ -256,6 +268,12 @@ mod tests {
                                 })
                                 .collect();
                             prop_assert_eq!(&got, &expected[d], "per {} after event {}", g, i);
+                        }
+                        if *crash {
+                            let n = i % 2;
+                            let node = nodes.remove(n);
+                            node.crash();
+                            nodes.insert(n, start(["p1", "p2"][n], &url, ["1ms", "3s"][n]));
                         }
                     }
                 }

@@ -240,9 +240,14 @@ impl Node {
 
     /// Drains the workers into the pending partials and stops them, but keeps the node (and
     /// its pending partials) so the caller can retry writing with [`Node::write_pending`].
+    /// The journal's open buckets become pending rows of the finest durations, so a clean
+    /// stop leaves them in the tables.
     pub fn stop_workers(&mut self) -> Result<()> {
         let collected = self.collect();
         let joined = self.join_workers();
+        if collected.is_ok() && joined.is_ok() {
+            self.flusher.close_journals();
+        }
         collected.and(joined)
     }
 
@@ -283,6 +288,20 @@ fn open_slot(
     store.prepare(tables)?;
     let last_seq = store.register(&claim)?;
     Ok((StoreSlot { store, aggregations, claim, in_flight: None }, last_seq))
+}
+
+#[cfg(test)]
+impl Node {
+    /// Stops as a killed process would: nothing more is written (the journal keeps its open
+    /// buckets), and the registration is freed as an expired lease frees it, so that the
+    /// node can start again at once in this process.
+    pub(crate) fn crash(mut self) {
+        self.join_workers().ok();
+        if let Some(h) = self.heartbeat.take() {
+            h.stop().ok();
+        }
+        self.flusher.release().expect("free the registration");
+    }
 }
 
 impl Drop for Node {
@@ -357,6 +376,9 @@ mod tests {
         }
         fn newest_bucket(&mut self, t: &TableSchema, shard: &str) -> Result<Option<i64>> {
             self.inner.newest_bucket(t, shard)
+        }
+        fn journal(&mut self, aggregation: &str) -> Result<Vec<(String, Vec<u8>)>> {
+            self.inner.journal(aggregation)
         }
     }
 
@@ -477,15 +499,17 @@ mod tests {
             push_at(&node, &[(10, 1_000), (20, 2_000)]);
             let e = node.flush().unwrap_err();
             assert!(e.is_retryable(), "{e}");
-            assert_eq!(totals(&mut node), vec![30, 0, 0, 0], "{url}: the first attempt did commit (seconds only)");
+            assert_eq!(totals(&mut node), vec![0, 0, 0, 0], "{url}: the first attempt did commit (to the journal)");
             assert_eq!(answers(&mut node), vec![30, 30, 30, 30], "{url}: every duration answers it");
             assert!(node.pending_rows() > 0, "and the node still holds it, unconfirmed");
 
             push_at(&node, &[(40, 61_000)]);
             let stats = node.flush().unwrap();
             assert_eq!(stats.already_applied, 1, "{url}: the retry was recognised");
-            assert_eq!(stats.rolled_up, 2, "{url}: the two seconds of the closed minute were read back");
-            assert_eq!(totals(&mut node), vec![70, 30, 0, 0], "{url}: 10 + 20 once, then 40; minute 0 rolled up");
+            assert_eq!(stats.closed, 2, "{url}: the two closed seconds left the journal");
+            assert_eq!(stats.journaled, 1, "{url}: the open one went into it");
+            assert_eq!(stats.rolled_up, 0, "{url}: minute 0 was rolled up from them, not read back");
+            assert_eq!(totals(&mut node), vec![30, 30, 0, 0], "{url}: 10 + 20 once; minute 0 rolled up; 40 journaled");
             assert_eq!(answers(&mut node), vec![70, 70, 70, 70], "{url}");
 
             // The number continues after a restart, so the next run's flushes are not
@@ -500,8 +524,9 @@ mod tests {
             let t = totals(&mut node);
             assert_eq!(
                 (t[0], t[1]),
-                (82, 75),
-                "{url}: the late second went straight into minutes, then minute 1 rolled up"
+                (75, 75),
+                "{url}: the late second went straight into seconds and minutes, then minute 1 rolled up; \
+                 the new hour's second is journaled"
             );
             assert_eq!(t[2], 0, "{url}: hour 0 had not closed (the newest event starts hour 1)");
             push_at(&node, &[(1, 3_601_000)]);

@@ -8,7 +8,7 @@ use crate::lang::expr::Scalar;
 use crate::lang::plan::{AggPlan, AppPlan, CellKind};
 use crate::lang::types::{AttrType, Value};
 use crate::store::schema::{StoredRow, TableSchema};
-use crate::store::{Mark, Reader};
+use crate::store::{Mark, Reader, journal};
 use hashbrown::{HashMap, HashSet};
 use std::cmp::Ordering;
 
@@ -27,11 +27,13 @@ const READ_ATTEMPTS: usize = 8;
 /// Runs `q` against `store`.
 ///
 /// Partitioned aggregations are rolled up lazily (docs/rollup.md): a shard's duration `k`
-/// holds exactly the events before its mark `at[k]`. For a query per duration `i`, each
-/// shard's events come from exactly one duration: those before `at[i]` from `i` itself;
-/// the newer ones from the finer duration `j` that holds them, that is, its rows from
-/// `max(at[j+1..=i])` on, re-bucketed to `i`. The marks are read before and after the
-/// scans; a roll-up that committed in between (marks differ) means reading again.
+/// holds exactly the events before its mark `at[k]`, and its journal the events at or
+/// after the finest mark `at[0]`. For a query per duration `i`, each shard's events come
+/// from exactly one place: those before `at[i]` from `i` itself; the newer ones from the
+/// finer duration `j` that holds them, that is, its rows from `max(at[j+1..=i])` on, or
+/// from the journal, from `max(at[0..=i])` on, re-bucketed to `i`. The marks are read
+/// before and after; a roll-up that committed in between (marks differ) means reading
+/// again.
 pub fn run(plan: &AppPlan, q: &CompiledQuery, store: &mut dyn Reader) -> Result<QueryResult> {
     let agg = &plan.aggregations[q.aggregation];
     let table = TableSchema::new(plan, agg, q.duration);
@@ -39,11 +41,13 @@ pub fn run(plan: &AppPlan, q: &CompiledQuery, store: &mut dyn Reader) -> Result<
         q.pushdown.iter().filter_map(|(name, v)| table.column(name).map(|c| (c, v.clone()))).collect();
     let level = agg.durations.iter().position(|d| *d == q.duration).unwrap_or(0);
     for _ in 0..READ_ATTEMPTS {
-        let marks = if level > 0 && table.partitioned { store.marks(&agg.name)? } else { Vec::new() };
+        let marks = if table.partitioned { store.marks(&agg.name)? } else { Vec::new() };
         let mut rows: Vec<StoredRow> =
             store.scan(&table, q.range.0, q.range.1, &equal)?.into_iter().map(|r| table.from_row(agg, r)).collect();
         if !marks.is_empty() {
-            rows.extend(finer_rows(plan, agg, q, level, &marks, store)?);
+            let at = marks_by_shard(agg, &marks);
+            rows.extend(finer_rows(plan, agg, q, level, &at, store)?);
+            rows.extend(journal_rows(plan, agg, q, level, &at, store)?);
             if store.marks(&agg.name)? != marks {
                 continue;
             }
@@ -61,6 +65,18 @@ pub fn run(plan: &AppPlan, q: &CompiledQuery, store: &mut dyn Reader) -> Result<
     })
 }
 
+/// Per shard, each duration's mark; a duration without one holds every event (and a shard
+/// without a finest mark has no journal).
+fn marks_by_shard<'a>(agg: &AggPlan, marks: &'a [Mark]) -> HashMap<&'a str, Vec<i64>> {
+    let mut at: HashMap<&str, Vec<i64>> = HashMap::new();
+    for m in marks {
+        if let Some(k) = agg.durations.iter().position(|d| *d == m.duration) {
+            at.entry(m.shard.as_str()).or_insert_with(|| vec![i64::MAX; agg.durations.len()])[k] = m.at;
+        }
+    }
+    at
+}
+
 /// The rows of durations finer than `level` that hold events its own rows do not yet
 /// hold (per shard, by its marks), re-bucketed to `level`.
 fn finer_rows(
@@ -68,18 +84,9 @@ fn finer_rows(
     agg: &AggPlan,
     q: &CompiledQuery,
     level: usize,
-    marks: &[Mark],
+    at: &HashMap<&str, Vec<i64>>,
     store: &mut dyn Reader,
 ) -> Result<Vec<StoredRow>> {
-    // Per shard, each duration's mark; a duration without one holds every event.
-    let mut at: HashMap<&str, Vec<i64>> = HashMap::new();
-    for m in marks {
-        if let Some(k) = agg.durations.iter().position(|d| *d == m.duration)
-            && k > 0
-        {
-            at.entry(m.shard.as_str()).or_insert_with(|| vec![i64::MAX; agg.durations.len()])[k] = m.at;
-        }
-    }
     let zone = &agg.zone;
     // A finer row counts when its bucket of `level` starts in the query's range.
     let (lo, hi) = (zone.bucket_ceil(q.duration, q.range.0), zone.bucket_ceil(q.duration, q.range.1));
@@ -106,6 +113,54 @@ fn finer_rows(
                 r.bucket = zone.bucket_start(q.duration, r.bucket);
                 out.push(r);
             }
+        }
+    }
+    Ok(out)
+}
+
+/// The journal's partials that no duration up to `level` holds yet (per shard, those from
+/// `max(at[0..=level])` on; a record may still hold older ones, which the finest duration
+/// holds), re-bucketed to `level`.
+fn journal_rows(
+    plan: &AppPlan,
+    agg: &AggPlan,
+    q: &CompiledQuery,
+    level: usize,
+    at: &HashMap<&str, Vec<i64>>,
+    store: &mut dyn Reader,
+) -> Result<Vec<StoredRow>> {
+    let from: HashMap<&str, i64> = at
+        .iter()
+        .filter(|(_, a)| a[0] != i64::MAX)
+        .map(|(s, a)| (*s, a[..=level].iter().copied().max().unwrap_or(i64::MAX)))
+        .collect();
+    if from.is_empty() {
+        return Ok(Vec::new());
+    }
+    let zone = &agg.zone;
+    let (lo, hi) = (zone.bucket_ceil(q.duration, q.range.0), zone.bucket_ceil(q.duration, q.range.1));
+    let finest = TableSchema::new(plan, agg, agg.durations[0]);
+    let equal: Vec<(usize, Value)> =
+        q.pushdown.iter().filter_map(|(name, v)| finest.column(name).map(|c| (c, v.clone()))).collect();
+    let mut out = Vec::new();
+    for (shard, record) in store.journal(&agg.name)? {
+        let Some(&start) = from.get(shard.as_str()) else { continue };
+        for row in journal::decode(&record, finest.columns.len())? {
+            let bucket = row[0].as_i64().unwrap_or(i64::MIN);
+            if bucket < start.max(lo) || bucket >= hi {
+                continue;
+            }
+            let matches = equal.iter().all(|(c, v)| {
+                let ty = finest.columns[*c].ty;
+                !row[*c].is_null() && row[*c].clone().cast(ty) == v.clone().cast(ty)
+            });
+            if !matches {
+                continue;
+            }
+            let mut r = finest.from_row(agg, row);
+            r.shard = Some(shard.clone());
+            r.bucket = zone.bucket_start(q.duration, r.bucket);
+            out.push(r);
         }
     }
     Ok(out)

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_rows: AtomicU64,
+    pub journal_rows: AtomicU64,
     pub flush_micros: AtomicU64,
     pub store_errors: AtomicU64,
 }
@@ -48,6 +49,11 @@ impl Metrics {
         counter("tally_http_requests_total", "HTTP requests answered.", get(&self.http_requests));
         counter("tally_flushes_total", "Flushes that committed.", get(&self.flushes));
         counter("tally_flush_rows_total", "Rows written by committed flushes (all durations).", get(&self.flush_rows));
+        counter(
+            "tally_journal_rows_total",
+            "Finest partials appended to the journal by committed flushes (one record a flush).",
+            get(&self.journal_rows),
+        );
         counter(
             "tally_store_errors_total",
             "Flushes the store refused (their rows are kept and retried).",

@@ -370,6 +370,7 @@ fn flush_loop(
             Ok(stats) => {
                 metrics::Metrics::add(&m.flushes, 1);
                 metrics::Metrics::add(&m.flush_rows, stats.rows as u64);
+                metrics::Metrics::add(&m.journal_rows, stats.journaled as u64);
                 metrics::Metrics::add(&m.flush_micros, stats.elapsed.as_micros() as u64);
                 if node.pending_rows() == 0 {
                     shared.publish(generation, false);

@@ -5,6 +5,7 @@
 //! one transaction of many rows; reads return every shard's rows and the caller merges.
 
 pub mod address;
+pub mod journal;
 pub mod mark;
 pub mod postgres;
 pub(crate) mod registry;
@@ -13,6 +14,7 @@ pub mod sql;
 pub(crate) mod sqlite;
 
 pub use address::StoreAddress;
+pub use journal::JournalWrite;
 pub use mark::Mark;
 pub use registry::{Applied, Claim};
 
@@ -39,6 +41,8 @@ pub struct FlushWrite<'a> {
     /// Roll-up marks moved by this flush ([`mark`]): written in the same transaction as
     /// the rows rolled up under them.
     pub marks: &'a [Mark],
+    /// Journal records appended and trimmed ([`journal`]), in the same transaction.
+    pub journal: &'a [JournalWrite],
 }
 
 impl FlushWrite<'_> {
@@ -101,6 +105,10 @@ pub trait Reader {
     /// The newest bucket start of `shard` in a partitioned `table`; `None` when it has no
     /// rows (or the table does not exist).
     fn newest_bucket(&mut self, table: &TableSchema, shard: &str) -> Result<Option<i64>>;
+
+    /// Every shard's journal records of `aggregation` ([`journal`]), as `(shard, rows)`;
+    /// none when the journal table does not exist yet.
+    fn journal(&mut self, aggregation: &str) -> Result<Vec<(String, Vec<u8>)>>;
 }
 
 /// One backend with every role: what [`open`] returns. Callers that need one role take

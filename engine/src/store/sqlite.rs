@@ -5,6 +5,7 @@
 //! nodes queue for the write lock instead of failing, and `BEGIN IMMEDIATE` so a flush
 //! takes the write lock up front and cannot deadlock on a lock upgrade.
 
+use super::journal::{self, statements as journal_sql};
 use super::mark::{self, Mark, statements as marks};
 use super::registry::{self, Applied, Claim, Entry, statements as reg};
 use super::sql::{self, Dialect, KeyStyle};
@@ -153,6 +154,8 @@ impl Schema for SqliteStore {
         }
         super::check_columns(&existing)?;
         tx.execute(marks::CREATE, []).map_err(|e| error("cannot create the roll-up marks table", e))?;
+        tx.execute_batch(&format!("{};\n{}", journal_sql::create(Dialect::Sqlite), journal_sql::INDEX))
+            .map_err(|e| error("cannot create the journal table", e))?;
         for t in missing {
             tx.execute(&sql::create_table(Dialect::Sqlite, t, KeyStyle::PrimaryKey), [])
                 .map_err(|e| error(&format!("cannot create {}", t.name), e))?;
@@ -269,6 +272,18 @@ impl Writer for SqliteStore {
             tx.execute(marks::UPSERT, rusqlite::params![m.aggregation, m.shard, m.duration.table_suffix(), m.at])
                 .map_err(|e| error("cannot move a roll-up mark", e))?;
         }
+        for j in flush.journal {
+            if let Some(before) = j.trim_before {
+                tx.prepare_cached(journal_sql::TRIM)
+                    .and_then(|mut s| s.execute(rusqlite::params![j.aggregation, j.shard, before]))
+                    .map_err(|e| error("cannot trim the journal", e))?;
+            }
+            if let Some((last, rows)) = &j.append {
+                tx.prepare_cached(journal_sql::APPEND)
+                    .and_then(|mut s| s.execute(rusqlite::params![j.aggregation, j.shard, last, rows]))
+                    .map_err(|e| error("cannot append to the journal", e))?;
+            }
+        }
         tx.commit().map_err(|e| error("cannot commit the flush", e))?;
         Ok(Applied::Written)
     }
@@ -329,6 +344,17 @@ impl Reader for SqliteStore {
         self.conn
             .query_row(&sql::newest_bucket(Dialect::Sqlite, table), [shard], |r| r.get::<_, Option<i64>>(0))
             .map_err(|e| error(&ctx, e))
+    }
+
+    fn journal(&mut self, aggregation: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        if existing_columns(&self.conn, journal::TABLE)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let ctx = "cannot read the journal";
+        let mut stmt = self.conn.prepare_cached(journal_sql::SELECT).map_err(|e| error(ctx, e))?;
+        stmt.query_map([aggregation], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<(String, Vec<u8>)>>>())
+            .map_err(|e| error(ctx, e))
     }
 }
 

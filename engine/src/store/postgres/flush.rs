@@ -1,5 +1,6 @@
 //! Writing one flush to PostgreSQL, in one transaction, by the cheapest path for its size.
 
+use super::journal::statements as journal_sql;
 use super::mark::{Mark, statements as marks};
 use super::param::{Param, pg_type};
 use super::registry::{self, Applied};
@@ -124,7 +125,12 @@ impl PostgresStore {
         let mut prepared: Vec<((String, bool), postgres::Statement)> = Vec::new();
         let known = std::mem::take(&mut self.array_merges);
         let result = (|| -> std::result::Result<Applied, Attempt> {
-            let record = self.record_flush_statement()?;
+            let record = self.statement(reg::RECORD_FLUSH, "the flush's registry update")?;
+            let append = if flush.journal.iter().any(|j| j.append.is_some()) {
+                Some(self.statement(journal_sql::APPEND, "the journal append")?)
+            } else {
+                None
+            };
             let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the flush transaction", e))?;
             // The flush's number first (it also locks this node's registry row until commit):
             // a number applied before means a retry of a committed flush, and another
@@ -135,7 +141,9 @@ impl PostgresStore {
             if recorded == 0 {
                 return Ok(registry::not_recorded(claim, holder(&mut tx, claim)?.as_deref())?);
             }
-            if small {
+            if flush.tables.is_empty() {
+                // Only the journal (the usual flush of live events).
+            } else if small {
                 // Every table in one round trip; the watermarks are not needed (an upsert
                 // takes new and existing rows alike) and are kept up by advance_watermarks.
                 let text: Vec<String> = flush.tables.iter().map(|tw| sql::upsert_literal(tw.table, tw.rows)).collect();
@@ -177,6 +185,19 @@ impl PostgresStore {
                 }
             }
             write_marks(&mut tx, flush.marks)?;
+            for j in flush.journal {
+                if let Some(before) = j.trim_before {
+                    tx.execute(
+                        &*for_dialect(Dialect::Postgres, journal_sql::TRIM),
+                        &[&j.aggregation, &j.shard, &before],
+                    )
+                    .map_err(|e| error("cannot trim the journal", e))?;
+                }
+                if let (Some((last, rows)), Some(append)) = (&j.append, &append) {
+                    tx.execute(append, &[&j.aggregation, &j.shard, last, rows])
+                        .map_err(|e| error("cannot append to the journal", e))?;
+                }
+            }
             tx.commit().map_err(|e| error("cannot commit the flush", e))?;
             Ok(Applied::Written)
         })();
@@ -203,18 +224,18 @@ impl PostgresStore {
         }
     }
 
-    /// The prepared registry update of a flush, for this connection.
-    fn record_flush_statement(&mut self) -> Result<postgres::Statement> {
-        if let Some(s) = &self.record_flush
+    /// `text` (one of the `?n` statements every flush runs) prepared on this connection.
+    fn statement(&mut self, text: &'static str, what: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.prepared.get(text)
             && !self.client.is_closed()
         {
             return Ok(s.clone());
         }
         let stmt = self
             .client()?
-            .prepare(&for_dialect(Dialect::Postgres, reg::RECORD_FLUSH))
-            .map_err(|e| error("cannot prepare the flush's registry update", e))?;
-        self.record_flush = Some(stmt.clone());
+            .prepare(&for_dialect(Dialect::Postgres, text))
+            .map_err(|e| error(&format!("cannot prepare {what}"), e))?;
+        self.prepared.insert(text, stmt.clone());
         Ok(stmt)
     }
 

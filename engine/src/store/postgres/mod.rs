@@ -11,6 +11,7 @@ mod param;
 
 pub use flush::{MEDIUM_FLUSH_ROWS, SMALL_FLUSH_ROWS};
 
+use super::journal::{self, statements as journal_sql};
 use super::mark::{self, Mark, statements as marks};
 use super::registry::{self, Applied, Claim, Entry, for_dialect, statements as reg};
 use super::sql::{self, Dialect, KeyStyle};
@@ -35,9 +36,9 @@ pub struct PostgresStore {
     key_style: KeyStyle,
     /// Per table name: the newest bucket of this node's shard.
     watermarks: HashMap<String, Watermark>,
-    /// The flush's registry update, prepared once per connection (a round trip saved on
-    /// every flush).
-    record_flush: Option<postgres::Statement>,
+    /// Statements every flush runs (the registry update, the journal append), prepared
+    /// once per connection, by their `?n` text: a round trip saved on every flush each.
+    prepared: HashMap<&'static str, postgres::Statement>,
     /// Per (table, MERGE or ON CONFLICT): the prepared array merge of a medium flush
     /// ([`MEDIUM_FLUSH_ROWS`]), for this connection.
     array_merges: HashMap<(String, bool), postgres::Statement>,
@@ -100,7 +101,7 @@ impl PostgresStore {
             client,
             key_style,
             watermarks: HashMap::new(),
-            record_flush: None,
+            prepared: HashMap::new(),
             array_merges: HashMap::new(),
         })
     }
@@ -113,7 +114,7 @@ impl PostgresStore {
             let ctx = format!("cannot reconnect to {}", self.address.redacted());
             self.client = self.config.connect(NoTls).map_err(|e| error(&ctx, e))?;
             // Prepared statements belong to the connection that prepared them.
-            self.record_flush = None;
+            self.prepared.clear();
             self.array_merges.clear();
         }
         Ok(&mut self.client)
@@ -171,6 +172,8 @@ impl Schema for PostgresStore {
             .map_err(|e| error("cannot lock the schema", e))?;
         tx.batch_execute(SET_UNION).map_err(|e| error("cannot create the function tally_set_union", e))?;
         tx.batch_execute(marks::CREATE).map_err(|e| error("cannot create the roll-up marks table", e))?;
+        tx.batch_execute(&format!("{};\n{}", journal_sql::create(Dialect::Postgres), journal_sql::INDEX))
+            .map_err(|e| error("cannot create the journal table", e))?;
         let (existing, missing) = Self::existing_columns(&mut tx, tables)?;
         super::check_columns(&existing)?;
         for t in missing {
@@ -291,6 +294,21 @@ impl Reader for PostgresStore {
 
     fn marks(&mut self, aggregation: &str) -> Result<Vec<Mark>> {
         self.read_marks(aggregation)
+    }
+
+    fn journal(&mut self, aggregation: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let ctx = "cannot read the journal";
+        if !self.table_exists(journal::TABLE, ctx)? {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client()?
+            .query(&*for_dialect(Dialect::Postgres, journal_sql::SELECT), &[&aggregation])
+            .map_err(|e| error(ctx, e))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<std::result::Result<Vec<_>, postgres::Error>>()
+            .map_err(|e| error(ctx, e))
     }
 
     fn newest_bucket(&mut self, table: &TableSchema, shard: &str) -> Result<Option<i64>> {
