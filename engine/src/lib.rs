@@ -36,13 +36,14 @@
 //!    ([`aggregate::message::Handover`]); the flusher (`node::flush`) turns the states into
 //!    partials, merges them and rolls them up (`aggregate::rollup`) into the durations
 //!    whose roll-up mark they are older than (`node::marks`, docs/rollup.md): live events
-//!    go into the finest duration; a coarse bucket is rolled up from the finer rows when
-//!    it has closed.
+//!    go into one journal record per flush ([`store::journal`]); a second is written from
+//!    the node's memory of its journal, and a coarse bucket rolled up from the finer rows,
+//!    when it has closed.
 //! 5. The rows go to each store in one transaction that also records the flush's number in
 //!    the node's registry row ([`store::Writer::write`]): applied once, fenced against a
 //!    replaced process. Then, and only then, the batch is acknowledged.
 //! 6. A query ([`query`]) reads the rows of every shard ([`store::Reader::scan`]), and the
-//!    finer rows of buckets not yet rolled up, and merges them with the same `merge`: node 1
+//!    finer rows of buckets not yet rolled up and the journal, and merges them with the same `merge`: node 1
 //!    counted 30, node 2 counted 40, the query says 70.
 //!
 //! # Threads: who owns which

@@ -464,7 +464,7 @@ fn read_journal(
     let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
     let mut map = BucketMap::default();
     let mut buf = Vec::new();
-    for (s, record) in store.journal(&agg.name)? {
+    for (s, record) in store.journal(&agg.name, at0)? {
         if s != shard {
             continue;
         }

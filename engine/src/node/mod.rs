@@ -377,8 +377,8 @@ mod tests {
         fn newest_bucket(&mut self, t: &TableSchema, shard: &str) -> Result<Option<i64>> {
             self.inner.newest_bucket(t, shard)
         }
-        fn journal(&mut self, aggregation: &str) -> Result<Vec<(String, Vec<u8>)>> {
-            self.inner.journal(aggregation)
+        fn journal(&mut self, aggregation: &str, since: i64) -> Result<Vec<(String, Vec<u8>)>> {
+            self.inner.journal(aggregation, since)
         }
     }
 

@@ -142,8 +142,9 @@ fn journal_rows(
     let finest = TableSchema::new(plan, agg, agg.durations[0]);
     let equal: Vec<(usize, Value)> =
         q.pushdown.iter().filter_map(|(name, v)| finest.column(name).map(|c| (c, v.clone()))).collect();
+    let since = from.values().copied().min().unwrap_or(i64::MAX).max(lo);
     let mut out = Vec::new();
-    for (shard, record) in store.journal(&agg.name)? {
+    for (shard, record) in store.journal(&agg.name, since)? {
         let Some(&start) = from.get(shard.as_str()) else { continue };
         for row in journal::decode(&record, finest.columns.len())? {
             let bucket = row[0].as_i64().unwrap_or(i64::MIN);

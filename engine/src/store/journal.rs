@@ -59,8 +59,9 @@ pub mod statements {
     /// ?1 aggregation, ?2 shard, ?3 before.
     pub const TRIM: &str = "DELETE FROM \"TALLY_JOURNAL\" \
         WHERE \"AGGREGATION\" = ?1 AND \"SHARD_ID\" = ?2 AND \"LAST_BUCKET\" < ?3";
-    /// ?1 aggregation.
-    pub const SELECT: &str = "SELECT \"SHARD_ID\", \"ROWS\" FROM \"TALLY_JOURNAL\" WHERE \"AGGREGATION\" = ?1";
+    /// ?1 aggregation, ?2 the oldest bucket wanted.
+    pub const SELECT: &str = "SELECT \"SHARD_ID\", \"ROWS\" FROM \"TALLY_JOURNAL\" \
+        WHERE \"AGGREGATION\" = ?1 AND \"LAST_BUCKET\" >= ?2";
 }
 
 /// Format version, the first byte of a record.

@@ -106,9 +106,9 @@ pub trait Reader {
     /// rows (or the table does not exist).
     fn newest_bucket(&mut self, table: &TableSchema, shard: &str) -> Result<Option<i64>>;
 
-    /// Every shard's journal records of `aggregation` ([`journal`]), as `(shard, rows)`;
-    /// none when the journal table does not exist yet.
-    fn journal(&mut self, aggregation: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Every shard's journal records of `aggregation` ([`journal`]) that hold a bucket at or
+    /// after `since`, as `(shard, rows)`; none when the journal table does not exist yet.
+    fn journal(&mut self, aggregation: &str, since: i64) -> Result<Vec<(String, Vec<u8>)>>;
 }
 
 /// One backend with every role: what [`open`] returns. Callers that need one role take

@@ -346,13 +346,13 @@ impl Reader for SqliteStore {
             .map_err(|e| error(&ctx, e))
     }
 
-    fn journal(&mut self, aggregation: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    fn journal(&mut self, aggregation: &str, since: i64) -> Result<Vec<(String, Vec<u8>)>> {
         if existing_columns(&self.conn, journal::TABLE)?.is_none() {
             return Ok(Vec::new());
         }
         let ctx = "cannot read the journal";
         let mut stmt = self.conn.prepare_cached(journal_sql::SELECT).map_err(|e| error(ctx, e))?;
-        stmt.query_map([aggregation], |r| Ok((r.get(0)?, r.get(1)?)))
+        stmt.query_map(rusqlite::params![aggregation, since], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<(String, Vec<u8>)>>>())
             .map_err(|e| error(ctx, e))
     }

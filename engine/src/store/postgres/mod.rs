@@ -296,14 +296,14 @@ impl Reader for PostgresStore {
         self.read_marks(aggregation)
     }
 
-    fn journal(&mut self, aggregation: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    fn journal(&mut self, aggregation: &str, since: i64) -> Result<Vec<(String, Vec<u8>)>> {
         let ctx = "cannot read the journal";
         if !self.table_exists(journal::TABLE, ctx)? {
             return Ok(Vec::new());
         }
         let rows = self
             .client()?
-            .query(&*for_dialect(Dialect::Postgres, journal_sql::SELECT), &[&aggregation])
+            .query(&*for_dialect(Dialect::Postgres, journal_sql::SELECT), &[&aggregation, &since])
             .map_err(|e| error(ctx, e))?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
