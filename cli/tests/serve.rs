@@ -357,6 +357,14 @@ fn seed_over_http_json_and_the_store_query_api() {
         assert!(metrics.contains("tally_events_in_total 2\n"), "{metrics}");
         assert!(metrics.contains("tally_batches_acked_total 1\n"), "{metrics}");
         assert!(metrics.contains("tally_worker_queue_batches{worker=\"0\"}"), "{metrics}");
+        for series in [
+            "tally_journal_rows_total ",
+            "tally_rows_written_total{duration=\"SECONDS\",kind=\"new\"} ",
+            "tally_rows_written_total{duration=\"YEARS\",kind=\"merge\"} ",
+            "tally_flush_phase_seconds_total{phase=\"store\"} ",
+        ] {
+            assert!(metrics.contains(series), "{series}: {metrics}");
+        }
         for node in [a, b] {
             let (code, err) = node.stop();
             assert_eq!(code, Some(0), "{err}");

@@ -110,6 +110,24 @@ impl Cluster {
         self.nodes.iter().map(|n| metric(&n.http, "tally_flush_rows_total").unwrap_or(0)).collect()
     }
 
+    /// The series of every node whose name starts with `prefix`, summed over the nodes:
+    /// `(name with labels, total)`, in the first node's order.
+    pub fn summed(&self, prefix: &str) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> = Vec::new();
+        for n in &self.nodes {
+            for (name, v) in scrape(&n.http).unwrap_or_default() {
+                if !name.starts_with(prefix) {
+                    continue;
+                }
+                match out.iter_mut().find(|(k, _)| *k == name) {
+                    Some((_, t)) => *t += v,
+                    None => out.push((name, v)),
+                }
+            }
+        }
+        out
+    }
+
     /// Finest partials each node has appended to its journal (`tally_journal_rows_total`).
     pub fn journal_rows(&self) -> Vec<u64> {
         self.nodes.iter().map(|n| metric(&n.http, "tally_journal_rows_total").unwrap_or(0)).collect()
@@ -209,10 +227,23 @@ pub fn peak_rss(pid: u32) -> u64 {
 
 /// One counter of a node's `GET /metrics`.
 pub fn metric(http: &str, name: &str) -> Option<u64> {
+    scrape(http)?.into_iter().find(|(n, _)| n == name).map(|(_, v)| v as u64)
+}
+
+/// Every series of a node's `/metrics`: `(name with its labels, value)`.
+pub fn scrape(http: &str) -> Option<Vec<(String, f64)>> {
     use std::io::Write;
     let mut c = std::net::TcpStream::connect(http).ok()?;
     write!(c, "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n").ok()?;
     let mut text = String::new();
     c.read_to_string(&mut text).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).map(|v| v as u64)
+    Some(
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, v) = l.rsplit_once(' ')?;
+                Some((name.to_string(), v.trim().parse::<f64>().ok()?))
+            })
+            .collect(),
+    )
 }

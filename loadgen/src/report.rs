@@ -16,6 +16,37 @@ pub struct NodeFigures {
     pub flushes: u64,
     /// CPU seconds each node used while the events were sent.
     pub cpu_sec: Vec<f64>,
+    /// Rows written by duration and kind (`tally_rows_written_total{duration,kind}`,
+    /// summed over the nodes): `(duration, new, merged)`.
+    pub rows_by_duration: Vec<(String, u64, u64)>,
+    /// The flushers' time by phase (`tally_flush_phase_seconds_total`), summed.
+    pub phase_sec: Vec<(String, f64)>,
+}
+
+impl NodeFigures {
+    /// Reads `rows_by_duration` and `phase_sec` from scraped series.
+    pub fn breakdown(&mut self, rows: &[(String, f64)], phases: &[(String, f64)]) {
+        let label = |name: &str, key: &str| -> Option<String> {
+            let at = name.find(&format!("{key}=\""))? + key.len() + 2;
+            Some(name[at..].split('"').next()?.to_string())
+        };
+        for (name, v) in rows {
+            let (Some(d), Some(kind)) = (label(name, "duration"), label(name, "kind")) else { continue };
+            let i = match self.rows_by_duration.iter().position(|(x, _, _)| *x == d) {
+                Some(i) => i,
+                None => {
+                    self.rows_by_duration.push((d, 0, 0));
+                    self.rows_by_duration.len() - 1
+                }
+            };
+            if kind == "new" {
+                self.rows_by_duration[i].1 += *v as u64;
+            } else {
+                self.rows_by_duration[i].2 += *v as u64;
+            }
+        }
+        self.phase_sec = phases.iter().filter_map(|(name, v)| Some((label(name, "phase")?, *v))).collect();
+    }
 }
 
 /// One run's figures.
@@ -37,6 +68,10 @@ pub struct RunReport {
     pub flushes: u64,
     /// CPU seconds each spawned node used while the events were sent (empty when attached).
     pub node_cpu_sec: Vec<f64>,
+    /// `(duration, new rows, merged rows)` written, all nodes.
+    pub rows_by_duration: Vec<(String, u64, u64)>,
+    /// The flushers' time by phase (rollup, encode, read, store), seconds, all nodes.
+    pub phase_sec: Vec<(String, f64)>,
     pub verified: bool,
     pub mismatches: Vec<String>,
     pub rows_checked: usize,
@@ -65,6 +100,8 @@ impl RunReport {
             journal_rows_per_event: nodes_seen.journal_rows as f64 / p.acked_events.max(1) as f64,
             flushes: nodes_seen.flushes,
             node_cpu_sec: nodes_seen.cpu_sec.clone(),
+            rows_by_duration: nodes_seen.rows_by_duration.clone(),
+            phase_sec: nodes_seen.phase_sec.clone(),
             verified: v.is_some_and(|v| v.mismatches.is_empty()),
             mismatches: v.map(|v| v.mismatches.clone()).unwrap_or_default(),
             rows_checked: v.map(|v| v.rows).unwrap_or(0),
@@ -97,6 +134,15 @@ impl RunReport {
             "journal_rows_per_event": self.journal_rows_per_event,
             "flushes": self.flushes,
             "node_cpu_sec": self.node_cpu_sec,
+            "rows_by_duration": self.rows_by_duration.iter().map(|(d, n, m)| serde_json::json!({
+                "duration": d,
+                "new": n,
+                "merged": m,
+                "new_per_event": *n as f64 / self.events.max(1) as f64,
+                "merged_per_event": *m as f64 / self.events.max(1) as f64,
+                "per_flush": (*n + *m) as f64 / self.flushes.max(1) as f64,
+            })).collect::<Vec<_>>(),
+            "flush_phase_sec": self.phase_sec.iter().map(|(p, s)| (p.clone(), serde_json::json!(s))).collect::<serde_json::Map<_, _>>(),
             "events_per_node_cpu_sec": self.events_per_node_cpu_sec().map(f64::round),
             "config": self.config,
         })
@@ -124,6 +170,19 @@ impl RunReport {
             "rows written per event", self.rows_per_event, self.flushes
         ));
         t.push_str(&format!("{:<28} {:.5}\n", "journal partials per event", self.journal_rows_per_event));
+        let by: Vec<String> = self
+            .rows_by_duration
+            .iter()
+            .filter(|(_, n, m)| n + m > 0)
+            .map(|(d, n, m)| format!("{d} {n} new + {m} merged"))
+            .collect();
+        if !by.is_empty() {
+            t.push_str(&format!("{:<28} {}\n", "rows by duration", by.join(", ")));
+        }
+        if !self.phase_sec.is_empty() {
+            let ph: Vec<String> = self.phase_sec.iter().map(|(p, s)| format!("{p} {s:.2}")).collect();
+            t.push_str(&format!("{:<28} {}\n", "flusher time (s)", ph.join(", ")));
+        }
         if let Some(per_cpu) = self.events_per_node_cpu_sec() {
             let cpu: Vec<String> = self.node_cpu_sec.iter().map(|c| format!("{c:.2}")).collect();
             t.push_str(&format!("{:<28} {} ({per_cpu:.0} events per node CPU-s)\n", "node CPU s", cpu.join(", ")));

@@ -178,13 +178,18 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
     };
     progress.finish_and_clear();
     let seen = match &cluster {
-        Some(c) => NodeFigures {
-            peak_rss_bytes: c.peak_rss(),
-            rows_flushed: c.flushed_rows().iter().sum(),
-            journal_rows: c.journal_rows().iter().sum(),
-            flushes: c.flushes().iter().sum(),
-            cpu_sec: c.cpu_seconds().iter().zip(&cpu_before).map(|(after, before)| after - before).collect(),
-        },
+        Some(c) => {
+            let mut f = NodeFigures {
+                peak_rss_bytes: c.peak_rss(),
+                rows_flushed: c.flushed_rows().iter().sum(),
+                journal_rows: c.journal_rows().iter().sum(),
+                flushes: c.flushes().iter().sum(),
+                cpu_sec: c.cpu_seconds().iter().zip(&cpu_before).map(|(after, before)| after - before).collect(),
+                ..NodeFigures::default()
+            };
+            f.breakdown(&c.summed("tally_rows_written_total"), &c.summed("tally_flush_phase_seconds_total"));
+            f
+        }
         None => NodeFigures::default(),
     };
     let (app, aggregation, config) = match &cluster {

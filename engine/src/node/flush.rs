@@ -27,9 +27,20 @@ use crate::store::schema::TableSchema;
 use crate::store::{Applied, Claim, FlushWrite, JournalWrite, Mark, Store, TableWrite, journal};
 use crate::time::bucket::Bucketer;
 use crate::time::clock::now_ms;
+use crate::time::granularity::Granularity;
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Rows written, by duration (in [`Granularity::ALL`] order) and kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowCounts {
+    /// Rows of buckets newer than any this node had written to that table: inserted.
+    pub new: [u64; 6],
+    /// Rows of buckets the table may already hold (late events, or an unpartitioned
+    /// aggregation, whose rows several nodes write): merged.
+    pub merged: [u64; 6],
+}
 
 /// Figures of one flush.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,6 +59,15 @@ pub struct FlushStats {
     pub journaled: usize,
     /// Journal partials written into the finest duration as its mark moved (in `rows`).
     pub closed: usize,
+    /// `rows` by duration and kind.
+    pub row_counts: RowCounts,
+    /// Where the flusher's time went: merging the workers' partials and rolling them up
+    /// (since the last flush), turning partials into rows and journal records, reading
+    /// finer rows back for roll-ups, and waiting for the stores' transactions.
+    pub rollup_time: Duration,
+    pub encode_time: Duration,
+    pub read_time: Duration,
+    pub store_time: Duration,
     pub elapsed: Duration,
 }
 
@@ -94,6 +114,11 @@ pub(crate) struct Flusher {
     journaled: Vec<BucketMap>,
     /// Per aggregation: where the next flush trims the journal (the finest mark moved).
     trim: Vec<Option<i64>>,
+    /// `[aggregation][duration]`: the newest bucket this node wrote (or found stored for
+    /// its shard), so that a row can be counted as new or merged.
+    newest_written: Vec<Vec<i64>>,
+    /// Time spent in `absorb` since the last flush.
+    absorb_time: Duration,
     /// `tally.rollup_delay`, in ms.
     rollup_delay_ms: i64,
     pending_events: u64,
@@ -114,10 +139,15 @@ impl Flusher {
         let tables = TableSchema::all(&plan);
         let mut marks: Vec<Marks> = plan.aggregations.iter().map(Marks::fixed).collect();
         let mut journaled: Vec<BucketMap> = plan.aggregations.iter().map(|_| BucketMap::default()).collect();
+        let mut newest_written: Vec<Vec<i64>> =
+            plan.aggregations.iter().map(|a| vec![i64::MIN; a.durations.len()]).collect();
         for slot in &mut stores {
             for &a in &slot.aggregations {
                 let agg = &plan.aggregations[a];
                 if let Some(shard) = &agg.shard_id {
+                    for (d, t) in tables[a].iter().enumerate() {
+                        newest_written[a][d] = slot.store.newest_bucket(t, shard)?.unwrap_or(i64::MIN);
+                    }
                     marks[a] = Marks::load(slot.store.as_mut(), agg, &tables[a], shard)?;
                     journaled[a] = read_journal(slot.store.as_mut(), agg, &tables[a][0], shard, marks[a].at[0])?;
                     // The journal's events were taken: their buckets close as time goes on,
@@ -142,6 +172,8 @@ impl Flusher {
             fresh: plan.aggregations.iter().map(|_| BucketMap::default()).collect(),
             trim: vec![None; plan.aggregations.len()],
             journaled,
+            newest_written,
+            absorb_time: Duration::ZERO,
             plan,
             programs,
             tables,
@@ -161,6 +193,7 @@ impl Flusher {
     /// Takes the states the workers handed over (`[worker][aggregation]`), and merges their
     /// partials into the pending ones of every duration.
     pub(crate) fn absorb(&mut self, states: &[Vec<State>]) {
+        let started = Instant::now();
         let aggs = self.plan.aggregations.len();
         self.pending_events += states.iter().flatten().map(|s| s.events).sum::<u64>();
         // Per aggregation, in parallel: decode each worker's slots into owned partials,
@@ -199,6 +232,7 @@ impl Flusher {
                 rollup::merge_maps(&mut self.pending[a][d], m, &self.kinds[a]);
             }
         }
+        self.absorb_time += started.elapsed();
     }
 
     pub(crate) fn pending_rows(&self) -> usize {
@@ -218,7 +252,11 @@ impl Flusher {
     /// error after trying every store.
     pub(crate) fn write(&mut self) -> Result<FlushStats> {
         let started = Instant::now();
-        let mut stats = FlushStats { events: self.pending_events, ..FlushStats::default() };
+        let mut stats = FlushStats {
+            events: self.pending_events,
+            rollup_time: std::mem::take(&mut self.absorb_time),
+            ..FlushStats::default()
+        };
         let mut first_error: Option<Error> = None;
         for i in 0..self.stores.len() {
             if let Err(e) = self.write_slot(i, &mut stats) {
@@ -259,10 +297,29 @@ impl Flusher {
             marks: &flight.marks,
             journal: &flight.journal,
         };
-        match slot.store.write(&write)? {
+        let sent = Instant::now();
+        let applied = slot.store.write(&write);
+        stats.store_time += sent.elapsed();
+        match applied? {
             Applied::Written => {
                 stats.rows += write.rows();
                 stats.journaled += flight.journal_rows;
+                for (a, d, rows) in &flight.tables {
+                    let g = self.plan.aggregations[*a].durations[*d];
+                    let at = Granularity::ALL.iter().position(|x| *x == g).unwrap_or(0);
+                    let newest = &mut self.newest_written[*a][*d];
+                    let before = *newest;
+                    let partitioned = self.tables[*a][*d].partitioned;
+                    for r in rows {
+                        let bucket = r[0].as_i64().unwrap_or(i64::MIN);
+                        if partitioned && bucket > before {
+                            stats.row_counts.new[at] += 1;
+                        } else {
+                            stats.row_counts.merged[at] += 1;
+                        }
+                        *newest = (*newest).max(bucket);
+                    }
+                }
             }
             Applied::AlreadyApplied => stats.already_applied += 1,
         }
@@ -274,6 +331,15 @@ impl Flusher {
     /// roll-ups that are due. False when there is nothing to write. Called only when the
     /// store has no flush in flight, so what it holds is known.
     fn take_pending(&mut self, i: usize, stats: &mut FlushStats) -> Result<bool> {
+        let started = Instant::now();
+        let read_before = stats.read_time;
+        let taken = self.take_pending_rows(i, stats);
+        stats.encode_time += started.elapsed().saturating_sub(stats.read_time - read_before);
+        taken
+    }
+
+    /// [`Flusher::take_pending`]'s work.
+    fn take_pending_rows(&mut self, i: usize, stats: &mut FlushStats) -> Result<bool> {
         let mut moved: Vec<Mark> = Vec::new();
         let plan = self.plan.clone();
         for a in self.stores[i].aggregations.clone() {
@@ -285,7 +351,9 @@ impl Flusher {
                     if k == 0 {
                         stats.closed += self.close_journal(a, adv);
                     } else {
+                        let read = Instant::now();
                         stats.rolled_up += self.roll_up(i, a, adv)?;
+                        stats.read_time += read.elapsed();
                     }
                 }
             }

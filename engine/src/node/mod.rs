@@ -14,7 +14,7 @@ pub mod migrate;
 pub mod retention;
 pub(crate) mod router;
 
-pub use flush::FlushStats;
+pub use flush::{FlushStats, RowCounts};
 pub use router::Router;
 
 use crate::aggregate::accumulator::{Program, State};
@@ -509,6 +509,11 @@ mod tests {
             assert_eq!(stats.closed, 2, "{url}: the two closed seconds left the journal");
             assert_eq!(stats.journaled, 1, "{url}: the open one went into it");
             assert_eq!(stats.rolled_up, 0, "{url}: minute 0 was rolled up from them, not read back");
+            assert_eq!(
+                (stats.row_counts.new, stats.row_counts.merged),
+                ([2, 1, 0, 0, 0, 0], [0; 6]),
+                "{url}: two new seconds rows, one new minute"
+            );
             assert_eq!(totals(&mut node), vec![30, 30, 0, 0], "{url}: 10 + 20 once; minute 0 rolled up; 40 journaled");
             assert_eq!(answers(&mut node), vec![70, 70, 70, 70], "{url}");
 
@@ -520,6 +525,11 @@ mod tests {
             push_at(&node, &[(5, 1_500), (7, 3_600_000)]);
             let stats = node.flush().unwrap();
             assert_eq!(stats.already_applied, 0);
+            assert_eq!(
+                (stats.row_counts.new, stats.row_counts.merged),
+                ([0, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0]),
+                "{url}: the late second merged into seconds and minutes; minute 1 rolled up new"
+            );
             assert_eq!(answers(&mut node), vec![82, 82, 82, 82], "{url}: a late event and an hour later");
             let t = totals(&mut node);
             assert_eq!(

@@ -20,9 +20,33 @@ pub struct Metrics {
     pub journal_rows: AtomicU64,
     pub flush_micros: AtomicU64,
     pub store_errors: AtomicU64,
+    /// Rows written by duration (`Granularity::ALL` order): new buckets, and merges.
+    pub rows_new: [AtomicU64; 6],
+    pub rows_merged: [AtomicU64; 6],
+    /// Flusher time by phase, in µs (`FlushStats`): roll-up, encode, read back, store.
+    pub phase_micros: [AtomicU64; 4],
 }
 
+/// The phases of `Metrics::phase_micros`, in order.
+pub const PHASES: [&str; 4] = ["rollup", "encode", "read", "store"];
+
 impl Metrics {
+    /// Adds one committed flush's figures.
+    pub fn add_flush(&self, stats: &crate::node::FlushStats) {
+        Metrics::add(&self.flushes, 1);
+        Metrics::add(&self.flush_rows, stats.rows as u64);
+        Metrics::add(&self.journal_rows, stats.journaled as u64);
+        Metrics::add(&self.flush_micros, stats.elapsed.as_micros() as u64);
+        for i in 0..6 {
+            Metrics::add(&self.rows_new[i], stats.row_counts.new[i]);
+            Metrics::add(&self.rows_merged[i], stats.row_counts.merged[i]);
+        }
+        let phases = [stats.rollup_time, stats.encode_time, stats.read_time, stats.store_time];
+        for (c, t) in self.phase_micros.iter().zip(phases) {
+            Metrics::add(c, t.as_micros() as u64);
+        }
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -59,6 +83,29 @@ impl Metrics {
             "Flushes the store refused (their rows are kept and retried).",
             get(&self.store_errors),
         );
+        writeln!(
+            out,
+            "# HELP tally_rows_written_total Rows written by committed flushes, by duration and kind (new: a bucket newer than any the node had written to that table; merge: one the table may hold).\n# TYPE tally_rows_written_total counter"
+        ).expect(STRING_WRITE);
+        for (i, g) in crate::time::granularity::Granularity::ALL.iter().enumerate() {
+            for (kind, c) in [("new", &self.rows_new[i]), ("merge", &self.rows_merged[i])] {
+                writeln!(
+                    out,
+                    "tally_rows_written_total{{duration=\"{}\",kind=\"{kind}\"}} {}",
+                    g.table_suffix(),
+                    get(c)
+                )
+                .expect(STRING_WRITE);
+            }
+        }
+        writeln!(
+            out,
+            "# HELP tally_flush_phase_seconds_total The flusher's time by phase: rollup (merging the workers' partials, rolling them up), encode (rows and journal records), read (finer rows read back for roll-ups), store (waiting for the transaction).\n# TYPE tally_flush_phase_seconds_total counter"
+        ).expect(STRING_WRITE);
+        for (p, c) in PHASES.iter().zip(&self.phase_micros) {
+            writeln!(out, "tally_flush_phase_seconds_total{{phase=\"{p}\"}} {:.6}", get(c) as f64 / 1e6)
+                .expect(STRING_WRITE);
+        }
         writeln!(
             out,
             "# HELP tally_flush_seconds_total Time spent in committed flushes.\n# TYPE tally_flush_seconds_total counter\ntally_flush_seconds_total {:.6}",

@@ -368,10 +368,7 @@ fn flush_loop(
         last_took = last_start.elapsed();
         match flush {
             Ok(stats) => {
-                metrics::Metrics::add(&m.flushes, 1);
-                metrics::Metrics::add(&m.flush_rows, stats.rows as u64);
-                metrics::Metrics::add(&m.journal_rows, stats.journaled as u64);
-                metrics::Metrics::add(&m.flush_micros, stats.elapsed.as_micros() as u64);
+                m.add_flush(&stats);
                 if node.pending_rows() == 0 {
                     shared.publish(generation, false);
                 }
