@@ -149,7 +149,8 @@ impl Flusher {
                         newest_written[a][d] = slot.store.newest_bucket(t, shard)?.unwrap_or(i64::MIN);
                     }
                     marks[a] = Marks::load(slot.store.as_mut(), agg, &tables[a], shard)?;
-                    journaled[a] = read_journal(slot.store.as_mut(), agg, &tables[a][0], shard, marks[a].at[0])?;
+                    let key_types = programs[a].key_types();
+                    journaled[a] = read_journal(slot.store.as_mut(), agg, key_types, shard, marks[a].at[0])?;
                     // The journal's events were taken: their buckets close as time goes on,
                     // even if no new event comes.
                     if let Some(newest) = journaled[a].keys().map(|(_, b)| *b).max() {
@@ -410,14 +411,10 @@ impl Flusher {
                 continue;
             }
             let append = (!fresh.is_empty()).then(|| {
-                let table = &self.tables[a][0];
-                let key_types = self.programs[a].key_types();
-                let rows: Vec<Vec<Value>> = fresh
-                    .iter()
-                    .map(|((k, bucket), p)| table.to_row(None, &key::decode(k, key_types), *bucket, p))
-                    .collect();
-                journal::encode(rows.iter().map(Vec::as_slice), table.columns.len(), &mut buf);
-                recorded += rows.len();
+                // Straight from the map: no row is built per partial (this runs for every
+                // key the flush touched).
+                journal::encode(fresh.iter().map(|((k, b), p)| (k, *b, p)), self.kinds[a].len(), &mut buf);
+                recorded += fresh.len();
                 let last = fresh.keys().map(|(_, b)| *b).max().unwrap_or(i64::MIN);
                 (last, std::mem::take(&mut buf))
             });
@@ -525,25 +522,20 @@ impl Flusher {
 fn read_journal(
     store: &mut dyn Store,
     agg: &crate::lang::plan::AggPlan,
-    finest: &TableSchema,
+    key_types: &[crate::lang::types::AttrType],
     shard: &str,
     at0: i64,
 ) -> Result<BucketMap> {
     let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
     let mut map = BucketMap::default();
-    let mut buf = Vec::new();
     for (s, record) in store.journal(&agg.name, at0)? {
         if s != shard {
             continue;
         }
-        let entries: Vec<(KeyBytes, i64, Partial)> = journal::decode(&record, finest.columns.len())?
+        let entries: Vec<(KeyBytes, i64, Partial)> = journal::decode(&record, &kinds, key_types)?
             .into_iter()
-            .map(|row| finest.from_row(agg, row))
-            .filter(|r| r.bucket >= at0)
-            .map(|r| {
-                key::encode_values(&mut buf, &r.key);
-                (Arc::from(&buf[..]), r.bucket, r.partial)
-            })
+            .filter(|e| e.bucket >= at0)
+            .map(|e| (e.key, e.bucket, e.partial))
             .collect();
         rollup::merge_entries(&mut map, entries, &kinds);
     }

@@ -7,7 +7,7 @@ use crate::ingest::key;
 use crate::lang::expr::Scalar;
 use crate::lang::plan::{AggPlan, AppPlan, CellKind};
 use crate::lang::types::{AttrType, Value};
-use crate::store::schema::{StoredRow, TableSchema};
+use crate::store::schema::{Role, StoredRow, TableSchema};
 use crate::store::{Mark, Reader, journal};
 use hashbrown::{HashMap, HashSet};
 use std::cmp::Ordering;
@@ -143,25 +143,38 @@ fn journal_rows(
     let equal: Vec<(usize, Value)> =
         q.pushdown.iter().filter_map(|(name, v)| finest.column(name).map(|c| (c, v.clone()))).collect();
     let since = from.values().copied().min().unwrap_or(i64::MAX).max(lo);
+    let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
+    let mut key_types = vec![AttrType::String; agg.group_by.len()];
+    for c in &finest.columns {
+        if let Role::Key(i) = c.role {
+            key_types[i] = c.ty;
+        }
+    }
     let mut out = Vec::new();
     for (shard, record) in store.journal(&agg.name, since)? {
         let Some(&start) = from.get(shard.as_str()) else { continue };
-        for row in journal::decode(&record, finest.columns.len())? {
-            let bucket = row[0].as_i64().unwrap_or(i64::MIN);
-            if bucket < start.max(lo) || bucket >= hi {
+        for e in journal::decode(&record, &kinds, &key_types)? {
+            if e.bucket < start.max(lo) || e.bucket >= hi {
                 continue;
             }
-            let matches = equal.iter().all(|(c, v)| {
-                let ty = finest.columns[*c].ty;
-                !row[*c].is_null() && row[*c].clone().cast(ty) == v.clone().cast(ty)
+            let key = key::decode(&e.key, &key_types);
+            if !equal.is_empty() {
+                // As the store compares them: the row's column equal to the value.
+                let row = finest.to_row(None, &key, e.bucket, &e.partial);
+                let matches = equal.iter().all(|(c, v)| {
+                    let ty = finest.columns[*c].ty;
+                    !row[*c].is_null() && row[*c].clone().cast(ty) == v.clone().cast(ty)
+                });
+                if !matches {
+                    continue;
+                }
+            }
+            out.push(StoredRow {
+                bucket: zone.bucket_start(q.duration, e.bucket),
+                shard: Some(shard.clone()),
+                key,
+                partial: e.partial,
             });
-            if !matches {
-                continue;
-            }
-            let mut r = finest.from_row(agg, row);
-            r.shard = Some(shard.clone());
-            r.bucket = zone.bucket_start(q.duration, r.bucket);
-            out.push(r);
         }
     }
     Ok(out)

@@ -13,8 +13,11 @@
 //! partials before the mark (it spanned the mark when it moved): readers ignore those, as
 //! the finest table holds them.
 
+use crate::aggregate::partial::{CellValue, Latest, Num, Partial, SetValue};
 use crate::error::{Error, Result};
-use crate::lang::types::Value;
+use crate::ingest::key::{self, KeyBytes};
+use crate::lang::plan::CellKind;
+use crate::lang::types::{AttrType, Value};
 use crate::store::sql::Dialect;
 
 /// The journal table.
@@ -65,26 +68,93 @@ pub mod statements {
 }
 
 /// Format version, the first byte of a record.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
-/// Encodes rows (each in one table's column order, as `TableSchema::to_row` makes them):
-/// the version, the row and column counts (u32 LE), then per value a tag and its bytes:
-/// 0 null, 1 int (i32 LE), 2 long (i64 LE), 3 float (f32 bits), 4 double (f64 bits),
-/// 5 bool (one byte), 6 string (u32 LE length, UTF-8).
-pub fn encode<'a>(rows: impl ExactSizeIterator<Item = &'a [Value]>, columns: usize, out: &mut Vec<u8>) {
+/// One partial of a record: a group key (encoded as `ingest::key` encodes it), a finest
+/// bucket, and the partial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub key: KeyBytes,
+    pub bucket: i64,
+    pub partial: Partial,
+}
+
+/// Encodes partials straight from the node's maps (no row is built: this runs for every
+/// key a flush touches, so it allocates nothing but `out`). Little endian throughout: the
+/// version, the entry count (u32), the cell count (u32); per entry the bucket (i64), the
+/// key (u32 length and bytes), each cell (0 null, 1 integer i64, 2 float f64 bits, 3 set:
+/// u32 count then per value 1 integer, 2 float bits, 3 bool byte, 4 string), and the
+/// latest values (0 none, or 1, the time stamp, a u32 count and each value as [`push`]
+/// writes it).
+pub fn encode<'a>(
+    entries: impl ExactSizeIterator<Item = (&'a KeyBytes, i64, &'a Partial)>,
+    cells: usize,
+    out: &mut Vec<u8>,
+) {
     out.clear();
     out.push(VERSION);
-    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(columns as u32).to_le_bytes());
-    for row in rows {
-        debug_assert_eq!(row.len(), columns);
-        for v in row {
-            push(out, v);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(cells as u32).to_le_bytes());
+    for (key, bucket, p) in entries {
+        debug_assert_eq!(p.cells.len(), cells);
+        out.extend_from_slice(&bucket.to_le_bytes());
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        for c in &p.cells {
+            match c {
+                CellValue::Num(Num::Null) => out.push(0),
+                CellValue::Num(Num::Int(i)) => {
+                    out.push(1);
+                    out.extend_from_slice(&i.to_le_bytes());
+                }
+                CellValue::Num(Num::Float(f)) => {
+                    out.push(2);
+                    out.extend_from_slice(&f.to_bits().to_le_bytes());
+                }
+                CellValue::Set(set) => {
+                    out.push(3);
+                    out.extend_from_slice(&(set.len() as u32).to_le_bytes());
+                    for v in set {
+                        match v {
+                            SetValue::Int(i) => {
+                                out.push(1);
+                                out.extend_from_slice(&i.to_le_bytes());
+                            }
+                            SetValue::Float(b) => {
+                                out.push(2);
+                                out.extend_from_slice(&b.to_le_bytes());
+                            }
+                            SetValue::Bool(b) => {
+                                out.push(3);
+                                out.push(*b as u8);
+                            }
+                            SetValue::Str(s) => {
+                                out.push(4);
+                                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                                out.extend_from_slice(s.as_bytes());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        match &p.latest {
+            None => out.push(0),
+            Some(l) => {
+                out.push(1);
+                out.extend_from_slice(&l.ts.to_le_bytes());
+                out.extend_from_slice(&(l.values.len() as u32).to_le_bytes());
+                for v in &l.values {
+                    push(out, v);
+                }
+            }
         }
     }
 }
 
-/// Appends one value ([`encode`]'s format).
+/// Appends one value (the latest values of [`encode`]'s format): 0 null, 1 int (i32), 2
+/// long (i64), 3 float (f32 bits), 4 double (f64 bits), 5 bool (a byte), 6 string (u32
+/// length, UTF-8).
 pub fn push(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.push(0),
@@ -116,37 +186,91 @@ pub fn push(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-/// Decodes a record of `columns` columns. A record that does not read back whole (another
-/// version, another table's width, cut short) is an error naming what was wrong: the node
-/// must not answer or roll up from part of a record.
-pub fn decode(bytes: &[u8], columns: usize) -> Result<Vec<Vec<Value>>> {
+/// Decodes a record of an aggregation whose cells are of `kinds`, with group keys of
+/// `key_types`. A record that does not read back whole (another version, another cell
+/// count or kind, a key that is not a key of these types, cut short) is an error naming
+/// what was wrong: the node must not answer or roll up from part of a record. Latest values
+/// come back with arrival order 0 (it is a node's own and does not outlive it; a later
+/// arrival with the same time stamp wins, as it should).
+pub fn decode(bytes: &[u8], kinds: &[CellKind], key_types: &[AttrType]) -> Result<Vec<Entry>> {
     let mut r = Cursor { bytes, at: 0 };
     let version = r.take(1)?[0];
     if version != VERSION {
         return Err(corrupt(format!("format version {version}, this node reads version {VERSION}")));
     }
-    let rows = r.u32()? as usize;
-    let width = r.u32()? as usize;
-    if width != columns {
+    let n = r.u32()? as usize;
+    let cells = r.u32()? as usize;
+    if cells != kinds.len() {
         return Err(corrupt(format!(
-            "rows of {width} columns, but the table has {columns}: the aggregation was redefined while \
-             its journal held open buckets"
+            "partials of {cells} cells, but the aggregation has {}: it was redefined while its journal held \
+             open buckets",
+            kinds.len()
         )));
     }
-    // Every value takes at least one byte: a count beyond that is a lie, not an allocation.
-    if rows.saturating_mul(width) > bytes.len() {
-        return Err(corrupt(format!("{rows} rows of {width} columns in {} bytes", bytes.len())));
+    // An entry takes at least 13 bytes: a count beyond that is a lie, not an allocation.
+    if n.saturating_mul(13) > bytes.len() {
+        return Err(corrupt(format!("{n} entries in {} bytes", bytes.len())));
     }
-    let mut out = Vec::with_capacity(rows);
-    for _ in 0..rows {
-        let mut row = Vec::with_capacity(width);
-        for _ in 0..width {
-            row.push(r.value()?);
+    let mut out = Vec::with_capacity(n);
+    let mut check = Vec::new();
+    for _ in 0..n {
+        let bucket = r.u64()? as i64;
+        let len = r.u32()? as usize;
+        let at = r.at;
+        let key = r.take(len)?;
+        key::encode_values(&mut check, &key::decode(key, key_types));
+        if check != key {
+            return Err(corrupt(format!("the key at byte {at} is not a group key of this aggregation")));
         }
-        out.push(row);
+        let mut p = Partial { cells: Vec::with_capacity(cells), latest: None };
+        for kind in kinds {
+            let at = r.at;
+            let tag = r.take(1)?[0];
+            if tag <= 3 && (tag == 3) != (*kind == CellKind::Set) {
+                return Err(corrupt(format!("a cell at byte {at} of another kind than the aggregation's")));
+            }
+            let c = match tag {
+                0 => CellValue::Num(Num::Null),
+                1 => CellValue::Num(Num::Int(r.u64()? as i64)),
+                2 => CellValue::Num(Num::Float(f64::from_bits(r.u64()?))),
+                3 => {
+                    let m = r.u32()? as usize;
+                    if m > bytes.len() {
+                        return Err(corrupt(format!("a set of {m} values at byte {at}")));
+                    }
+                    let mut set = hashbrown::HashSet::with_capacity(m);
+                    for _ in 0..m {
+                        set.insert(match r.take(1)?[0] {
+                            1 => SetValue::Int(r.u64()? as i64),
+                            2 => SetValue::Float(r.u64()?),
+                            3 => SetValue::Bool(r.take(1)?[0] != 0),
+                            4 => SetValue::Str(r.string()?),
+                            t => return Err(corrupt(format!("set value tag {t} at byte {}", r.at - 1))),
+                        });
+                    }
+                    CellValue::Set(set)
+                }
+                t => return Err(corrupt(format!("cell tag {t} at byte {at}"))),
+            };
+            p.cells.push(c);
+        }
+        p.latest = match r.take(1)?[0] {
+            0 => None,
+            1 => {
+                let ts = r.u64()? as i64;
+                let m = r.u32()? as usize;
+                if m > bytes.len() {
+                    return Err(corrupt(format!("{m} latest values at byte {}", r.at)));
+                }
+                let values = (0..m).map(|_| r.value()).collect::<Result<Vec<Value>>>()?;
+                Some(Latest { ts, seq: 0, values })
+            }
+            t => return Err(corrupt(format!("latest tag {t} at byte {}", r.at - 1))),
+        };
+        out.push(Entry { key: KeyBytes::from(key), bucket, partial: p });
     }
     if r.at != bytes.len() {
-        return Err(corrupt(format!("{} bytes after the last row", bytes.len() - r.at)));
+        return Err(corrupt(format!("{} bytes after the last entry", bytes.len() - r.at)));
     }
     Ok(out)
 }
@@ -188,6 +312,13 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes")))
     }
 
+    fn string(&mut self) -> Result<String> {
+        let n = self.u32()? as usize;
+        let at = self.at;
+        let s = self.take(n)?;
+        Ok(std::str::from_utf8(s).map_err(|_| corrupt(format!("a string at byte {at} that is not UTF-8")))?.to_string())
+    }
+
     fn value(&mut self) -> Result<Value> {
         let tag = self.take(1)?[0];
         Ok(match tag {
@@ -197,16 +328,7 @@ impl<'a> Cursor<'a> {
             3 => Value::Float(f32::from_bits(self.u32()?)),
             4 => Value::Double(f64::from_bits(self.u64()?)),
             5 => Value::Bool(self.take(1)?[0] != 0),
-            6 => {
-                let n = self.u32()? as usize;
-                let at = self.at;
-                let s = self.take(n)?;
-                Value::Str(
-                    std::str::from_utf8(s)
-                        .map_err(|_| corrupt(format!("a string at byte {at} that is not UTF-8")))?
-                        .to_string(),
-                )
-            }
+            6 => Value::Str(self.string()?),
             t => return Err(corrupt(format!("value tag {t} at byte {}", self.at - 1))),
         })
     }
@@ -216,6 +338,9 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    const KINDS: [CellKind; 3] = [CellKind::Sum, CellKind::Set, CellKind::Max];
+    const KEY_TYPES: [AttrType; 2] = [AttrType::String, AttrType::Long];
 
     fn value() -> impl Strategy<Value = Value> {
         prop_oneof![
@@ -229,61 +354,133 @@ mod tests {
         ]
     }
 
-    /// Values compared by their bits (NaN and -0.0 must come back as they went).
-    fn bits(rows: &[Vec<Value>]) -> Vec<Vec<Vec<u8>>> {
-        rows.iter()
-            .map(|r| {
-                r.iter()
-                    .map(|v| {
-                        let mut b = Vec::new();
-                        push(&mut b, v);
-                        b
-                    })
-                    .collect()
+    fn num() -> impl Strategy<Value = CellValue> {
+        prop_oneof![
+            Just(CellValue::Num(Num::Null)),
+            any::<i64>().prop_map(|i| CellValue::Num(Num::Int(i))),
+            any::<f64>().prop_map(|f| CellValue::Num(Num::Float(f))),
+        ]
+    }
+
+    fn set() -> impl Strategy<Value = CellValue> {
+        prop::collection::vec(
+            prop_oneof![
+                any::<i64>().prop_map(SetValue::Int),
+                any::<f64>().prop_map(SetValue::float),
+                any::<bool>().prop_map(SetValue::Bool),
+                ".{0,8}".prop_map(SetValue::Str),
+            ],
+            0..4,
+        )
+        .prop_map(|v| CellValue::Set(v.into_iter().collect()))
+    }
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        (
+            (prop::option::of(".{0,10}"), prop::option::of(any::<i64>())),
+            any::<i64>(),
+            (num(), set(), num()),
+            prop::option::of((any::<i64>(), prop::collection::vec(value(), 0..3))),
+        )
+            .prop_map(|((s, l), bucket, (a, b, c), latest)| {
+                let mut k = Vec::new();
+                key::encode_values(
+                    &mut k,
+                    &[s.map(Value::Str).unwrap_or(Value::Null), l.map(Value::Long).unwrap_or(Value::Null)],
+                );
+                Entry {
+                    key: KeyBytes::from(&k[..]),
+                    bucket,
+                    partial: Partial {
+                        cells: vec![a, b, c],
+                        latest: latest.map(|(ts, values)| Latest { ts, seq: 0, values }),
+                    },
+                }
             })
-            .collect()
+    }
+
+    fn encoded(entries: &[Entry]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode(entries.iter().map(|e| (&e.key, e.bucket, &e.partial)), KINDS.len(), &mut buf);
+        buf
+    }
+
+    /// An entry as comparable bytes: the encoding with each set's values sorted (a set's
+    /// order is its hasher's), so NaN and -0.0 must come back as they went.
+    fn canonical(e: &Entry) -> Vec<u8> {
+        let mut e = e.clone();
+        let sets: Vec<Vec<SetValue>> = e
+            .partial
+            .cells
+            .iter_mut()
+            .map(|c| match c {
+                CellValue::Set(s) => {
+                    let mut v: Vec<SetValue> = s.drain().collect();
+                    v.sort();
+                    v
+                }
+                CellValue::Num(_) => Vec::new(),
+            })
+            .collect();
+        let mut out = encoded(std::slice::from_ref(&e));
+        out.extend(format!("{sets:?}").into_bytes());
+        out
+    }
+
+    fn same(a: &[Entry], b: &[Entry]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| canonical(x) == canonical(y))
     }
 
     proptest! {
         #[test]
-        fn records_read_back_exactly(rows in prop::collection::vec(prop::collection::vec(value(), 4), 0..40)) {
-            let mut buf = Vec::new();
-            encode(rows.iter().map(|r| r.as_slice()), 4, &mut buf);
-            let back = decode(&buf, 4).unwrap();
-            prop_assert_eq!(bits(&back), bits(&rows));
+        fn records_read_back_exactly(entries in prop::collection::vec(entry(), 0..30)) {
+            let back = decode(&encoded(&entries), &KINDS, &KEY_TYPES).unwrap();
+            prop_assert!(same(&back, &entries));
         }
 
         #[test]
         fn a_cut_or_damaged_record_is_an_error_not_a_panic(
-            rows in prop::collection::vec(prop::collection::vec(value(), 3), 1..10),
+            entries in prop::collection::vec(entry(), 1..8),
             cut in any::<prop::sample::Index>(),
             flip in any::<(prop::sample::Index, u8)>(),
         ) {
-            let mut buf = Vec::new();
-            encode(rows.iter().map(|r| r.as_slice()), 3, &mut buf);
+            let buf = encoded(&entries);
             let at = cut.index(buf.len());
-            prop_assert!(decode(&buf[..at], 3).is_err());
+            prop_assert!(decode(&buf[..at], &KINDS, &KEY_TYPES).is_err());
             let mut damaged = buf.clone();
             let i = flip.0.index(damaged.len());
             damaged[i] ^= flip.1;
             // Either it still reads (a changed value) or it is refused; never a panic.
-            drop(decode(&damaged, 3));
+            drop(decode(&damaged, &KINDS, &KEY_TYPES));
         }
     }
 
     #[test]
-    fn a_record_of_another_width_or_version_is_refused_with_the_reason() {
-        let mut buf = Vec::new();
-        encode([vec![Value::Long(1), Value::Null]].iter().map(|r| r.as_slice()), 2, &mut buf);
-        let e = decode(&buf, 3).unwrap_err().to_string();
-        assert!(e.contains("rows of 2 columns, but the table has 3"), "{e}");
-        assert!(!decode(&buf, 3).unwrap_err().is_retryable());
+    fn a_record_of_another_shape_or_version_is_refused_with_the_reason() {
+        let mut k = Vec::new();
+        key::encode_values(&mut k, &[Value::Str("IBM".into()), Value::Long(1)]);
+        let e = Entry {
+            key: KeyBytes::from(&k[..]),
+            bucket: 1_000,
+            partial: Partial {
+                cells: vec![CellValue::Num(Num::Int(3)), CellValue::Set(Default::default()), CellValue::Num(Num::Null)],
+                latest: None,
+            },
+        };
+        let mut buf = encoded(std::slice::from_ref(&e));
+        let err = decode(&buf, &KINDS[..2], &KEY_TYPES).unwrap_err();
+        assert!(err.to_string().contains("partials of 3 cells, but the aggregation has 2"), "{err}");
+        assert!(!err.is_retryable());
+        let err = decode(&buf, &[CellKind::Sum, CellKind::Sum, CellKind::Max], &KEY_TYPES).unwrap_err();
+        assert!(err.to_string().contains("of another kind"), "{err}");
+        let err = decode(&buf, &KINDS, &[AttrType::String]).unwrap_err();
+        assert!(err.to_string().contains("is not a group key"), "{err}");
         buf[0] = 9;
-        assert!(decode(&buf, 2).unwrap_err().to_string().contains("format version 9"));
-        // A count that claims more rows than bytes: refused before allocating.
+        assert!(decode(&buf, &KINDS, &KEY_TYPES).unwrap_err().to_string().contains("format version 9"));
+        // A count that claims more entries than bytes: refused before allocating.
         let mut lie = vec![VERSION];
         lie.extend_from_slice(&u32::MAX.to_le_bytes());
-        lie.extend_from_slice(&2u32.to_le_bytes());
-        assert!(decode(&lie, 2).unwrap_err().to_string().contains("4294967295 rows"));
+        lie.extend_from_slice(&3u32.to_le_bytes());
+        assert!(decode(&lie, &KINDS, &KEY_TYPES).unwrap_err().to_string().contains("4294967295 entries"));
     }
 }
