@@ -106,8 +106,10 @@ pub(crate) struct Flusher {
     /// Per aggregation: how far each duration of this node's shard is rolled up.
     marks: Vec<Marks>,
     /// Per aggregation: finest partials at or after the finest mark, for the journal's next
-    /// record.
-    fresh: Vec<BucketMap>,
+    /// record; as the workers handed them over (a key may be there once per worker: the
+    /// record's reader merges them), so that live partials are hashed once a flush, into
+    /// `journaled`, not also into a map of their own.
+    fresh: Vec<Vec<(KeyBytes, i64, Partial)>>,
     /// Per aggregation: what this shard's journal holds at or after the finest mark (every
     /// record confirmed or in flight), merged: written into the finest duration, and
     /// trimmed from the journal, when the mark passes it.
@@ -170,7 +172,7 @@ impl Flusher {
                 .iter()
                 .map(|a| a.durations.iter().map(|_| BucketMap::default()).collect())
                 .collect(),
-            fresh: plan.aggregations.iter().map(|_| BucketMap::default()).collect(),
+            fresh: plan.aggregations.iter().map(|_| Vec::new()).collect(),
             trim: vec![None; plan.aggregations.len()],
             journaled,
             newest_written,
@@ -200,27 +202,40 @@ impl Flusher {
         // Per aggregation, in parallel: decode each worker's slots into owned partials,
         // merge across workers (the same group can be in several when routing was round
         // robin), and roll up what is older than each duration's mark.
-        let rolled: Vec<Option<(i64, Vec<BucketMap>, BucketMap)>> = self.pool.install(|| {
+        type Absorbed = (i64, Vec<BucketMap>, Vec<(KeyBytes, i64, Partial)>);
+        let rolled: Vec<Option<Absorbed>> = self.pool.install(|| {
             (0..aggs)
                 .into_par_iter()
                 .map(|a| {
                     if states.iter().all(|w| w[a].is_empty()) {
                         return None;
                     }
+                    let at = &self.marks[a].at;
+                    // Partials at or after every mark (live events) go to the journal only:
+                    // kept as handed over, without a map of their own (for speed: with many
+                    // keys this is most of them).
+                    let open =
+                        if self.marks[a].moves() { at.iter().copied().max().unwrap_or(i64::MAX) } else { i64::MAX };
+                    let mut newer: Vec<(KeyBytes, i64, Partial)> = Vec::new();
                     let mut finest = BucketMap::default();
+                    let mut newest = i64::MIN;
                     for w in states {
                         let mut entries: Vec<(KeyBytes, i64, Partial)> = Vec::new();
                         w[a].append_partials(&self.programs[a], &mut entries);
+                        newest = entries.iter().map(|(_, b, _)| *b).fold(newest, i64::max);
+                        if open != i64::MAX {
+                            let (live, older): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(_, b, _)| *b >= open);
+                            newer.extend(live);
+                            entries = older;
+                        }
                         rollup::merge_entries(&mut finest, entries, &self.kinds[a]);
                     }
-                    let newest = finest.keys().map(|(_, b)| *b).max().unwrap_or(i64::MIN);
                     let agg = &self.plan.aggregations[a];
-                    let at = &self.marks[a].at;
                     let mut maps = rollup::roll_up_before(agg, &self.kinds[a], finest, at);
                     // The finest duration keeps what is older than its mark; the journal
                     // takes the rest.
                     let older = rollup::take_before(&mut maps[0], at[0]);
-                    let newer = std::mem::replace(&mut maps[0], older);
+                    newer.extend(std::mem::replace(&mut maps[0], older).into_iter().map(|((k, b), p)| (k, b, p)));
                     Some((newest, maps, newer))
                 })
                 .collect()
@@ -228,7 +243,11 @@ impl Flusher {
         for (a, r) in rolled.into_iter().enumerate() {
             let Some((newest, maps, newer)) = r else { continue };
             self.marks[a].newest = self.marks[a].newest.max(newest);
-            rollup::merge_maps(&mut self.fresh[a], newer, &self.kinds[a]);
+            if self.fresh[a].is_empty() {
+                self.fresh[a] = newer;
+            } else {
+                self.fresh[a].extend(newer);
+            }
             for (d, m) in maps.into_iter().enumerate() {
                 rollup::merge_maps(&mut self.pending[a][d], m, &self.kinds[a]);
             }
@@ -413,12 +432,12 @@ impl Flusher {
             let append = (!fresh.is_empty()).then(|| {
                 // Straight from the map: no row is built per partial (this runs for every
                 // key the flush touched).
-                journal::encode(fresh.iter().map(|((k, b), p)| (k, *b, p)), self.kinds[a].len(), &mut buf);
+                journal::encode(fresh.iter().map(|(k, b, p)| (k, *b, p)), self.kinds[a].len(), &mut buf);
                 recorded += fresh.len();
-                let last = fresh.keys().map(|(_, b)| *b).max().unwrap_or(i64::MIN);
+                let last = fresh.iter().map(|(_, b, _)| *b).max().unwrap_or(i64::MIN);
                 (last, std::mem::take(&mut buf))
             });
-            rollup::merge_maps(&mut self.journaled[a], fresh, &self.kinds[a]);
+            rollup::merge_entries(&mut self.journaled[a], fresh, &self.kinds[a]);
             writes.push(JournalWrite {
                 aggregation: self.plan.aggregations[a].name.clone(),
                 shard,
@@ -435,10 +454,12 @@ impl Flusher {
     fn close_journal(&mut self, a: usize, adv: Advance) -> usize {
         let kinds = &self.kinds[a];
         let closed = rollup::take_before(&mut self.journaled[a], adv.to);
-        let fresh = rollup::take_before(&mut self.fresh[a], adv.to);
+        let (fresh, open): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.fresh[a]).into_iter().partition(|(_, b, _)| *b < adv.to);
+        self.fresh[a] = open;
         let n = closed.len() + fresh.len();
         rollup::merge_maps(&mut self.pending[a][0], closed, kinds);
-        rollup::merge_maps(&mut self.pending[a][0], fresh, kinds);
+        rollup::merge_entries(&mut self.pending[a][0], fresh, kinds);
         self.marks[a].at[0] = adv.to;
         self.trim[a] = Some(adv.to);
         // Written with the next flush; until it commits, these rows are pending.
@@ -491,7 +512,8 @@ impl Flusher {
             if !self.marks[a].moves() {
                 continue;
             }
-            let newest = self.journaled[a].keys().chain(self.fresh[a].keys()).map(|(_, b)| *b).max();
+            let newest =
+                self.journaled[a].keys().map(|(_, b)| *b).chain(self.fresh[a].iter().map(|(_, b, _)| *b)).max();
             let Some(newest) = newest else { continue };
             let agg = &self.plan.aggregations[a];
             let to = agg.zone.bucket_range(agg.durations[0], newest).1;
