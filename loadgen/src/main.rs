@@ -65,6 +65,11 @@ enum Cmd {
         /// neighbour hurts every node count alike; each point reports the medians of its rounds.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// Group-by key counts to sweep as well, e.g. 1000,100000,1000000 (default: just
+        /// --symbols). Each is its own series: prepared once, its node counts interleaved
+        /// over the rounds, its scaling against its own first node count.
+        #[arg(long, value_delimiter = ',')]
+        symbols_axis: Vec<u32>,
         /// Results JSON (the chart goes beside it, .svg).
         #[arg(long, default_value = "results/sweep.json")]
         out: PathBuf,
@@ -77,7 +82,9 @@ fn main() -> ExitCode {
         Cmd::Run { nodes, load, targets, out, baseline } => {
             loadgen::run::run_and_report(nodes, &load, &targets, out.as_deref(), baseline)
         }
-        Cmd::Sweep { nodes, load, repeat, out } => loadgen::sweep::sweep(&nodes, &load, repeat, &out),
+        Cmd::Sweep { nodes, load, repeat, symbols_axis, out } => {
+            loadgen::sweep::sweep(&nodes, &symbols_axis, &load, repeat, &out)
+        }
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
