@@ -130,10 +130,13 @@ impl SetValue {
     }
 }
 
+/// One cell of a partial. The set is boxed (for memory: a node holds one partial per key
+/// and open bucket, millions with many keys, and an unboxed set made every cell, numbers
+/// included, three times the size of a number).
 #[derive(Debug, Clone, PartialEq)]
 pub enum CellValue {
     Num(Num),
-    Set(HashSet<SetValue>),
+    Set(Box<HashSet<SetValue>>),
 }
 
 /// The latest-value columns of a bucket and the (time stamp, arrival) that chose them.
@@ -159,7 +162,7 @@ impl Partial {
                 .cells
                 .iter()
                 .map(|c| match c.kind {
-                    CellKind::Set => CellValue::Set(HashSet::new()),
+                    CellKind::Set => CellValue::Set(Box::default()),
                     _ => CellValue::Num(Num::Null),
                 })
                 .collect(),
@@ -250,6 +253,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A node holds a partial per key and open bucket (millions with many keys): a numeric
+    /// cell stays the size of a number and its tag, whatever a set costs.
+    #[test]
+    fn a_cell_is_two_words() {
+        assert_eq!(std::mem::size_of::<CellValue>(), 16);
+        assert_eq!(std::mem::size_of::<Num>(), 16);
+    }
+
     const KINDS: [CellKind; 6] =
         [CellKind::Count, CellKind::NonNull, CellKind::Sum, CellKind::Min, CellKind::Max, CellKind::Set];
 
@@ -278,7 +289,7 @@ mod tests {
                         CellValue::Num(sum),
                         CellValue::Num(min),
                         CellValue::Num(max),
-                        CellValue::Set(set.into_iter().map(SetValue::Int).collect()),
+                        CellValue::Set(Box::new(set.into_iter().map(SetValue::Int).collect())),
                     ],
                     latest: latest.map(|(ts, seq, v)| Latest { ts, seq, values: vec![Value::Long(v)] }),
                 }
@@ -319,7 +330,7 @@ mod tests {
         #[test]
         fn empty_is_the_identity(a in partial()) {
             let empty = Partial {
-                cells: KINDS.iter().map(|k| if *k == CellKind::Set { CellValue::Set(HashSet::new()) } else { CellValue::Num(Num::Null) }).collect(),
+                cells: KINDS.iter().map(|k| if *k == CellKind::Set { CellValue::Set(Box::default()) } else { CellValue::Num(Num::Null) }).collect(),
                 latest: None,
             };
             prop_assert_eq!(merged(&a, &empty), a.clone());
@@ -340,7 +351,7 @@ mod tests {
                     CellValue::Num(v.map(Num::Int).unwrap_or(Num::Null)),
                     CellValue::Num(v.map(Num::Int).unwrap_or(Num::Null)),
                     CellValue::Num(v.map(Num::Int).unwrap_or(Num::Null)),
-                    CellValue::Set(v.map(|x| SetValue::Int(x % 7)).into_iter().collect()),
+                    CellValue::Set(Box::new(v.map(|x| SetValue::Int(x % 7)).into_iter().collect())),
                 ],
                 latest: Some(Latest { ts, seq: ts as u64, values: vec![v.map(Value::Long).unwrap_or(Value::Null)] }),
             };

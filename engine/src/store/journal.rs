@@ -114,7 +114,7 @@ pub fn encode<'a>(
                 CellValue::Set(set) => {
                     out.push(3);
                     out.extend_from_slice(&(set.len() as u32).to_le_bytes());
-                    for v in set {
+                    for v in set.iter() {
                         match v {
                             SetValue::Int(i) => {
                                 out.push(1);
@@ -248,7 +248,7 @@ pub fn decode(bytes: &[u8], kinds: &[CellKind], key_types: &[AttrType]) -> Resul
                             t => return Err(corrupt(format!("set value tag {t} at byte {}", r.at - 1))),
                         });
                     }
-                    CellValue::Set(set)
+                    CellValue::Set(Box::new(set))
                 }
                 t => return Err(corrupt(format!("cell tag {t} at byte {at}"))),
             };
@@ -372,7 +372,7 @@ mod tests {
             ],
             0..4,
         )
-        .prop_map(|v| CellValue::Set(v.into_iter().collect()))
+        .prop_map(|v| CellValue::Set(Box::new(v.into_iter().collect())))
     }
 
     fn entry() -> impl Strategy<Value = Entry> {

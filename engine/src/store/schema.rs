@@ -155,10 +155,10 @@ impl TableSchema {
                 Role::LastEventTimestamp => latest_ts = v.as_i64(),
                 Role::Cell(i, kind) => {
                     out.partial.cells[i] = match kind {
-                        CellKind::Set => CellValue::Set(match &v {
+                        CellKind::Set => CellValue::Set(Box::new(match &v {
                             Value::Str(s) => set_from_json(s, agg.cells[i].input.unwrap_or(AttrType::String)),
                             _ => HashSet::new(),
-                        }),
+                        })),
                         _ => CellValue::Num(match (Num::from_value(&v), agg.cells[i].is_integer()) {
                             (Num::Float(f), true) => Num::Int(f as i64),
                             (n, _) => n,
@@ -279,7 +279,7 @@ mod tests {
         p.cells[1] = CellValue::Num(Num::Int(2));
         p.cells[2] = CellValue::Num(Num::Int(30));
         p.cells[3] = CellValue::Num(Num::Int(2));
-        p.cells[4] = CellValue::Set([SetValue::Int(20), SetValue::Int(10)].into_iter().collect());
+        p.cells[4] = CellValue::Set(Box::new([SetValue::Int(20), SetValue::Int(10)].into_iter().collect()));
         p.latest = Some(Latest { ts: 7, seq: 0, values: vec![Value::Double(100.0)] });
         let row = t.to_row(Some("wso2-si-1"), &[Value::Str("wso2".into())], 1000, &p);
         assert_eq!(row[8], Value::Str("[10,20]".into()));

@@ -98,7 +98,7 @@ impl State {
                     Op::Set { w: i, .. } => {
                         let input = program.inputs[c].unwrap_or(AttrType::Long);
                         let set = if w[i] == NO_SET { None } else { self.sets.get(w[i] as usize) };
-                        CellValue::Set(
+                        CellValue::Set(Box::new(
                             set.into_iter()
                                 .flatten()
                                 .map(|&v| match input {
@@ -110,7 +110,7 @@ impl State {
                                     }
                                 })
                                 .collect(),
-                        )
+                        ))
                     }
                 }
             })
