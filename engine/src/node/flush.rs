@@ -147,10 +147,10 @@ impl Flusher {
             for &a in &slot.aggregations {
                 let agg = &plan.aggregations[a];
                 if let Some(shard) = &agg.shard_id {
-                    for (d, t) in tables[a].iter().enumerate() {
-                        newest_written[a][d] = slot.store.newest_bucket(t, shard)?.unwrap_or(i64::MIN);
-                    }
-                    marks[a] = Marks::load(slot.store.as_mut(), agg, &tables[a], shard)?;
+                    let newest: Vec<Option<i64>> =
+                        tables[a].iter().map(|t| slot.store.newest_bucket(t, shard)).collect::<Result<_>>()?;
+                    newest_written[a] = newest.iter().map(|b| b.unwrap_or(i64::MIN)).collect();
+                    marks[a] = Marks::load(slot.store.as_mut(), agg, &newest, shard)?;
                     let key_types = programs[a].key_types();
                     journaled[a] = read_journal(slot.store.as_mut(), agg, key_types, shard, marks[a].at[0])?;
                     // The journal's events were taken: their buckets close as time goes on,

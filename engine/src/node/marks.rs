@@ -18,7 +18,6 @@
 
 use crate::error::Result;
 use crate::lang::plan::AggPlan;
-use crate::store::schema::TableSchema;
 use crate::store::{Mark, Store};
 
 /// The marks of one aggregation of this node.
@@ -56,16 +55,17 @@ impl Marks {
     /// of time. A coarse duration new to a shard that has marks holds nothing: its mark is
     /// the start of time. A shard with marks but none for the finest duration (written
     /// before the journal existed, when the finest duration held every event): at the end
-    /// of its newest finest bucket.
-    pub fn load(store: &mut dyn Store, agg: &AggPlan, tables: &[TableSchema], shard: &str) -> Result<Marks> {
+    /// of its newest finest bucket. `newest[d]` is the newest bucket of `shard` stored in
+    /// duration `d` (read once by the caller, which needs it too).
+    pub fn load(store: &mut dyn Store, agg: &AggPlan, newest: &[Option<i64>], shard: &str) -> Result<Marks> {
         let stored: Vec<Mark> = store.marks(&agg.name)?.into_iter().filter(|m| m.shard == shard).collect();
         let mut at = vec![i64::MIN; agg.durations.len()];
         let unsaved;
         if stored.is_empty() {
             let mut end = i64::MIN;
-            for (d, t) in agg.durations.iter().zip(tables) {
-                if let Some(b) = store.newest_bucket(t, shard)? {
-                    end = end.max(agg.zone.bucket_range(*d, b).1);
+            for (d, b) in agg.durations.iter().zip(newest) {
+                if let Some(b) = b {
+                    end = end.max(agg.zone.bucket_range(*d, *b).1);
                 }
             }
             if end != i64::MIN {
@@ -81,7 +81,7 @@ impl Marks {
                     Some(m) => at[k] = m.at,
                     None if k == 0 => {
                         missing = true;
-                        if let Some(b) = store.newest_bucket(&tables[0], shard)? {
+                        if let Some(b) = newest[0] {
                             at[0] = agg.zone.bucket_range(*d, b).1;
                         }
                     }
