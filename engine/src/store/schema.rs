@@ -110,6 +110,18 @@ impl TableSchema {
         self.columns.iter().position(|c| c.role == Role::LastEventTimestamp)
     }
 
+    /// Orders `a` and `b` (rows of this table) as its primary key does: by bucket, shard,
+    /// then group-by values (strings bytewise, as the C collation and SQLite's BINARY do;
+    /// nulls last, as PostgreSQL's index does).
+    pub fn key_cmp(&self, a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+        a[..self.key_len]
+            .iter()
+            .zip(&b[..self.key_len])
+            .map(|(x, y)| x.sort_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+
     /// The row a partial is written as.
     pub fn to_row(&self, shard: Option<&str>, key: &[Value], bucket: i64, p: &Partial) -> Vec<Value> {
         self.columns
