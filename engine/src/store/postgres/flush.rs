@@ -1,8 +1,9 @@
 //! Writing one flush to PostgreSQL, in one transaction, by the cheapest path for its size.
 
+use super::copy;
 use super::journal::statements as journal_sql;
 use super::mark::{Mark, statements as marks};
-use super::param::{Param, pg_type};
+use super::param::Param;
 use super::registry::{self, Applied};
 use super::sql::{self, Dialect, KeyStyle, quote};
 use super::{PostgresStore, error, holder};
@@ -12,8 +13,7 @@ use crate::store::registry::{for_dialect, statements as reg};
 use crate::store::schema::TableSchema;
 use crate::store::{Claim, FlushWrite, TableWrite};
 use crate::time::clock::now_ms;
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::{ToSql, Type};
+use postgres::types::ToSql;
 
 /// A flush of at most this many rows goes as literal upserts in one round trip
 /// ([`sql::upsert_literal`]); a larger one as arrays or by COPY (below). Measured with
@@ -65,21 +65,34 @@ fn bucket_of(row: &[Value]) -> i64 {
     row[0].as_i64().unwrap_or(i64::MIN)
 }
 
-/// Binary COPY of `rows` into `target` (the table's columns, in order).
+/// Binary COPY of `rows` into `target` (the table's columns, in order). A row that is
+/// already there is [`Attempt::Unexpected`] when `unexpected` names the table.
 fn copy_rows(
     tx: &mut postgres::Transaction<'_>,
     target: &str,
     t: &TableSchema,
     rows: &[&Vec<Value>],
-) -> std::result::Result<(), postgres::Error> {
+    unexpected: Option<&str>,
+) -> std::result::Result<(), Attempt> {
+    let ctx = format!("cannot write to {}", t.name);
+    let failed = |e: postgres::Error| match unexpected {
+        Some(table) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            Attempt::Unexpected(table.to_string())
+        }
+        _ => Attempt::Failed(error(&ctx, e)),
+    };
     let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
-    let types: Vec<Type> = t.columns.iter().map(|c| pg_type(c.ty)).collect();
-    let copy = tx.copy_in(&format!("COPY {target} ({}) FROM STDIN (FORMAT binary)", cols.join(", ")))?;
-    let mut writer = BinaryCopyInWriter::new(copy, &types);
-    for row in rows {
-        writer.write_raw(row.iter().zip(&t.columns).map(|(v, c)| Param::new(v, c.ty)))?;
+    let mut writer =
+        tx.copy_in(&format!("COPY {target} ({}) FROM STDIN (FORMAT binary)", cols.join(", "))).map_err(failed)?;
+    if let Err(io) = copy::write_rows(&mut writer, t, rows, &mut Vec::new()) {
+        // The writer reports the server's refusal as an I/O error; finishing the COPY
+        // gives it back with its SQLSTATE. Either way the transaction does not commit.
+        return Err(match writer.finish() {
+            Err(e) => failed(e),
+            Ok(_) => Attempt::Failed(Error::io(&ctx, io)),
+        });
     }
-    writer.finish()?;
+    writer.finish().map_err(failed)?;
     Ok(())
 }
 
@@ -313,13 +326,7 @@ fn write_table(
         None => (Vec::new(), tw.rows.iter().collect()),
     };
     if !fresh.is_empty() {
-        copy_rows(tx, &quote(&t.name), t, &fresh).map_err(|e| {
-            if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-                Attempt::Unexpected(t.name.clone())
-            } else {
-                Attempt::Failed(error(&ctx, e))
-            }
-        })?;
+        copy_rows(tx, &quote(&t.name), t, &fresh, Some(&t.name))?;
     }
     if seen.is_empty() {
         return Ok(());
@@ -330,7 +337,7 @@ fn write_table(
         quote(&t.name)
     ))
     .map_err(|e| error(&ctx, e))?;
-    copy_rows(tx, &stage, t, &seen).map_err(|e| error(&ctx, e))?;
+    copy_rows(tx, &stage, t, &seen, None)?;
     // MERGE (about twice as fast) where it is safe: PostgreSQL 15+, rows of this shard only
     // (one writer, so no concurrent insert of a key), no null key.
     let merge = if mark.is_some() && can_merge && !seen.iter().any(|r| r[..t.key_len].iter().any(Value::is_null)) {

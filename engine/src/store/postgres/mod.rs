@@ -6,6 +6,7 @@
 //! combined, sets united, latest by time stamp); rows of buckets newer than the shard's
 //! newest skip the staging. No per-row INSERT statements. Values are bound by [`param`].
 
+mod copy;
 mod flush;
 mod param;
 

@@ -3,17 +3,6 @@
 use crate::lang::types::{AttrType, Value};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-pub(super) fn pg_type(t: AttrType) -> Type {
-    match t {
-        AttrType::Int => Type::INT4,
-        AttrType::Long => Type::INT8,
-        AttrType::Float => Type::FLOAT4,
-        AttrType::Double => Type::FLOAT8,
-        AttrType::String => Type::TEXT,
-        AttrType::Bool => Type::BOOL,
-    }
-}
-
 /// A value bound as the type of its column, borrowed from the row (no copy of strings:
 /// this runs for every value of every flushed row).
 #[derive(Debug)]
