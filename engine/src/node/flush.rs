@@ -69,10 +69,15 @@ pub struct FlushStats {
     pub read_time: Duration,
     pub store_time: Duration,
     pub elapsed: Duration,
+    /// Every event collected at or before this generation is committed in every store
+    /// ([`crate::node::Node::flush_at`]).
+    pub durable: u64,
 }
 
 pub(crate) struct StoreSlot {
-    pub store: Box<dyn Store>,
+    /// The connection; `None` only while a write runs on a thread of its own
+    /// ([`Flusher::start_writes`]).
+    pub conn: Option<Box<dyn Store>>,
     /// Aggregations written to it.
     pub aggregations: Vec<usize>,
     /// This process as registered in this store (with a shard id when one of the
@@ -80,11 +85,34 @@ pub(crate) struct StoreSlot {
     pub claim: Claim,
     /// The flush that was sent and not confirmed: retried as it is, with its number.
     pub in_flight: Option<InFlight>,
+    /// The flush numbered after `in_flight`, prepared while it was being written; sent once
+    /// it is confirmed.
+    pub next: Option<InFlight>,
+    /// Every event collected at or before this generation is committed here.
+    durable: u64,
+}
+
+impl StoreSlot {
+    pub(crate) fn new(conn: Box<dyn Store>, aggregations: Vec<usize>, claim: Claim) -> StoreSlot {
+        StoreSlot { conn: Some(conn), aggregations, claim, in_flight: None, next: None, durable: 0 }
+    }
+
+    /// The connection (between writes it is always here).
+    pub(crate) fn store(&mut self) -> &mut dyn Store {
+        self.conn.as_deref_mut().expect("a store is only away while its write runs, and that is joined before use")
+    }
+
+    /// Its flushes, oldest first.
+    fn flights(&self) -> impl Iterator<Item = &InFlight> {
+        self.in_flight.iter().chain(self.next.iter())
+    }
 }
 
 /// One numbered flush to one store: `(aggregation, duration, rows)`.
 pub(crate) struct InFlight {
     pub seq: i64,
+    /// The generation of the last collect whose partials it holds.
+    pub generation: u64,
     pub tables: Vec<(usize, usize, Vec<Vec<Value>>)>,
     /// Roll-up marks this flush moves.
     pub marks: Vec<Mark>,
@@ -94,11 +122,59 @@ pub(crate) struct InFlight {
     pub journal_rows: usize,
 }
 
+impl InFlight {
+    fn rows(&self) -> usize {
+        self.tables.iter().map(|(_, _, r)| r.len()).sum::<usize>() + self.journal_rows
+    }
+}
+
+/// A store's write running on a thread of its own (see [`Flusher::start_writes`]).
+pub(crate) struct Job {
+    slot: usize,
+    store: Box<dyn Store>,
+    flight: InFlight,
+    claim: Claim,
+    tables: Arc<Vec<Vec<TableSchema>>>,
+}
+
+/// A [`Job`] that ended.
+pub(crate) struct Done {
+    slot: usize,
+    store: Box<dyn Store>,
+    flight: InFlight,
+    applied: Result<Applied>,
+    took: Duration,
+}
+
+impl Job {
+    /// The thread's name.
+    pub(crate) fn name(&self) -> String {
+        format!("tally-store-{}", self.slot)
+    }
+
+    pub(crate) fn run(mut self) -> Done {
+        let sent = Instant::now();
+        let applied = self.store.write(&flush_write(&self.claim, &self.flight, &self.tables));
+        Done { slot: self.slot, store: self.store, flight: self.flight, applied, took: sent.elapsed() }
+    }
+}
+
+/// What a store is asked to apply for `flight`.
+fn flush_write<'a>(claim: &'a Claim, flight: &'a InFlight, tables: &'a [Vec<TableSchema>]) -> FlushWrite<'a> {
+    FlushWrite {
+        claim,
+        flush_seq: flight.seq,
+        tables: flight.tables.iter().map(|(a, d, r)| TableWrite { table: &tables[*a][*d], rows: r }).collect(),
+        marks: &flight.marks,
+        journal: &flight.journal,
+    }
+}
+
 pub(crate) struct Flusher {
     plan: Arc<AppPlan>,
     programs: Vec<Arc<Program>>,
     kinds: Vec<Vec<CellKind>>,
-    tables: Vec<Vec<TableSchema>>,
+    tables: Arc<Vec<Vec<TableSchema>>>,
     pub(crate) stores: Vec<StoreSlot>,
     /// `[aggregation][duration]`: rolled up, not yet written. Duration `k` holds only
     /// events before `marks[aggregation].at[k]`; the finest holds every one.
@@ -124,6 +200,8 @@ pub(crate) struct Flusher {
     /// `tally.rollup_delay`, in ms.
     rollup_delay_ms: i64,
     pending_events: u64,
+    /// The generation of the last collect absorbed.
+    generation: u64,
     /// The number of the last flush handed to a store; continues across restarts.
     flush_seq: i64,
     /// Roll-up threads (named; one per core).
@@ -144,15 +222,15 @@ impl Flusher {
         let mut newest_written: Vec<Vec<i64>> =
             plan.aggregations.iter().map(|a| vec![i64::MIN; a.durations.len()]).collect();
         for slot in &mut stores {
-            for &a in &slot.aggregations {
+            for a in slot.aggregations.clone() {
                 let agg = &plan.aggregations[a];
                 if let Some(shard) = &agg.shard_id {
                     let newest: Vec<Option<i64>> =
-                        tables[a].iter().map(|t| slot.store.newest_bucket(t, shard)).collect::<Result<_>>()?;
+                        tables[a].iter().map(|t| slot.store().newest_bucket(t, shard)).collect::<Result<_>>()?;
                     newest_written[a] = newest.iter().map(|b| b.unwrap_or(i64::MIN)).collect();
-                    marks[a] = Marks::load(slot.store.as_mut(), agg, &newest, shard)?;
+                    marks[a] = Marks::load(slot.store(), agg, &newest, shard)?;
                     let key_types = programs[a].key_types();
-                    journaled[a] = read_journal(slot.store.as_mut(), agg, key_types, shard, marks[a].at[0])?;
+                    journaled[a] = read_journal(slot.store(), agg, key_types, shard, marks[a].at[0])?;
                     // The journal's events were taken: their buckets close as time goes on,
                     // even if no new event comes.
                     if let Some(newest) = journaled[a].keys().map(|(_, b)| *b).max() {
@@ -179,11 +257,12 @@ impl Flusher {
             absorb_time: Duration::ZERO,
             plan,
             programs,
-            tables,
+            tables: Arc::new(tables),
             stores,
             marks,
             rollup_delay_ms: rollup_delay.as_millis() as i64,
             pending_events: 0,
+            generation: 0,
             flush_seq,
             pool,
         })
@@ -193,10 +272,11 @@ impl Flusher {
         &self.tables
     }
 
-    /// Takes the states the workers handed over (`[worker][aggregation]`), and merges their
-    /// partials into the pending ones of every duration.
-    pub(crate) fn absorb(&mut self, states: &[Vec<State>]) {
+    /// Takes the states the workers handed over (`[worker][aggregation]`) at collect
+    /// `generation`, and merges their partials into the pending ones of every duration.
+    pub(crate) fn absorb(&mut self, states: &[Vec<State>], generation: u64) {
         let started = Instant::now();
+        self.generation = self.generation.max(generation);
         let aggs = self.plan.aggregations.len();
         self.pending_events += states.iter().flatten().map(|s| s.events).sum::<u64>();
         // Per aggregation, in parallel: decode each worker's slots into owned partials,
@@ -256,24 +336,42 @@ impl Flusher {
     }
 
     pub(crate) fn pending_rows(&self) -> usize {
-        let in_flight: usize = self
-            .stores
-            .iter()
-            .filter_map(|s| s.in_flight.as_ref())
-            .map(|f| f.tables.iter().map(|(_, _, r)| r.len()).sum::<usize>() + f.journal_rows)
-            .sum();
+        let flights: usize = self.stores.iter().flat_map(StoreSlot::flights).map(InFlight::rows).sum();
         self.pending.iter().flatten().map(|m| m.len()).sum::<usize>()
             + self.fresh.iter().map(|m| m.len()).sum::<usize>()
-            + in_flight
+            + flights
     }
 
-    /// Writes everything pending; one transaction per store. A store's unconfirmed flush is
-    /// retried first, unchanged; what a store refused stays in flight. Returns the first
-    /// error after trying every store.
+    /// Whether store `i` has nothing to write: no flush unconfirmed or prepared, nothing
+    /// pending for its aggregations.
+    fn slot_is_clear(&self, i: usize) -> bool {
+        let slot = &self.stores[i];
+        slot.in_flight.is_none()
+            && slot.next.is_none()
+            && slot
+                .aggregations
+                .iter()
+                .all(|&a| self.fresh[a].is_empty() && self.pending[a].iter().all(|m| m.is_empty()))
+    }
+
+    /// Every event collected at or before the returned generation is committed in every
+    /// store (the acknowledgements up to it may go out).
+    pub(crate) fn durable(&mut self) -> u64 {
+        for i in 0..self.stores.len() {
+            if self.slot_is_clear(i) {
+                self.stores[i].durable = self.generation;
+            }
+        }
+        self.stores.iter().map(|s| s.durable).min().unwrap_or(self.generation)
+    }
+
+    /// Writes everything pending; one transaction per store and flush. A store's
+    /// unconfirmed flushes are sent first, unchanged and in order; what a store refused
+    /// stays in flight. Returns the first error after trying every store.
     pub(crate) fn write(&mut self) -> Result<FlushStats> {
         let started = Instant::now();
         let mut stats = FlushStats {
-            events: self.pending_events,
+            events: std::mem::take(&mut self.pending_events),
             rollup_time: std::mem::take(&mut self.absorb_time),
             ..FlushStats::default()
         };
@@ -286,88 +384,151 @@ impl Flusher {
         stats.elapsed = started.elapsed();
         match first_error {
             Some(e) => Err(e),
-            None => {
-                self.pending_events = 0;
-                Ok(stats)
-            }
+            None => Ok(stats),
         }
     }
 
-    /// Retries store `i`'s flush in flight, if any; then, when it is confirmed, numbers and
-    /// sends what is pending for the store.
+    /// Sends store `i`'s unconfirmed flushes, in order; then, when they are confirmed,
+    /// numbers and sends what is pending for the store.
     fn write_slot(&mut self, i: usize, stats: &mut FlushStats) -> Result<()> {
-        let retry = self.stores[i].in_flight.is_some();
-        if retry || self.take_pending(i, stats)? {
-            self.send_in_flight(i, stats)?;
-        }
-        if retry && self.take_pending(i, stats)? {
-            self.send_in_flight(i, stats)?;
-        }
-        Ok(())
-    }
-
-    /// Sends store `i`'s flush in flight; it stays in flight unless the store confirms it.
-    fn send_in_flight(&mut self, i: usize, stats: &mut FlushStats) -> Result<()> {
-        let slot = &mut self.stores[i];
-        let Some(flight) = slot.in_flight.as_ref() else { return Ok(()) };
-        let write = FlushWrite {
-            claim: &slot.claim,
-            flush_seq: flight.seq,
-            tables: flight.tables.iter().map(|(a, d, r)| TableWrite { table: &self.tables[*a][*d], rows: r }).collect(),
-            marks: &flight.marks,
-            journal: &flight.journal,
-        };
-        let sent = Instant::now();
-        let applied = slot.store.write(&write);
-        stats.store_time += sent.elapsed();
-        match applied? {
-            Applied::Written => {
-                stats.rows += write.rows();
-                stats.journaled += flight.journal_rows;
-                for (a, d, rows) in &flight.tables {
-                    let g = self.plan.aggregations[*a].durations[*d];
-                    let at = Granularity::ALL.iter().position(|x| *x == g).unwrap_or(0);
-                    let newest = &mut self.newest_written[*a][*d];
-                    let before = *newest;
-                    let partitioned = self.tables[*a][*d].partitioned;
-                    for r in rows {
-                        let bucket = r[0].as_i64().unwrap_or(i64::MIN);
-                        if partitioned && bucket > before {
-                            stats.row_counts.new[at] += 1;
-                        } else {
-                            stats.row_counts.merged[at] += 1;
-                        }
-                        *newest = (*newest).max(bucket);
-                    }
-                }
+        loop {
+            if self.stores[i].in_flight.is_none() {
+                self.stores[i].in_flight = match self.stores[i].next.take() {
+                    Some(f) => Some(f),
+                    None => self.take_pending(i, true, stats)?,
+                };
             }
-            Applied::AlreadyApplied => stats.already_applied += 1,
+            let Some(job) = self.job(i) else { return Ok(()) };
+            self.finish(job.run(), stats)?;
         }
-        slot.in_flight = None;
+    }
+
+    /// Store `i`'s flush in flight with its connection, to be written.
+    fn job(&mut self, i: usize) -> Option<Job> {
+        let slot = &mut self.stores[i];
+        let flight = slot.in_flight.take()?;
+        let store = slot.conn.take().expect("one write per store at a time");
+        Some(Job { slot: i, store, flight, claim: slot.claim.clone(), tables: self.tables.clone() })
+    }
+
+    /// For every store with a flush to send (the unconfirmed one, else the prepared one),
+    /// its connection and the flush, to be written on a thread of their own while the
+    /// flusher collects and prepares the next flush ([`Flusher::prepare`]). Each must come
+    /// back through [`Flusher::finish`] before anything else uses the stores.
+    pub(crate) fn start_writes(&mut self) -> Vec<Job> {
+        (0..self.stores.len())
+            .filter_map(|i| {
+                let slot = &mut self.stores[i];
+                if slot.in_flight.is_none() {
+                    slot.in_flight = slot.next.take();
+                }
+                self.job(i)
+            })
+            .collect()
+    }
+
+    /// Whether a coarse roll-up is due: it reads the finer rows back, so every flush before
+    /// it must have been written ([`Flusher::write`] does that; [`Flusher::prepare`] leaves
+    /// roll-ups for it).
+    pub(crate) fn roll_up_due(&self) -> bool {
+        let now = now_ms();
+        self.plan.aggregations.iter().enumerate().any(|(a, agg)| {
+            (1..agg.durations.len()).any(|k| self.marks[a].due(agg, k, now, self.rollup_delay_ms).is_some())
+        })
+    }
+
+    /// Numbers what is pending for each store whose previous flush is being written (or
+    /// has none), as the flush it sends next; coarse roll-ups wait for [`Flusher::write`].
+    pub(crate) fn prepare(&mut self, stats: &mut FlushStats) -> Result<()> {
+        stats.rollup_time += std::mem::take(&mut self.absorb_time);
+        stats.events += std::mem::take(&mut self.pending_events);
+        for i in 0..self.stores.len() {
+            if self.stores[i].next.is_none() && self.stores[i].in_flight.is_none() {
+                self.stores[i].next = self.take_pending(i, false, stats)?;
+            }
+        }
         Ok(())
     }
 
-    /// Turns store `i`'s pending partials into rows under the next flush number, with the
-    /// roll-ups that are due. False when there is nothing to write. Called only when the
-    /// store has no flush in flight, so what it holds is known.
-    fn take_pending(&mut self, i: usize, stats: &mut FlushStats) -> Result<bool> {
+    /// Takes a write back: the connection returns to its store; a confirmed flush is
+    /// counted, one that failed stays in flight, unchanged, to be sent again first.
+    pub(crate) fn finish(&mut self, done: Done, stats: &mut FlushStats) -> Result<()> {
+        let Done { slot: i, store, flight, applied, took } = done;
+        stats.store_time += took;
+        self.stores[i].conn = Some(store);
+        match applied {
+            Ok(Applied::Written) => {
+                stats.rows += flight.tables.iter().map(|(_, _, r)| r.len()).sum::<usize>();
+                stats.journaled += flight.journal_rows;
+                self.count_rows(&flight, stats);
+            }
+            Ok(Applied::AlreadyApplied) => stats.already_applied += 1,
+            Err(e) => {
+                self.stores[i].in_flight = Some(flight);
+                return Err(e);
+            }
+        }
+        let slot = &mut self.stores[i];
+        slot.durable = slot.durable.max(flight.generation);
+        Ok(())
+    }
+
+    /// Counts a confirmed flush's rows by duration and kind.
+    fn count_rows(&mut self, flight: &InFlight, stats: &mut FlushStats) {
+        for (a, d, rows) in &flight.tables {
+            let g = self.plan.aggregations[*a].durations[*d];
+            let at = Granularity::ALL.iter().position(|x| *x == g).unwrap_or(0);
+            let newest = &mut self.newest_written[*a][*d];
+            let before = *newest;
+            let partitioned = self.tables[*a][*d].partitioned;
+            for r in rows {
+                let bucket = r[0].as_i64().unwrap_or(i64::MIN);
+                if partitioned && bucket > before {
+                    stats.row_counts.new[at] += 1;
+                } else {
+                    stats.row_counts.merged[at] += 1;
+                }
+                *newest = (*newest).max(bucket);
+            }
+        }
+    }
+
+    /// Store `i`'s pending partials as rows under the next flush number, with the roll-ups
+    /// that are due (coarse ones only when `roll_ups`: they read the store). `None` when
+    /// there is nothing to write. Called only when the store has no flush unconfirmed or
+    /// prepared (or only one being written, without roll-ups), so what it holds is known.
+    fn take_pending(&mut self, i: usize, roll_ups: bool, stats: &mut FlushStats) -> Result<Option<InFlight>> {
         let started = Instant::now();
         let read_before = stats.read_time;
-        let taken = self.take_pending_rows(i, stats);
+        let taken = self.take_pending_rows(i, roll_ups, stats);
         stats.encode_time += started.elapsed().saturating_sub(stats.read_time - read_before);
         taken
     }
 
     /// [`Flusher::take_pending`]'s work.
-    fn take_pending_rows(&mut self, i: usize, stats: &mut FlushStats) -> Result<bool> {
+    fn take_pending_rows(&mut self, i: usize, roll_ups: bool, stats: &mut FlushStats) -> Result<Option<InFlight>> {
         let mut moved: Vec<Mark> = Vec::new();
         let plan = self.plan.clone();
         for a in self.stores[i].aggregations.clone() {
             let agg = &plan.aggregations[a];
             // Finest first: a duration's move may use the move of the one below it.
             let now = now_ms();
-            for k in 0..agg.durations.len() {
-                if let Some(adv) = self.marks[a].due(agg, k, now, self.rollup_delay_ms) {
+            let levels = if roll_ups { agg.durations.len() } else { 1 };
+            for k in 0..levels {
+                if let Some(mut adv) = self.marks[a].due(agg, k, now, self.rollup_delay_ms) {
+                    if k == 0 && !roll_ups && agg.durations.len() > 1 {
+                        // Without roll-ups, close seconds only up to the last one of the
+                        // coarser bucket under way: the flush that closes that one rolls
+                        // the coarser bucket up in the same step, while its finer partials
+                        // are still in memory, instead of reading them back once written
+                        // (measured on a sparse stream: read-back 1.3 s -> 7.5 s without).
+                        let (_, end) = agg.zone.bucket_range(agg.durations[1], adv.from);
+                        let (last, _) = agg.zone.bucket_range(agg.durations[0], end - 1);
+                        adv.to = adv.to.min(last);
+                        if adv.to <= adv.from {
+                            continue;
+                        }
+                    }
                     if k == 0 {
                         stats.closed += self.close_journal(a, adv);
                     } else {
@@ -385,13 +546,14 @@ impl Flusher {
         if moved.is_empty()
             && aggs.iter().all(|&a| self.pending[a].iter().all(|m| m.is_empty()) && self.fresh[a].is_empty())
         {
-            return Ok(false);
+            return Ok(None);
         }
         for &a in aggs {
             self.marks[a].unsaved = false;
         }
+        let aggs = self.stores[i].aggregations.clone();
         let mut tables: Vec<(usize, usize, Vec<Vec<Value>>)> = Vec::new();
-        for &a in aggs {
+        for &a in &aggs {
             let agg = &self.plan.aggregations[a];
             let key_types = self.programs[a].key_types();
             for (d, map) in self.pending[a].iter_mut().enumerate() {
@@ -410,7 +572,19 @@ impl Flusher {
                     // In the primary key's order, for speed: an index takes keys in order
                     // about twice as fast as scattered ones (measured: 300 K rows by COPY into
                     // a PostgreSQL table like these, 0.37 s sorted against 0.71 s hashed).
-                    rows.par_sort_unstable_by(|x, y| table.key_cmp(x, y));
+                    let mut order: Vec<(i64, u128, usize)> = rows
+                        .par_iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            let (b, k) = table.sort_prefix(r);
+                            (b, k, i)
+                        })
+                        .collect();
+                    order.par_sort_unstable_by(|x, y| {
+                        (x.0, x.1).cmp(&(y.0, y.1)).then_with(|| table.key_cmp(&rows[x.2], &rows[y.2]))
+                    });
+                    let mut slots: Vec<Option<Vec<Value>>> = rows.into_iter().map(Some).collect();
+                    rows = order.iter().filter_map(|&(_, _, i)| slots[i].take()).collect();
                     rows
                 });
                 tables.push((a, d, rows));
@@ -418,8 +592,14 @@ impl Flusher {
         }
         let (journal, journal_rows) = self.journal_writes(i);
         self.flush_seq += 1;
-        self.stores[i].in_flight = Some(InFlight { seq: self.flush_seq, tables, marks: moved, journal, journal_rows });
-        Ok(true)
+        Ok(Some(InFlight {
+            seq: self.flush_seq,
+            generation: self.generation,
+            tables,
+            marks: moved,
+            journal,
+            journal_rows,
+        }))
     }
 
     /// The journal writes of store `i`'s next flush: per aggregation, a record of its
@@ -485,7 +665,7 @@ impl Flusher {
         let below = &self.tables[a][adv.level - 1];
         let shard = self.marks[a].shard.clone().expect("only a shard's marks move");
         let shard_col = below.column("SHARD_ID").expect("a partitioned table has SHARD_ID");
-        let rows = self.stores[i].store.scan(below, adv.from, adv.to, &[(shard_col, Value::Str(shard))])?;
+        let rows = self.stores[i].store().scan(below, adv.from, adv.to, &[(shard_col, Value::Str(shard))])?;
         let read = rows.len();
         let mut bucketer = Bucketer::new(agg.zone.clone(), agg.durations[adv.level]);
         let (lower, upper) = self.pending[a].split_at_mut(adv.level);
@@ -534,13 +714,14 @@ impl Flusher {
     /// Whether every store has confirmed every flush and nothing is pending (the journal
     /// may still hold open buckets: they are stored).
     pub(crate) fn is_clear(&self) -> bool {
-        self.pending_rows() == 0 && self.stores.iter().all(|s| s.in_flight.is_none())
+        self.pending_rows() == 0
     }
 
     /// Marks this process's registrations released (after the last flush).
     pub(crate) fn release(&mut self) -> Result<()> {
         for slot in &mut self.stores {
-            slot.store.release(&slot.claim)?;
+            let claim = slot.claim.clone();
+            slot.store().release(&claim)?;
         }
         Ok(())
     }

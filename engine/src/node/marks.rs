@@ -258,7 +258,7 @@ mod tests {
                         for (d, g) in agg.durations.iter().enumerate() {
                             let text = format!("from P within 0L, 4102444800000L per '{g}' select AGG_TIMESTAMP, k, t, n");
                             let cq = compile_query(&plan, &text).unwrap();
-                            let r = run(&plan, &cq, slot.store.as_mut()).unwrap();
+                            let r = run(&plan, &cq, slot.store()).unwrap();
                             let got: BTreeMap<(i64, String), (i64, i64)> = r
                                 .records
                                 .iter()
@@ -282,7 +282,7 @@ mod tests {
                 let tables = nodes[0].tables()[0].to_vec();
                 let slot = &mut nodes[0].flusher.stores[0];
                 for (d, t) in tables.iter().enumerate().skip(1) {
-                    let rows = slot.store.scan(t, i64::MIN, i64::MAX, &[]).unwrap().len();
+                    let rows = slot.store().scan(t, i64::MIN, i64::MAX, &[]).unwrap().len();
                     prop_assert!(rows <= 2 * expected[d].len(), "{}: {} rows for {} buckets", t.name, rows, expected[d].len());
                 }
                 for n in nodes {

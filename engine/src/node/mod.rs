@@ -23,15 +23,15 @@ use crate::aggregate::worker::Worker;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::lang::plan::AppPlan;
-use crate::node::flush::{Flusher, StoreSlot};
+use crate::node::flush::{Flusher, Job, StoreSlot};
 use crate::node::heartbeat::Heartbeat;
 use crate::store::schema::TableSchema;
 use crate::store::{Claim, StoreAddress};
 use crossbeam_channel::{Sender, bounded};
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Node {
     plan: Arc<AppPlan>,
@@ -42,6 +42,8 @@ pub struct Node {
     seq: Arc<AtomicU64>,
     batch_events: usize,
     heartbeat: Option<Heartbeat>,
+    /// The generation of the last collect (see [`Node::flush_at`]).
+    generation: u64,
     /// Set when a worker could not decode a batch (a bug): from then on every flush fails
     /// with it, so nothing more is committed or acknowledged.
     broken: Option<String>,
@@ -113,7 +115,7 @@ impl Node {
             senders.push(tx);
             threads.push(handle);
         }
-        let beats = stores.iter().map(|s| (s.store.address().clone(), s.claim.clone())).collect();
+        let beats = stores.iter_mut().map(|s| (s.store().address().clone(), s.claim.clone())).collect();
         // A failed beat needs no action here: the next beat retries, and a registration
         // that was taken over is refused at the next flush, with the reason.
         let heartbeat = Heartbeat::spawn(beats, Box::new(|_| {}))?;
@@ -127,6 +129,7 @@ impl Node {
             seq: Arc::new(AtomicU64::new(0)),
             batch_events: config.settings.batch_events,
             heartbeat: Some(heartbeat),
+            generation: 0,
             broken: None,
         })
     }
@@ -155,8 +158,79 @@ impl Node {
     /// pause beyond the swap) and writes them, with anything still pending, to the stores.
     /// Batches sent before this call are included.
     pub fn flush(&mut self) -> Result<FlushStats> {
-        self.collect()?;
-        self.flusher.write()
+        self.flush_at(self.generation + 1, false)
+    }
+
+    /// A flush at collect `generation` (increasing from call to call); the returned
+    /// [`FlushStats::durable`] says up to which generation every collected event is
+    /// committed. Without `overlap` it is [`Node::flush`]: everything is written before it
+    /// returns. With `overlap` (for a saturated node), what the previous call prepared is
+    /// written on a thread of its own while this one collects and prepares the next flush,
+    /// so that the stores' transactions and the flusher's own work run side by side; the
+    /// flush prepared here is written by the next call. A coarse roll-up that is due (it
+    /// reads finer rows back) makes the call write everything first, as without `overlap`.
+    pub fn flush_at(&mut self, generation: u64, overlap: bool) -> Result<FlushStats> {
+        self.generation = self.generation.max(generation);
+        let generation = self.generation;
+        if !overlap || self.flusher.roll_up_due() {
+            self.collect(generation)?;
+            let mut stats = self.flusher.write()?;
+            stats.durable = self.flusher.durable();
+            return Ok(stats);
+        }
+        let started = Instant::now();
+        let mut stats = FlushStats::default();
+        // In cells, so that a job whose thread could not start is still here to run.
+        let cells: Vec<Mutex<Option<Job>>> =
+            self.flusher.start_writes().into_iter().map(|j| Mutex::new(Some(j))).collect();
+        let (prepared, done, lost) = std::thread::scope(|s| {
+            let threads: Vec<_> = cells
+                .iter()
+                .map(|cell| {
+                    let name = cell.lock().ok().and_then(|j| j.as_ref().map(Job::name)).unwrap_or_default();
+                    let run = move || {
+                        let job = cell.lock().ok().and_then(|mut j| j.take());
+                        job.map(Job::run)
+                    };
+                    std::thread::Builder::new().name(name).spawn_scoped(s, run).ok()
+                })
+                .collect();
+            let prepared = self.collect(generation).and_then(|_| self.flusher.prepare(&mut stats));
+            let mut done = Vec::new();
+            let mut lost = Vec::new();
+            for (thread, cell) in threads.into_iter().zip(&cells) {
+                match thread.map(|t| t.join()) {
+                    Some(Ok(Some(d))) => done.push(d),
+                    Some(Err(_)) => lost.push("a store's write thread panicked; the flush it held was not confirmed"),
+                    // Not started: write it here.
+                    Some(Ok(None)) | None => {
+                        if let Some(job) = cell.lock().ok().and_then(|mut j| j.take()) {
+                            done.push(job.run());
+                        }
+                    }
+                }
+            }
+            (prepared, done, lost)
+        });
+        let mut first_error = prepared.err();
+        for d in done {
+            if let Err(e) = self.flusher.finish(d, &mut stats) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(why) = lost.first() {
+            let why = format!("{why}: this node commits and acknowledges nothing more; restart it");
+            self.broken.get_or_insert(why.clone());
+            first_error = Some(Error::Internal(why));
+        }
+        stats.elapsed = started.elapsed();
+        match first_error {
+            Some(e) => Err(e),
+            None => {
+                stats.durable = self.flusher.durable();
+                Ok(stats)
+            }
+        }
     }
 
     /// Writes what is pending without collecting from the workers (to retry a flush that
@@ -189,7 +263,7 @@ impl Node {
     /// absorbing nothing, when a worker could not decode a batch: those events were not
     /// counted, so the flush that would acknowledge them must not commit; the node stays
     /// broken.
-    fn collect(&mut self) -> Result<()> {
+    fn collect(&mut self, generation: u64) -> Result<()> {
         if let Some(why) = &self.broken {
             return Err(Error::Internal(why.clone()));
         }
@@ -219,7 +293,7 @@ impl Node {
             self.broken = Some(why.clone());
             return Err(Error::Internal(why));
         }
-        self.flusher.absorb(&states);
+        self.flusher.absorb(&states, generation);
         for (i, mut s) in states.into_iter().enumerate() {
             s.iter_mut().for_each(State::clear);
             self.spares[i] = s;
@@ -243,7 +317,8 @@ impl Node {
     /// The journal's open buckets become pending rows of the finest durations, so a clean
     /// stop leaves them in the tables.
     pub fn stop_workers(&mut self) -> Result<()> {
-        let collected = self.collect();
+        self.generation += 1;
+        let collected = self.collect(self.generation);
         let joined = self.join_workers();
         if collected.is_ok() && joined.is_ok() {
             self.flusher.close_journals();
@@ -287,7 +362,7 @@ fn open_slot(
     let mut store = crate::store::open(address)?;
     store.prepare(tables)?;
     let last_seq = store.register(&claim)?;
-    Ok((StoreSlot { store, aggregations, claim, in_flight: None }, last_seq))
+    Ok((StoreSlot::new(store, aggregations, claim), last_seq))
 }
 
 #[cfg(test)]
@@ -447,7 +522,7 @@ mod tests {
             .map(|d| {
                 let text = format!("from {} within 0L, 100000000000L per '{d}'", agg.name);
                 let q = crate::query::compile_query(&plan, &text).unwrap();
-                let r = crate::query::run(&plan, &q, slot.store.as_mut()).unwrap();
+                let r = crate::query::run(&plan, &q, slot.store()).unwrap();
                 let col = r.columns.iter().position(|c| c == "q").unwrap();
                 r.records.iter().map(|row| row[col].as_i64().unwrap()).sum()
             })
@@ -462,7 +537,7 @@ mod tests {
             .iter()
             .map(|t| {
                 let col = t.column("AGG_SUM_qty").unwrap();
-                let rows = slot.store.scan(t, i64::MIN, i64::MAX, &[]).unwrap();
+                let rows = slot.store().scan(t, i64::MIN, i64::MAX, &[]).unwrap();
                 rows.iter().map(|r| r[col].as_i64().unwrap()).sum()
             })
             .collect()
@@ -491,8 +566,8 @@ mod tests {
             let plan = Arc::new(check(&app, "a", &cfg).unwrap());
             let mut node = Node::start(plan, &cfg, Some(&url), &mut |_, _| {}).unwrap();
             let slot = &mut node.flusher.stores[0];
-            let inner = crate::store::open(slot.store.address()).unwrap();
-            slot.store = Box::new(CommitThenFail { inner, fail_next: true });
+            let inner = crate::store::open(slot.store().address()).unwrap();
+            slot.conn = Some(Box::new(CommitThenFail { inner, fail_next: true }));
 
             // Seconds 1 and 2 of the first minute; then an event in the second minute, whose
             // flush also rolls the (committed but unconfirmed) first minute up.
@@ -543,6 +618,77 @@ mod tests {
             node.flush().unwrap();
             assert_eq!(answers(&mut node), vec![83, 83, 83, 83], "{url}");
             assert_eq!(totals(&mut node)[2], 75, "{url}: now it has, up to the minutes rolled up before");
+            node.shutdown().unwrap();
+        }
+    }
+    /// Overlapped flushes (a saturated node's): each call writes what the call before it
+    /// prepared while it collects the next; `durable` says which collects are committed,
+    /// and every event is written once. On SQLite, and on PostgreSQL when DATABASE_URL
+    /// names one.
+    #[test]
+    fn overlapped_flushes_write_everything_once_and_say_what_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut urls = vec![format!("sqlite:{}", dir.path().join("s.db").display())];
+        urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
+        for url in urls {
+            let tag = format!("{}x{}", std::process::id(), crate::time::clock::now_ms() % 1_000_000_000);
+            let cfg = NodeConfig::parse(
+                &format!("wso2.carbon: {{id: lap{tag}}}\ntally: {{workers: 2, rollup_delay: 1ms}}"),
+                "n",
+            )
+            .unwrap();
+            let app = format!(
+                "define stream S (symbol string, qty long, ts long);
+                 @PartitionById define aggregation Lap{tag} from S select symbol, sum(qty) as q
+                 group by symbol aggregate by ts every sec ... day;"
+            );
+            let plan = Arc::new(check(&app, "a", &cfg).unwrap());
+            let mut node = Node::start(plan, &cfg, Some(&url), &mut |_, _| {}).unwrap();
+
+            // (collect, events): seconds of minute 0, then of minute 1 (which closes minute
+            // 0: its roll-up reads the store, so that call writes everything first).
+            let collects: [(u64, &[(i64, i64)]); 8] = [
+                (1, &[(10, 1_000), (20, 2_000)]),
+                (2, &[(40, 3_000)]),
+                (3, &[(5, 4_000)]),
+                (4, &[(1, 61_000)]),
+                (5, &[(2, 62_000)]),
+                (7, &[(3, 63_000)]),
+                (8, &[]),
+                (9, &[]),
+            ];
+            let mut behind = 0;
+            let mut events = 0;
+            let mut last_durable = 0;
+            for (generation, batch) in collects {
+                push_at(&node, batch);
+                let s = node.flush_at(generation, true).unwrap();
+                events += s.events;
+                assert!(s.durable >= last_durable && s.durable <= generation, "{url}: {s:?}");
+                last_durable = s.durable;
+                if s.durable < generation {
+                    behind += 1;
+                    assert!(node.pending_rows() > 0, "{url}: collect {generation} is held, prepared");
+                }
+                // Exactly the collects up to the durable one answer, in every duration.
+                let want: i64 =
+                    collects.iter().filter(|(g, _)| *g <= s.durable).flat_map(|(_, b)| b.iter()).map(|e| e.0).sum();
+                assert_eq!(
+                    answers(&mut node),
+                    vec![want; 4],
+                    "{url}: after collect {generation}, durable {}",
+                    s.durable
+                );
+            }
+            assert_eq!(events, 7, "{url}: every event collected once");
+            assert!(behind >= 3, "{url}: overlapped calls ran ({behind})");
+            assert_eq!(last_durable, 9, "{url}: idle calls catch up");
+            assert_eq!(answers(&mut node), vec![81; 4], "{url}");
+            node.shutdown().unwrap();
+            let node = Node::start(Arc::new(check(&app, "a", &cfg).unwrap()), &cfg, Some(&url), &mut |_, _| {});
+            let mut node = node.unwrap();
+            assert_eq!(answers(&mut node), vec![81; 4], "{url}: and after a restart");
+            assert_eq!(totals(&mut node)[0], 81, "{url}: a clean stop wrote every second");
             node.shutdown().unwrap();
         }
     }

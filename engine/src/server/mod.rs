@@ -364,14 +364,16 @@ fn flush_loop(
         shared.eager.store(last_flush_events < eager_max, Ordering::Relaxed);
         // Batches that read the generation before this swap are in this flush.
         let generation = shared.open.fetch_add(1, Ordering::SeqCst);
-        let flush = node.flush();
+        // Saturated, the store's transaction runs beside the next collect (Node::flush_at):
+        // the flusher's work and the store's no longer add up (measured with 100 K keys:
+        // roll-up and encode 5.2 s, store 3.0 s of an 8.7 s run, one after the other).
+        // Otherwise each flush is written at once, so an ack waits for one flush, not two.
+        let flush = node.flush_at(generation, last_flush_events >= eager_max);
         last_took = last_start.elapsed();
         match flush {
             Ok(stats) => {
                 m.add_flush(&stats);
-                if node.pending_rows() == 0 {
-                    shared.publish(generation, false);
-                }
+                shared.publish(stats.durable, false);
             }
             Err(e) => {
                 metrics::Metrics::add(&m.store_errors, 1);

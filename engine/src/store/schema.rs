@@ -122,6 +122,40 @@ impl TableSchema {
             .unwrap_or(std::cmp::Ordering::Equal)
     }
 
+    /// A prefix of `row`'s primary key that orders as [`TableSchema::key_cmp`] does, as
+    /// far as it goes: the bucket, and the first group-by value packed into 128 bits
+    /// (strings by their first 16 bytes). Rows are sorted by it before they are written,
+    /// with `key_cmp` only for ties (for speed: comparing values one by one was a fifth of
+    /// the flush's time with 100 K keys).
+    pub fn sort_prefix(&self, row: &[Value]) -> (i64, u128) {
+        let bucket = row[0].as_i64().unwrap_or(i64::MIN);
+        let first = self.columns[..self.key_len].iter().position(|c| matches!(c.role, Role::Key(_)));
+        let packed = match first.map(|i| &row[i]) {
+            None => 0,
+            Some(Value::Null) => u128::MAX,
+            Some(Value::Str(s)) => {
+                let mut b = [0u8; 16];
+                let n = s.len().min(16);
+                b[..n].copy_from_slice(&s.as_bytes()[..n]);
+                u128::from_be_bytes(b)
+            }
+            Some(Value::Bool(b)) => *b as u128,
+            Some(v) => match (v.as_i64(), v.as_f64()) {
+                (Some(i), _) if !matches!(v, Value::Float(_) | Value::Double(_)) => {
+                    ((i as u64 ^ (1 << 63)) as u128) << 64
+                }
+                (_, Some(f)) => {
+                    // The total order of floats as unsigned bits.
+                    let bits = f.to_bits();
+                    let ordered = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+                    (ordered as u128) << 64
+                }
+                _ => 0,
+            },
+        };
+        (bucket, packed)
+    }
+
     /// The row a partial is written as.
     pub fn to_row(&self, shard: Option<&str>, key: &[Value], bucket: i64, p: &Partial) -> Vec<Value> {
         self.columns
@@ -302,6 +336,98 @@ mod tests {
         // The non-null count of quantity lives only in memory.
         p.cells[3] = CellValue::Num(Num::Null);
         assert_eq!(back.partial, p);
+    }
+
+    /// The tables of an aggregation grouped by one attribute of type `ty`.
+    fn keyed_tables(ty: &str) -> Vec<TableSchema> {
+        let cfg = NodeConfig::parse("wso2.carbon: {id: wso2-si-1}", "n").unwrap();
+        let app = check(
+            &format!(
+                "define stream S (k {ty}, j long, v long, timestamp long);
+                 @PartitionById define aggregation A from S select k, j, sum(v) as total
+                 group by k, j aggregate by timestamp every sec ... min;"
+            ),
+            "a",
+            &cfg,
+        )
+        .unwrap();
+        TableSchema::all(&app).remove(0)
+    }
+
+    mod sort_prefix {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn value(ty: &'static str) -> BoxedStrategy<Value> {
+            let v = match ty {
+                "string" => prop_oneof![
+                    "[a-c]{0,20}".prop_map(Value::Str),
+                    "[\\x00-\\x7f\\u{80}-\\u{10ffff}]{0,18}".prop_map(Value::Str),
+                ]
+                .boxed(),
+                "long" => prop_oneof![any::<i64>(), -3i64..3].prop_map(Value::Long).boxed(),
+                "int" => any::<i32>().prop_map(Value::Int).boxed(),
+                "double" => {
+                    prop_oneof![any::<f64>(), Just(-0.0), Just(0.0), -2.0f64..2.0].prop_map(Value::Double).boxed()
+                }
+                _ => any::<bool>().prop_map(Value::Bool).boxed(),
+            };
+            prop_oneof![9 => v, 1 => Just(Value::Null)].boxed()
+        }
+
+        fn check_order(ty: &'static str) {
+            let tables = keyed_tables(ty);
+            let row = (0i64..3, value(ty), prop_oneof![any::<i64>(), 0i64..2]);
+            proptest!(ProptestConfig { cases: 400, ..ProptestConfig::default() }, |(a in row.clone(), b in row)| {
+                for t in &tables {
+                    let make = |(bucket, k, j): &(i64, Value, i64)| {
+                        let mut r = vec![Value::Null; t.columns.len()];
+                        r[0] = Value::Long(*bucket * 1000);
+                        r[1] = Value::Str("wso2-si-1".into());
+                        r[2] = k.clone();
+                        r[3] = Value::Long(*j);
+                        r
+                    };
+                    let (ra, rb) = (make(&a), make(&b));
+                    let (pa, pb) = (t.sort_prefix(&ra), t.sort_prefix(&rb));
+                    // The prefix never contradicts the key's order: it may only tie.
+                    if pa < pb {
+                        prop_assert_ne!(t.key_cmp(&ra, &rb), std::cmp::Ordering::Greater, "{:?} {:?}", ra, rb);
+                    }
+                    if pa > pb {
+                        prop_assert_ne!(t.key_cmp(&ra, &rb), std::cmp::Ordering::Less, "{:?} {:?}", ra, rb);
+                    }
+                    if t.key_cmp(&ra, &rb).is_eq() {
+                        prop_assert_eq!(pa, pb);
+                    }
+                }
+            });
+        }
+
+        #[test]
+        fn string_keys() {
+            check_order("string");
+        }
+
+        #[test]
+        fn long_keys() {
+            check_order("long");
+        }
+
+        #[test]
+        fn int_keys() {
+            check_order("int");
+        }
+
+        #[test]
+        fn double_keys() {
+            check_order("double");
+        }
+
+        #[test]
+        fn bool_keys() {
+            check_order("bool");
+        }
     }
 
     #[test]
