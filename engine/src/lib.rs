@@ -55,6 +55,7 @@
 //! |---|---|---|---|---|---|
 //! | `tally-worker-N` (one per core, `tally.workers`) | [`node::Node::start`] | the accumulators of its share of the groups | its bounded channel: batches, flush requests | a `Handover` to the flusher | `Msg::Stop`, after its queue ([`node::Node::stop_workers`]) |
 //! | `tally-rollup-N` (a pool) | the flusher | nothing between flushes | the handed-over states | rolled-up partials | the node is dropped |
+//! | `tally-store-N` (one per store, during an overlapped flush) | [`node::Node::flush_at`] (scoped to the call) | the store's connection and the flush it writes | the prepared flush | one transaction | the write ends; the call joins it before it returns |
 //! | `tally-heartbeat` | [`node::Node::start`] | its own store connections | the node's claims | `HEARTBEAT_MS` of its registry rows | [`node::Node::release`] |
 //! | `tally-purge` | [`server::Server::start`] | its own store connections | the retention targets | deletes of its shard's expired rows | the flush thread stops it at shutdown |
 //! | `tally-flush` | [`server::Server::start`] | the [`node::Node`] | the interval, wake-ups of waiting acks (group commit), `stopping` | flushes; the committed generation (condvar and watch) | after the last flush ([`server::Server::shutdown`]) |

@@ -192,6 +192,16 @@ pub(crate) struct Flusher {
     journaled: Vec<BucketMap>,
     /// Per aggregation: where the next flush trims the journal (the finest mark moved).
     trim: Vec<Option<i64>>,
+    /// Per aggregation: the second duration's partials of every finest partial that went
+    /// (or goes) into the finest duration at or after the second duration's mark, keyed by
+    /// the second duration's bucket. The second duration's roll-up takes them from here
+    /// instead of reading the finest rows back (for speed, and so that it needs no store
+    /// read: an overlapped flush can do it), when they are complete: see `accrued_from`.
+    accrued: Vec<BucketMap>,
+    /// Per aggregation: `accrued` holds every finest row at or after this bucket (the finest
+    /// mark when the node started: every finest row from there on was written by this
+    /// process). `i64::MAX` when marks do not move or there is one duration.
+    accrued_from: Vec<i64>,
     /// `[aggregation][duration]`: the newest bucket this node wrote (or found stored for
     /// its shard), so that a row can be counted as new or merged.
     newest_written: Vec<Vec<i64>>,
@@ -252,6 +262,13 @@ impl Flusher {
                 .collect(),
             fresh: plan.aggregations.iter().map(|_| Vec::new()).collect(),
             trim: vec![None; plan.aggregations.len()],
+            accrued: plan.aggregations.iter().map(|_| BucketMap::default()).collect(),
+            accrued_from: plan
+                .aggregations
+                .iter()
+                .zip(&marks)
+                .map(|(agg, m)| if m.moves() && agg.durations.len() > 1 { m.at[0] } else { i64::MAX })
+                .collect(),
             journaled,
             newest_written,
             absorb_time: Duration::ZERO,
@@ -282,7 +299,7 @@ impl Flusher {
         // Per aggregation, in parallel: decode each worker's slots into owned partials,
         // merge across workers (the same group can be in several when routing was round
         // robin), and roll up what is older than each duration's mark.
-        type Absorbed = (i64, Vec<BucketMap>, Vec<(KeyBytes, i64, Partial)>);
+        type Absorbed = (i64, Vec<BucketMap>, Vec<(KeyBytes, i64, Partial)>, BucketMap);
         let rolled: Vec<Option<Absorbed>> = self.pool.install(|| {
             (0..aggs)
                 .into_par_iter()
@@ -315,13 +332,18 @@ impl Flusher {
                     // The finest duration keeps what is older than its mark; the journal
                     // takes the rest.
                     let older = rollup::take_before(&mut maps[0], at[0]);
+                    let mut accrual = BucketMap::default();
+                    if self.accrued_from[a] != i64::MAX {
+                        accrue(&mut accrual, agg, at[1], &self.kinds[a], older.iter().map(|((k, b), p)| (k, *b, p)));
+                    }
                     newer.extend(std::mem::replace(&mut maps[0], older).into_iter().map(|((k, b), p)| (k, b, p)));
-                    Some((newest, maps, newer))
+                    Some((newest, maps, newer, accrual))
                 })
                 .collect()
         });
         for (a, r) in rolled.into_iter().enumerate() {
-            let Some((newest, maps, newer)) = r else { continue };
+            let Some((newest, maps, newer, accrual)) = r else { continue };
+            rollup::merge_maps(&mut self.accrued[a], accrual, &self.kinds[a]);
             self.marks[a].newest = self.marks[a].newest.max(newest);
             if self.fresh[a].is_empty() {
                 self.fresh[a] = newer;
@@ -433,8 +455,15 @@ impl Flusher {
     pub(crate) fn roll_up_due(&self) -> bool {
         let now = now_ms();
         self.plan.aggregations.iter().enumerate().any(|(a, agg)| {
-            (1..agg.durations.len()).any(|k| self.marks[a].due(agg, k, now, self.rollup_delay_ms).is_some())
+            (1..agg.durations.len())
+                .any(|k| self.marks[a].due(agg, k, now, self.rollup_delay_ms).is_some_and(|adv| !self.accrues(a, adv)))
         })
+    }
+
+    /// Whether `adv` rolls up from `accrued` (no store read): a move of the second
+    /// duration's mark over finest rows this process wrote.
+    fn accrues(&self, a: usize, adv: Advance) -> bool {
+        adv.level == 1 && adv.from >= self.accrued_from[a]
     }
 
     /// Numbers what is pending for each store whose previous flush is being written (or
@@ -513,21 +542,12 @@ impl Flusher {
             let agg = &plan.aggregations[a];
             // Finest first: a duration's move may use the move of the one below it.
             let now = now_ms();
-            let levels = if roll_ups { agg.durations.len() } else { 1 };
-            for k in 0..levels {
-                if let Some(mut adv) = self.marks[a].due(agg, k, now, self.rollup_delay_ms) {
-                    if k == 0 && !roll_ups && agg.durations.len() > 1 {
-                        // Without roll-ups, close seconds only up to the last one of the
-                        // coarser bucket under way: the flush that closes that one rolls
-                        // the coarser bucket up in the same step, while its finer partials
-                        // are still in memory, instead of reading them back once written
-                        // (measured on a sparse stream: read-back 1.3 s -> 7.5 s without).
-                        let (_, end) = agg.zone.bucket_range(agg.durations[1], adv.from);
-                        let (last, _) = agg.zone.bucket_range(agg.durations[0], end - 1);
-                        adv.to = adv.to.min(last);
-                        if adv.to <= adv.from {
-                            continue;
-                        }
+            for k in 0..agg.durations.len() {
+                if let Some(adv) = self.marks[a].due(agg, k, now, self.rollup_delay_ms) {
+                    // Without `roll_ups` (an overlapped flush) only the moves that read
+                    // nothing back: the finest, and the second from `accrued`.
+                    if k > 0 && !roll_ups && !self.accrues(a, adv) {
+                        break;
                     }
                     if k == 0 {
                         stats.closed += self.close_journal(a, adv);
@@ -645,6 +665,12 @@ impl Flusher {
             std::mem::take(&mut self.fresh[a]).into_iter().partition(|(_, b, _)| *b < adv.to);
         self.fresh[a] = open;
         let n = closed.len() + fresh.len();
+        if self.accrued_from[a] != i64::MAX {
+            let agg = &self.plan.aggregations[a];
+            let at1 = self.marks[a].at[1];
+            let entries = closed.iter().map(|((k, b), p)| (k, *b, p)).chain(fresh.iter().map(|(k, b, p)| (k, *b, p)));
+            accrue(&mut self.accrued[a], agg, at1, kinds, entries);
+        }
         rollup::merge_maps(&mut self.pending[a][0], closed, kinds);
         rollup::merge_entries(&mut self.pending[a][0], fresh, kinds);
         self.marks[a].at[0] = adv.to;
@@ -662,6 +688,17 @@ impl Flusher {
         let plan = self.plan.clone();
         let agg = &plan.aggregations[a];
         let kinds = &self.kinds[a];
+        if adv.level == 1 {
+            let (from, to) = (adv.from, adv.to);
+            let taken: BucketMap = self.accrued[a].extract_if(|(_, b), _| (from..to).contains(b)).collect();
+            if self.accrues(a, adv) {
+                // Every finest row in [from, to) went through `accrued`: no read.
+                rollup::merge_maps(&mut self.pending[a][1], taken, kinds);
+                self.marks[a].at[1] = to;
+                self.marks[a].unsaved = true;
+                return Ok(0);
+            }
+        }
         let below = &self.tables[a][adv.level - 1];
         let shard = self.marks[a].shard.clone().expect("only a shard's marks move");
         let shard_col = below.column("SHARD_ID").expect("a partitioned table has SHARD_ID");
@@ -750,4 +787,21 @@ fn read_journal(
         rollup::merge_entries(&mut map, entries, &kinds);
     }
     Ok(map)
+}
+
+/// Rolls finest partials at or after `at1` (the second duration's mark) into `into`, keyed
+/// by the second duration's bucket.
+fn accrue<'a>(
+    into: &mut BucketMap,
+    agg: &crate::lang::plan::AggPlan,
+    at1: i64,
+    kinds: &[CellKind],
+    entries: impl Iterator<Item = (&'a KeyBytes, i64, &'a Partial)>,
+) {
+    let mut bucketer = Bucketer::new(agg.zone.clone(), agg.durations[1]);
+    for (k, b, p) in entries {
+        if b >= at1 {
+            rollup::roll_into(into, k, bucketer.start(b), p, kinds);
+        }
+    }
 }
