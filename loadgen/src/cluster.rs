@@ -74,6 +74,11 @@ impl Cluster {
                 }
                 None => Command::new(s.tally),
             };
+            // The node's stderr goes to a file, not a pipe: nothing reads a pipe while the
+            // run goes on, and a node that logs more than the pipe holds would block in
+            // its next write (its flush thread, say) and look slow.
+            let log = s.work.join(format!("{id}.log"));
+            let stderr = std::fs::File::create(&log).doing(|| format!("cannot create {}", log.display()))?;
             let mut child = cmd
                 .args(["serve", "--app"])
                 .arg(&app)
@@ -81,7 +86,7 @@ impl Cluster {
                 .arg(&config)
                 .args(["--store", s.store, "--ingest", "127.0.0.1:0", "--http", "127.0.0.1:0"])
                 .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
+                .stderr(stderr)
                 .spawn()
                 .doing(|| format!("cannot start {} for {id}", s.tally.display()))?;
             let mut line = String::new();
@@ -91,10 +96,9 @@ impl Cluster {
             let Some((ingest, http)) =
                 line.trim().strip_prefix("listening ingest=").and_then(|r| r.split_once(" http="))
             else {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
+                // It printed no address: it ended (stdout closed), so its log is complete.
+                let _ = child.wait();
+                let err = std::fs::read_to_string(&log).unwrap_or_default();
                 return Err(Error::Node(format!("node {id} did not start: {}", err.trim())));
             };
             if let Some(share) = s.cpu_quota {
