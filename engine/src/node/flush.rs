@@ -357,6 +357,13 @@ impl Flusher {
         self.absorb_time += started.elapsed();
     }
 
+    /// See [`crate::node::Node::hold_roll_up`].
+    pub(crate) fn hold_roll_up(&mut self, floors: &[i64]) {
+        for (m, f) in self.marks.iter_mut().zip(floors) {
+            m.floor = *f;
+        }
+    }
+
     pub(crate) fn pending_rows(&self) -> usize {
         let flights: usize = self.stores.iter().flat_map(StoreSlot::flights).map(InFlight::rows).sum();
         self.pending.iter().flatten().map(|m| m.len()).sum::<usize>()

@@ -29,10 +29,20 @@ pub(crate) struct Marks {
     pub at: Vec<i64>,
     /// The newest finest bucket start taken (event time), `i64::MIN` before any.
     pub newest: i64,
+    /// Event time the node's active clients have all reached (`i64::MAX`: no such hold);
+    /// see `server::watermark`. The finest mark waits for it, at most [`MAX_HOLD_MS`]
+    /// behind `newest`.
+    pub floor: i64,
     /// The marks are not in the store yet (a shard seen for the first time, or a duration
     /// new to it): the next flush writes them all.
     pub unsaved: bool,
 }
+
+/// At most this much event time (ms) behind the newest event does a slow client hold the
+/// roll-up back (`Marks::floor`), so that a client replaying old history slowly cannot
+/// stall it, and grow the node's open seconds, for everyone: its events past the bound are
+/// merged into stored rows as late events are.
+pub const MAX_HOLD_MS: i64 = 10 * 60 * 1000;
 
 /// A move of one duration's mark: roll `[from, to)` of the duration below into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +55,13 @@ pub(crate) struct Advance {
 impl Marks {
     /// Marks that never move: every flush writes every duration.
     pub fn fixed(agg: &AggPlan) -> Marks {
-        Marks { shard: None, at: vec![i64::MAX; agg.durations.len()], newest: i64::MIN, unsaved: false }
+        Marks {
+            shard: None,
+            at: vec![i64::MAX; agg.durations.len()],
+            newest: i64::MIN,
+            floor: i64::MAX,
+            unsaved: false,
+        }
     }
 
     /// The marks of `shard` in `store`. A shard without marks (new, or written before marks
@@ -90,7 +106,7 @@ impl Marks {
             }
             unsaved = missing;
         }
-        Ok(Marks { shard: Some(shard.to_string()), at, newest: i64::MIN, unsaved })
+        Ok(Marks { shard: Some(shard.to_string()), at, newest: i64::MIN, floor: i64::MAX, unsaved })
     }
 
     /// Whether marks move for this aggregation.
@@ -107,7 +123,8 @@ impl Marks {
         if !self.moves() || self.newest == i64::MIN {
             return None;
         }
-        let horizon = self.newest.min(now_ms).saturating_sub(delay_ms);
+        let held = self.floor.max(self.newest.saturating_sub(MAX_HOLD_MS));
+        let horizon = self.newest.min(now_ms).min(held).saturating_sub(delay_ms);
         let mut to = agg.zone.bucket_start(agg.durations[k], horizon);
         if k > 0 && self.at[k - 1] != i64::MAX {
             let below = self.at[k - 1];
@@ -150,8 +167,13 @@ mod tests {
     fn a_duration_moves_when_its_bucket_has_closed_and_the_one_below_is_complete() {
         let agg = agg();
         let t = |s: &str| parse(s).unwrap();
-        let mut m =
-            Marks { shard: Some("s1".into()), at: vec![i64::MAX, 0, 0, 0, 0, 0], newest: i64::MIN, unsaved: false };
+        let mut m = Marks {
+            shard: Some("s1".into()),
+            at: vec![i64::MAX, 0, 0, 0, 0, 0],
+            newest: i64::MIN,
+            floor: i64::MAX,
+            unsaved: false,
+        };
         assert_eq!(m.due(&agg, 1, t("2026-03-04 10:20:30"), 5_000), None, "nothing taken yet");
         m.newest = t("2026-03-04 10:20:30");
         // Minutes up to 10:20 (10:20:25 is the horizon).
@@ -172,6 +194,29 @@ mod tests {
         let mut fixed = Marks::fixed(&agg);
         fixed.newest = t("2026-03-04 10:20:30");
         assert_eq!(fixed.due(&agg, 1, i64::MAX, 0), None);
+    }
+
+    #[test]
+    fn a_slow_client_holds_the_finest_mark_back_within_a_bound() {
+        let agg = agg();
+        let t = |s: &str| parse(s).unwrap();
+        let mut m = Marks {
+            shard: Some("s1".into()),
+            at: vec![t("2026-03-04 10:00:00"), 0, 0, 0, 0, 0],
+            newest: t("2026-03-04 10:20:30"),
+            floor: i64::MAX,
+            unsaved: false,
+        };
+        assert_eq!(m.due(&agg, 0, i64::MAX, 5_000).unwrap().to, t("2026-03-04 10:20:25"));
+        // A client is still at 10:20:12: seconds close 5 s before it.
+        m.floor = t("2026-03-04 10:20:12");
+        assert_eq!(m.due(&agg, 0, i64::MAX, 5_000).unwrap().to, t("2026-03-04 10:20:07"));
+        // At most MAX_HOLD_MS (10 minutes) behind the newest event.
+        m.floor = t("2026-03-04 10:01:00");
+        assert_eq!(m.due(&agg, 0, i64::MAX, 5_000).unwrap().to, t("2026-03-04 10:10:25"));
+        // A floor ahead of the newest event changes nothing.
+        m.floor = t("2026-03-04 11:00:00");
+        assert_eq!(m.due(&agg, 0, i64::MAX, 5_000).unwrap().to, t("2026-03-04 10:20:25"));
     }
 
     #[test]

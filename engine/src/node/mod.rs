@@ -170,9 +170,17 @@ impl Node {
     /// flush prepared here is written by the next call. A coarse roll-up that is due (it
     /// reads finer rows back) makes the call write everything first, as without `overlap`.
     pub fn flush_at(&mut self, generation: u64, overlap: bool) -> Result<FlushStats> {
-        self.generation = self.generation.max(generation);
-        let generation = self.generation;
+        self.flush_when(overlap, || generation)
+    }
+
+    /// [`Node::flush_at`], with the collect's generation given by `open`, which is called
+    /// right before the collect. With `overlap`, that is after the previous flush's write
+    /// has started on its own thread: `open` may wait (for clients to answer the acks the
+    /// last flush published, say) without leaving the store idle meanwhile.
+    pub fn flush_when(&mut self, overlap: bool, open: impl FnOnce() -> u64) -> Result<FlushStats> {
         if !overlap || self.flusher.roll_up_due() {
+            self.generation = self.generation.max(open());
+            let generation = self.generation;
             self.collect(generation)?;
             let mut stats = self.flusher.write()?;
             stats.durable = self.flusher.durable();
@@ -195,6 +203,8 @@ impl Node {
                     std::thread::Builder::new().name(name).spawn_scoped(s, run).ok()
                 })
                 .collect();
+            self.generation = self.generation.max(open());
+            let generation = self.generation;
             let prepared = self.collect(generation).and_then(|_| self.flusher.prepare(&mut stats));
             let mut done = Vec::new();
             let mut lost = Vec::new();
@@ -231,6 +241,14 @@ impl Node {
                 Ok(stats)
             }
         }
+    }
+
+    /// Holds each aggregation's roll-up back to `floors[a]` of event time (`i64::MAX`: no
+    /// hold): what the node's active clients have all reached (`server::watermark`). An
+    /// event older than the finest mark is merged into a stored row; one that waits in the
+    /// journal costs nothing extra. Applies from the next flush on.
+    pub fn hold_roll_up(&mut self, floors: &[i64]) {
+        self.flusher.hold_roll_up(floors);
     }
 
     /// Writes what is pending without collecting from the workers (to retry a flush that

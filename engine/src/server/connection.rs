@@ -8,6 +8,7 @@
 
 use super::metrics::Metrics;
 use super::protocol::{self, Body, Code};
+use super::watermark::ConnClock;
 use super::{Notice, Shared};
 use crate::error::{Error, Result};
 use crate::ingest::wire::BatchView;
@@ -41,11 +42,12 @@ pub(super) fn spawn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Sh
     let write_half = stream.try_clone().map_err(io)?;
     let too_many = shared.connections.fetch_add(1, Ordering::SeqCst) >= shared.config.settings.max_connections;
     shared.sockets.lock().expect("sockets").push((id, stream.try_clone().map_err(io)?));
+    let clock = shared.watermarks.open();
     let writer = {
-        let shared = shared.clone();
+        let (shared, clock) = (shared.clone(), clock.clone());
         std::thread::Builder::new()
             .name(format!("tally-ack-{id}"))
-            .spawn(move || write_loop(write_half, rx, shared))
+            .spawn(move || write_loop(write_half, rx, shared, &clock))
             .map_err(|e| Error::io("cannot start a connection thread", e))?
     };
     let reader = std::thread::Builder::new()
@@ -61,8 +63,9 @@ pub(super) fn spawn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Sh
                 .ok();
                 Ok(())
             } else {
-                read_loop(&stream, &tx, &shared)
+                read_loop(&stream, &tx, &shared, &clock)
             };
+            shared.watermarks.close(&clock);
             if let Err(e) = outcome {
                 (shared.report)(Notice::Connection { peer, message: e.to_string() });
             }
@@ -76,11 +79,11 @@ pub(super) fn spawn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Sh
 
 /// Reads frames until the client closes, the framing breaks, or the node stops. An error
 /// is what ended the connection (the client already has an ERROR frame saying so).
-fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared) -> Result<()> {
+fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared, clock: &Arc<ConnClock>) -> Result<()> {
     let max_frame = shared.config.settings.max_frame_bytes;
     let mut input = BufReader::with_capacity(1 << 16, stream);
     let mut buf = Vec::new();
-    let mut reader = Reader { shared, out, router: shared.routers.router() };
+    let mut reader = Reader { shared, out, router: shared.routers.router(), clock };
     let mut greeted = false;
     loop {
         let kind = match protocol::read_frame(&mut input, &mut buf, max_frame) {
@@ -125,6 +128,7 @@ struct Reader<'a> {
     shared: &'a Shared,
     out: &'a Sender<Out>,
     router: Router,
+    clock: &'a Arc<ConnClock>,
 }
 
 impl Reader<'_> {
@@ -229,6 +233,7 @@ impl Reader<'_> {
                 Metrics::add(&shared.metrics.batches_in, 1);
                 // After the events are in the workers' queues: see the module docs of server.
                 let generation = shared.open.load(Ordering::SeqCst);
+                self.clock.took(&shared.plan, stream, &view, crate::time::clock::now_ms());
                 self.send(Out::Ack { batch_id, events: events as u32, generation });
                 // An acknowledgement waits: flush soon (group commit).
                 shared.wake_flush();
@@ -249,7 +254,7 @@ impl Reader<'_> {
 /// Writes error frames at once and each ack once its generation has committed (or a "not
 /// committed" error if the node gave up on its last flush). Acks go out in the order their
 /// batches were read; errors may overtake acks still waiting for their flush.
-fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>) {
+fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>, clock: &ConnClock) {
     let mut w = BufWriter::with_capacity(1 << 14, stream);
     let mut waiting: VecDeque<(u64, u32, u64)> = VecDeque::new();
     let mut open = true;
@@ -294,6 +299,7 @@ fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>) {
             let c = shared.commit.lock().expect("commit lock");
             (c.generation, c.given_up)
         };
+        let before = waiting.len();
         while let Some(&(batch_id, events, generation)) = waiting.front() {
             if generation <= committed {
                 Metrics::add(&shared.metrics.batches_acked, 1);
@@ -309,6 +315,7 @@ fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>) {
             }
             waiting.pop_front();
         }
+        clock.answered((before - waiting.len()) as u64);
         if frames.is_empty() {
             continue;
         }
