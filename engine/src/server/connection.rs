@@ -42,7 +42,7 @@ pub(super) fn spawn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Sh
     let write_half = stream.try_clone().map_err(io)?;
     let too_many = shared.connections.fetch_add(1, Ordering::SeqCst) >= shared.config.settings.max_connections;
     shared.sockets.lock().expect("sockets").push((id, stream.try_clone().map_err(io)?));
-    let clock = shared.watermarks.open();
+    let clock = shared.watermarks.open(crate::time::clock::now_ms());
     let writer = {
         let (shared, clock) = (shared.clone(), clock.clone());
         std::thread::Builder::new()
@@ -227,13 +227,18 @@ impl Reader<'_> {
             );
             return Flow::Continue;
         }
-        match self.router.push_batch(stream, bytes, &view).and_then(|n| self.router.send_all().map(|_| n)) {
+        self.clock.begin(crate::time::clock::now_ms());
+        let routed = self.router.push_batch(stream, bytes, &view).and_then(|n| self.router.send_all().map(|_| n));
+        if routed.is_err() {
+            self.clock.answered(1);
+        }
+        match routed {
             Ok(events) => {
                 Metrics::add(&shared.metrics.events_in, events as u64);
                 Metrics::add(&shared.metrics.batches_in, 1);
                 // After the events are in the workers' queues: see the module docs of server.
                 let generation = shared.open.load(Ordering::SeqCst);
-                self.clock.took(&shared.plan, stream, &view, crate::time::clock::now_ms());
+                self.clock.took(&shared.plan, stream, &view);
                 self.send(Out::Ack { batch_id, events: events as u32, generation });
                 // An acknowledgement waits: flush soon (group commit).
                 shared.wake_flush();
