@@ -3,6 +3,7 @@
 //! finest duration into every coarser one.
 
 pub mod accumulator;
+pub(crate) mod by_bucket;
 pub mod intern;
 pub mod message;
 pub(crate) mod partial;

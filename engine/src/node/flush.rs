@@ -16,6 +16,7 @@
 //! outage delays data but loses none.
 
 use crate::aggregate::accumulator::{Program, State};
+use crate::aggregate::by_bucket::{self, ByBucket};
 use crate::aggregate::partial::Partial;
 use crate::aggregate::rollup::{self, BucketMap};
 use crate::error::{Error, Result};
@@ -189,7 +190,7 @@ pub(crate) struct Flusher {
     /// Per aggregation: what this shard's journal holds at or after the finest mark (every
     /// record confirmed or in flight), merged: written into the finest duration, and
     /// trimmed from the journal, when the mark passes it.
-    journaled: Vec<BucketMap>,
+    journaled: Vec<ByBucket>,
     /// Per aggregation: where the next flush trims the journal (the finest mark moved).
     trim: Vec<Option<i64>>,
     /// Per aggregation: the second duration's partials of every finest partial that went
@@ -228,7 +229,7 @@ impl Flusher {
     ) -> Result<Flusher> {
         let tables = TableSchema::all(&plan);
         let mut marks: Vec<Marks> = plan.aggregations.iter().map(Marks::fixed).collect();
-        let mut journaled: Vec<BucketMap> = plan.aggregations.iter().map(|_| BucketMap::default()).collect();
+        let mut journaled: Vec<ByBucket> = plan.aggregations.iter().map(|_| ByBucket::default()).collect();
         let mut newest_written: Vec<Vec<i64>> =
             plan.aggregations.iter().map(|a| vec![i64::MIN; a.durations.len()]).collect();
         for slot in &mut stores {
@@ -240,10 +241,10 @@ impl Flusher {
                     newest_written[a] = newest.iter().map(|b| b.unwrap_or(i64::MIN)).collect();
                     marks[a] = Marks::load(slot.store(), agg, &newest, shard)?;
                     let key_types = programs[a].key_types();
-                    journaled[a] = read_journal(slot.store(), agg, key_types, shard, marks[a].at[0])?;
+                    journaled[a] = read_journal(slot.store(), agg, key_types, shard, marks[a].at[0])?.into();
                     // The journal's events were taken: their buckets close as time goes on,
                     // even if no new event comes.
-                    if let Some(newest) = journaled[a].keys().map(|(_, b)| *b).max() {
+                    if let Some(newest) = journaled[a].newest() {
                         marks[a].newest = newest;
                     }
                 }
@@ -651,7 +652,7 @@ impl Flusher {
                 let last = fresh.iter().map(|(_, b, _)| *b).max().unwrap_or(i64::MIN);
                 (last, std::mem::take(&mut buf))
             });
-            rollup::merge_entries(&mut self.journaled[a], fresh, &self.kinds[a]);
+            self.journaled[a].merge_entries(fresh, &self.kinds[a]);
             writes.push(JournalWrite {
                 aggregation: self.plan.aggregations[a].name.clone(),
                 shard,
@@ -667,19 +668,21 @@ impl Flusher {
     /// rows; the journal is trimmed with the next flush. Returns the partials moved.
     fn close_journal(&mut self, a: usize, adv: Advance) -> usize {
         let kinds = &self.kinds[a];
-        let closed = rollup::take_before(&mut self.journaled[a], adv.to);
+        let closed = self.journaled[a].take_before(adv.to);
         let (fresh, open): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.fresh[a]).into_iter().partition(|(_, b, _)| *b < adv.to);
         self.fresh[a] = open;
-        let n = closed.len() + fresh.len();
+        let n = closed.values().map(|m| m.len()).sum::<usize>() + fresh.len();
         if self.accrued_from[a] != i64::MAX {
             let agg = &self.plan.aggregations[a];
             let at1 = self.marks[a].at[1];
-            let entries = closed.iter().map(|((k, b), p)| (k, *b, p)).chain(fresh.iter().map(|(k, b, p)| (k, *b, p)));
+            let entries = by_bucket::entries(&closed).chain(fresh.iter().map(|(k, b, p)| (k, *b, p)));
             accrue(&mut self.accrued[a], agg, at1, kinds, entries);
         }
-        rollup::merge_maps(&mut self.pending[a][0], closed, kinds);
-        rollup::merge_entries(&mut self.pending[a][0], fresh, kinds);
+        let mut closed: Vec<(KeyBytes, i64, Partial)> =
+            closed.into_iter().flat_map(|(b, m)| m.into_iter().map(move |(k, p)| (k, b, p))).collect();
+        closed.extend(fresh);
+        rollup::merge_entries(&mut self.pending[a][0], closed, kinds);
         self.marks[a].at[0] = adv.to;
         self.trim[a] = Some(adv.to);
         // Written with the next flush; until it commits, these rows are pending.
@@ -743,8 +746,7 @@ impl Flusher {
             if !self.marks[a].moves() {
                 continue;
             }
-            let newest =
-                self.journaled[a].keys().map(|(_, b)| *b).chain(self.fresh[a].iter().map(|(_, b, _)| *b)).max();
+            let newest = self.journaled[a].newest().into_iter().chain(self.fresh[a].iter().map(|(_, b, _)| *b)).max();
             let Some(newest) = newest else { continue };
             let agg = &self.plan.aggregations[a];
             let to = agg.zone.bucket_range(agg.durations[0], newest).1;
