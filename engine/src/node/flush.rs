@@ -679,10 +679,10 @@ impl Flusher {
             let entries = by_bucket::entries(&closed).chain(fresh.iter().map(|(k, b, p)| (k, *b, p)));
             accrue(&mut self.accrued[a], agg, at1, kinds, entries);
         }
-        let mut closed: Vec<(KeyBytes, i64, Partial)> =
-            closed.into_iter().flat_map(|(b, m)| m.into_iter().map(move |(k, p)| (k, b, p))).collect();
-        closed.extend(fresh);
-        rollup::merge_entries(&mut self.pending[a][0], closed, kinds);
+        let mut entries: Vec<(KeyBytes, i64, Partial)> = Vec::with_capacity(n);
+        entries.extend(closed.into_iter().flat_map(|(b, m)| m.into_iter().map(move |(k, p)| (k, b, p))));
+        entries.extend(fresh);
+        rollup::merge_entries(&mut self.pending[a][0], entries, kinds);
         self.marks[a].at[0] = adv.to;
         self.trim[a] = Some(adv.to);
         // Written with the next flush; until it commits, these rows are pending.
