@@ -96,7 +96,10 @@ impl Cluster {
             let Some((ingest, http)) =
                 line.trim().strip_prefix("listening ingest=").and_then(|r| r.split_once(" http="))
             else {
-                // It printed no address: it ended (stdout closed), so its log is complete.
+                // It printed no address: it ended (stdout closed), or printed something else
+                // and may still run. Stop it either way, so that waiting cannot hang and its
+                // log is complete.
+                let _ = child.kill();
                 let _ = child.wait();
                 let err = std::fs::read_to_string(&log).unwrap_or_default();
                 return Err(Error::Node(format!("node {id} did not start: {}", err.trim())));
