@@ -21,7 +21,7 @@ use tally::lang::plan::check;
 use tally::lang::types::Value;
 use tally::store::schema::TableSchema;
 use tally::store::sql::{Dialect, upsert_rows};
-use tally::store::{Claim, FlushWrite, Store, StoreAddress, TableWrite};
+use tally::store::{Claim, FlushWrite, Rows, Store, StoreAddress, TableWrite};
 use tally::time::granularity::Granularity;
 use tally_benches::report::{git_sha, machine, median};
 
@@ -190,7 +190,7 @@ fn make_rows(t: &TableSchema, n: usize, bucket: i64, width: i64, shard: &str) ->
         .collect()
 }
 
-fn write_copy(store: &mut dyn Store, claim: &Claim, seq: i64, t: &TableSchema, rows: &[Vec<Value>]) {
+fn write_copy(store: &mut dyn Store, claim: &Claim, seq: i64, t: &TableSchema, rows: &dyn Rows) {
     let w = FlushWrite { claim, flush_seq: seq, tables: vec![TableWrite { table: t, rows }], marks: &[], journal: &[] };
     store.write(&w).unwrap();
 }

@@ -11,6 +11,7 @@ pub(crate) mod flush;
 pub(crate) mod heartbeat;
 pub(crate) mod marks;
 pub mod migrate;
+pub(crate) mod partial_rows;
 pub mod retention;
 pub(crate) mod router;
 

@@ -9,6 +9,7 @@ pub mod journal;
 pub mod mark;
 pub mod postgres;
 pub(crate) mod registry;
+pub mod rows;
 pub mod schema;
 pub mod sql;
 pub(crate) mod sqlite;
@@ -17,6 +18,7 @@ pub use address::StoreAddress;
 pub use journal::JournalWrite;
 pub use mark::Mark;
 pub use registry::{Applied, Claim};
+pub use rows::{Field, Rows};
 
 use crate::error::{Error, Result};
 use crate::lang::types::Value;
@@ -26,7 +28,7 @@ use crate::store::schema::TableSchema;
 #[derive(Debug)]
 pub struct TableWrite<'a> {
     pub table: &'a TableSchema,
-    pub rows: &'a [Vec<Value>],
+    pub rows: &'a dyn Rows,
 }
 
 /// Everything one flush of one node writes: applied in one transaction, or not at all.

@@ -9,7 +9,7 @@ use super::journal::{self, statements as journal_sql};
 use super::mark::{self, Mark, statements as marks};
 use super::registry::{self, Applied, Claim, Entry, statements as reg};
 use super::sql::{self, Dialect, KeyStyle};
-use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
+use super::{Field, FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
 use crate::error::{Error, Result};
 use crate::lang::types::Value;
 use crate::store::schema::TableSchema;
@@ -124,6 +124,23 @@ impl ToSql for Param<'_> {
             Value::Double(f) => ToSqlOutput::from(*f),
             Value::Bool(b) => ToSqlOutput::from(*b as i64),
             Value::Str(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+/// A borrowed field bound as SQLite binds the [`Value`] it stands for.
+struct FieldParam<'a>(Field<'a>);
+
+impl ToSql for FieldParam<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Field::Null => ToSqlOutput::from(rusqlite::types::Null),
+            Field::Int(i) => ToSqlOutput::from(i as i64),
+            Field::Long(i) => ToSqlOutput::from(i),
+            Field::Float(f) => ToSqlOutput::from(f as f64),
+            Field::Double(f) => ToSqlOutput::from(f),
+            Field::Bool(b) => ToSqlOutput::from(b as i64),
+            Field::Str(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
         })
     }
 }
@@ -249,10 +266,11 @@ impl Writer for SqliteStore {
             let t = tw.table;
             let ctx = format!("cannot write to {}", t.name);
             let mut upsert = tx.prepare_cached(&sql::upsert(Dialect::Sqlite, t)).map_err(|e| error(&ctx, e))?;
-            for row in tw.rows {
+            for r in 0..tw.rows.len() {
                 // A null in the key never conflicts in a primary key, so those rows merge by
                 // an explicit `IS` match instead.
-                if row[..t.key_len].iter().any(Value::is_null) {
+                if tw.rows.key_has_null(t, r) {
+                    let row = tw.rows.row(t, r);
                     let params: Vec<Param<'_>> = row.iter().map(Param).collect();
                     let mut update =
                         tx.prepare_cached(&sql::update_null_safe(Dialect::Sqlite, t)).map_err(|e| error(&ctx, e))?;
@@ -265,7 +283,16 @@ impl Writer for SqliteStore {
                     }
                     continue;
                 }
-                upsert.execute(rusqlite::params_from_iter(row.iter().map(Param))).map_err(|e| error(&ctx, e))?;
+                // Bound field by field from the rows in place: no row is built.
+                let mut bound = Ok(());
+                let mut at = 0;
+                tw.rows.visit(t, r, &mut |v| {
+                    at += 1;
+                    if bound.is_ok() {
+                        bound = upsert.raw_bind_parameter(at, FieldParam(v));
+                    }
+                });
+                bound.and_then(|_| upsert.raw_execute()).map_err(|e| error(&ctx, e))?;
             }
         }
         for m in flush.marks {

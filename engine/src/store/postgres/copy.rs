@@ -1,4 +1,5 @@
-//! PostgreSQL's binary COPY format, written straight from rows.
+//! PostgreSQL's binary COPY format, written straight from rows (their fields read in
+//! place: see [`Rows`]).
 //!
 //! `postgres::binary_copy::BinaryCopyInWriter` sends each row through the client's async
 //! runtime (a `block_on` per row) and grows its buffers as it goes; at hundreds of
@@ -12,7 +13,7 @@
 //! the type's binary send format; a trailer of i16 -1.
 
 use super::param::Param;
-use crate::lang::types::Value;
+use crate::store::rows::Rows;
 use crate::store::schema::TableSchema;
 use std::io::Write;
 
@@ -22,18 +23,19 @@ const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// Bytes handed to the connection at a time.
 const CHUNK: usize = 1 << 20;
 
-/// Streams `rows` (values in `t`'s column order) to `out` as one binary COPY, in chunks.
+/// Streams rows `at` of `rows` (of table `t`) to `out` as one binary COPY, in chunks.
 pub(super) fn write_rows(
     out: &mut impl Write,
     t: &TableSchema,
-    rows: &[&Vec<Value>],
+    rows: &dyn Rows,
+    at: &[usize],
     buf: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     buf.clear();
     buf.extend_from_slice(HEADER);
     let fields = t.columns.len() as i16;
-    for row in rows {
-        encode_row(buf, t, row, fields);
+    for &row in at {
+        encode_row(buf, t, rows, row, fields);
         if buf.len() >= CHUNK {
             out.write_all(buf)?;
             buf.clear();
@@ -45,11 +47,13 @@ pub(super) fn write_rows(
     Ok(())
 }
 
-/// Appends one row.
-fn encode_row(buf: &mut Vec<u8>, t: &TableSchema, row: &[Value], fields: i16) {
+/// Appends row `i`.
+fn encode_row(buf: &mut Vec<u8>, t: &TableSchema, rows: &dyn Rows, i: usize, fields: i16) {
     buf.extend_from_slice(&fields.to_be_bytes());
-    for (v, c) in row.iter().zip(&t.columns) {
-        match Param::new(v, c.ty) {
+    let mut columns = t.columns.iter();
+    rows.visit(t, i, &mut |v| {
+        let Some(c) = columns.next() else { return };
+        match Param::from_field(v, c.ty) {
             Param::I32(Some(i)) => field(buf, &i.to_be_bytes()),
             Param::I64(Some(i)) => field(buf, &i.to_be_bytes()),
             Param::F32(Some(f)) => field(buf, &f.to_bits().to_be_bytes()),
@@ -63,7 +67,7 @@ fn encode_row(buf: &mut Vec<u8>, t: &TableSchema, row: &[Value], fields: i16) {
             | Param::Text(None)
             | Param::Bool(None) => buf.extend_from_slice(&(-1i32).to_be_bytes()),
         }
-    }
+    });
 }
 
 fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
@@ -74,7 +78,7 @@ fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::types::AttrType;
+    use crate::lang::types::{AttrType, Value};
     use crate::store::schema::{Column, Role};
     use crate::time::granularity::Granularity;
 
@@ -93,9 +97,9 @@ mod tests {
             key_len: 2,
             partitioned: false,
         };
-        let row = vec![Value::Long(7), Value::Str("ab".into()), Value::Double(1.5), Value::Null];
+        let rows = vec![vec![Value::Long(7), Value::Str("ab".into()), Value::Double(1.5), Value::Null]];
         let mut out = Vec::new();
-        write_rows(&mut out, &t, &[&row], &mut Vec::new()).unwrap();
+        write_rows(&mut out, &t, &rows, &[0], &mut Vec::new()).unwrap();
         let mut want = HEADER.to_vec();
         want.extend_from_slice(&4i16.to_be_bytes());
         want.extend_from_slice(&8i32.to_be_bytes());

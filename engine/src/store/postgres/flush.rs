@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::lang::types::{AttrType, Value};
 use crate::store::registry::{for_dialect, statements as reg};
 use crate::store::schema::TableSchema;
-use crate::store::{Claim, FlushWrite, TableWrite};
+use crate::store::{Claim, FlushWrite, Rows, TableWrite};
 use crate::time::clock::now_ms;
 use postgres::types::ToSql;
 
@@ -60,18 +60,20 @@ impl From<Error> for Attempt {
     }
 }
 
-/// The bucket (`AGG_TIMESTAMP`, the first column of every table) of a row.
-fn bucket_of(row: &[Value]) -> i64 {
-    row[0].as_i64().unwrap_or(i64::MIN)
+/// A table's rows as owned values: for the small and medium paths, which bind them as
+/// parameters (at most [`MEDIUM_FLUSH_ROWS`] rows).
+fn owned(tw: &TableWrite<'_>) -> Vec<Vec<Value>> {
+    (0..tw.rows.len()).map(|i| tw.rows.row(tw.table, i)).collect()
 }
 
-/// Binary COPY of `rows` into `target` (the table's columns, in order). A row that is
-/// already there is [`Attempt::Unexpected`] when `unexpected` names the table.
+/// Binary COPY of rows `at` of `rows` into `target` (the table's columns, in order). A row
+/// that is already there is [`Attempt::Unexpected`] when `unexpected` names the table.
 fn copy_rows(
     tx: &mut postgres::Transaction<'_>,
     target: &str,
     t: &TableSchema,
-    rows: &[&Vec<Value>],
+    rows: &dyn Rows,
+    at: &[usize],
     unexpected: Option<&str>,
 ) -> std::result::Result<(), Attempt> {
     let ctx = format!("cannot write to {}", t.name);
@@ -84,7 +86,7 @@ fn copy_rows(
     let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
     let mut writer =
         tx.copy_in(&format!("COPY {target} ({}) FROM STDIN (FORMAT binary)", cols.join(", "))).map_err(failed)?;
-    if let Err(io) = copy::write_rows(&mut writer, t, rows, &mut Vec::new()) {
+    if let Err(io) = copy::write_rows(&mut writer, t, rows, at, &mut Vec::new()) {
         // The writer reports the server's refusal as an I/O error; finishing the COPY
         // gives it back with its SQLSTATE. Either way the transaction does not commit.
         return Err(match writer.finish() {
@@ -159,17 +161,19 @@ impl PostgresStore {
             } else if small {
                 // Every table in one round trip; the watermarks are not needed (an upsert
                 // takes new and existing rows alike) and are kept up by advance_watermarks.
-                let text: Vec<String> = flush.tables.iter().map(|tw| sql::upsert_literal(tw.table, tw.rows)).collect();
+                let text: Vec<String> =
+                    flush.tables.iter().map(|tw| sql::upsert_literal(tw.table, &owned(tw))).collect();
                 tx.batch_execute(&text.join(";\n")).map_err(|e| error("cannot write a small flush", e))?;
                 marks.extend(flush.tables.iter().map(|_| None));
             } else if medium {
                 for tw in &flush.tables {
                     let t = tw.table;
+                    let rows = owned(tw);
                     // MERGE where it is safe (see write_table), else ON CONFLICT.
                     let merge = can_merge
                         && claim.shard_id.is_some()
                         && t.partitioned
-                        && !tw.rows.iter().any(|r| r[..t.key_len].iter().any(Value::is_null));
+                        && !rows.iter().any(|r| r[..t.key_len].iter().any(Value::is_null));
                     let stmt = match known.get(&(t.name.clone(), merge)) {
                         Some(s) => s.clone(),
                         None => {
@@ -184,7 +188,7 @@ impl PostgresStore {
                         .columns
                         .iter()
                         .enumerate()
-                        .map(|(i, c)| tw.rows.iter().map(|r| Param::new(&r[i], c.ty)).collect())
+                        .map(|(i, c)| rows.iter().map(|r| Param::new(&r[i], c.ty)).collect())
                         .collect();
                     let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
                     tx.execute(&stmt, &params).map_err(|e| error(&format!("cannot write to {}", t.name), e))?;
@@ -256,8 +260,8 @@ impl PostgresStore {
     fn advance_watermarks(&mut self, flush: &FlushWrite<'_>) {
         for tw in &flush.tables {
             if let Some(Watermark::At(m)) = self.watermarks.get_mut(&tw.table.name) {
-                for r in tw.rows {
-                    *m = (*m).max(bucket_of(r));
+                for r in 0..tw.rows.len() {
+                    *m = (*m).max(tw.rows.bucket(r));
                 }
             }
         }
@@ -321,12 +325,13 @@ fn write_table(
 ) -> std::result::Result<(), Attempt> {
     let t = tw.table;
     let ctx = format!("cannot write to {}", t.name);
-    let (fresh, seen): (Vec<&Vec<Value>>, Vec<&Vec<Value>>) = match mark {
-        Some(m) => tw.rows.iter().partition(|r| bucket_of(r) > m),
-        None => (Vec::new(), tw.rows.iter().collect()),
+    let rows = tw.rows;
+    let (fresh, seen): (Vec<usize>, Vec<usize>) = match mark {
+        Some(m) => (0..rows.len()).partition(|&r| rows.bucket(r) > m),
+        None => (Vec::new(), (0..rows.len()).collect()),
     };
     if !fresh.is_empty() {
-        copy_rows(tx, &quote(&t.name), t, &fresh, Some(&t.name))?;
+        copy_rows(tx, &quote(&t.name), t, rows, &fresh, Some(&t.name))?;
     }
     if seen.is_empty() {
         return Ok(());
@@ -337,10 +342,10 @@ fn write_table(
         quote(&t.name)
     ))
     .map_err(|e| error(&ctx, e))?;
-    copy_rows(tx, &stage, t, &seen, None)?;
+    copy_rows(tx, &stage, t, rows, &seen, None)?;
     // MERGE (about twice as fast) where it is safe: PostgreSQL 15+, rows of this shard only
     // (one writer, so no concurrent insert of a key), no null key.
-    let merge = if mark.is_some() && can_merge && !seen.iter().any(|r| r[..t.key_len].iter().any(Value::is_null)) {
+    let merge = if mark.is_some() && can_merge && !seen.iter().any(|&r| rows.key_has_null(t, r)) {
         sql::merge_using(t, &stage)
     } else {
         sql::merge_from(Dialect::Postgres, t, &stage)

@@ -1,6 +1,7 @@
 //! PostgreSQL values: how an engine value is bound as a column's type, and read back.
 
 use crate::lang::types::{AttrType, Value};
+use crate::store::rows::Field;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 /// A value bound as the type of its column, borrowed from the row (no copy of strings:
@@ -17,26 +18,28 @@ pub(super) enum Param<'a> {
 
 impl<'a> Param<'a> {
     pub(super) fn new(v: &'a Value, t: AttrType) -> Param<'a> {
+        Param::from_field(Field::from(v), t)
+    }
+
+    /// `v` bound as column type `t` (numbers widened or narrowed, anything else null).
+    pub(super) fn from_field(v: Field<'a>, t: AttrType) -> Param<'a> {
         match t {
             AttrType::Int => Param::I32(match v {
-                Value::Int(i) => Some(*i),
-                Value::Long(i) => Some(*i as i32),
+                Field::Int(i) => Some(i),
+                Field::Long(i) => Some(i as i32),
                 _ => None,
             }),
-            AttrType::Long => Param::I64(match v {
-                Value::Int(_) | Value::Long(_) => v.as_i64(),
-                _ => None,
-            }),
+            AttrType::Long => Param::I64(v.as_i64()),
             AttrType::Float => Param::F32(v.as_f64().map(|f| f as f32)),
             AttrType::Double => Param::F64(v.as_f64()),
             AttrType::String => Param::Text(match v {
-                Value::Str(s) => Some(s.as_str()),
+                Field::Str(s) => Some(s),
                 _ => None,
             }),
             AttrType::Bool => Param::Bool(match v {
-                Value::Bool(b) => Some(*b),
-                Value::Int(i) => Some(*i != 0),
-                Value::Long(i) => Some(*i != 0),
+                Field::Bool(b) => Some(b),
+                Field::Int(i) => Some(i != 0),
+                Field::Long(i) => Some(i != 0),
                 _ => None,
             }),
         }

@@ -1,0 +1,153 @@
+//! A flush's rows of one table, kept as the partials they are written from.
+//!
+//! The flush thread used to turn every partial into a `Vec<Value>` row (the key decoded,
+//! strings copied, the shard id copied per row), sort those, and drop them after the
+//! commit; on the sparse stream that was ~40% of the node's CPU. Here the partials are
+//! only sorted, and the store reads each row's fields from them in place
+//! ([`Rows::visit`]): the binary COPY of a large flush allocates nothing per row.
+
+use crate::aggregate::partial::{CellValue, Num, Partial};
+use crate::ingest::key::{self, KeyBytes};
+use crate::lang::types::{AttrType, Value};
+use crate::store::rows::{Field, Rows};
+use crate::store::schema::{Role, TableSchema, set_to_json};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Partials of one table, in its primary key's order.
+#[derive(Debug)]
+pub(crate) struct PartialRows {
+    /// The shard column's value (partitioned tables).
+    shard: Option<Arc<str>>,
+    key_types: Arc<[AttrType]>,
+    entries: Vec<(KeyBytes, i64, Partial)>,
+}
+
+impl PartialRows {
+    /// Sorts `entries` (unique keys and buckets) in the primary key's order: by bucket,
+    /// then group-by values (the shard is the same in every row). For speed: an index
+    /// takes keys in order about twice as fast as scattered ones (measured: 300 K rows by
+    /// COPY into a PostgreSQL table like these, 0.37 s sorted against 0.71 s hashed). Call
+    /// it inside the flush's thread pool: the sort is parallel.
+    pub(crate) fn sorted(
+        shard: Option<Arc<str>>,
+        key_types: Arc<[AttrType]>,
+        mut entries: Vec<(KeyBytes, i64, Partial)>,
+    ) -> PartialRows {
+        let types = &*key_types;
+        entries.par_sort_unstable_by(|(ka, ba, _), (kb, bb, _)| {
+            ba.cmp(bb)
+                .then_with(|| key::sort_prefix(ka, types).cmp(&key::sort_prefix(kb, types)))
+                .then_with(|| key::cmp(ka, kb, types))
+        });
+        PartialRows { shard, key_types, entries }
+    }
+}
+
+impl Rows for PartialRows {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn bucket(&self, i: usize) -> i64 {
+        self.entries[i].1
+    }
+
+    /// The group-by columns follow each other in key order (`TableSchema::new`), so the
+    /// whole key is handed over at the first of them.
+    fn visit(&self, t: &TableSchema, i: usize, f: &mut dyn FnMut(Field<'_>)) {
+        let (k, bucket, p) = &self.entries[i];
+        for c in &t.columns {
+            match c.role {
+                Role::Timestamp => f(Field::Long(*bucket)),
+                Role::Shard => f(self.shard.as_deref().map_or(Field::Null, Field::Str)),
+                Role::Key(0) => key::visit(k, &self.key_types, f),
+                Role::Key(_) => {}
+                Role::Latest(j) => f(p.latest.as_ref().and_then(|l| l.values.get(j)).map_or(Field::Null, Field::from)),
+                Role::LastEventTimestamp => f(p.latest.as_ref().map_or(Field::Null, |l| Field::Long(l.ts))),
+                Role::Cell(j, _) => match &p.cells[j] {
+                    CellValue::Num(Num::Null) => f(Field::Null),
+                    CellValue::Num(Num::Int(v)) if c.ty == AttrType::Double => f(Field::Double(*v as f64)),
+                    CellValue::Num(Num::Int(v)) => f(Field::Long(*v)),
+                    CellValue::Num(Num::Float(v)) => f(Field::Double(*v)),
+                    CellValue::Set(s) => f(Field::Str(&set_to_json(s))),
+                },
+            }
+        }
+    }
+
+    fn row(&self, t: &TableSchema, i: usize) -> Vec<Value> {
+        let (k, bucket, p) = &self.entries[i];
+        t.to_row(self.shard.as_deref(), &key::decode(k, &self.key_types), *bucket, p)
+    }
+
+    fn key_has_null(&self, t: &TableSchema, i: usize) -> bool {
+        (t.partitioned && self.shard.is_none())
+            || key::decode(&self.entries[i].0, &self.key_types).iter().any(Value::is_null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::lang::plan::check;
+    use crate::store::schema::TableSchema;
+    use crate::time::granularity::Granularity;
+
+    const APP: &str = "
+        define stream S (sym string, n int, price double, ok bool);
+        @PartitionById
+        define aggregation A
+        from S
+        select sym, n, sum(price) as total, count() as trades, max(price) as hi, ok
+        group by sym, n
+        aggregate every sec ... min;
+    ";
+
+    /// Visiting a row hands over exactly what `TableSchema::to_row` builds, and rows come
+    /// out in the order `TableSchema::key_cmp` gives their built forms.
+    #[test]
+    fn rows_visit_as_built_and_sort_as_the_primary_key() {
+        let cfg = NodeConfig::parse("wso2.carbon: {id: node-1}", "n").unwrap();
+        let app = check(APP, "a", &cfg).unwrap();
+        let agg = &app.aggregations[0];
+        let t = TableSchema::new(&app, agg, Granularity::Seconds);
+        let types: Arc<[AttrType]> = vec![AttrType::String, AttrType::Int].into();
+        let mut entries = Vec::new();
+        let mut buf = Vec::new();
+        for (i, (sym, n)) in [
+            (Value::Str("b".into()), Value::Int(2)),
+            (Value::Null, Value::Int(1)),
+            (Value::Str("a".into()), Value::Null),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for bucket in [2000, 1000] {
+                key::encode_values(&mut buf, &[sym.clone(), n.clone()]);
+                let mut p = Partial::empty(agg);
+                p.cells[0] = CellValue::Num(Num::Float(1.5 * i as f64));
+                entries.push((KeyBytes::from(&buf[..]), bucket, p));
+            }
+        }
+        let rows = PartialRows::sorted(Some("node-1".into()), types, entries);
+        assert_eq!(rows.len(), 6);
+        let built: Vec<Vec<Value>> = (0..rows.len()).map(|i| rows.row(&t, i)).collect();
+        for w in built.windows(2) {
+            assert_eq!(t.key_cmp(&w[0], &w[1]), std::cmp::Ordering::Less, "{:?} before {:?}", w[0], w[1]);
+        }
+        assert_eq!(
+            built[0][..4],
+            [Value::Long(1000), Value::Str("node-1".into()), Value::Str("a".into()), Value::Null]
+        );
+        for (i, row) in built.iter().enumerate() {
+            let mut seen = Vec::new();
+            rows.visit(&t, i, &mut |f| seen.push(format!("{f:?}")));
+            let want: Vec<String> = row.iter().map(|v| format!("{:?}", Field::from(v))).collect();
+            assert_eq!(seen, want);
+            assert_eq!(rows.key_has_null(&t, i), row[..t.key_len].iter().any(Value::is_null));
+            assert_eq!(rows.bucket(i), row[0].as_i64().unwrap());
+        }
+    }
+}
