@@ -476,13 +476,15 @@ impl Flusher {
     }
 
     /// Numbers what is pending for each store whose previous flush is being written (or
-    /// has none), as the flush it sends next; coarse roll-ups wait for [`Flusher::write`].
-    pub(crate) fn prepare(&mut self, stats: &mut FlushStats) -> Result<()> {
+    /// has none), as the flush it sends next. With `roll_ups` (only when no write is
+    /// running: they read the store) the coarse roll-ups that are due too; without, they
+    /// wait.
+    pub(crate) fn prepare(&mut self, stats: &mut FlushStats, roll_ups: bool) -> Result<()> {
         stats.rollup_time += std::mem::take(&mut self.absorb_time);
         stats.events += std::mem::take(&mut self.pending_events);
         for i in 0..self.stores.len() {
             if self.stores[i].next.is_none() && self.stores[i].in_flight.is_none() {
-                self.stores[i].next = self.take_pending(i, false, stats)?;
+                self.stores[i].next = self.take_pending(i, roll_ups, stats)?;
             }
         }
         Ok(())

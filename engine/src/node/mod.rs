@@ -169,7 +169,8 @@ impl Node {
     /// written on a thread of its own while this one collects and prepares the next flush,
     /// so that the stores' transactions and the flusher's own work run side by side; the
     /// flush prepared here is written by the next call. A coarse roll-up that is due (it
-    /// reads finer rows back) makes the call write everything first, as without `overlap`.
+    /// reads finer rows back) is prepared after that write is confirmed, and written by the
+    /// next call like any other prepared flush.
     pub fn flush_at(&mut self, generation: u64, overlap: bool) -> Result<FlushStats> {
         self.flush_when(overlap, || generation)
     }
@@ -179,7 +180,7 @@ impl Node {
     /// has started on its own thread: `open` may wait (for clients to answer the acks the
     /// last flush published, say) without leaving the store idle meanwhile.
     pub fn flush_when(&mut self, overlap: bool, open: impl FnOnce() -> u64) -> Result<FlushStats> {
-        if !overlap || self.flusher.roll_up_due() {
+        if !overlap {
             self.generation = self.generation.max(open());
             let generation = self.generation;
             self.collect(generation)?;
@@ -206,7 +207,11 @@ impl Node {
                 .collect();
             self.generation = self.generation.max(open());
             let generation = self.generation;
-            let prepared = self.collect(generation).and_then(|_| self.flusher.prepare(&mut stats));
+            // A roll-up that reads the store waits for the write (below); the collect does not.
+            let roll_up = self.flusher.roll_up_due();
+            let collected = self.collect(generation);
+            let prepared =
+                if roll_up { collected } else { collected.and_then(|_| self.flusher.prepare(&mut stats, false)) };
             let mut done = Vec::new();
             let mut lost = Vec::new();
             for (thread, cell) in threads.into_iter().zip(&cells) {
@@ -228,6 +233,17 @@ impl Node {
             if let Err(e) = self.flusher.finish(d, &mut stats) {
                 first_error.get_or_insert(e);
             }
+        }
+        // Every flush before it is confirmed now (a store whose write failed keeps it in
+        // flight and is skipped): the due roll-up reads what it needs and waits, prepared,
+        // for the next call. Written here at once instead, it made this call two writes
+        // long and left the next call's store idle (measured on the sparse stream: ~3.7 s
+        // flushes followed by one that wrote nothing, at each hour's roll-up).
+        if first_error.is_none()
+            && self.flusher.roll_up_due()
+            && let Err(e) = self.flusher.prepare(&mut stats, true)
+        {
+            first_error = Some(e);
         }
         if let Some(why) = lost.first() {
             let why = format!("{why}: this node commits and acknowledges nothing more; restart it");
