@@ -681,8 +681,10 @@ mod tests {
             let mut node = Node::start(plan, &cfg, Some(&url), &mut |_, _| {}).unwrap();
 
             // (collect, events): seconds of minute 0, then of minute 1 (which closes minute
-            // 0: its roll-up reads the store, so that call writes everything first).
-            let collects: [(u64, &[(i64, i64)]); 8] = [
+            // 0: it accrued in memory), then of hour 1 (which closes hour 0: its roll-up
+            // reads the minutes back, so the call that does it waits for the write it
+            // started, and leaves its own flush prepared for the next call).
+            let collects: [(u64, &[(i64, i64)]); 12] = [
                 (1, &[(10, 1_000), (20, 2_000)]),
                 (2, &[(40, 3_000)]),
                 (3, &[(5, 4_000)]),
@@ -690,15 +692,21 @@ mod tests {
                 (5, &[(2, 62_000)]),
                 (7, &[(3, 63_000)]),
                 (8, &[]),
-                (9, &[]),
+                (9, &[(4, 3_601_000)]),
+                (10, &[(6, 3_602_000)]),
+                (11, &[]),
+                (12, &[]),
+                (13, &[]),
             ];
             let mut behind = 0;
+            let mut read_back = 0;
             let mut events = 0;
             let mut last_durable = 0;
             for (generation, batch) in collects {
                 push_at(&node, batch);
                 let s = node.flush_at(generation, true).unwrap();
                 events += s.events;
+                read_back += s.rolled_up;
                 assert!(s.durable >= last_durable && s.durable <= generation, "{url}: {s:?}");
                 last_durable = s.durable;
                 if s.durable < generation {
@@ -715,15 +723,16 @@ mod tests {
                     s.durable
                 );
             }
-            assert_eq!(events, 7, "{url}: every event collected once");
+            assert_eq!(events, 9, "{url}: every event collected once");
             assert!(behind >= 3, "{url}: overlapped calls ran ({behind})");
-            assert_eq!(last_durable, 9, "{url}: idle calls catch up");
-            assert_eq!(answers(&mut node), vec![81; 4], "{url}");
+            assert!(read_back > 0, "{url}: an overlapped call rolled hour 0 up from the stored minutes");
+            assert_eq!(last_durable, 13, "{url}: idle calls catch up");
+            assert_eq!(answers(&mut node), vec![91; 4], "{url}");
             node.shutdown().unwrap();
             let node = Node::start(Arc::new(check(&app, "a", &cfg).unwrap()), &cfg, Some(&url), &mut |_, _| {});
             let mut node = node.unwrap();
-            assert_eq!(answers(&mut node), vec![81; 4], "{url}: and after a restart");
-            assert_eq!(totals(&mut node)[0], 81, "{url}: a clean stop wrote every second");
+            assert_eq!(answers(&mut node), vec![91; 4], "{url}: and after a restart");
+            assert_eq!(totals(&mut node)[0], 91, "{url}: a clean stop wrote every second");
             node.shutdown().unwrap();
         }
     }
