@@ -138,6 +138,11 @@ pub fn visit(bytes: &[u8], types: &[AttrType], f: &mut dyn FnMut(Field<'_>)) {
     }
 }
 
+/// Whether a value of key `bytes` (of `types`) is null, read in place.
+pub fn has_null(bytes: &[u8], types: &[AttrType]) -> bool {
+    parts(bytes, types).any(|(_, p)| matches!(p, Part::Null))
+}
+
 /// The first value of key `bytes` packed into 128 bits so that packed values order as
 /// [`cmp`] orders keys, as far as they go (strings by their first 16 bytes; nulls last).
 /// Flushed rows are sorted by it, with [`cmp`] for ties only.
@@ -276,6 +281,9 @@ mod tests {
         visit(&k, &types, &mut |f| seen.push(format!("{f:?}")));
         let want: Vec<String> = values.iter().map(|v| format!("{:?}", Field::from(v))).collect();
         assert_eq!(seen, want);
+        assert!(has_null(&k, &types));
+        encode_values(&mut k, &values[..3]);
+        assert!(!has_null(&k, &types[..3]));
     }
 
     mod order {

@@ -108,8 +108,8 @@ impl Rows for PartialRows {
     }
 
     fn key_has_null(&self, t: &TableSchema, i: usize) -> bool {
-        (t.partitioned && self.shard.is_none())
-            || key::decode(&self.entries[i].0, &self.key_types).iter().any(Value::is_null)
+        // Read in place: SQLite asks this of every row.
+        (t.partitioned && self.shard.is_none()) || key::has_null(&self.entries[i].0, &self.key_types)
     }
 }
 
