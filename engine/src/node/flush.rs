@@ -16,7 +16,7 @@
 //! outage delays data but loses none.
 
 use crate::aggregate::accumulator::{Program, State};
-use crate::aggregate::by_bucket::{self, ByBucket};
+use crate::aggregate::by_bucket::ByBucket;
 use crate::aggregate::partial::Partial;
 use crate::aggregate::rollup::{self, BucketMap};
 use crate::error::{Error, Result};
@@ -33,6 +33,9 @@ use crate::time::granularity::Granularity;
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Finest partials as `(group key, bucket start, partial)`.
+type Entries = Vec<(KeyBytes, i64, Partial)>;
 
 /// Rows written, by duration (in [`Granularity::ALL`] order) and kind.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -192,10 +195,15 @@ pub(crate) struct Flusher {
     /// record confirmed or in flight), merged: written into the finest duration, and
     /// trimmed from the journal, when the mark passes it.
     journaled: Vec<ByBucket>,
-    /// Per aggregation: finest rows whose seconds closed in the flush being taken, each
-    /// (key, bucket) once and none also in `pending[a][0]`: kept as a list, not hashed
-    /// into `pending[a][0]`, when that map is empty (see `close_journal`).
+    /// Per aggregation: finest rows whose seconds closed in the flush being taken, none
+    /// also in `pending[a][0]`, but a (key, bucket) possibly more than once (merged when
+    /// the rows are sorted): kept as a list, not hashed into `pending[a][0]`, when that
+    /// map is empty (see `close_journal`).
     closed: Vec<Vec<(KeyBytes, i64, Partial)>>,
+    /// Buffers of journal records whose flush was confirmed, for the next records. For
+    /// speed: a record is tens of MB with many keys, and a new buffer grown by doubling
+    /// had the kernel zeroing fresh pages for every flush.
+    spare_records: Vec<Vec<u8>>,
     /// Per aggregation: where the next flush trims the journal (the finest mark moved).
     trim: Vec<Option<i64>>,
     /// Per aggregation: the second duration's partials of every finest partial that went
@@ -269,6 +277,7 @@ impl Flusher {
             fresh: plan.aggregations.iter().map(|_| Vec::new()).collect(),
             closed: plan.aggregations.iter().map(|_| Vec::new()).collect(),
             trim: vec![None; plan.aggregations.len()],
+            spare_records: Vec::new(),
             accrued: plan.aggregations.iter().map(|_| BucketMap::default()).collect(),
             accrued_from: plan
                 .aggregations
@@ -301,18 +310,23 @@ impl Flusher {
     pub(crate) fn absorb(&mut self, states: &[Vec<State>], generation: u64) {
         let started = Instant::now();
         self.generation = self.generation.max(generation);
-        let aggs = self.plan.aggregations.len();
         self.pending_events += states.iter().flatten().map(|s| s.events).sum::<u64>();
         // Per aggregation, in parallel: decode each worker's slots into owned partials,
         // merge across workers (the same group can be in several when routing was round
         // robin), and roll up what is older than each duration's mark.
-        type Absorbed = (i64, Vec<BucketMap>, Vec<(KeyBytes, i64, Partial)>, BucketMap);
-        let rolled: Vec<Option<Absorbed>> = self.pool.install(|| {
-            (0..aggs)
+        type Absorbed = (i64, Vec<BucketMap>, BucketMap);
+        // Each aggregation's fresh list is appended to where it lies (taken out for the
+        // parallel part and put back): for speed, a list built anew every collect was a
+        // fresh allocation of tens of MB grown by doubling, and the kernel zeroing its
+        // pages a large share of the flush thread's time on the sparse stream.
+        let fresh: Vec<Entries> = self.fresh.iter_mut().map(std::mem::take).collect();
+        let rolled: Vec<(Entries, Option<Absorbed>)> = self.pool.install(|| {
+            fresh
                 .into_par_iter()
-                .map(|a| {
+                .enumerate()
+                .map(|(a, mut newer)| {
                     if states.iter().all(|w| w[a].is_empty()) {
-                        return None;
+                        return (newer, None);
                     }
                     let at = &self.marks[a].at;
                     // Partials at or after every mark (live events) go to the journal only:
@@ -320,19 +334,21 @@ impl Flusher {
                     // keys this is most of them).
                     let open =
                         if self.marks[a].moves() { at.iter().copied().max().unwrap_or(i64::MAX) } else { i64::MAX };
-                    let mut newer: Vec<(KeyBytes, i64, Partial)> = Vec::new();
                     let mut finest = BucketMap::default();
                     let mut newest = i64::MIN;
+                    newer.reserve(states.iter().map(|w| w[a].len()).sum());
                     for w in states {
-                        let mut entries: Vec<(KeyBytes, i64, Partial)> = Vec::new();
-                        w[a].append_partials(&self.programs[a], &mut entries);
-                        newest = entries.iter().map(|(_, b, _)| *b).fold(newest, i64::max);
-                        if open != i64::MAX {
-                            let (live, older): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(_, b, _)| *b >= open);
-                            newer.extend(live);
-                            entries = older;
-                        }
-                        rollup::merge_entries(&mut finest, entries, &self.kinds[a]);
+                        let start = newer.len();
+                        w[a].append_partials(&self.programs[a], &mut newer);
+                        newest = newer[start..].iter().map(|(_, b, _)| *b).fold(newest, i64::max);
+                        let older: Vec<(KeyBytes, i64, Partial)> = if open == i64::MAX {
+                            newer.drain(start..).collect()
+                        } else if newer[start..].iter().any(|(_, b, _)| *b < open) {
+                            newer.extract_if(start.., |(_, b, _)| *b < open).collect()
+                        } else {
+                            continue;
+                        };
+                        rollup::merge_entries(&mut finest, older, &self.kinds[a]);
                     }
                     let agg = &self.plan.aggregations[a];
                     let mut maps = rollup::roll_up_before(agg, &self.kinds[a], finest, at);
@@ -344,19 +360,15 @@ impl Flusher {
                         accrue(&mut accrual, agg, at[1], &self.kinds[a], older.iter().map(|((k, b), p)| (k, *b, p)));
                     }
                     newer.extend(std::mem::replace(&mut maps[0], older).into_iter().map(|((k, b), p)| (k, b, p)));
-                    Some((newest, maps, newer, accrual))
+                    (newer, Some((newest, maps, accrual)))
                 })
                 .collect()
         });
-        for (a, r) in rolled.into_iter().enumerate() {
-            let Some((newest, maps, newer, accrual)) = r else { continue };
+        for (a, (newer, r)) in rolled.into_iter().enumerate() {
+            self.fresh[a] = newer;
+            let Some((newest, maps, accrual)) = r else { continue };
             rollup::merge_maps(&mut self.accrued[a], accrual, &self.kinds[a]);
             self.marks[a].newest = self.marks[a].newest.max(newest);
-            if self.fresh[a].is_empty() {
-                self.fresh[a] = newer;
-            } else {
-                self.fresh[a].extend(newer);
-            }
             for (d, m) in maps.into_iter().enumerate() {
                 if d == 0 && !m.is_empty() {
                     self.settle_closed(a);
@@ -517,6 +529,13 @@ impl Flusher {
         }
         let slot = &mut self.stores[i];
         slot.durable = slot.durable.max(flight.generation);
+        for write in flight.journal {
+            if let Some((_, buf)) = write.append
+                && self.spare_records.len() < 2
+            {
+                self.spare_records.push(buf);
+            }
+        }
         Ok(())
     }
 
@@ -611,8 +630,8 @@ impl Flusher {
                 } else {
                     map.drain().map(|((k, b), p)| (k, b, p)).collect()
                 };
-                let (shard, key_types) = (shard.clone(), key_types.clone());
-                let rows = self.pool.install(|| PartialRows::sorted(shard, key_types, entries));
+                let (shard, key_types, kinds) = (shard.clone(), key_types.clone(), &self.kinds[a]);
+                let rows = self.pool.install(|| PartialRows::sorted(shard, key_types, entries, kinds));
                 tables.push((a, d, rows));
             }
         }
@@ -634,23 +653,27 @@ impl Flusher {
     fn journal_writes(&mut self, i: usize) -> (Vec<JournalWrite>, usize) {
         let mut writes = Vec::new();
         let mut recorded = 0;
-        let mut buf = Vec::new();
         for &a in &self.stores[i].aggregations {
             let Some(shard) = self.marks[a].shard.clone() else { continue };
-            let fresh = std::mem::take(&mut self.fresh[a]);
+            let mut fresh = std::mem::take(&mut self.fresh[a]);
             let trim_before = self.trim[a].take();
             if fresh.is_empty() && trim_before.is_none() {
+                self.fresh[a] = fresh;
                 continue;
             }
             let append = (!fresh.is_empty()).then(|| {
-                // Straight from the map: no row is built per partial (this runs for every
-                // key the flush touched).
+                // Into a buffer of an earlier record (tens of MB with many keys: see
+                // `spare_records`), straight from the list: no row is built per partial.
+                let mut buf = self.spare_records.pop().unwrap_or_default();
+                buf.clear();
                 journal::encode(fresh.iter().map(|(k, b, p)| (k, *b, p)), self.kinds[a].len(), &mut buf);
                 recorded += fresh.len();
                 let last = fresh.iter().map(|(_, b, _)| *b).max().unwrap_or(i64::MIN);
-                (last, std::mem::take(&mut buf))
+                (last, buf)
             });
-            self.journaled[a].merge_entries(fresh, &self.kinds[a]);
+            // Drained, so that the list keeps its memory for the next collects.
+            self.journaled[a].merge_entries(fresh.drain(..), &self.kinds[a]);
+            self.fresh[a] = fresh;
             writes.push(JournalWrite {
                 aggregation: self.plan.aggregations[a].name.clone(),
                 shard,
@@ -675,36 +698,27 @@ impl Flusher {
     /// rows; the journal is trimmed with the next flush. Returns the partials moved.
     fn close_journal(&mut self, a: usize, adv: Advance) -> usize {
         let kinds = &self.kinds[a];
-        let mut closed = self.journaled[a].take_before(adv.to);
-        let (fresh, open): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.fresh[a]).into_iter().partition(|(_, b, _)| *b < adv.to);
-        self.fresh[a] = open;
-        let n = closed.values().map(|m| m.len()).sum::<usize>() + fresh.len();
-        // The fresh partials of closed seconds (a key may be there once per worker) merge
-        // into those seconds' maps, so that every (key, bucket) is there once.
-        for (k, b, p) in fresh {
-            match closed.entry(b).or_default().entry(k) {
-                hashbrown::hash_map::Entry::Occupied(mut e) => e.get_mut().merge_owned(p, kinds),
-                hashbrown::hash_map::Entry::Vacant(e) => {
-                    e.insert(p);
-                }
-            }
-        }
+        let closed = self.journaled[a].take_before(adv.to);
+        let list = &mut self.closed[a];
+        let start = list.len();
+        list.reserve(closed.values().map(|m| m.len()).sum::<usize>());
+        list.extend(closed.into_iter().flat_map(|(b, m)| m.into_iter().map(move |(k, p)| (k, b, p))));
+        // The fresh partials of closed seconds (not journaled: they go into the finest
+        // table with this flush) join them as they are, taken out of `fresh` in place. A
+        // (key, second) may now be there more than once (from the journal and fresh, or
+        // from several collects): the rows merge when they are sorted
+        // (`PartialRows::sorted`), or when they are hashed into `pending[a][0]`. For speed:
+        // hashing them into per-second maps here, only to flatten those again, was the
+        // largest part of the flush thread on the sparse stream.
+        list.extend(self.fresh[a].extract_if(.., |(_, b, _)| *b < adv.to));
+        let n = list.len() - start;
         if self.accrued_from[a] != i64::MAX {
             let agg = &self.plan.aggregations[a];
             let at1 = self.marks[a].at[1];
-            accrue(&mut self.accrued[a], agg, at1, kinds, by_bucket::entries(&closed));
+            accrue(&mut self.accrued[a], agg, at1, kinds, list[start..].iter().map(|(k, b, p)| (k, *b, p)));
         }
-        let rows = closed.into_iter().flat_map(|(b, m)| m.into_iter().map(move |(k, p)| (k, b, p)));
-        if self.pending[a][0].is_empty() {
-            // Kept as a list: the seconds' maps already hold each (key, bucket) once, and
-            // hashing them all again into `pending[a][0]`, only to drain it when this flush
-            // is taken, was ~15% of the node's CPU on the sparse stream.
-            self.closed[a].extend(rows);
-        } else {
-            let mut all = std::mem::take(&mut self.closed[a]);
-            all.extend(rows);
-            rollup::merge_entries(&mut self.pending[a][0], all, kinds);
+        if !self.pending[a][0].is_empty() {
+            self.settle_closed(a);
         }
         self.marks[a].at[0] = adv.to;
         self.trim[a] = Some(adv.to);

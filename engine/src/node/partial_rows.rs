@@ -8,6 +8,7 @@
 
 use crate::aggregate::partial::{CellValue, Num, Partial};
 use crate::ingest::key::{self, KeyBytes};
+use crate::lang::plan::CellKind;
 use crate::lang::types::{AttrType, Value};
 use crate::store::rows::{Field, Rows};
 use crate::store::schema::{Role, TableSchema, set_to_json};
@@ -24,8 +25,9 @@ pub(crate) struct PartialRows {
 }
 
 impl PartialRows {
-    /// Sorts `entries` (unique keys and buckets) in the primary key's order: by bucket,
-    /// then group-by values (the shard is the same in every row). For speed: an index
+    /// Sorts `entries` in the primary key's order: by bucket, then group-by values (the
+    /// shard is the same in every row), and merges the entries of one (key, bucket) into
+    /// one row (`kinds`: the cells' kinds). For speed: an index
     /// takes keys in order about twice as fast as scattered ones (measured: 300 K rows by
     /// COPY into a PostgreSQL table like these, 0.37 s sorted against 0.71 s hashed). Call
     /// it inside the flush's thread pool: the sort is parallel.
@@ -33,6 +35,7 @@ impl PartialRows {
         shard: Option<Arc<str>>,
         key_types: Arc<[AttrType]>,
         mut entries: Vec<(KeyBytes, i64, Partial)>,
+        kinds: &[CellKind],
     ) -> PartialRows {
         let types = &*key_types;
         // Sorted as small (bucket, packed first value, index) triples, the keys compared
@@ -49,6 +52,15 @@ impl PartialRows {
         // CPU samples on the sparse stream.
         let mut from: Vec<usize> = order.into_iter().map(|(_, _, i)| i).collect();
         permute(&mut entries, &mut from);
+        // Equal keys are neighbours now: merged in one pass, in place.
+        entries.dedup_by(|later, kept| {
+            let same = later.1 == kept.1 && later.0 == kept.0;
+            if same {
+                let p = std::mem::replace(&mut later.2, Partial { cells: Vec::new(), latest: None });
+                kept.2.merge_owned(p, kinds);
+            }
+            same
+        });
         PartialRows { shard, key_types, entries }
     }
 }
@@ -143,6 +155,44 @@ mod tests {
         });
     }
 
+    /// A (key, bucket) handed over more than once (a key's closed second from the journal
+    /// and from fresh partials) becomes one row holding every part.
+    #[test]
+    fn repeated_keys_merge_into_one_row() {
+        let cfg = NodeConfig::parse("wso2.carbon: {id: node-1}", "n").unwrap();
+        let app = check(APP, "a", &cfg).unwrap();
+        let agg = &app.aggregations[0];
+        let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
+        let types: Arc<[AttrType]> = vec![AttrType::String, AttrType::Int].into();
+        let mut buf = Vec::new();
+        let mut entries = Vec::new();
+        // (sym, bucket, total): "a" at 1000 three times, "b" at 1000 once, "a" at 2000 twice.
+        for (sym, bucket, total) in [
+            ("a", 1000, 1.0),
+            ("b", 1000, 2.0),
+            ("a", 2000, 4.0),
+            ("a", 1000, 8.0),
+            ("a", 2000, 16.0),
+            ("a", 1000, 32.0),
+        ] {
+            key::encode_values(&mut buf, &[Value::Str(sym.into()), Value::Int(7)]);
+            let mut p = Partial::empty(agg);
+            p.cells[0] = CellValue::Num(Num::Float(total));
+            p.cells[1] = CellValue::Num(Num::Int(1));
+            entries.push((KeyBytes::from(&buf[..]), bucket, p));
+        }
+        let rows = PartialRows::sorted(None, types, entries, &kinds);
+        let got: Vec<(i64, Num, Num)> = rows.entries.iter().map(|(_, b, p)| (*b, p.num(0), p.num(1))).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1000, Num::Float(41.0), Num::Int(3)),
+                (1000, Num::Float(2.0), Num::Int(1)),
+                (2000, Num::Float(20.0), Num::Int(2)),
+            ]
+        );
+    }
+
     /// Visiting a row hands over exactly what `TableSchema::to_row` builds, and rows come
     /// out in the order `TableSchema::key_cmp` gives their built forms.
     #[test]
@@ -169,7 +219,8 @@ mod tests {
                 entries.push((KeyBytes::from(&buf[..]), bucket, p));
             }
         }
-        let rows = PartialRows::sorted(Some("node-1".into()), types, entries);
+        let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
+        let rows = PartialRows::sorted(Some("node-1".into()), types, entries, &kinds);
         assert_eq!(rows.len(), 6);
         let built: Vec<Vec<Value>> = (0..rows.len()).map(|i| rows.row(&t, i)).collect();
         for w in built.windows(2) {
