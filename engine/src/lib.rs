@@ -11,6 +11,7 @@
 //! | module | stage |
 //! |---|---|
 //! | [`error`] | the one error type; each error says whether a retry can help |
+//! | [`buffer`] | large buffers reused from flush to flush, grown without copying |
 //! | [`time`] | durations ([`time::granularity`]), buckets in a zone, time stamps, the clock |
 //! | [`config`] | the node file: SI's `deployment.yaml` sections plus `tally:` |
 //! | [`lang`] | the app and query languages, from text to a checked [`lang::plan::AppPlan`] |
@@ -69,6 +70,7 @@
 //! queues), flush (retried while the store is down, for `tally.store_wait`), acknowledge,
 //! join.
 pub mod aggregate;
+pub mod buffer;
 pub mod config;
 pub mod error;
 pub mod ingest;

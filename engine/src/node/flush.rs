@@ -204,6 +204,9 @@ pub(crate) struct Flusher {
     /// speed: a record is tens of MB with many keys, and a new buffer grown by doubling
     /// had the kernel zeroing fresh pages for every flush.
     spare_records: Vec<Vec<u8>>,
+    /// Lists of rows whose flush was confirmed (emptied), for the next closed rows: as
+    /// `spare_records`, for speed.
+    spare_rows: Vec<Entries>,
     /// Per aggregation: where the next flush trims the journal (the finest mark moved).
     trim: Vec<Option<i64>>,
     /// Per aggregation: the second duration's partials of every finest partial that went
@@ -278,6 +281,7 @@ impl Flusher {
             closed: plan.aggregations.iter().map(|_| Vec::new()).collect(),
             trim: vec![None; plan.aggregations.len()],
             spare_records: Vec::new(),
+            spare_rows: Vec::new(),
             accrued: plan.aggregations.iter().map(|_| BucketMap::default()).collect(),
             accrued_from: plan
                 .aggregations
@@ -336,7 +340,7 @@ impl Flusher {
                         if self.marks[a].moves() { at.iter().copied().max().unwrap_or(i64::MAX) } else { i64::MAX };
                     let mut finest = BucketMap::default();
                     let mut newest = i64::MIN;
-                    newer.reserve(states.iter().map(|w| w[a].len()).sum());
+                    crate::buffer::room(&mut newer, states.iter().map(|w| w[a].len()).sum());
                     for w in states {
                         let start = newer.len();
                         w[a].append_partials(&self.programs[a], &mut newer);
@@ -529,6 +533,13 @@ impl Flusher {
         }
         let slot = &mut self.stores[i];
         slot.durable = slot.durable.max(flight.generation);
+        for (_, _, rows) in flight.tables {
+            if self.spare_rows.len() < 2 {
+                let mut entries = rows.into_entries();
+                entries.clear();
+                self.spare_rows.push(entries);
+            }
+        }
         for write in flight.journal {
             if let Some((_, buf)) = write.append
                 && self.spare_records.len() < 2
@@ -628,7 +639,11 @@ impl Flusher {
                 let entries: Vec<(KeyBytes, i64, Partial)> = if d == 0 && !closed.is_empty() {
                     std::mem::take(&mut closed)
                 } else {
-                    map.drain().map(|((k, b), p)| (k, b, p)).collect()
+                    // A spare list only for many rows: the closed seconds need them more.
+                    let mut list = if map.len() > 4096 { self.spare_rows.pop() } else { None }.unwrap_or_default();
+                    crate::buffer::room(&mut list, map.len());
+                    list.extend(map.drain().map(|((k, b), p)| (k, b, p)));
+                    list
                 };
                 let (shard, key_types, kinds) = (shard.clone(), key_types.clone(), &self.kinds[a]);
                 let rows = self.pool.install(|| PartialRows::sorted(shard, key_types, entries, kinds));
@@ -700,8 +715,14 @@ impl Flusher {
         let kinds = &self.kinds[a];
         let closed = self.journaled[a].take_before(adv.to);
         let list = &mut self.closed[a];
+        if list.capacity() == 0
+            && let Some(spare) = self.spare_rows.pop()
+        {
+            *list = spare;
+        }
         let start = list.len();
-        list.reserve(closed.values().map(|m| m.len()).sum::<usize>());
+        // At most this many: made room for once, not grown by doubling.
+        crate::buffer::room(list, closed.values().map(|m| m.len()).sum::<usize>() + self.fresh[a].len());
         list.extend(closed.into_iter().flat_map(|(b, m)| m.into_iter().map(move |(k, p)| (k, b, p))));
         // The fresh partials of closed seconds (not journaled: they go into the finest
         // table with this flush) join them as they are, taken out of `fresh` in place. A

@@ -18,6 +18,20 @@ pub(crate) mod router;
 pub use flush::{FlushStats, RowCounts};
 pub use router::Router;
 
+/// What the caller of [`Node::flush_when`] opens the collect with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opened {
+    /// The collect's generation.
+    pub generation: u64,
+    /// Roll-up floors ([`Node::hold_roll_up`]) read as the collect opens, or `None` to keep
+    /// the ones held. Read then, not before the caller waited for events: every batch the
+    /// floors count is in the collect, and the seconds the collect fills close in the flush
+    /// that takes it. Read before the wait, they lagged a whole collect behind, and on the
+    /// sparse stream a third of the partials went through the journal and the node's memory
+    /// of it instead of straight into the finest table.
+    pub floors: Option<Vec<i64>>,
+}
+
 use crate::aggregate::accumulator::{Program, State};
 use crate::aggregate::message::{Handover, Msg};
 use crate::aggregate::worker::Worker;
@@ -172,16 +186,20 @@ impl Node {
     /// reads finer rows back) is prepared after that write is confirmed, and written by the
     /// next call like any other prepared flush.
     pub fn flush_at(&mut self, generation: u64, overlap: bool) -> Result<FlushStats> {
-        self.flush_when(overlap, || generation)
+        self.flush_when(overlap, || Opened { generation, floors: None })
     }
 
     /// [`Node::flush_at`], with the collect's generation given by `open`, which is called
     /// right before the collect. With `overlap`, that is after the previous flush's write
     /// has started on its own thread: `open` may wait (for clients to answer the acks the
     /// last flush published, say) without leaving the store idle meanwhile.
-    pub fn flush_when(&mut self, overlap: bool, open: impl FnOnce() -> u64) -> Result<FlushStats> {
+    pub fn flush_when(&mut self, overlap: bool, open: impl FnOnce() -> Opened) -> Result<FlushStats> {
         if !overlap {
-            self.generation = self.generation.max(open());
+            let Opened { generation, floors } = open();
+            if let Some(floors) = floors {
+                self.hold_roll_up(&floors);
+            }
+            self.generation = self.generation.max(generation);
             let generation = self.generation;
             self.collect(generation)?;
             let mut stats = self.flusher.write()?;
@@ -205,7 +223,11 @@ impl Node {
                     std::thread::Builder::new().name(name).spawn_scoped(s, run).ok()
                 })
                 .collect();
-            self.generation = self.generation.max(open());
+            let Opened { generation, floors } = open();
+            if let Some(floors) = floors {
+                self.hold_roll_up(&floors);
+            }
+            self.generation = self.generation.max(generation);
             let generation = self.generation;
             // A roll-up that reads the store waits for the write (below); the collect does not.
             let roll_up = self.flusher.roll_up_due();

@@ -65,6 +65,13 @@ impl PartialRows {
     }
 }
 
+impl PartialRows {
+    /// The entries back (to reuse their memory once the rows are written).
+    pub(crate) fn into_entries(self) -> Vec<(KeyBytes, i64, Partial)> {
+        self.entries
+    }
+}
+
 /// Reorders `v` so that `v[j]` becomes the old `v[from[j]]` (`from` is a permutation; it
 /// is left as the identity).
 fn permute<T>(v: &mut [T], from: &mut [usize]) {

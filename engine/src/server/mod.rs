@@ -380,7 +380,6 @@ fn flush_loop(
         overlapping = (last_flush_events >= eager_max || since >= eager_max) && last_took >= bound;
         let carried = last_flush_events;
         let delay = shared.config.rollup_delay.as_millis() as i64;
-        node.hold_roll_up(&shared.watermarks.floors(crate::time::clock::now_ms(), delay));
         let flush = node.flush_when(overlapping, || {
             if overlapping {
                 // The previous flush's write is running. Its predecessor's acks went out
@@ -402,8 +401,11 @@ fn flush_loop(
             last_flush_events = taken_now.saturating_sub(taken_at_last);
             taken_at_last = taken_now;
             shared.eager.store(last_flush_events < eager_max, Ordering::Relaxed);
+            // Every batch routed so far is in this collect (it is queued ahead of the
+            // workers' handover), so the floors may count it (see node::Opened).
+            let floors = shared.watermarks.floors(crate::time::clock::now_ms(), delay);
             // Batches that read the generation before this swap are in this flush.
-            shared.open.fetch_add(1, Ordering::SeqCst)
+            crate::node::Opened { generation: shared.open.fetch_add(1, Ordering::SeqCst), floors: Some(floors) }
         });
         last_took = last_start.elapsed();
         match flush {
