@@ -23,7 +23,8 @@ const MAX_REJECTIONS_SHOWN: u64 = 100;
 #[derive(Parser)]
 #[command(
     name = "tally",
-    version,
+    // The commit it was built from (cli/build.rs): tally-loadgen reports it.
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("TALLY_BUILD_SHA"), ")"),
     about = "Active-active streaming aggregation: Siddhi incremental aggregation, exact merged totals across nodes"
 )]
 struct Cli {

@@ -223,6 +223,18 @@ pub fn git_sha() -> String {
         .unwrap_or_default()
 }
 
+/// The commit `tally --version` says the binary at `tally` was built from (cli/build.rs).
+pub fn binary_sha(tally: &Path) -> Option<String> {
+    let out = std::process::Command::new(tally).arg("--version").output().ok()?;
+    parse_version_sha(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `tally 0.1.0 (abc1234)` -> `abc1234`.
+fn parse_version_sha(version: &str) -> Option<String> {
+    let inner = version.trim().rsplit_once('(')?.1.strip_suffix(')')?;
+    (!inner.is_empty() && inner != "unknown").then(|| inner.to_string())
+}
+
 pub fn machine() -> serde_json::Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -291,7 +303,15 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, parse_version_sha};
+
+    #[test]
+    fn the_binary_sha_is_read_from_its_version_line() {
+        assert_eq!(parse_version_sha("tally 0.1.0 (10c4e1b)\n").as_deref(), Some("10c4e1b"));
+        assert_eq!(parse_version_sha("tally 0.1.0 (10c4e1b-dirty)").as_deref(), Some("10c4e1b-dirty"));
+        assert_eq!(parse_version_sha("tally 0.1.0 (unknown)"), None);
+        assert_eq!(parse_version_sha("tally 0.1.0"), None);
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

@@ -257,7 +257,13 @@ pub fn run_and_report(nodes: usize, load: &Load, targets: &[String], out: Option
         });
     }
     if let Some(path) = out {
-        report::write_json(path, report::document(doc))?;
+        let mut doc = report::document(doc);
+        // The commit of the binary that ran, not of the checkout (they differ when an old
+        // build runs beside a new one).
+        if let Some(sha) = tally_binary().ok().and_then(|b| report::binary_sha(&b)) {
+            doc["git_sha"] = serde_json::Value::String(sha);
+        }
+        report::write_json(path, doc)?;
     }
     if !r.verified {
         for m in &r.mismatches {
