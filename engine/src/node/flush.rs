@@ -190,7 +190,7 @@ pub(crate) struct Flusher {
     /// record; as the workers handed them over (a key may be there once per worker: the
     /// record's reader merges them), so that live partials are hashed once a flush, into
     /// `journaled`, not also into a map of their own.
-    fresh: Vec<Vec<(KeyBytes, i64, Partial)>>,
+    fresh: Vec<Entries>,
     /// Per aggregation: what this shard's journal holds at or after the finest mark (every
     /// record confirmed or in flight), merged: written into the finest duration, and
     /// trimmed from the journal, when the mark passes it.
@@ -199,7 +199,7 @@ pub(crate) struct Flusher {
     /// also in `pending[a][0]`, but a (key, bucket) possibly more than once (merged when
     /// the rows are sorted): kept as a list, not hashed into `pending[a][0]`, when that
     /// map is empty (see `close_journal`).
-    closed: Vec<Vec<(KeyBytes, i64, Partial)>>,
+    closed: Vec<Entries>,
     /// Buffers of journal records whose flush was confirmed, for the next records. For
     /// speed: a record is tens of MB with many keys, and a new buffer grown by doubling
     /// had the kernel zeroing fresh pages for every flush.
@@ -636,7 +636,7 @@ impl Flusher {
                 }
                 // Rows stay partials: the store reads their fields in place (see
                 // PartialRows), so nothing is built per row here.
-                let entries: Vec<(KeyBytes, i64, Partial)> = if d == 0 && !closed.is_empty() {
+                let entries: Entries = if d == 0 && !closed.is_empty() {
                     std::mem::take(&mut closed)
                 } else {
                     // A spare list only for many rows: the closed seconds need them more.
@@ -680,7 +680,6 @@ impl Flusher {
                 // Into a buffer of an earlier record (tens of MB with many keys: see
                 // `spare_records`), straight from the list: no row is built per partial.
                 let mut buf = self.spare_records.pop().unwrap_or_default();
-                buf.clear();
                 journal::encode(fresh.iter().map(|(k, b, p)| (k, *b, p)), self.kinds[a].len(), &mut buf);
                 recorded += fresh.len();
                 let last = fresh.iter().map(|(_, b, _)| *b).max().unwrap_or(i64::MIN);

@@ -189,8 +189,8 @@ impl Node {
         self.flush_when(overlap, || Opened { generation, floors: None })
     }
 
-    /// [`Node::flush_at`], with the collect's generation given by `open`, which is called
-    /// right before the collect. With `overlap`, that is after the previous flush's write
+    /// [`Node::flush_at`], with the collect's generation (and the roll-up floors, see
+    /// [`Opened`]) given by `open`, which is called right before the collect. With `overlap`, that is after the previous flush's write
     /// has started on its own thread: `open` may wait (for clients to answer the acks the
     /// last flush published, say) without leaving the store idle meanwhile.
     pub fn flush_when(&mut self, overlap: bool, open: impl FnOnce() -> Opened) -> Result<FlushStats> {
