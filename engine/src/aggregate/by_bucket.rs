@@ -86,7 +86,6 @@ impl From<BucketMap> for ByBucket {
 mod tests {
     use super::*;
     use crate::aggregate::partial::{CellValue, Num};
-    use std::sync::Arc;
 
     fn p(n: i64) -> Partial {
         Partial { cells: vec![CellValue::Num(Num::Int(n))], latest: None }
@@ -102,7 +101,7 @@ mod tests {
     #[test]
     fn merges_by_bucket_and_key_and_splits_off_closed_buckets_whole() {
         let kinds = [CellKind::Sum];
-        let (a, b): (KeyBytes, KeyBytes) = (Arc::from(&b"a"[..]), Arc::from(&b"b"[..]));
+        let (a, b): (KeyBytes, KeyBytes) = (KeyBytes::new(b"a"), KeyBytes::new(b"b"));
         let mut m = ByBucket::default();
         m.merge_entries(vec![(a.clone(), 1000, p(1)), (b.clone(), 1000, p(2)), (a.clone(), 2000, p(3))], &kinds);
         m.merge_entries(vec![(a.clone(), 2000, p(4)), (a.clone(), 1000, p(5)), (b.clone(), 3000, p(6))], &kinds);

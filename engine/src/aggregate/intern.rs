@@ -4,10 +4,13 @@
 //! per-event path. Strings of up to 15 bytes (most group keys: a symbol, an id) are packed
 //! into a `u128` and looked up in an integer map (one multiply to hash, one compare).
 //! Longer ones go to a table that stores only ids; their bytes live once, in `list`.
+//! The entries are [`KeyBytes`]: a group's key is handed to the flush as a copy of its
+//! entry (no allocation for short keys, and its hash already made).
 //! Packing with zero padding is unambiguous because group-key encodings are prefix-free
 //! (they carry their own lengths), and plain strings are told apart by their length,
 //! which is packed too.
 
+use crate::ingest::key::KeyBytes;
 use foldhash::fast::FixedState;
 use hashbrown::{HashMap, HashTable};
 use std::hash::BuildHasher;
@@ -16,8 +19,10 @@ use std::hash::BuildHasher;
 pub struct Interner {
     short: HashMap<u128, u32, FixedState>,
     table: HashTable<u32>,
-    list: Vec<Box<[u8]>>,
+    list: Vec<KeyBytes>,
     hasher: FixedState,
+    /// Where a new entry's bytes are written before they become a [`KeyBytes`].
+    scratch: Vec<u8>,
 }
 
 /// Up to 15 bytes and their length in one integer, with no byte-wise copy: the bytes are
@@ -61,10 +66,7 @@ impl Interner {
         if let Some(&id) = self.short.get(&packed) {
             return id;
         }
-        let id = self.list.len() as u32;
-        let mut stored = Vec::new();
-        bytes(&mut stored);
-        self.list.push(stored.into_boxed_slice());
+        let id = self.push_with(bytes);
         self.short.insert(packed, id);
         id
     }
@@ -72,9 +74,9 @@ impl Interner {
     /// Adds an entry the caller knows is new (it keeps its own index of these), with the
     /// bytes `write` puts down; it is not found by [`Interner::intern`].
     pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> u32 {
-        let mut stored = Vec::new();
-        write(&mut stored);
-        self.list.push(stored.into_boxed_slice());
+        self.scratch.clear();
+        write(&mut self.scratch);
+        self.list.push(KeyBytes::new(&self.scratch));
         (self.list.len() - 1) as u32
     }
 
@@ -87,12 +89,17 @@ impl Interner {
             return id;
         }
         let id = list.len() as u32;
-        list.push(bytes.into());
+        list.push(KeyBytes::new(bytes));
         table.insert_unique(h, id, |&id| hasher.hash_one(&*list[id as usize]));
         id
     }
 
     pub fn get(&self, id: u32) -> &[u8] {
+        &self.list[id as usize]
+    }
+
+    /// Entry `id` as the flush holds keys.
+    pub fn key(&self, id: u32) -> &KeyBytes {
         &self.list[id as usize]
     }
 
@@ -113,6 +120,11 @@ impl Interner {
 
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         self.list.iter().map(|b| &**b)
+    }
+
+    /// The entries, by id.
+    pub fn keys(&self) -> &[KeyBytes] {
+        &self.list
     }
 }
 

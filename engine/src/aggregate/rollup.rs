@@ -94,7 +94,6 @@ mod tests {
     use crate::lang::plan::check;
     use crate::time::granularity::Granularity;
     use crate::time::timestamp::parse;
-    use std::sync::Arc;
 
     #[test]
     fn seconds_roll_into_every_duration_in_the_zone() {
@@ -108,7 +107,7 @@ mod tests {
         .unwrap();
         let agg = &app.aggregations[0];
         let kinds: Vec<CellKind> = agg.cells.iter().map(|c| c.kind).collect();
-        let key: KeyBytes = Arc::from(&b"\x01k"[..]);
+        let key: KeyBytes = KeyBytes::new(b"\x01k");
         let mut finest = BucketMap::default();
         // 2020-02-29 15:59:59Z is 23:59:59 in Singapore; 16:00:00Z is the next local day.
         for (t, q) in [

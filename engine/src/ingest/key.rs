@@ -13,10 +13,8 @@
 use crate::ingest::wire::EventView;
 use crate::lang::types::{AttrType, Value};
 use crate::store::rows::Field;
-use std::sync::Arc;
 
-/// A group key in its encoded form, shared between durations during roll-up.
-pub type KeyBytes = Arc<[u8]>;
+pub use super::key_bytes::KeyBytes;
 
 /// Appends the key of `row` over `attrs` to `out` (cleared first). No allocation once `out`
 /// has grown to the largest key.

@@ -6,4 +6,5 @@ pub(crate) mod body;
 pub(crate) mod check;
 pub(crate) mod json;
 pub(crate) mod key;
+pub(crate) mod key_bytes;
 pub mod wire;

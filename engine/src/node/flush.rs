@@ -783,7 +783,7 @@ impl Flusher {
             .map(|row| {
                 let stored = below.from_row(agg, row);
                 key::encode_values(&mut buf, &stored.key);
-                (Arc::from(&buf[..]), bucketer.start(stored.bucket), stored.partial)
+                (KeyBytes::new(&buf), bucketer.start(stored.bucket), stored.partial)
             })
             .collect();
         rollup::merge_entries(into, entries, kinds);

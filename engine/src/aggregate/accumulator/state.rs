@@ -8,7 +8,6 @@ use crate::ingest::key::KeyBytes;
 use crate::lang::types::{AttrType, Value};
 use foldhash::fast::FixedState;
 use hashbrown::{HashMap, HashSet};
-use std::sync::Arc;
 
 /// A group found by its packed key, with the bucket it touched last.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +66,7 @@ impl State {
 
     /// The partials as owned data: (group key, finest bucket start, partial).
     pub fn append_partials(&self, program: &Program, out: &mut Vec<(KeyBytes, i64, Partial)>) {
-        let keys: Vec<KeyBytes> = self.keys.iter().map(Arc::from).collect();
+        let keys = self.keys.keys();
         out.reserve(self.owners.len());
         for (slot, &(key, bucket)) in self.owners.iter().enumerate() {
             let w = &self.words[slot * program.stride..(slot + 1) * program.stride];
