@@ -15,6 +15,29 @@ use tally::server::{Notice, Server};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay`: its place in `mi_option_e` of mimalloc v3, which
+/// libmimalloc-sys builds by default (the crate names no constant for it; a test below
+/// checks that this option has the documented default).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// How long memory the node freed stays committed before mimalloc returns it to the
+/// system, in ms (mimalloc's default is 1 s). For speed: with many keys a flush allocates
+/// and frees hundreds of MB (maps of the open seconds, row lists, journal records), and a
+/// flush takes longer than a second. Returned after a second, that memory came back as
+/// fresh pages the kernel zeroed: measured with 1 M keys on PostgreSQL, 60% of the flush
+/// thread, and 380 K -> 495 K events/s, node CPU 20.3 -> 13.7 s, peak RSS +160 MiB with
+/// 10 s. `MIMALLOC_PURGE_DELAY` in the environment still decides when it is set.
+const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
+
+// The one unsafe call of the workspace: mimalloc's options have no safe binding.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a plain integer option; mimalloc reads options atomically.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
+    }
+}
+
 /// Exit status of an ingest that kept every good event but rejected some.
 const EXIT_REJECTED: u8 = 3;
 /// Rejected lines printed one by one before only counting.
@@ -117,6 +140,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -272,4 +296,23 @@ fn migrate(node: &NodeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn the_allocator_option_set_is_the_purge_delay() {
+        // SAFETY: reads and sets a plain integer option.
+        unsafe {
+            if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+                // mimalloc v3 documents 1000 ms as the default: another option has another.
+                assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 1000);
+                tune_allocator();
+                assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS);
+            }
+        }
+    }
 }

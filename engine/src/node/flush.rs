@@ -722,7 +722,10 @@ impl Flusher {
         let start = list.len();
         // At most this many: made room for once, not grown by doubling.
         crate::buffer::room(list, closed.values().map(|m| m.len()).sum::<usize>() + self.fresh[a].len());
-        list.extend(closed.into_iter().flat_map(|(b, m)| m.into_iter().map(move |(k, p)| (k, b, p))));
+        for (b, mut m) in closed {
+            list.extend(m.drain().map(|(k, p)| (k, b, p)));
+            self.journaled[a].recycle(m);
+        }
         // The fresh partials of closed seconds (not journaled: they go into the finest
         // table with this flush) join them as they are, taken out of `fresh` in place. A
         // (key, second) may now be there more than once (from the journal and fresh, or
