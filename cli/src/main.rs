@@ -24,9 +24,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// system, in ms (mimalloc's default is 1 s). For speed: with many keys a flush allocates
 /// and frees hundreds of MB (maps of the open seconds, row lists, journal records), and a
 /// flush takes longer than a second. Returned after a second, that memory came back as
-/// fresh pages the kernel zeroed: measured with 1 M keys on PostgreSQL, 60% of the flush
-/// thread, and 380 K -> 495 K events/s, node CPU 20.3 -> 13.7 s, peak RSS +160 MiB with
-/// 10 s. `MIMALLOC_PURGE_DELAY` in the environment still decides when it is set.
+/// fresh pages the kernel zeroed: profiled with 1 M keys on PostgreSQL, 62% of the flush
+/// thread. With this and the inline keys of 2d56065 that shape took 19.0-19.9 node CPU
+/// seconds instead of 21.7-23.7, peak RSS +0.2-0.3 GiB (results/issue12-2d56065).
+/// `MIMALLOC_PURGE_DELAY` in the environment still decides when it is set.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 // The one unsafe call of the workspace: mimalloc's options have no safe binding.

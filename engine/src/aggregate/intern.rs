@@ -98,11 +98,6 @@ impl Interner {
         &self.list[id as usize]
     }
 
-    /// Entry `id` as the flush holds keys.
-    pub fn key(&self, id: u32) -> &KeyBytes {
-        &self.list[id as usize]
-    }
-
     pub fn len(&self) -> usize {
         self.list.len()
     }
@@ -116,10 +111,6 @@ impl Interner {
         self.short.clear();
         self.table.clear();
         self.list.clear();
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        self.list.iter().map(|b| &**b)
     }
 
     /// The entries, by id.
