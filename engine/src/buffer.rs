@@ -20,9 +20,62 @@ pub fn room<T>(v: &mut Vec<T>, extra: usize) {
     }
 }
 
+/// Emptied buffers of one kind kept for reuse: at most [`Spares::KEEP`], so that what is
+/// held beyond the live data stays bounded (a flush needs only a few at once). The caller
+/// empties a buffer before it keeps it.
+#[derive(Debug)]
+pub struct Spares<T> {
+    kept: Vec<T>,
+}
+
+impl<T> Default for Spares<T> {
+    fn default() -> Spares<T> {
+        Spares { kept: Vec::new() }
+    }
+}
+
+impl<T> Spares<T> {
+    pub const KEEP: usize = 2;
+
+    /// Keeps `buffer` when fewer than [`Spares::KEEP`] are kept; drops it otherwise.
+    pub fn keep(&mut self, buffer: T) {
+        if self.kept.len() < Self::KEEP {
+            self.kept.push(buffer);
+        }
+    }
+
+    pub fn take(&mut self) -> Option<T> {
+        self.kept.pop()
+    }
+
+    pub fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.kept.iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::room;
+    use super::{Spares, room};
+
+    #[test]
+    fn spares_are_bounded() {
+        let mut s: Spares<Vec<u8>> = Spares::default();
+        for n in 1..=5 {
+            s.keep(Vec::with_capacity(n));
+        }
+        assert_eq!(s.len(), Spares::<Vec<u8>>::KEEP);
+        assert_eq!(s.take().map(|v| v.capacity() >= 2), Some(true));
+        assert!(s.take().is_some());
+        assert!(s.take().is_none() && s.is_empty());
+    }
 
     #[test]
     fn grows_once_with_headroom_and_keeps_what_it_holds() {

@@ -25,7 +25,7 @@ pub type KeyMap = HashMap<KeyBytes, Partial, FixedState>;
 pub struct ByBucket {
     buckets: BTreeMap<i64, KeyMap>,
     /// Emptied maps of closed buckets (see [`ByBucket::recycle`]), for the next new ones.
-    spare: Vec<KeyMap>,
+    spare: crate::buffer::Spares<KeyMap>,
 }
 
 impl ByBucket {
@@ -37,7 +37,7 @@ impl ByBucket {
             let bucket = *bucket;
             let hint = self.buckets.range(..bucket).next_back().map_or(0, |(_, m)| m.len());
             let spare = &mut self.spare;
-            let map = self.buckets.entry(bucket).or_insert_with(|| match spare.pop() {
+            let map = self.buckets.entry(bucket).or_insert_with(|| match spare.take() {
                 Some(mut m) => {
                     m.reserve(hint);
                     m
@@ -67,9 +67,9 @@ impl ByBucket {
     /// thread, new maps of seconds a part of it).
     /// At most two are kept: the buckets open at once are few.
     pub fn recycle(&mut self, mut map: KeyMap) {
-        if self.spare.len() < 2 && map.capacity() > 0 {
+        if map.capacity() > 0 {
             map.clear();
-            self.spare.push(map);
+            self.spare.keep(map);
         }
     }
 

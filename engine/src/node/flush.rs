@@ -19,6 +19,7 @@ use crate::aggregate::accumulator::{Program, State};
 use crate::aggregate::by_bucket::ByBucket;
 use crate::aggregate::partial::Partial;
 use crate::aggregate::rollup::{self, BucketMap};
+use crate::buffer::Spares;
 use crate::error::{Error, Result};
 use crate::ingest::key::{self, KeyBytes};
 use crate::lang::plan::{AppPlan, CellKind};
@@ -203,10 +204,10 @@ pub(crate) struct Flusher {
     /// Buffers of journal records whose flush was confirmed, for the next records. For
     /// speed: a record is tens of MB with many keys, and a new buffer grown by doubling
     /// had the kernel zeroing fresh pages for every flush.
-    spare_records: Vec<Vec<u8>>,
+    spare_records: Spares<Vec<u8>>,
     /// Lists of rows whose flush was confirmed (emptied), for the next closed rows: as
     /// `spare_records`, for speed.
-    spare_rows: Vec<Entries>,
+    spare_rows: Spares<Entries>,
     /// Per aggregation: where the next flush trims the journal (the finest mark moved).
     trim: Vec<Option<i64>>,
     /// Per aggregation: the second duration's partials of every finest partial that went
@@ -280,8 +281,8 @@ impl Flusher {
             fresh: plan.aggregations.iter().map(|_| Vec::new()).collect(),
             closed: plan.aggregations.iter().map(|_| Vec::new()).collect(),
             trim: vec![None; plan.aggregations.len()],
-            spare_records: Vec::new(),
-            spare_rows: Vec::new(),
+            spare_records: Spares::default(),
+            spare_rows: Spares::default(),
             accrued: plan.aggregations.iter().map(|_| BucketMap::default()).collect(),
             accrued_from: plan
                 .aggregations
@@ -534,17 +535,13 @@ impl Flusher {
         let slot = &mut self.stores[i];
         slot.durable = slot.durable.max(flight.generation);
         for (_, _, rows) in flight.tables {
-            if self.spare_rows.len() < 2 {
-                let mut entries = rows.into_entries();
-                entries.clear();
-                self.spare_rows.push(entries);
-            }
+            let mut entries = rows.into_entries();
+            entries.clear();
+            self.spare_rows.keep(entries);
         }
         for write in flight.journal {
-            if let Some((_, buf)) = write.append
-                && self.spare_records.len() < 2
-            {
-                self.spare_records.push(buf);
+            if let Some((_, buf)) = write.append {
+                self.spare_records.keep(buf);
             }
         }
         Ok(())
@@ -640,7 +637,7 @@ impl Flusher {
                     std::mem::take(&mut closed)
                 } else {
                     // A spare list only for many rows: the closed seconds need them more.
-                    let mut list = if map.len() > 4096 { self.spare_rows.pop() } else { None }.unwrap_or_default();
+                    let mut list = if map.len() > 4096 { self.spare_rows.take() } else { None }.unwrap_or_default();
                     crate::buffer::room(&mut list, map.len());
                     list.extend(map.drain().map(|((k, b), p)| (k, b, p)));
                     list
@@ -679,7 +676,7 @@ impl Flusher {
             let append = (!fresh.is_empty()).then(|| {
                 // Into a buffer of an earlier record (tens of MB with many keys: see
                 // `spare_records`), straight from the list: no row is built per partial.
-                let mut buf = self.spare_records.pop().unwrap_or_default();
+                let mut buf = self.spare_records.take().unwrap_or_default();
                 journal::encode(fresh.iter().map(|(k, b, p)| (k, *b, p)), self.kinds[a].len(), &mut buf);
                 recorded += fresh.len();
                 let last = fresh.iter().map(|(_, b, _)| *b).max().unwrap_or(i64::MIN);
@@ -715,7 +712,7 @@ impl Flusher {
         let closed = self.journaled[a].take_before(adv.to);
         let list = &mut self.closed[a];
         if list.capacity() == 0
-            && let Some(spare) = self.spare_rows.pop()
+            && let Some(spare) = self.spare_rows.take()
         {
             *list = spare;
         }
