@@ -65,7 +65,8 @@ impl ByBucket {
     /// with many keys a map is megabytes, and a new one was pages the kernel had to zero
     /// while the flush thread waited (profiled at 100 K keys: page zeroing was 13% of that
     /// thread, new maps of seconds a part of it).
-    /// At most two are kept: the buckets open at once are few.
+    /// At most [`Spares::KEEP`](crate::buffer::Spares::KEEP) are kept: the buckets open at
+    /// once are few.
     pub fn recycle(&mut self, mut map: KeyMap) {
         if map.capacity() > 0 {
             map.clear();
