@@ -20,6 +20,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// checks that this option has the documented default).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// mimalloc's `mi_option_allow_thp` (v3: whether it asks for transparent huge pages), by
+/// its place in `mi_option_e` as above; checked by the same test.
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
+
 /// How long memory the node freed stays committed before mimalloc returns it to the
 /// system, in ms (mimalloc's default is 1 s). For speed: with many keys a flush allocates
 /// and frees hundreds of MB (maps of the open seconds, row lists, journal records), and a
@@ -30,12 +34,36 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// `MIMALLOC_PURGE_DELAY` in the environment still decides when it is set.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
-// The one unsafe call of the workspace: mimalloc's options have no safe binding.
+// The unsafe calls of the workspace: mimalloc's options and prctl have no safe binding.
 #[allow(unsafe_code)]
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a plain integer option; mimalloc reads options atomically.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
+    }
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // No transparent huge pages for this process: what mimalloc itself does when
+        // `MIMALLOC_ALLOW_THP=0` (the option, and PR_SET_THP_DISABLE, which also covers the
+        // memory it asked huge pages for before `main`). For speed: mimalloc returns freed
+        // memory in parts of 64 KiB and up, and on a machine whose THP mode is `madvise`
+        // a later touch of such a part faulted in a whole fresh 2 MiB page, which the
+        // kernel zeroes. Profiled on the sparse stream (PostgreSQL), page zeroing under
+        // those faults was 56% of the node's samples; without huge pages the node took
+        // 7.6-9.5 CPU seconds instead of 17.1-20.9 for the same 10 M events
+        // (results/issue12-thp-sparse). `MIMALLOC_ALLOW_THP` in the environment decides
+        // when it is set.
+        // SAFETY: sets a plain integer option (as above); prctl with these arguments only
+        // sets a flag of this process and reads no memory.
+        unsafe {
+            libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
+            libc::prctl(
+                libc::PR_SET_THP_DISABLE,
+                1 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            );
+        }
     }
 }
 
@@ -305,14 +333,19 @@ mod tests {
 
     #[test]
     #[allow(unsafe_code)]
-    fn the_allocator_option_set_is_the_purge_delay() {
-        // SAFETY: reads and sets a plain integer option.
+    fn the_allocator_options_set_are_the_purge_delay_and_huge_pages() {
+        // SAFETY: reads and sets plain integer options; prctl(PR_GET_THP_DISABLE) only
+        // reads a flag of this process.
         unsafe {
-            if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-                // mimalloc v3 documents 1000 ms as the default: another option has another.
+            if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() && std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+                // mimalloc v3 documents 1000 ms and 1 as the defaults: other options have
+                // other ones.
                 assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 1000);
+                assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_ALLOW_THP), 1);
                 tune_allocator();
                 assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS);
+                assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_ALLOW_THP), 0);
+                assert_eq!(libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0), 1, "THP disabled for the process");
             }
         }
     }
