@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Transparent huge pages off in `tally` (cli/src/main.rs tune_allocator), side by side with
+# the revision before it (08af344), alternating, on the shapes of issue 12.
+# Needs: $DATABASE_URL (PostgreSQL 15, fsync on: TALLY_PG_FSYNC=on scripts/postgres.sh start),
+# the base built into $OLD (git worktree add /tmp/old 08af344;
+# CARGO_TARGET_DIR=/tmp/oldtarget cargo build --release --workspace --bins), and this
+# revision built in target/release. Each run starts from empty Loadgen tables (dropped,
+# VACUUM FULL, CHECKPOINT). Outputs: <shape>-<old|new>-<round>.{json,txt} here.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OLD=${OLD:-/tmp/oldtarget/release}
+out=results/issue12-thp-sparse
+clean() {
+  psql -q "$DATABASE_URL" -At -c "select 'drop table if exists \"'||tablename||'\" cascade;' from pg_tables where tablename like 'Loadgen%'" | psql -q "$DATABASE_URL" >/dev/null
+  psql -q "$DATABASE_URL" -c 'delete from "TALLY_JOURNAL"' >/dev/null 2>&1 || true
+  psql -q "$DATABASE_URL" -c 'VACUUM FULL' -c 'CHECKPOINT' >/dev/null 2>&1 || true
+}
+ab() { # rounds tag args...
+  local rounds=$1 tag=$2; shift 2
+  for i in $(seq 1 "$rounds"); do
+    for v in old new; do
+      if [ $v = old ]; then b=$OLD/tally-loadgen; else b=target/release/tally-loadgen; fi
+      clean
+      "$b" run "$@" --out "$out/$tag-$v-$i.json" > "$out/$tag-$v-$i.txt" 2>&1
+    done
+  done
+}
+base=(--nodes 1 --late-per-mille 0)
+ab 2 sparse-pg "${base[@]}" --window 256 --store "$DATABASE_URL" --events 10000000 --span-days 0.1157 --symbols 1000
+ab 2 sparse-sqlite "${base[@]}" --window 256 --events 10000000 --span-days 0.1157 --symbols 1000
+ab 2 dense "${base[@]}" --window 256 --store "$DATABASE_URL" --events 20000000 --span-days 0.00005
+ab 2 k100 "${base[@]}" --window 256 --store "$DATABASE_URL" --events 20000000 --span-days 0.00005 --symbols 100000
+ab 4 http "${base[@]}" --store "$DATABASE_URL" --protocol http --clients 64 --events-per-request 1 --events 200000 --span-days 0.0001 --symbols 1000
+ab 1 m1 "${base[@]}" --window 256 --store "$DATABASE_URL" --events 10000000 --symbols 1000000 --span-days 0.00005
