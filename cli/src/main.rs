@@ -41,17 +41,19 @@ fn tune_allocator() {
         // SAFETY: sets a plain integer option; mimalloc reads options atomically.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
     }
+    #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         // No transparent huge pages for this process: what mimalloc itself does when
         // `MIMALLOC_ALLOW_THP=0` (the option, and PR_SET_THP_DISABLE, which also covers the
-        // memory it asked huge pages for before `main`). For speed: mimalloc returns freed
-        // memory in parts of 64 KiB and up, and on a machine whose THP mode is `madvise`
-        // a later touch of such a part faulted in a whole fresh 2 MiB page, which the
-        // kernel zeroes. Profiled on the sparse stream (PostgreSQL), page zeroing under
-        // those faults was 56% of the node's samples; without huge pages the node took
-        // 7.6-9.5 CPU seconds instead of 17.1-20.9 for the same 10 M events
-        // (results/issue12-thp-sparse). `MIMALLOC_ALLOW_THP` in the environment decides
-        // when it is set.
+        // memory it asked huge pages for before `main`). For speed: mimalloc commits and
+        // gives back memory in parts of 64 KiB and up, but on a machine whose THP mode is
+        // `madvise` each first touch of a fresh 2 MiB range of its arenas faulted in, and
+        // the kernel zeroed, a whole huge page. Profiled on the sparse stream (PostgreSQL),
+        // that zeroing was 56% of the node's samples from only ~18 K page faults in the
+        // run; without huge pages the node took 7.6-9.5 CPU seconds instead of 17.1-20.9
+        // for the same 10 M events (results/issue12-thp-sparse). `MIMALLOC_ALLOW_THP` in
+        // the environment decides when it is set. A failed prctl (an old kernel) only
+        // leaves huge pages on.
         // SAFETY: sets a plain integer option (as above); prctl with these arguments only
         // sets a flag of this process and reads no memory.
         unsafe {
@@ -332,6 +334,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]
     fn the_allocator_options_set_are_the_purge_delay_and_huge_pages() {
         // SAFETY: reads and sets plain integer options; prctl(PR_GET_THP_DISABLE) only
