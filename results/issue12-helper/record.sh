@@ -12,21 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OLD=${OLD:-/tmp/oldtarget/release}
 out=results/issue12-helper
-clean() {
-  psql -q "$DATABASE_URL" -At -c "select 'drop table if exists \"'||tablename||'\" cascade;' from pg_tables where tablename like 'Loadgen%'" | psql -q "$DATABASE_URL" >/dev/null
-  psql -q "$DATABASE_URL" -c 'delete from "TALLY_JOURNAL"' >/dev/null 2>&1 || true
-  psql -q "$DATABASE_URL" -c 'VACUUM FULL' -c 'CHECKPOINT' >/dev/null 2>&1 || true
-}
-ab() { # rounds tag args...
-  local rounds=$1 tag=$2; shift 2
-  for i in $(seq 1 "$rounds"); do
-    for v in old new; do
-      if [ $v = old ]; then b=$OLD/tally-loadgen; else b=target/release/tally-loadgen; fi
-      clean
-      "$b" run "$@" --out "$out/$tag-$v-$i.json" > "$out/$tag-$v-$i.txt" 2>&1
-    done
-  done
-}
+source scripts/ab_lib.sh
 base=(--nodes 1 --late-per-mille 0 --window 256 --store "$DATABASE_URL")
 [ -n "${SKIP_M1:-}" ] || ab 3 m1 "${base[@]}" --events 10000000 --symbols 1000000 --span-days 0.00005
 ab 2 k100 "${base[@]}" --events 20000000 --span-days 0.00005 --symbols 100000
