@@ -67,8 +67,12 @@ pub mod statements {
         WHERE \"AGGREGATION\" = ?1 AND \"LAST_BUCKET\" >= ?2";
 }
 
-/// Format version, the first byte of a record.
-const VERSION: u8 = 2;
+/// Format version, the first byte of a record written now. Records of [`V2`] (fixed-width
+/// fields) still read back: a node upgraded while its journal held open seconds goes on
+/// from them.
+const VERSION: u8 = 3;
+/// The format before [`VERSION`]: integers and lengths at fixed width.
+const V2: u8 = 2;
 
 /// One partial of a record: a group key (encoded as `ingest::key` encodes it), a finest
 /// bucket, and the partial.
@@ -80,36 +84,45 @@ pub struct Entry {
 }
 
 /// Encodes partials straight from the node's maps (no row is built: this runs for every
-/// key a flush touches, so it allocates nothing but `out`). Little endian throughout: the
-/// version, the entry count (u32), the cell count (u32); per entry the bucket (i64), the
-/// key (u32 length and bytes), each cell (0 null, 1 integer i64, 2 float f64 bits, 3 set:
-/// u32 count then per value 1 integer, 2 float bits, 3 bool byte, 4 string), and the
-/// latest values (0 none, or 1, the time stamp, a u32 count and each value as [`push`]
-/// writes it).
+/// key a flush touches, so it allocates nothing but `out`).
+///
+/// Version 3, for size: integers as LEB128 varints (signed ones zigzagged), so that a
+/// count of 1 takes a byte, not eight. With 10^6 keys a record is tens of MB a flush, and
+/// PostgreSQL writes every byte of it twice (the TOAST table and the WAL): the journal
+/// was ~30% of its busy time there (issue 12). The version byte, the entry count, the cell
+/// count; per entry the bucket as the (zigzag) difference from the entry before (the first
+/// from 0: the entries of a record share a few seconds), the key (length and bytes), each
+/// cell (0 null, 1 integer zigzag, 2 float as its 8 bits, 3 set: a count then per value 1
+/// integer zigzag, 2 float bits, 3 bool byte, 4 string: length and UTF-8), and the latest
+/// values (0 none, or 1, the time stamp (zigzag, from the bucket), a count and each value as
+/// [`push`] writes it).
 pub fn encode<'a>(
     entries: impl ExactSizeIterator<Item = (&'a KeyBytes, i64, &'a Partial)>,
     cells: usize,
     out: &mut Vec<u8>,
 ) {
     out.clear();
-    // Sized once (a guess of 16-byte keys; sets may still grow it): growing from empty by
-    // doubling copied the record over and over (measured with 100 K keys: 7% of the flush
-    // thread in memmove). `out` may be the buffer of an earlier record (crate::buffer).
-    crate::buffer::room(out, 13 + entries.len() * (12 + 16 + 9 * cells));
+    // Sized once (a guess of 16-byte keys and small integers; sets may still grow it):
+    // growing from empty by doubling copied the record over and over (measured with 100 K
+    // keys: 7% of the flush thread in memmove). `out` may be the buffer of an earlier
+    // record (crate::buffer).
+    crate::buffer::room(out, 11 + entries.len() * (3 + 16 + 5 * cells));
     out.push(VERSION);
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(cells as u32).to_le_bytes());
+    varint(out, entries.len() as u64);
+    varint(out, cells as u64);
+    let mut before = 0i64;
     for (key, bucket, p) in entries {
         debug_assert_eq!(p.cells.len(), cells);
-        out.extend_from_slice(&bucket.to_le_bytes());
-        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        varint(out, zigzag(bucket.wrapping_sub(before)));
+        before = bucket;
+        varint(out, key.len() as u64);
         out.extend_from_slice(key);
         for c in &p.cells {
             match c {
                 CellValue::Num(Num::Null) => out.push(0),
                 CellValue::Num(Num::Int(i)) => {
                     out.push(1);
-                    out.extend_from_slice(&i.to_le_bytes());
+                    varint(out, zigzag(*i));
                 }
                 CellValue::Num(Num::Float(f)) => {
                     out.push(2);
@@ -117,12 +130,12 @@ pub fn encode<'a>(
                 }
                 CellValue::Set(set) => {
                     out.push(3);
-                    out.extend_from_slice(&(set.len() as u32).to_le_bytes());
+                    varint(out, set.len() as u64);
                     for v in set.iter() {
                         match v {
                             SetValue::Int(i) => {
                                 out.push(1);
-                                out.extend_from_slice(&i.to_le_bytes());
+                                varint(out, zigzag(*i));
                             }
                             SetValue::Float(b) => {
                                 out.push(2);
@@ -134,7 +147,7 @@ pub fn encode<'a>(
                             }
                             SetValue::Str(s) => {
                                 out.push(4);
-                                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                                varint(out, s.len() as u64);
                                 out.extend_from_slice(s.as_bytes());
                             }
                         }
@@ -146,8 +159,8 @@ pub fn encode<'a>(
             None => out.push(0),
             Some(l) => {
                 out.push(1);
-                out.extend_from_slice(&l.ts.to_le_bytes());
-                out.extend_from_slice(&(l.values.len() as u32).to_le_bytes());
+                varint(out, zigzag(l.ts.wrapping_sub(bucket)));
+                varint(out, l.values.len() as u64);
                 for v in &l.values {
                     push(out, v);
                 }
@@ -156,19 +169,19 @@ pub fn encode<'a>(
     }
 }
 
-/// Appends one value (the latest values of [`encode`]'s format): 0 null, 1 int (i32), 2
-/// long (i64), 3 float (f32 bits), 4 double (f64 bits), 5 bool (a byte), 6 string (u32
-/// length, UTF-8).
+/// Appends one value (the latest values of [`encode`]'s format): 0 null, 1 int (zigzag),
+/// 2 long (zigzag), 3 float (f32 bits), 4 double (f64 bits), 5 bool (a byte), 6 string
+/// (length, UTF-8).
 pub fn push(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.push(0),
         Value::Int(i) => {
             out.push(1);
-            out.extend_from_slice(&i.to_le_bytes());
+            varint(out, zigzag(*i as i64));
         }
         Value::Long(i) => {
             out.push(2);
-            out.extend_from_slice(&i.to_le_bytes());
+            varint(out, zigzag(*i));
         }
         Value::Float(f) => {
             out.push(3);
@@ -184,10 +197,28 @@ pub fn push(out: &mut Vec<u8>, v: &Value) {
         }
         Value::Str(s) => {
             out.push(6);
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            varint(out, s.len() as u64);
             out.extend_from_slice(s.as_bytes());
         }
     }
+}
+
+/// LEB128: seven bits a byte, low first, the high bit set on every byte but the last.
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Small magnitudes, either sign, to small unsigned numbers: 0, -1, 1, -2 … → 0, 1, 2, 3 ….
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
 }
 
 /// Decodes a record of an aggregation whose cells are of `kinds`, with group keys of
@@ -197,13 +228,14 @@ pub fn push(out: &mut Vec<u8>, v: &Value) {
 /// come back with arrival order 0 (it is a node's own and does not outlive it; a later
 /// arrival with the same time stamp wins, as it should).
 pub fn decode(bytes: &[u8], kinds: &[CellKind], key_types: &[AttrType]) -> Result<Vec<Entry>> {
-    let mut r = Cursor { bytes, at: 0 };
+    let mut r = Cursor { bytes, at: 0, v2: false };
     let version = r.take(1)?[0];
-    if version != VERSION {
-        return Err(corrupt(format!("format version {version}, this node reads version {VERSION}")));
+    if version != VERSION && version != V2 {
+        return Err(corrupt(format!("format version {version}, this node reads versions {V2} and {VERSION}")));
     }
-    let n = r.u32()? as usize;
-    let cells = r.u32()? as usize;
+    r.v2 = version == V2;
+    let n = r.count()?;
+    let cells = r.count()?;
     if cells != kinds.len() {
         return Err(corrupt(format!(
             "partials of {cells} cells, but the aggregation has {}: it was redefined while its journal held \
@@ -211,15 +243,17 @@ pub fn decode(bytes: &[u8], kinds: &[CellKind], key_types: &[AttrType]) -> Resul
             kinds.len()
         )));
     }
-    // An entry takes at least 13 bytes: a count beyond that is a lie, not an allocation.
-    if n.saturating_mul(13) > bytes.len() {
+    // An entry takes at least 13 bytes (3 in version 3): a count beyond that is a lie, not
+    // an allocation.
+    if n.saturating_mul(if r.v2 { 13 } else { 3 }) > bytes.len() {
         return Err(corrupt(format!("{n} entries in {} bytes", bytes.len())));
     }
     let mut out = Vec::with_capacity(n);
     let mut check = Vec::new();
+    let mut bucket = 0i64;
     for _ in 0..n {
-        let bucket = r.u64()? as i64;
-        let len = r.u32()? as usize;
+        bucket = if r.v2 { r.u64()? as i64 } else { bucket.wrapping_add(r.int()?) };
+        let len = r.count()?;
         let at = r.at;
         let key = r.take(len)?;
         key::encode_values(&mut check, &key::decode(key, key_types));
@@ -235,17 +269,17 @@ pub fn decode(bytes: &[u8], kinds: &[CellKind], key_types: &[AttrType]) -> Resul
             }
             let c = match tag {
                 0 => CellValue::Num(Num::Null),
-                1 => CellValue::Num(Num::Int(r.u64()? as i64)),
+                1 => CellValue::Num(Num::Int(r.int()?)),
                 2 => CellValue::Num(Num::Float(f64::from_bits(r.u64()?))),
                 3 => {
-                    let m = r.u32()? as usize;
+                    let m = r.count()?;
                     if m > bytes.len() {
                         return Err(corrupt(format!("a set of {m} values at byte {at}")));
                     }
                     let mut set = hashbrown::HashSet::with_capacity(m);
                     for _ in 0..m {
                         set.insert(match r.take(1)?[0] {
-                            1 => SetValue::Int(r.u64()? as i64),
+                            1 => SetValue::Int(r.int()?),
                             2 => SetValue::Float(r.u64()?),
                             3 => SetValue::Bool(r.take(1)?[0] != 0),
                             4 => SetValue::Str(r.string()?),
@@ -261,8 +295,8 @@ pub fn decode(bytes: &[u8], kinds: &[CellKind], key_types: &[AttrType]) -> Resul
         p.latest = match r.take(1)?[0] {
             0 => None,
             1 => {
-                let ts = r.u64()? as i64;
-                let m = r.u32()? as usize;
+                let ts = if r.v2 { r.u64()? as i64 } else { bucket.wrapping_add(r.int()?) };
+                let m = r.count()?;
                 if m > bytes.len() {
                     return Err(corrupt(format!("{m} latest values at byte {}", r.at)));
                 }
@@ -295,6 +329,8 @@ fn corrupt(what: String) -> Error {
 struct Cursor<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// A record of format version 2: integers and lengths at fixed width.
+    v2: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -316,8 +352,32 @@ impl<'a> Cursor<'a> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("eight bytes")))
     }
 
+    /// A varint (version 3).
+    fn varint(&mut self) -> Result<u64> {
+        let at = self.at;
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(corrupt(format!("a number at byte {at} longer than 64 bits")))
+    }
+
+    /// A count or length: u32 in version 2, a varint since.
+    fn count(&mut self) -> Result<usize> {
+        if self.v2 { Ok(self.u32()? as usize) } else { Ok(self.varint()? as usize) }
+    }
+
+    /// A signed integer: i64 in version 2, a zigzag varint since.
+    fn int(&mut self) -> Result<i64> {
+        if self.v2 { Ok(self.u64()? as i64) } else { Ok(unzigzag(self.varint()?)) }
+    }
+
     fn string(&mut self) -> Result<String> {
-        let n = self.u32()? as usize;
+        let n = self.count()?;
         let at = self.at;
         let s = self.take(n)?;
         Ok(std::str::from_utf8(s).map_err(|_| corrupt(format!("a string at byte {at} that is not UTF-8")))?.to_string())
@@ -327,8 +387,9 @@ impl<'a> Cursor<'a> {
         let tag = self.take(1)?[0];
         Ok(match tag {
             0 => Value::Null,
-            1 => Value::Int(self.u32()? as i32),
-            2 => Value::Long(self.u64()? as i64),
+            1 if self.v2 => Value::Int(self.u32()? as i32),
+            1 => Value::Int(self.int()? as i32),
+            2 => Value::Long(self.int()?),
             3 => Value::Float(f32::from_bits(self.u32()?)),
             4 => Value::Double(f64::from_bits(self.u64()?)),
             5 => Value::Bool(self.take(1)?[0] != 0),
@@ -483,8 +544,71 @@ mod tests {
         assert!(decode(&buf, &KINDS, &KEY_TYPES).unwrap_err().to_string().contains("format version 9"));
         // A count that claims more entries than bytes: refused before allocating.
         let mut lie = vec![VERSION];
-        lie.extend_from_slice(&u32::MAX.to_le_bytes());
-        lie.extend_from_slice(&3u32.to_le_bytes());
+        varint(&mut lie, u32::MAX as u64);
+        varint(&mut lie, 3);
         assert!(decode(&lie, &KINDS, &KEY_TYPES).unwrap_err().to_string().contains("4294967295 entries"));
+        // A varint that does not end.
+        let endless = [VERSION, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert!(decode(&endless, &KINDS, &KEY_TYPES).unwrap_err().to_string().contains("longer than 64 bits"));
+    }
+
+    /// A record of version 2 (fixed-width fields, what nodes wrote before version 3) still
+    /// reads back: a node upgraded while its journal held open seconds goes on from them.
+    #[test]
+    fn a_version_2_record_still_reads_back() {
+        let mut k = Vec::new();
+        key::encode_values(&mut k, &[Value::Str("IBM".into()), Value::Long(1)]);
+        let mut v2 = vec![V2];
+        v2.extend_from_slice(&1u32.to_le_bytes()); // entries
+        v2.extend_from_slice(&3u32.to_le_bytes()); // cells
+        v2.extend_from_slice(&1_000i64.to_le_bytes()); // bucket
+        v2.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        v2.extend_from_slice(&k);
+        v2.push(1); // integer cell
+        v2.extend_from_slice(&(-3i64).to_le_bytes());
+        v2.push(3); // set cell of one value, an integer
+        v2.extend_from_slice(&1u32.to_le_bytes());
+        v2.push(1);
+        v2.extend_from_slice(&5i64.to_le_bytes());
+        v2.push(2); // float cell
+        v2.extend_from_slice(&2.5f64.to_bits().to_le_bytes());
+        v2.push(1); // latest: time stamp, two values
+        v2.extend_from_slice(&1_234i64.to_le_bytes());
+        v2.extend_from_slice(&2u32.to_le_bytes());
+        v2.push(1); // int
+        v2.extend_from_slice(&(-7i32).to_le_bytes());
+        v2.push(6); // string
+        v2.extend_from_slice(&2u32.to_le_bytes());
+        v2.extend_from_slice(b"xy");
+        let want = Entry {
+            key: KeyBytes::from(&k[..]),
+            bucket: 1_000,
+            partial: Partial {
+                cells: vec![
+                    CellValue::Num(Num::Int(-3)),
+                    CellValue::Set(Box::new([SetValue::Int(5)].into_iter().collect())),
+                    CellValue::Num(Num::Float(2.5)),
+                ],
+                latest: Some(Latest { ts: 1_234, seq: 0, values: vec![Value::Int(-7), Value::Str("xy".into())] }),
+            },
+        };
+        let back = decode(&v2, &KINDS, &KEY_TYPES).unwrap();
+        assert!(same(&back, std::slice::from_ref(&want)), "{back:?}");
+        // And the same entry now takes fewer bytes.
+        assert!(encoded(std::slice::from_ref(&want)).len() < v2.len() * 2 / 3);
+    }
+
+    #[test]
+    fn varints_and_zigzag_cover_the_whole_range() {
+        for v in [0i64, 1, -1, 63, -64, 64, 1 << 40, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            varint(&mut out, zigzag(v));
+            let mut r = Cursor { bytes: &out, at: 0, v2: false };
+            assert_eq!(r.int().unwrap(), v);
+            assert_eq!(r.at, out.len());
+        }
+        let mut out = Vec::new();
+        varint(&mut out, 300);
+        assert_eq!(out, [0xac, 0x02]);
     }
 }
