@@ -22,3 +22,7 @@ ab 1 dense "${base[@]}" --events 20000000 --span-days 0.00005
 ab 1 sparse-pg "${base[@]}" --events 10000000 --span-days 0.1157 --symbols 1000
 # Issue 12's own command for 1 M keys (20 M events), one round each (run after the above).
 [ -n "${SKIP_M1_20M:-}" ] || ab 1 m1-20m "${base[@]}" --events 20000000 --symbols 1000000 --span-days 0.00005
+# Added at the stop's review: SI-style HTTP clients (one event per request), and the sparse
+# stream on the embedded SQLite default (run after the above, by the same `ab` loop).
+[ -n "${SKIP_HTTP:-}" ] || ab 3 http --nodes 1 --late-per-mille 0 --store "$DATABASE_URL" --protocol http --clients 64 --events-per-request 1 --events 200000 --span-days 0.0001 --symbols 1000
+[ -n "${SKIP_SQLITE:-}" ] || ab 1 sparse-sqlite --nodes 1 --late-per-mille 0 --window 256 --events 10000000 --span-days 0.1157 --symbols 1000

@@ -3,4 +3,4 @@
 import os, subprocess, sys
 here = os.path.dirname(os.path.abspath(__file__))
 sys.exit(subprocess.call([sys.executable, os.path.join(here, "../../scripts/ab_summary.py"), here,
-                          "m1", "m1-20m", "k100", "dense", "sparse-pg"]))
+                          "m1", "m1-20m", "k100", "dense", "sparse-pg", "sparse-sqlite", "http"]))
