@@ -14,7 +14,7 @@ use tally::aggregate::accumulator::{Program, State};
 use tally::aggregate::intern::Interner;
 use tally::aggregate::worker::Worker;
 use tally::ingest::wire::BatchView;
-use tally_benches::{EVENTS, TYPES, batches, plan, workload};
+use tally_benches::{EVENTS, TYPES, batches, plan, workload, workload_of};
 
 /// Decode + accumulate, exactly as a worker does, from empty maps (as after a flush).
 fn per_event_path(c: &mut Criterion) {
@@ -45,6 +45,28 @@ fn per_event_path(c: &mut Criterion) {
             total
         })
     });
+
+    // The same with 100,000 keys, ten events per key per second (event time 1 µs apart):
+    // each flush's state holds every key, more than the cache does.
+    let many = tally_benches::batches(&workload_of(100_000, 1));
+    g.bench_function("decode_and_update_100k_keys", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                for batch in &many {
+                    worker.process(batch);
+                }
+                total += start.elapsed();
+                let mut old = worker.swap(vec![State::default()]);
+                black_box(old[0].len());
+                old.iter_mut().for_each(State::clear);
+                worker.swap(old);
+            }
+            total
+        })
+    });
+    drop(many);
 
     // The parts of the path, for the breakdown in results/: reading the events alone, and
     // reading them plus interning the group key.

@@ -1,6 +1,7 @@
 //! The bench workload, shared by the criterion bench (`benches/ingest.rs`) and the
 //! callgrind driver (`examples/per_event.rs`): the seed's TradeStream aggregated every
-//! sec ... year by symbol, 1,000 symbols, ten events per symbol per second.
+//! sec ... year by symbol, 1,000 symbols, ten events per symbol per second; and the same
+//! with 100,000 symbols (`workload_of`), where the groups no longer fit in the cache.
 
 use std::sync::Arc;
 use tally::aggregate::message::Batch;
@@ -30,6 +31,11 @@ pub struct Workload {
 }
 
 pub fn workload() -> Workload {
+    workload_of(SYMBOLS, STEP_US)
+}
+
+/// `symbols` keys, event time advancing `step_us` per event.
+pub fn workload_of(symbols: u64, step_us: i64) -> Workload {
     // A fixed xorshift sequence: the same events in every run.
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
@@ -41,16 +47,17 @@ pub fn workload() -> Workload {
     let mut w = Workload { symbols: vec![], prices: vec![], quantities: vec![], times: vec![] };
     for i in 0..EVENTS {
         let r = next();
-        w.symbols.push((r % SYMBOLS) as u32);
+        w.symbols.push((r % symbols) as u32);
         w.prices.push(100.0 + (r >> 40) as f64 / 1e6);
         w.quantities.push(1 + (r >> 20) as i64 % 100);
-        w.times.push(START_MS + i as i64 * STEP_US / 1000);
+        w.times.push(START_MS + i as i64 * step_us / 1000);
     }
     w
 }
 
 pub fn batches(w: &Workload) -> Vec<Batch> {
-    let names: Vec<String> = (0..SYMBOLS).map(|i| format!("SYM{i:04}")).collect();
+    let symbols = w.symbols.iter().max().map_or(0, |&s| s as usize + 1);
+    let names: Vec<String> = (0..symbols).map(|i| format!("SYM{i:04}")).collect();
     let mut out = Vec::new();
     let mut builder = BatchBuilder::new(&TYPES);
     for (b, chunk) in (0..EVENTS).collect::<Vec<_>>().chunks(BATCH).enumerate() {

@@ -46,12 +46,10 @@ impl Worker {
                 return;
             }
         };
-        for i in 0..view.len() {
-            let row = view.event(i);
-            let seq = batch.first_seq + i as u64;
-            for &ai in &stream.aggregations {
-                self.accumulators[ai].add(&row, batch.arrival_ms, seq);
-            }
+        // Aggregation by aggregation: each owns its own state, so the order between them
+        // does not matter, and a whole batch lets one prefetch events ahead.
+        for &ai in &stream.aggregations {
+            self.accumulators[ai].add_batch(&view, batch.arrival_ms, batch.first_seq);
         }
     }
 

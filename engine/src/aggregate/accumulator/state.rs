@@ -1,21 +1,14 @@
 //! The partials one worker gathered for one aggregation since the last flush, and how
 //! they become owned [`Partial`]s at a flush.
 
+use super::hot::HotMap;
 use super::program::{NO_SET, Op, Program, TAG_BOOL, TAG_FLOAT, TAG_INT, TAG_STR};
 use crate::aggregate::intern::Interner;
 use crate::aggregate::partial::{CellValue, Latest, Num, Partial, SetValue};
 use crate::ingest::key::KeyBytes;
 use crate::lang::types::{AttrType, Value};
 use foldhash::fast::FixedState;
-use hashbrown::{HashMap, HashSet};
-
-/// A group found by its packed key, with the bucket it touched last.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Hot {
-    pub(super) id: u32,
-    pub(super) bucket: i64,
-    pub(super) slot: u32,
-}
+use hashbrown::HashSet;
 
 /// The partials gathered since the last flush.
 #[derive(Debug, Default)]
@@ -24,7 +17,7 @@ pub struct State {
     pub(super) keys: Interner,
     /// Groups whose key packs into 128 bits (most: one symbol, one id, no group by), with
     /// their current bucket's slot: one lookup per event finds where to add.
-    pub(super) hot: HashMap<u128, Hot, FixedState>,
+    pub(super) hot: HotMap,
     /// Per group id: (bucket, slot) of the bucket it last updated.
     pub(super) current: Vec<(i64, u32)>,
     /// Per group id: its (bucket, slot) pairs, sorted by bucket. Kept (cleared) across
