@@ -12,9 +12,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally::aggregate::accumulator::{Program, State};
 use tally::aggregate::intern::Interner;
+use tally::aggregate::message::Batch;
 use tally::aggregate::worker::Worker;
 use tally::ingest::wire::BatchView;
 use tally_benches::{EVENTS, TYPES, batches, plan, workload, workload_of};
+
+/// The time `iters` passes of `batches` take through `worker`, each from an empty state
+/// (as after a flush). The flush's swap is outside the timing; the spare keeps its memory.
+fn from_empty(worker: &mut Worker, batches: &[Batch], iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        for batch in batches {
+            worker.process(batch);
+        }
+        total += start.elapsed();
+        let mut old = worker.swap(vec![State::default()]);
+        black_box(old[0].len());
+        old.iter_mut().for_each(State::clear);
+        worker.swap(old);
+    }
+    total
+}
 
 /// Decode + accumulate, exactly as a worker does, from empty maps (as after a flush).
 fn per_event_path(c: &mut Criterion) {
@@ -27,45 +46,12 @@ fn per_event_path(c: &mut Criterion) {
     g.throughput(Throughput::Elements(EVENTS as u64));
     g.sample_size(20).measurement_time(Duration::from_secs(10));
     let mut worker = Worker::new(0, plan.clone(), &programs);
-    g.bench_function("decode_and_update", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                for batch in &batches {
-                    worker.process(batch);
-                }
-                total += start.elapsed();
-                // The flush's swap, outside the timing; the spare keeps its memory.
-                let mut old = worker.swap(vec![State::default()]);
-                black_box(old[0].len());
-                old.iter_mut().for_each(State::clear);
-                worker.swap(old);
-            }
-            total
-        })
-    });
+    g.bench_function("decode_and_update", |b| b.iter_custom(|iters| from_empty(&mut worker, &batches, iters)));
 
     // The same with 100,000 keys, ten events per key per second (event time 1 µs apart):
     // each flush's state holds every key, more than the cache does.
     let many = tally_benches::batches(&workload_of(100_000, 1));
-    g.bench_function("decode_and_update_100k_keys", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                for batch in &many {
-                    worker.process(batch);
-                }
-                total += start.elapsed();
-                let mut old = worker.swap(vec![State::default()]);
-                black_box(old[0].len());
-                old.iter_mut().for_each(State::clear);
-                worker.swap(old);
-            }
-            total
-        })
-    });
+    g.bench_function("decode_and_update_100k_keys", |b| b.iter_custom(|iters| from_empty(&mut worker, &many, iters)));
     drop(many);
 
     // The parts of the path, for the breakdown in results/: reading the events alone, and

@@ -62,42 +62,31 @@ impl HotMap {
         }
     }
 
+    /// The index of `key`'s entry, if it is in the table.
     #[inline]
-    pub(super) fn get_mut(&mut self, key: u128, hash: u64) -> Option<&mut Hot> {
+    fn find(&self, key: u128, hash: u64) -> Option<usize> {
         if self.entries.is_empty() {
             return None;
         }
         let mask = self.entries.len() - 1;
         let mut i = self.home(hash);
         loop {
-            let k = self.entries[i].key;
-            if k == key {
-                return Some(&mut self.entries[i]);
+            match self.entries[i].key {
+                k if k == key => return Some(i),
+                EMPTY => return None,
+                _ => i = (i + 1) & mask,
             }
-            if k == EMPTY {
-                return None;
-            }
-            i = (i + 1) & mask;
         }
     }
 
     #[inline]
+    pub(super) fn get_mut(&mut self, key: u128, hash: u64) -> Option<&mut Hot> {
+        self.find(key, hash).map(|i| &mut self.entries[i])
+    }
+
+    #[inline]
     pub(super) fn get(&self, key: u128, hash: u64) -> Option<&Hot> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        let mask = self.entries.len() - 1;
-        let mut i = self.home(hash);
-        loop {
-            let e = &self.entries[i];
-            if e.key == key {
-                return Some(e);
-            }
-            if e.key == EMPTY {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
+        self.find(key, hash).map(|i| &self.entries[i])
     }
 
     /// Adds a key that is not in the table.
