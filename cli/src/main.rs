@@ -71,6 +71,8 @@ fn tune_allocator() {
 
 /// Exit status of an ingest that kept every good event but rejected some.
 const EXIT_REJECTED: u8 = 3;
+/// `tally serve` was fenced off: another process took its registration or a producer.
+const EXIT_FENCED: u8 = 4;
 /// Rejected lines printed one by one before only counting.
 const MAX_REJECTIONS_SHOWN: u64 = 100;
 
@@ -276,6 +278,13 @@ fn log_notice(n: Notice) {
         Notice::Accept(message) => eprintln!("cannot accept a connection ({message}); still listening"),
         Notice::Http(message) => eprintln!("http: {message}"),
         Notice::Thread(e) => eprintln!("{e}"),
+        Notice::Producer(message) => eprintln!("{message}"),
+        Notice::Fenced(e) => {
+            // Nothing this process holds may be committed any more: exit now, without the
+            // last flush, so that a supervisor restarts it with a fresh registration.
+            eprintln!("{e}");
+            std::process::exit(EXIT_FENCED.into());
+        }
     }
 }
 

@@ -340,6 +340,7 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
             tables: vec![TableWrite { table: &t, rows: &rows }],
             marks: &[],
             journal: &[],
+            producers: &[],
         };
         store.write(&w).unwrap()
     };
@@ -458,6 +459,7 @@ fn postgres_merges_a_medium_flush_sent_as_arrays() {
             tables: vec![TableWrite { table: &t, rows: &rs }],
             marks: &[],
             journal: &[],
+            producers: &[],
         };
         store.write(&w).unwrap();
     }

@@ -142,6 +142,10 @@ pub enum Error {
     /// The node is stopping and takes no more work.
     #[error("the node is shutting down and takes no more events")]
     Closed,
+
+    /// Another live node process holds this producer (docs/delivery.md): retry shortly.
+    #[error("{0}")]
+    ProducerHeld(String),
 }
 
 impl Error {
@@ -165,7 +169,7 @@ impl Error {
                         | NotConnected
                 )
             }
-            Error::Closed => true,
+            Error::Closed | Error::ProducerHeld(_) => true,
             Error::App { .. }
             | Error::Query(_)
             | Error::Config { .. }

@@ -241,7 +241,8 @@ impl Connection<'_> {
             // Free a window slot (an empty window has none to free).
             self.slot_rx.try_recv().ok();
             match reply {
-                Ok(Reply::Ack { batch_id, events: n }) => {
+                // A duplicate was counted before: it is as good as an ACK.
+                Ok(Reply::Ack { batch_id, events: n } | Reply::Duplicate { batch_id, events: n }) => {
                     if let Some((_, at)) = self.outstanding.lock().expect("outstanding").remove(&batch_id) {
                         // A latency beyond the histogram's range is left out of it.
                         latency.record(at.elapsed().as_micros() as u64).ok();

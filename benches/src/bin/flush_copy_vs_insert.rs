@@ -191,7 +191,14 @@ fn make_rows(t: &TableSchema, n: usize, bucket: i64, width: i64, shard: &str) ->
 }
 
 fn write_copy(store: &mut dyn Store, claim: &Claim, seq: i64, t: &TableSchema, rows: &dyn Rows) {
-    let w = FlushWrite { claim, flush_seq: seq, tables: vec![TableWrite { table: t, rows }], marks: &[], journal: &[] };
+    let w = FlushWrite {
+        claim,
+        flush_seq: seq,
+        tables: vec![TableWrite { table: t, rows }],
+        marks: &[],
+        journal: &[],
+        producers: &[],
+    };
     store.write(&w).unwrap();
 }
 

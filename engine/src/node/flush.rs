@@ -126,6 +126,9 @@ pub(crate) struct InFlight {
     pub journal: Vec<JournalWrite>,
     /// Partials in the appended records.
     pub journal_rows: usize,
+    /// `(producer, highest sequence number)` of the version 2 batches whose events it
+    /// holds (docs/delivery.md).
+    pub producers: Vec<(String, i64)>,
 }
 
 impl InFlight {
@@ -159,8 +162,14 @@ impl Job {
     }
 
     pub(crate) fn run(mut self) -> Done {
+        #[cfg(test)]
+        crate::node::fault::pass(&self.claim.node_id, crate::node::fault::Point::BeforeCommit);
         let sent = Instant::now();
         let applied = self.store.write(&flush_write(&self.claim, &self.flight, &self.tables));
+        #[cfg(test)]
+        if applied.is_ok() {
+            crate::node::fault::pass(&self.claim.node_id, crate::node::fault::Point::AfterCommit);
+        }
         Done { slot: self.slot, store: self.store, flight: self.flight, applied, took: sent.elapsed() }
     }
 }
@@ -173,6 +182,7 @@ fn flush_write<'a>(claim: &'a Claim, flight: &'a InFlight, tables: &'a [Vec<Tabl
         tables: flight.tables.iter().map(|(a, d, r)| TableWrite { table: &tables[*a][*d], rows: r }).collect(),
         marks: &flight.marks,
         journal: &flight.journal,
+        producers: &flight.producers,
     }
 }
 
@@ -232,6 +242,10 @@ pub(crate) struct Flusher {
     generation: u64,
     /// The number of the last flush handed to a store; continues across restarts.
     flush_seq: i64,
+    /// `(producer, highest sequence number)` of the version 2 batches absorbed and not yet
+    /// in a flush: they go with the next flush of store 0, the one store of a node that
+    /// takes version 2 clients (docs/delivery.md).
+    producers: Vec<(String, i64)>,
     /// Roll-up threads (named; one per core).
     pool: rayon::ThreadPool,
 }
@@ -302,6 +316,7 @@ impl Flusher {
             pending_events: 0,
             generation: 0,
             flush_seq,
+            producers: Vec::new(),
             pool,
         })
     }
@@ -312,8 +327,14 @@ impl Flusher {
 
     /// Takes the states the workers handed over (`[worker][aggregation]`) at collect
     /// `generation`, and merges their partials into the pending ones of every duration.
-    pub(crate) fn absorb(&mut self, states: &[Vec<State>], generation: u64) {
+    pub(crate) fn absorb(&mut self, states: &[Vec<State>], generation: u64, producers: Vec<(String, i64)>) {
         let started = Instant::now();
+        for (p, seq) in producers {
+            match self.producers.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, s)) => *s = (*s).max(seq),
+                None => self.producers.push((p, seq)),
+            }
+        }
         self.generation = self.generation.max(generation);
         self.pending_events += states.iter().flatten().map(|s| s.events).sum::<u64>();
         // Per aggregation, in parallel: decode each worker's slots into owned partials,
@@ -404,6 +425,7 @@ impl Flusher {
         let slot = &self.stores[i];
         slot.in_flight.is_none()
             && slot.next.is_none()
+            && (i != 0 || self.producers.is_empty())
             && slot.aggregations.iter().all(|&a| {
                 self.fresh[a].is_empty() && self.closed[a].is_empty() && self.pending[a].iter().all(|m| m.is_empty())
             })
@@ -608,7 +630,9 @@ impl Flusher {
             }
         }
         let aggs = &self.stores[i].aggregations;
+        let producers = if i == 0 { std::mem::take(&mut self.producers) } else { Vec::new() };
         if moved.is_empty()
+            && producers.is_empty()
             && aggs.iter().all(|&a| {
                 self.pending[a].iter().all(|m| m.is_empty()) && self.fresh[a].is_empty() && self.closed[a].is_empty()
             })
@@ -656,6 +680,7 @@ impl Flusher {
             marks: moved,
             journal,
             journal_rows,
+            producers,
         }))
     }
 
@@ -820,7 +845,7 @@ impl Flusher {
     /// Whether every store has confirmed every flush and nothing is pending (the journal
     /// may still hold open buckets: they are stored).
     pub(crate) fn is_clear(&self) -> bool {
-        self.pending_rows() == 0
+        self.pending_rows() == 0 && self.producers.is_empty()
     }
 
     /// Marks this process's registrations released (after the last flush).

@@ -6,9 +6,12 @@
 
 pub(crate) mod background;
 pub(crate) mod backoff;
+#[cfg(test)]
+pub(crate) mod fault;
 pub mod feed;
 pub(crate) mod flush;
 pub(crate) mod heartbeat;
+pub mod ledger;
 pub(crate) mod marks;
 pub mod migrate;
 pub(crate) mod partial_rows;
@@ -40,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::lang::plan::AppPlan;
 use crate::node::flush::{Flusher, Job, StoreSlot};
 use crate::node::heartbeat::Heartbeat;
+use crate::node::ledger::Ledger;
 use crate::store::schema::TableSchema;
 use crate::store::{Claim, StoreAddress};
 use crossbeam_channel::{Sender, bounded};
@@ -59,6 +63,8 @@ pub struct Node {
     heartbeat: Option<Heartbeat>,
     /// The generation of the last collect (see [`Node::flush_at`]).
     generation: u64,
+    /// Version 2 batch ids, taken with each collect ([`ledger`]).
+    ledger: Arc<Ledger>,
     /// Set when a worker could not decode a batch (a bug): from then on every flush fails
     /// with it, so nothing more is committed or acknowledged.
     broken: Option<String>,
@@ -145,8 +151,29 @@ impl Node {
             batch_events: config.settings.batch_events,
             heartbeat: Some(heartbeat),
             generation: 0,
+            ledger: Arc::new(Ledger::default()),
             broken: None,
         })
+    }
+
+    /// Where version 2 batch ids are noted for the collect that holds their events.
+    pub fn ledger(&self) -> Arc<Ledger> {
+        self.ledger.clone()
+    }
+
+    /// The store and registration that hold this node's producers (docs/delivery.md): its
+    /// one store. A node whose aggregations are written to several stores cannot record a
+    /// batch in one transaction with all of its events, and takes no version 2 client.
+    pub fn producer_store(&mut self) -> Result<(StoreAddress, Claim)> {
+        match self.flusher.stores.as_mut_slice() {
+            [one] => Ok((one.store().address().clone(), one.claim.clone())),
+            many => Err(Error::Unsupported(format!(
+                "this node writes its aggregations to {} stores, and exactly-once delivery (protocol version 2) \
+                 records a batch in the one transaction that holds its events; use protocol version 1, or give \
+                 every aggregation the same store",
+                many.len()
+            ))),
+        }
     }
 
     pub fn plan(&self) -> &Arc<AppPlan> {
@@ -325,10 +352,14 @@ impl Node {
             return Err(Error::Internal(why.clone()));
         }
         let (tx, rx) = bounded::<Handover>(self.senders.len());
-        for (i, s) in self.senders.iter().enumerate() {
-            let spares = std::mem::take(&mut self.spares[i]);
-            s.send(Msg::Flush(spares, tx.clone())).map_err(|_| Error::Closed)?;
-        }
+        let (senders, spares) = (&self.senders, &mut self.spares);
+        let producers = self.ledger.request_and_take(|| {
+            for (i, s) in senders.iter().enumerate() {
+                let spare = std::mem::take(&mut spares[i]);
+                s.send(Msg::Flush(spare, tx.clone())).map_err(|_| Error::Closed)?;
+            }
+            Ok::<(), Error>(())
+        })?;
         drop(tx);
         let mut states: Vec<Vec<State>> = (0..self.senders.len()).map(|_| Vec::new()).collect();
         let mut unreadable = Vec::new();
@@ -350,7 +381,8 @@ impl Node {
             self.broken = Some(why.clone());
             return Err(Error::Internal(why));
         }
-        self.flusher.absorb(&states, generation);
+        let producers = producers.into_iter().map(|(p, seq)| (p.to_string(), seq)).collect();
+        self.flusher.absorb(&states, generation, producers);
         for (i, mut s) in states.into_iter().enumerate() {
             s.iter_mut().for_each(State::clear);
             self.spares[i] = s;
@@ -478,6 +510,15 @@ mod tests {
         }
         fn release(&mut self, claim: &Claim) -> Result<()> {
             self.inner.release(claim)
+        }
+    }
+
+    impl crate::store::Producers for CommitThenFail {
+        fn take_producer(&mut self, p: &str, claim: &Claim) -> Result<crate::store::producer::Taken> {
+            self.inner.take_producer(p, claim)
+        }
+        fn release_producer(&mut self, p: &str, claim: &Claim) -> Result<()> {
+            self.inner.release_producer(p, claim)
         }
     }
 

@@ -28,6 +28,18 @@ const MAX_REPLY: usize = 1 << 20;
 impl Client {
     /// Connects and says HELLO (with the node's `tally.token`, if it has one).
     pub fn connect(addr: impl ToSocketAddrs, token: Option<&str>) -> Result<Client> {
+        Client::greet(addr, &protocol::hello(token.unwrap_or("")))
+    }
+
+    /// Connects with protocol version 2 for `producer` (docs/delivery.md): batches are then
+    /// numbered by the caller ([`Client::send_numbered`]), and a batch committed before is
+    /// answered [`Reply::Duplicate`]. A node that another live node's hold on the producer
+    /// keeps from taking it refuses with a retryable error (code 11): try again shortly.
+    pub fn connect_producer(addr: impl ToSocketAddrs, token: Option<&str>, producer: &str) -> Result<Client> {
+        Client::greet(addr, &protocol::hello_producer(token.unwrap_or(""), producer))
+    }
+
+    fn greet(addr: impl ToSocketAddrs, hello: &[u8]) -> Result<Client> {
         let stream = TcpStream::connect(addr).map_err(|e| Error::io("cannot connect to the node", e))?;
         stream.set_nodelay(true).map_err(|e| Error::io("cannot set up the connection", e))?;
         let read = stream.try_clone().map_err(|e| Error::io("cannot set up the connection", e))?;
@@ -37,10 +49,13 @@ impl Client {
             next_id: 1,
             buf: Vec::new(),
         };
-        c.out.write_all(&protocol::hello(token.unwrap_or(""))).map_err(|e| Error::io("cannot say HELLO", e))?;
+        c.out.write_all(hello).map_err(|e| Error::io("cannot say HELLO", e))?;
         c.flush()?;
         match c.recv()? {
             Reply::Ready { .. } => Ok(c),
+            Reply::Error { code, message, .. } if code == protocol::Code::ProducerHeld as u16 => {
+                Err(Error::ProducerHeld(message))
+            }
             Reply::Error { message, .. } => {
                 Err(Error::Unsupported(format!("the node refused the connection: {message}")))
             }
@@ -55,6 +70,12 @@ impl Client {
         self.next_id += 1;
         self.out.write_all(&protocol::batch(id, stream, batch)).map_err(|e| Error::io("cannot send a batch", e))?;
         Ok(id)
+    }
+
+    /// Queues a batch under the caller's number: for version 2, the producer's sequence
+    /// number (strictly increasing; a resent batch keeps its number).
+    pub fn send_numbered(&mut self, seq: u64, stream: &str, batch: &[u8]) -> Result<()> {
+        self.out.write_all(&protocol::batch(seq, stream, batch)).map_err(|e| Error::io("cannot send a batch", e))
     }
 
     /// Queues what a builder holds (leaving it empty).

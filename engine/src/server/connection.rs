@@ -28,8 +28,9 @@ pub(super) struct Handles {
 
 /// What the writer sends, in order.
 enum Out {
-    /// Sent once `generation` has committed.
-    Ack { batch_id: u64, events: u32, generation: u64 },
+    /// Sent once `generation` has committed; as DUPLICATE when the batch was committed
+    /// before (generation 0).
+    Ack { batch_id: u64, events: u32, generation: u64, duplicate: bool },
     /// Sent at once.
     Frame(Vec<u8>),
 }
@@ -61,29 +62,83 @@ pub(super) fn spawn(id: u64, stream: TcpStream, peer: SocketAddr, shared: Arc<Sh
                     "the node serves as many connections as tally.max_connections allows; retry later or use another node",
                 )))
                 .ok();
-                Ok(())
+                Ok(None)
             } else {
                 read_loop(&stream, &tx, &shared, &clock)
             };
             shared.watermarks.close(&clock);
+            let (outcome, producer) = match outcome {
+                Ok(p) => (Ok(()), p),
+                Err((e, p)) => (Err(e), p),
+            };
             if let Err(e) = outcome {
                 (shared.report)(Notice::Connection { peer, message: e.to_string() });
             }
             shared.sockets.lock().expect("sockets").retain(|(i, _)| *i != id);
             shared.connections.fetch_sub(1, Ordering::SeqCst);
             // Dropping `tx` lets the writer finish once its acks are out.
+            drop(tx);
+            if let Some(p) = producer {
+                release_when_answered(&shared, &p);
+            }
         })
         .map_err(|e| Error::io("cannot start a connection thread", e))?;
     Ok(Handles { reader, writer })
 }
 
+/// A version 2 connection's producer (docs/delivery.md).
+struct Producer {
+    name: Arc<str>,
+    /// Its highest sequence number committed when this connection took it: a batch at or
+    /// below is a duplicate.
+    committed: i64,
+    /// The last sequence number this connection took (0: none yet).
+    last: i64,
+    /// The generation of the last batch taken: once it has committed, the producer is
+    /// released.
+    generation: u64,
+}
+
+/// Once every batch the connection took is committed (or the node gave up on them),
+/// releases its producer, so that the next HELLO for it is granted at once on any node.
+/// A node that gave up keeps it: a flush whose answer was lost may still have landed, and
+/// the holder's registration decides when another node may take it.
+fn release_when_answered(shared: &Shared, p: &Producer) {
+    let mut c = shared.commit.lock().expect("commit lock");
+    while c.generation < p.generation && !c.given_up {
+        c = shared.committed.wait_timeout(c, std::time::Duration::from_millis(100)).expect("commit lock").0;
+    }
+    let given_up = c.given_up;
+    drop(c);
+    if !given_up && let Err(e) = shared.release_producer(&p.name) {
+        (shared.report)(Notice::Producer(format!(
+            "cannot release producer `{}` ({e}); another node takes it once this one is stopped or its lease ran out",
+            p.name
+        )));
+    }
+}
+
 /// Reads frames until the client closes, the framing breaks, or the node stops. An error
-/// is what ended the connection (the client already has an ERROR frame saying so).
-fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared, clock: &Arc<ConnClock>) -> Result<()> {
+/// is what ended the connection (the client already has an ERROR frame saying so). Either
+/// way, the producer of a version 2 connection that took one.
+type Ended = std::result::Result<Option<Producer>, (Error, Option<Producer>)>;
+
+fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared, clock: &Arc<ConnClock>) -> Ended {
+    let mut reader = Reader { shared, out, router: shared.routers.router(), clock, producer: None };
+    let read = read_frames(stream, &mut reader);
+    // Everything routed was handed to the workers batch by batch; this only makes sure.
+    let sent = reader.router.send_all();
+    match read.and(sent) {
+        Ok(()) => Ok(reader.producer),
+        Err(e) => Err((e, reader.producer)),
+    }
+}
+
+fn read_frames(stream: &TcpStream, reader: &mut Reader<'_>) -> Result<()> {
+    let shared = reader.shared;
     let max_frame = shared.config.settings.max_frame_bytes;
     let mut input = BufReader::with_capacity(1 << 16, stream);
     let mut buf = Vec::new();
-    let mut reader = Reader { shared, out, router: shared.routers.router(), clock };
     let mut greeted = false;
     loop {
         let kind = match protocol::read_frame(&mut input, &mut buf, max_frame) {
@@ -112,8 +167,7 @@ fn read_loop(stream: &TcpStream, out: &Sender<Out>, shared: &Shared, clock: &Arc
             break;
         }
     }
-    // Everything routed was handed to the workers batch by batch; this only makes sure.
-    reader.router.send_all()
+    Ok(())
 }
 
 /// Whether the reader goes on after a frame.
@@ -129,6 +183,7 @@ struct Reader<'a> {
     out: &'a Sender<Out>,
     router: Router,
     clock: &'a Arc<ConnClock>,
+    producer: Option<Producer>,
 }
 
 impl Reader<'_> {
@@ -151,32 +206,69 @@ impl Reader<'_> {
         }
     }
 
-    /// The first frame: HELLO with this node's protocol version and token. Anything else
-    /// ends the connection.
-    fn hello(&self, kind: u8, buf: &[u8]) -> Result<()> {
+    /// The first frame: HELLO with a protocol version this node speaks and its token, and
+    /// for version 2 a producer, which this process takes in the store. Anything else ends
+    /// the connection.
+    fn hello(&mut self, kind: u8, buf: &[u8]) -> Result<()> {
         let mut b = Body::new(buf);
         let hello =
             (kind == protocol::HELLO).then(|| Some((b.u16()?, b.u16().and_then(|n| b.str(n as usize))?))).flatten();
-        let (message, log) = match hello {
-            Some((protocol::VERSION, token))
-                if self.shared.config.settings.token.as_deref().is_none_or(|t| t == token) =>
-            {
-                self.send(Out::Frame(protocol::ready()));
+        let token_ok = |token: &str| self.shared.config.settings.token.as_deref().is_none_or(|t| t == token);
+        let (code, message, log) = match hello {
+            Some((v @ (protocol::VERSION | protocol::VERSION_2), token)) if !token_ok(token) => (
+                Code::Unauthorized,
+                "wrong token (tally.token of the node)".to_string(),
+                format!("a client gave a wrong token (protocol version {v})"),
+            ),
+            Some((protocol::VERSION, _)) => {
+                self.send(Out::Frame(protocol::ready(protocol::VERSION)));
                 return Ok(());
             }
-            Some((protocol::VERSION, _)) => {
-                ("wrong token (tally.token of the node)".to_string(), "a client gave a wrong token".to_string())
+            Some((protocol::VERSION_2, _)) => {
+                let producer = b.u16().and_then(|n| b.str(n as usize));
+                match producer {
+                    Some(p) if !p.is_empty() && p.len() <= protocol::MAX_PRODUCER_BYTES => {
+                        match self.shared.take_producer(p) {
+                            Ok(committed) => {
+                                let name = Arc::from(p);
+                                self.producer = Some(Producer { name, committed, last: committed, generation: 0 });
+                                self.send(Out::Frame(protocol::ready(protocol::VERSION_2)));
+                                return Ok(());
+                            }
+                            Err(Error::ProducerHeld(m)) => (Code::ProducerHeld, m.clone(), m),
+                            Err(e @ Error::Unsupported(_)) => (Code::NotSupported, e.to_string(), e.to_string()),
+                            Err(e) => (
+                                Code::Busy,
+                                format!(
+                                    "cannot take producer `{p}` in the store ({e}); retry later or use another node"
+                                ),
+                                format!("cannot take producer `{p}`: {e}"),
+                            ),
+                        }
+                    }
+                    _ => (
+                        Code::Malformed,
+                        format!(
+                            "HELLO version 2 must end with a producer id of 1 to {} bytes of UTF-8 \
+                             (producer_len: u16, producer)",
+                            protocol::MAX_PRODUCER_BYTES
+                        ),
+                        "a client sent HELLO version 2 without a usable producer id".to_string(),
+                    ),
+                }
             }
             Some((v, _)) => (
-                format!("protocol version {v}; this node speaks {}", protocol::VERSION),
+                Code::Unauthorized,
+                format!("protocol version {v}; this node speaks {} and {}", protocol::VERSION, protocol::VERSION_2),
                 format!("a client spoke protocol version {v}"),
             ),
             None => (
+                Code::Unauthorized,
                 "the first frame must be HELLO (kind 0x01: version, token)".to_string(),
                 "a client did not start with HELLO".to_string(),
             ),
         };
-        self.refuse(0, Code::Unauthorized, &message);
+        self.refuse(0, code, &message);
         Err(Error::Protocol(log))
     }
 
@@ -227,8 +319,32 @@ impl Reader<'_> {
             );
             return Flow::Continue;
         }
+        if let Some(p) = &self.producer {
+            let seq = i64::try_from(batch_id).unwrap_or(i64::MAX);
+            if seq <= p.committed {
+                // Committed before, here or on another node: answered, not counted again.
+                let out = Out::Ack { batch_id, events: view.len() as u32, generation: 0, duplicate: true };
+                self.send(out);
+                return Flow::Continue;
+            }
+            if seq <= p.last || seq == i64::MAX {
+                let m = format!(
+                    "sequence number {batch_id} of producer `{}` is not above the last one taken on this connection \
+                     ({}): number batches in increasing order, and send a refused batch again under a new number",
+                    p.name, p.last
+                );
+                self.refuse(batch_id, Code::OutOfOrder, &m);
+                return Flow::Continue;
+            }
+        }
         self.clock.begin(crate::time::clock::now_ms());
-        let routed = self.router.push_batch(stream, bytes, &view).and_then(|n| self.router.send_all().map(|_| n));
+        let router = &mut self.router;
+        let mut route = || router.push_batch(stream, bytes, &view).and_then(|n| router.send_all().map(|_| n));
+        let routed = match &self.producer {
+            // Noted with the collect that holds its events (node::ledger).
+            Some(p) => shared.ledger.route_and_note(&p.name, batch_id as i64, route),
+            None => route(),
+        };
         if routed.is_err() {
             self.clock.answered(1);
         }
@@ -239,7 +355,10 @@ impl Reader<'_> {
                 // After the events are in the workers' queues: see the module docs of server.
                 let generation = shared.open.load(Ordering::SeqCst);
                 self.clock.took(&shared.plan, stream, &view);
-                self.send(Out::Ack { batch_id, events: events as u32, generation });
+                if let Some(p) = &mut self.producer {
+                    (p.last, p.generation) = (batch_id as i64, generation);
+                }
+                self.send(Out::Ack { batch_id, events: events as u32, generation, duplicate: false });
                 // An acknowledgement waits: flush soon (group commit).
                 shared.wake_flush();
             }
@@ -261,7 +380,7 @@ impl Reader<'_> {
 /// batches were read; errors may overtake acks still waiting for their flush.
 fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>, clock: &ConnClock) {
     let mut w = BufWriter::with_capacity(1 << 14, stream);
-    let mut waiting: VecDeque<(u64, u32, u64)> = VecDeque::new();
+    let mut waiting: VecDeque<(u64, u32, u64, bool)> = VecDeque::new();
     let mut open = true;
     while open || !waiting.is_empty() {
         // Block on the queue when no ack waits. Otherwise wait for a commit: the flush
@@ -290,14 +409,18 @@ fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>, clock: 
         let mut frames: Vec<Vec<u8>> = Vec::new();
         match item {
             Some(Out::Frame(f)) => frames.push(f),
-            Some(Out::Ack { batch_id, events, generation }) => waiting.push_back((batch_id, events, generation)),
+            Some(Out::Ack { batch_id, events, generation, duplicate }) => {
+                waiting.push_back((batch_id, events, generation, duplicate))
+            }
             None => {}
         }
         // Everything else already queued, without waiting.
         while let Ok(item) = rx.try_recv() {
             match item {
                 Out::Frame(f) => frames.push(f),
-                Out::Ack { batch_id, events, generation } => waiting.push_back((batch_id, events, generation)),
+                Out::Ack { batch_id, events, generation, duplicate } => {
+                    waiting.push_back((batch_id, events, generation, duplicate))
+                }
             }
         }
         let (committed, given_up) = {
@@ -305,8 +428,11 @@ fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>, clock: 
             (c.generation, c.given_up)
         };
         let before = waiting.len();
-        while let Some(&(batch_id, events, generation)) = waiting.front() {
-            if generation <= committed {
+        while let Some(&(batch_id, events, generation, duplicate)) = waiting.front() {
+            if duplicate {
+                Metrics::add(&shared.metrics.batches_duplicate, 1);
+                frames.push(protocol::duplicate(batch_id, events));
+            } else if generation <= committed {
                 Metrics::add(&shared.metrics.batches_acked, 1);
                 frames.push(protocol::ack(batch_id, events));
             } else if given_up {

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub events_in: AtomicU64,
     pub batches_in: AtomicU64,
     pub batches_acked: AtomicU64,
+    /// Version 2 batches committed before and answered DUPLICATE (docs/delivery.md).
+    pub batches_duplicate: AtomicU64,
     pub batches_refused: AtomicU64,
     pub http_requests: AtomicU64,
     pub flushes: AtomicU64,
@@ -68,6 +70,11 @@ impl Metrics {
             "tally_batches_acked_total",
             "Batches acknowledged after their flush committed.",
             get(&self.batches_acked),
+        );
+        counter(
+            "tally_batches_duplicate_total",
+            "Version 2 batches committed before (a resend) and answered DUPLICATE, not counted again.",
+            get(&self.batches_duplicate),
         );
         counter("tally_batches_refused_total", "Batches refused with an error.", get(&self.batches_refused));
         counter("tally_http_requests_total", "HTTP requests answered.", get(&self.http_requests));

@@ -30,6 +30,9 @@ pub mod metrics;
 pub mod protocol;
 mod watermark;
 
+#[cfg(test)]
+mod tests;
+
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::lang::plan::AppPlan;
@@ -59,6 +62,12 @@ pub enum Notice {
     Http(String),
     /// A background thread (the purge schedule) failed when it was stopped.
     Thread(Error),
+    /// A version 2 producer could not be released (docs/delivery.md).
+    Producer(String),
+    /// The node lost its registration or a producer while cut off from the store: it
+    /// commits and acknowledges nothing more, and the process should exit (and be
+    /// restarted). What it had not acknowledged is counted where its clients resent it.
+    Fenced(Error),
 }
 
 type Report = Arc<dyn Fn(Notice) + Send + Sync>;
@@ -107,9 +116,44 @@ struct Shared {
     watermarks: watermark::Watermarks,
     metrics: metrics::Metrics,
     report: Report,
+    /// Version 2 batch ids, noted with the collect that holds their events.
+    ledger: Arc<crate::node::ledger::Ledger>,
+    /// Where producers are taken: the node's one store, or why there is none.
+    producer_store: std::result::Result<(crate::store::StoreAddress, crate::store::Claim), String>,
+    /// A connection of its own for taking and releasing producers (opened when first needed),
+    /// so that a HELLO never waits for a flush's transaction on the flusher's connection.
+    producer_conn: Mutex<Option<Box<dyn crate::store::Store>>>,
 }
 
 impl Shared {
+    /// Takes `producer` for this process; its highest committed sequence number.
+    fn take_producer(&self, producer: &str) -> Result<i64> {
+        let (address, claim) = self.producer_store.as_ref().map_err(|why| Error::Unsupported(why.clone()))?;
+        let mut conn = self.producer_conn.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.is_none() {
+            *conn = Some(crate::store::open(address)?);
+        }
+        let taken = conn.as_mut().map(|c| c.take_producer(producer, claim)).expect("opened above");
+        if matches!(&taken, Err(Error::Store { .. } | Error::Io { .. })) {
+            // The connection may be broken: the next HELLO opens a new one.
+            *conn = None;
+        }
+        Ok(taken?.max_seq)
+    }
+
+    fn release_producer(&self, producer: &str) -> Result<()> {
+        let Ok((address, claim)) = self.producer_store.as_ref() else { return Ok(()) };
+        let mut conn = self.producer_conn.lock().unwrap_or_else(|p| p.into_inner());
+        if conn.is_none() {
+            *conn = Some(crate::store::open(address)?);
+        }
+        let released = conn.as_mut().map(|c| c.release_producer(producer, claim)).expect("opened above");
+        if released.is_err() {
+            *conn = None;
+        }
+        released
+    }
+
     fn publish(&self, generation: u64, given_up: bool) {
         let mut c = self.commit.lock().expect("commit lock");
         c.generation = c.generation.max(generation);
@@ -166,7 +210,9 @@ impl Server {
             Error::io(format!("cannot listen on {addr} (tally.ingest, or --ingest): is the port in use?"), e)
         })?;
         let ingest_addr = listener.local_addr().map_err(|e| Error::io("cannot read the listening address", e))?;
-        let node = Node::start(plan.clone(), config, store_override, on_wait)?;
+        let mut node = Node::start(plan.clone(), config, store_override, on_wait)?;
+        let producer_store = node.producer_store().map_err(|e| e.to_string());
+        let ledger = node.ledger();
         let retention = Retention::new(&plan, config, store_override)?;
         let purger = if retention.is_empty() {
             None
@@ -195,6 +241,9 @@ impl Server {
             store_override: store_override.map(str::to_string),
             metrics: metrics::Metrics::default(),
             report,
+            ledger,
+            producer_store,
+            producer_conn: Mutex::new(None),
         });
         let http = http::Http::start(http_addr.unwrap_or(&config.settings.http), shared.clone())?;
         let listening = http.listening().to_vec();
@@ -412,6 +461,16 @@ fn flush_loop(
             Ok(stats) => {
                 m.add_flush(&stats);
                 shared.publish(stats.durable, false);
+            }
+            Err(e @ Error::Shard(_)) => {
+                // Fenced: another process took this node's registration or one of its
+                // producers, and may count what this node holds. Nothing more is committed
+                // or acknowledged; the waiting acks get "not committed".
+                metrics::Metrics::add(&m.store_errors, 1);
+                shared.stopping.store(true, Ordering::SeqCst);
+                shared.publish(0, true);
+                (shared.report)(Notice::Fenced(e));
+                return Err(Error::Shard("this node was fenced off; see the log".into()));
             }
             Err(e) => {
                 metrics::Metrics::add(&m.store_errors, 1);

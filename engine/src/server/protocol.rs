@@ -14,12 +14,19 @@
 use std::io::{self, Read, Write};
 
 pub const VERSION: u16 = 1;
+/// Version 2: HELLO names a producer, `batch_id` is its sequence number, and a batch
+/// committed before is answered DUPLICATE instead of being counted again
+/// (docs/delivery.md).
+pub const VERSION_2: u16 = 2;
+/// The longest producer id, in bytes.
+pub const MAX_PRODUCER_BYTES: usize = 256;
 
 pub const HELLO: u8 = 0x01;
 pub const BATCH: u8 = 0x02;
 pub const READY: u8 = 0x81;
 pub const ACK: u8 = 0x82;
 pub const ERROR: u8 = 0x83;
+pub const DUPLICATE: u8 = 0x84;
 
 /// Why a batch or a connection was refused (the `code` of an ERROR frame).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +53,20 @@ pub enum Code {
     NotCommitted = 9,
     /// Too many connections.
     TooManyConnections = 10,
+    /// Version 2: another live node holds the producer; retry shortly (docs/delivery.md).
+    ProducerHeld = 11,
+    /// Version 2: a sequence number not above the last one of this connection.
+    OutOfOrder = 12,
+    /// What was asked cannot be done by this node (version 2 on a node with several stores).
+    NotSupported = 13,
 }
 
 impl Code {
     pub fn retryable(self) -> bool {
-        matches!(self, Code::Busy | Code::ShuttingDown | Code::NotCommitted | Code::TooManyConnections)
+        matches!(
+            self,
+            Code::Busy | Code::ShuttingDown | Code::NotCommitted | Code::TooManyConnections | Code::ProducerHeld
+        )
     }
 
     pub fn from_u16(c: u16) -> Option<Code> {
@@ -65,6 +81,9 @@ impl Code {
             8 => Code::ShuttingDown,
             9 => Code::NotCommitted,
             10 => Code::TooManyConnections,
+            11 => Code::ProducerHeld,
+            12 => Code::OutOfOrder,
+            13 => Code::NotSupported,
             _ => return None,
         })
     }
@@ -73,9 +92,24 @@ impl Code {
 /// A frame from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Ready { version: u16 },
-    Ack { batch_id: u64, events: u32 },
-    Error { batch_id: u64, retryable: bool, code: u16, message: String },
+    Ready {
+        version: u16,
+    },
+    Ack {
+        batch_id: u64,
+        events: u32,
+    },
+    /// Version 2: the batch was committed before (by this node or another); not counted again.
+    Duplicate {
+        batch_id: u64,
+        events: u32,
+    },
+    Error {
+        batch_id: u64,
+        retryable: bool,
+        code: u16,
+        message: String,
+    },
 }
 
 /// Reads one frame: `Ok(None)` at a clean end of stream, the kind and body otherwise.
@@ -127,13 +161,31 @@ pub fn hello(token: &str) -> Vec<u8> {
     frame(HELLO, &[&VERSION.to_le_bytes(), &(token.len() as u16).to_le_bytes(), token.as_bytes()])
 }
 
+/// HELLO of version 2, for `producer` (docs/delivery.md).
+pub fn hello_producer(token: &str, producer: &str) -> Vec<u8> {
+    frame(
+        HELLO,
+        &[
+            &VERSION_2.to_le_bytes(),
+            &(token.len() as u16).to_le_bytes(),
+            token.as_bytes(),
+            &(producer.len() as u16).to_le_bytes(),
+            producer.as_bytes(),
+        ],
+    )
+}
+
 /// A BATCH frame: `batch` is a batch in the wire.rs encoding for the stream's attributes.
 pub fn batch(batch_id: u64, stream: &str, batch: &[u8]) -> Vec<u8> {
     frame(BATCH, &[&batch_id.to_le_bytes(), &(stream.len() as u16).to_le_bytes(), stream.as_bytes(), batch])
 }
 
-pub fn ready() -> Vec<u8> {
-    frame(READY, &[&VERSION.to_le_bytes()])
+pub fn ready(version: u16) -> Vec<u8> {
+    frame(READY, &[&version.to_le_bytes()])
+}
+
+pub fn duplicate(batch_id: u64, events: u32) -> Vec<u8> {
+    frame(DUPLICATE, &[&batch_id.to_le_bytes(), &events.to_le_bytes()])
 }
 
 pub fn ack(batch_id: u64, events: u32) -> Vec<u8> {
@@ -202,6 +254,7 @@ pub fn parse_reply(kind: u8, body: &[u8]) -> Option<Reply> {
     Some(match kind {
         READY => Reply::Ready { version: b.u16()? },
         ACK => Reply::Ack { batch_id: b.u64()?, events: b.u32()? },
+        DUPLICATE => Reply::Duplicate { batch_id: b.u64()?, events: b.u32()? },
         ERROR => {
             let batch_id = b.u64()?;
             let retryable = b.u8()? != 0;

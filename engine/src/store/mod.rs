@@ -8,6 +8,7 @@ pub mod address;
 pub mod journal;
 pub mod mark;
 pub mod postgres;
+pub mod producer;
 pub(crate) mod registry;
 pub mod rows;
 pub mod schema;
@@ -45,6 +46,10 @@ pub struct FlushWrite<'a> {
     pub marks: &'a [Mark],
     /// Journal records appended and trimmed ([`journal`]), in the same transaction.
     pub journal: &'a [JournalWrite],
+    /// `(producer, highest sequence number)` of the version 2 batches in this flush
+    /// ([`producer`]): recorded in the same transaction, on the condition that this
+    /// process still holds each producer; when one was taken, nothing is written.
+    pub producers: &'a [(String, i64)],
 }
 
 impl FlushWrite<'_> {
@@ -81,6 +86,17 @@ pub trait Registry {
     fn release(&mut self, claim: &Claim) -> Result<()>;
 }
 
+/// Producers of version 2 clients ([`producer`], docs/delivery.md).
+pub trait Producers {
+    /// Takes `producer` for this process (refused with [`Error::ProducerHeld`] while another
+    /// live process holds it) and returns its highest committed sequence number. Also
+    /// forgets producers released long ago.
+    fn take_producer(&mut self, producer: &str, claim: &Claim) -> Result<producer::Taken>;
+
+    /// Releases `producer` if this process holds it.
+    fn release_producer(&mut self, producer: &str, claim: &Claim) -> Result<()>;
+}
+
 /// What changes rows: a node's flushes, and retention's deletes.
 pub trait Writer {
     /// Merges the rows of one flush into the tables, in one transaction: sums added,
@@ -115,7 +131,7 @@ pub trait Reader {
 
 /// One backend with every role: what [`open`] returns. Callers that need one role take
 /// that trait (a query takes a [`Reader`]).
-pub trait Store: Schema + Registry + Writer + Reader + Send {
+pub trait Store: Schema + Registry + Producers + Writer + Reader + Send {
     fn address(&self) -> &StoreAddress;
 }
 

@@ -7,9 +7,10 @@
 
 use super::journal::{self, statements as journal_sql};
 use super::mark::{self, Mark, statements as marks};
+use super::producer::{self, Taken, statements as prod};
 use super::registry::{self, Applied, Claim, Entry, statements as reg};
 use super::sql::{self, Dialect, KeyStyle};
-use super::{Field, FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
+use super::{Field, FlushWrite, Producers, Reader, Registry, Schema, Store, StoreAddress, Writer};
 use crate::error::{Error, Result};
 use crate::lang::types::Value;
 use crate::store::schema::TableSchema;
@@ -212,6 +213,7 @@ impl Registry for SqliteStore {
             .map_err(|e| error("cannot start the registration transaction", e))?;
         let ctx = "cannot read the shard registry";
         tx.execute(reg::CREATE, []).map_err(|e| error("cannot create the shard registry", e))?;
+        tx.execute(prod::CREATE, []).map_err(|e| error("cannot create the producers table", e))?;
         let rows: Vec<Entry> = {
             let mut stmt = tx.prepare(reg::SELECT_ALL).map_err(|e| error(ctx, e))?;
             stmt.query_map([], |r| Entry::read(|i| r.get(i), |i| r.get(i)))
@@ -247,6 +249,40 @@ impl Registry for SqliteStore {
     }
 }
 
+impl Producers for SqliteStore {
+    fn take_producer(&mut self, p: &str, claim: &Claim) -> Result<Taken> {
+        use rusqlite::OptionalExtension;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| error("cannot start taking a producer", e))?;
+        let ctx = "cannot take a producer";
+        let now = now_ms();
+        tx.execute(prod::FORGET, [now - producer::FORGET_AFTER_MS]).map_err(|e| error(ctx, e))?;
+        let row: Option<(Option<String>, i64)> =
+            tx.query_row(prod::SELECT, [p], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(|e| error(ctx, e))?;
+        let (holder, max_seq) = row.unwrap_or((None, 0));
+        let entry = match &holder {
+            Some(h) => tx
+                .query_row(prod::HOLDER_ENTRY, [h], |r| Entry::read(|i| r.get(i), |i| r.get(i)))
+                .optional()
+                .map_err(|e| error(ctx, e))?,
+            None => None,
+        };
+        producer::decide(p, claim, holder.as_deref().map(|h| (h, entry.as_ref())), now)?;
+        tx.execute(prod::TAKE, rusqlite::params![p, claim.instance, claim.node_id, now]).map_err(|e| error(ctx, e))?;
+        tx.commit().map_err(|e| error("cannot commit taking a producer", e))?;
+        Ok(Taken { max_seq })
+    }
+
+    fn release_producer(&mut self, p: &str, claim: &Claim) -> Result<()> {
+        self.conn
+            .execute(prod::RELEASE, rusqlite::params![p, claim.instance, now_ms()])
+            .map_err(|e| error("cannot release a producer", e))?;
+        Ok(())
+    }
+}
+
 impl Writer for SqliteStore {
     fn write(&mut self, flush: &FlushWrite<'_>) -> Result<Applied> {
         let tx = self
@@ -261,6 +297,17 @@ impl Writer for SqliteStore {
             .map_err(|e| error("cannot record the flush in the shard registry", e))?;
         if recorded == 0 {
             return registry::not_recorded(claim, holder(&tx, claim)?.as_deref());
+        }
+        // The batches' producers next: one taken by another node means its copy of a batch
+        // may be counted there, so nothing of this flush may be (dropping `tx` rolls back).
+        for (p, seq) in flush.producers {
+            let held = tx
+                .prepare_cached(prod::RECORD)
+                .and_then(|mut s| s.execute(rusqlite::params![p, claim.instance, seq, now_ms()]))
+                .map_err(|e| error("cannot record the batches' producers", e))?;
+            if held == 0 {
+                return Err(producer::lost(p, claim));
+            }
         }
         for tw in &flush.tables {
             let t = tw.table;

@@ -141,6 +141,11 @@ impl PostgresStore {
         let known = std::mem::take(&mut self.array_merges);
         let result = (|| -> std::result::Result<Applied, Attempt> {
             let record = self.statement(reg::RECORD_FLUSH, "the flush's registry update")?;
+            let producers_record = if flush.producers.is_empty() {
+                None
+            } else {
+                Some(self.statement(crate::store::producer::statements::RECORD, "the producers' update")?)
+            };
             let append = if flush.journal.iter().any(|j| j.append.is_some()) {
                 Some(self.statement(journal_sql::APPEND, "the journal append")?)
             } else {
@@ -155,6 +160,19 @@ impl PostgresStore {
                 .map_err(|e| error("cannot record the flush in the shard registry", e))?;
             if recorded == 0 {
                 return Ok(registry::not_recorded(claim, holder(&mut tx, claim)?.as_deref())?);
+            }
+            // The batches' producers next: one taken by another node means its copy of a
+            // batch may be counted there, so nothing of this flush may be (rolled back).
+            if !flush.producers.is_empty() {
+                let record = producers_record.clone().expect("prepared above");
+                for (p, seq) in flush.producers {
+                    let held = tx
+                        .execute(&record, &[p, &claim.instance, seq, &now_ms()])
+                        .map_err(|e| error("cannot record the batches' producers", e))?;
+                    if held == 0 {
+                        return Err(crate::store::producer::lost(p, claim).into());
+                    }
+                }
             }
             if flush.tables.is_empty() {
                 // Only the journal (the usual flush of live events).

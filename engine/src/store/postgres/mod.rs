@@ -14,9 +14,10 @@ pub use flush::{MEDIUM_FLUSH_ROWS, SMALL_FLUSH_ROWS};
 
 use super::journal::{self, statements as journal_sql};
 use super::mark::{self, Mark, statements as marks};
+use super::producer::{self, Taken, statements as prod};
 use super::registry::{self, Applied, Claim, Entry, for_dialect, statements as reg};
 use super::sql::{self, Dialect, KeyStyle};
-use super::{FlushWrite, Reader, Registry, Schema, Store, StoreAddress, Writer};
+use super::{FlushWrite, Producers, Reader, Registry, Schema, Store, StoreAddress, Writer};
 use crate::error::{Error, Result};
 use crate::lang::types::Value;
 use crate::store::schema::TableSchema;
@@ -212,6 +213,8 @@ impl Registry for PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(|e| error("cannot lock the schema", e))?;
         tx.batch_execute(reg::CREATE).map_err(|e| error("cannot create the shard registry", e))?;
+        // Here, under the schema lock, so that no HELLO creates it concurrently.
+        tx.batch_execute(prod::CREATE).map_err(|e| error("cannot create the producers table", e))?;
         let rows: Vec<Entry> = tx
             .query(reg::SELECT_ALL, &[])
             .map_err(|e| error("cannot read the shard registry", e))?
@@ -246,6 +249,46 @@ impl Registry for PostgresStore {
             self.client()?.execute(&*for_dialect(Dialect::Postgres, reg::FORGET), &[&claim.node_id, &claim.instance])
         };
         r.map_err(|e| error("cannot release the registration", e))?;
+        Ok(())
+    }
+}
+
+impl Producers for PostgresStore {
+    fn take_producer(&mut self, p: &str, claim: &Claim) -> Result<Taken> {
+        let ctx = "cannot take a producer";
+        let mut tx = self.client()?.transaction().map_err(|e| error("cannot start taking a producer", e))?;
+        // Two nodes taking one producer at once queue here (a missing row cannot be locked);
+        // a flush recording it holds the row's lock, which the SELECT … FOR UPDATE waits for.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 13))", &[&p]).map_err(|e| error(ctx, e))?;
+        let now = now_ms();
+        tx.execute(&*for_dialect(Dialect::Postgres, prod::FORGET), &[&(now - producer::FORGET_AFTER_MS)])
+            .map_err(|e| error(ctx, e))?;
+        let select = format!("{} FOR UPDATE", for_dialect(Dialect::Postgres, prod::SELECT));
+        let row = tx.query_opt(&select, &[&p]).map_err(|e| error(ctx, e))?;
+        let (holder, max_seq): (Option<String>, i64) = match row {
+            Some(r) => (r.try_get(0).map_err(|e| error(ctx, e))?, r.try_get(1).map_err(|e| error(ctx, e))?),
+            None => (None, 0),
+        };
+        let entry = match &holder {
+            Some(h) => tx
+                .query_opt(&*for_dialect(Dialect::Postgres, prod::HOLDER_ENTRY), &[h])
+                .map_err(|e| error(ctx, e))?
+                .map(|r| Entry::read(|i| r.try_get(i), |i| r.try_get(i)))
+                .transpose()
+                .map_err(|e| error(ctx, e))?,
+            None => None,
+        };
+        producer::decide(p, claim, holder.as_deref().map(|h| (h, entry.as_ref())), now)?;
+        tx.execute(&*for_dialect(Dialect::Postgres, prod::TAKE), &[&p, &claim.instance, &claim.node_id, &now])
+            .map_err(|e| error(ctx, e))?;
+        tx.commit().map_err(|e| error("cannot commit taking a producer", e))?;
+        Ok(Taken { max_seq })
+    }
+
+    fn release_producer(&mut self, p: &str, claim: &Claim) -> Result<()> {
+        self.client()?
+            .execute(&*for_dialect(Dialect::Postgres, prod::RELEASE), &[&p, &claim.instance, &now_ms()])
+            .map_err(|e| error("cannot release a producer", e))?;
         Ok(())
     }
 }

@@ -84,7 +84,7 @@ pub struct Entry {
 }
 
 /// Whether the process behind an entry may still be running.
-fn live(e: &Entry, now_ms: i64, me: &Claim) -> bool {
+pub(crate) fn live(e: &Entry, now_ms: i64, me: &Claim) -> bool {
     if e.released || now_ms - e.heartbeat_ms > LEASE_MS {
         return false;
     }

@@ -1,0 +1,274 @@
+//! Deterministic races of exactly-once delivery (docs/delivery.md): two nodes in this
+//! process on one store (SQLite, and PostgreSQL when `DATABASE_URL` names one), a client of protocol version 2, and a fault point
+//! ([`crate::node::fault`]) that holds one node before or after its store commits. Each
+//! test would count a batch twice without the producers' record.
+
+use super::client::Client;
+use super::protocol::Reply;
+use super::{Notice, Server};
+use crate::config::NodeConfig;
+use crate::error::Error;
+use crate::ingest::wire::BatchBuilder;
+use crate::lang::types::{AttrType, Value};
+use crate::node::fault::{self, Point};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One store of a test: its address, and the names that keep this run's rows, nodes and
+/// producers apart from other runs' in a PostgreSQL that outlives them.
+struct Store {
+    url: String,
+    tag: String,
+}
+
+impl Store {
+    fn name(&self, base: &str) -> String {
+        format!("{base}_{}", self.tag)
+    }
+
+    fn app(&self) -> String {
+        format!(
+            "define stream S (symbol string, qty long, ts long);
+             define aggregation {} from S select symbol, sum(qty) as q group by symbol aggregate by ts every sec;",
+            self.name("A")
+        )
+    }
+
+    /// What the shard registry decides when a node's heartbeat has stopped for the lease
+    /// (it was cut off, or killed on another host): the node is presumed dead.
+    fn presume_dead(&self, node_id: &str) {
+        let text = "UPDATE \"TALLY_SHARD_REGISTRY\" SET \"RELEASED\" = 1 WHERE \"NODE_ID\" = ";
+        let n = match self.url.strip_prefix("sqlite:") {
+            Some(path) => rusqlite::Connection::open(path).unwrap().execute(&format!("{text}?1"), [node_id]).unwrap(),
+            None => postgres::Client::connect(&self.url, postgres::NoTls)
+                .unwrap()
+                .execute(&format!("{text}$1"), &[&node_id])
+                .unwrap() as usize,
+        };
+        assert_eq!(n, 1);
+    }
+}
+
+/// A fresh SQLite file, and PostgreSQL when `DATABASE_URL` names one.
+fn stores(dir: &tempfile::TempDir, test: &str) -> Vec<Store> {
+    let tag = format!("{test}_{}_{}", std::process::id(), crate::time::clock::now_ms());
+    let mut v = vec![Store { url: format!("sqlite:{}", dir.path().join("s.db").display()), tag: tag.clone() }];
+    if let Ok(url) = std::env::var("DATABASE_URL")
+        && url.starts_with("postgres")
+    {
+        v.push(Store { url, tag });
+    }
+    v
+}
+
+struct Node {
+    server: Server,
+    notices: Arc<Mutex<Vec<String>>>,
+    cfg: NodeConfig,
+}
+
+fn start(node_id: &str, store: &Store) -> Node {
+    let url = &store.url;
+    let id = store.name(node_id);
+    let cfg = NodeConfig::parse(&format!("wso2.carbon: {{id: {id}}}\ntally: {{workers: 2}}"), "n").unwrap();
+    let plan = Arc::new(crate::lang::plan::check(&store.app(), "t", &cfg).unwrap());
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let n = notices.clone();
+    let report = Arc::new(move |notice: Notice| {
+        let text = match notice {
+            Notice::Fenced(e) => format!("fenced: {e}"),
+            other => format!("{other:?}"),
+        };
+        n.lock().unwrap().push(text);
+    });
+    let server =
+        Server::start(plan, &cfg, Some(url), Some("127.0.0.1:0"), Some("127.0.0.1:0"), &mut |_, _| {}, report).unwrap();
+    Node { server, notices, cfg }
+}
+
+fn batch(qty: &[i64]) -> Vec<u8> {
+    let mut b = BatchBuilder::new(&[AttrType::String, AttrType::Long, AttrType::Long]);
+    for (i, q) in qty.iter().enumerate() {
+        b.push_values(&[Value::Str("wso2".into()), Value::Long(*q), Value::Long(1_000 + i as i64)]);
+    }
+    b.finish()
+}
+
+fn send(c: &mut Client, seq: u64, qty: &[i64]) {
+    c.send_numbered(seq, "S", &batch(qty)).unwrap();
+    c.flush().unwrap();
+}
+
+/// The total quantity in the store, all shards merged, as a query answers it.
+fn total(cfg: &NodeConfig, store: &Store) -> i64 {
+    let plan = crate::lang::plan::check(&store.app(), "t", cfg).unwrap();
+    let text = format!("from {} within 0L, 100000000000L per 'seconds' select symbol, q", store.name("A"));
+    let r = crate::query::run_on_store(&plan, cfg, Some(&store.url), &text).unwrap();
+    let col = r.columns.iter().position(|c| c == "q").unwrap();
+    r.records.iter().map(|row| row[col].as_i64().unwrap()).sum()
+}
+
+fn held(r: crate::error::Result<Client>) -> bool {
+    matches!(r, Err(Error::ProducerHeld(_)))
+}
+
+/// Connects to `node` for `producer`, retrying while another node holds it.
+fn connect_when_free(node: &Node, producer: &str) -> Client {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        match Client::connect_producer(node.server.ingest_addr(), None, producer) {
+            Ok(c) => return c,
+            Err(Error::ProducerHeld(_)) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn commit_then_die_a_resent_batch_is_answered_duplicate_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for st in stores(&dir, "commit_then_") {
+        commit_then_die_a_resent_batch_is_answered_duplicate_and_counted_once_on(&st);
+    }
+}
+
+fn commit_then_die_a_resent_batch_is_answered_duplicate_and_counted_once_on(st: &Store) {
+    let (a, b) = (start("ctd-a", st), start("ctd-b", st));
+    let gate = fault::hold(&st.name("ctd-a"), Point::AfterCommit);
+    let mut c = Client::connect_producer(a.server.ingest_addr(), None, &st.name("ctd")).unwrap();
+    send(&mut c, 1, &[5]);
+    assert!(gate.reached(1, Duration::from_secs(20)), "node a committed the batch");
+    assert_eq!(total(&a.cfg, st), 5);
+    // The client never reads the ACK: it gives up on node a.
+    drop(c);
+    assert!(
+        held(Client::connect_producer(b.server.ingest_addr(), None, &st.name("ctd"))),
+        "a is live and holds the producer"
+    );
+    st.presume_dead(&st.name("ctd-a"));
+    let mut c = Client::connect_producer(b.server.ingest_addr(), None, &st.name("ctd")).unwrap();
+    send(&mut c, 1, &[5]);
+    send(&mut c, 2, &[7]);
+    assert_eq!(c.recv().unwrap(), Reply::Duplicate { batch_id: 1, events: 1 });
+    assert_eq!(c.recv().unwrap(), Reply::Ack { batch_id: 2, events: 1 });
+    assert_eq!(total(&b.cfg, st), 12, "the resent batch once, the new one once");
+    gate.open();
+    drop(c);
+    b.server.shutdown().unwrap();
+    a.server.shutdown().unwrap();
+    assert_eq!(total(&a.cfg, st), 12);
+}
+
+#[test]
+fn a_slow_node_keeps_its_producer_until_it_commits_and_the_resend_is_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    for st in stores(&dir, "a_slow_node_") {
+        a_slow_node_keeps_its_producer_until_it_commits_and_the_resend_is_a_duplicate_on(&st);
+    }
+}
+
+fn a_slow_node_keeps_its_producer_until_it_commits_and_the_resend_is_a_duplicate_on(st: &Store) {
+    let (a, b) = (start("slow-a", st), start("slow-b", st));
+    let gate = fault::hold(&st.name("slow-a"), Point::BeforeCommit);
+    let mut c = Client::connect_producer(a.server.ingest_addr(), None, &st.name("slow")).unwrap();
+    send(&mut c, 1, &[5]);
+    assert!(gate.reached(1, Duration::from_secs(20)), "node a aggregated the batch and holds it uncommitted");
+    drop(c);
+    // The client resends elsewhere while a may still commit: refused, not counted twice.
+    assert!(held(Client::connect_producer(b.server.ingest_addr(), None, &st.name("slow"))));
+    assert_eq!(total(&b.cfg, st), 0);
+    gate.open();
+    // a commits, then releases the producer; b then knows the batch is in.
+    let mut c = connect_when_free(&b, &st.name("slow"));
+    send(&mut c, 1, &[5]);
+    assert_eq!(c.recv().unwrap(), Reply::Duplicate { batch_id: 1, events: 1 });
+    assert_eq!(total(&b.cfg, st), 5);
+    drop(c);
+    a.server.shutdown().unwrap();
+    b.server.shutdown().unwrap();
+}
+
+#[test]
+fn a_node_presumed_dead_cannot_commit_a_batch_another_node_took() {
+    let dir = tempfile::tempdir().unwrap();
+    for st in stores(&dir, "a_node_presu") {
+        a_node_presumed_dead_cannot_commit_a_batch_another_node_took_on(&st);
+    }
+}
+
+fn a_node_presumed_dead_cannot_commit_a_batch_another_node_took_on(st: &Store) {
+    let (a, b) = (start("cut-a", st), start("cut-b", st));
+    let gate = fault::hold(&st.name("cut-a"), Point::BeforeCommit);
+    let mut c = Client::connect_producer(a.server.ingest_addr(), None, &st.name("cut")).unwrap();
+    send(&mut c, 1, &[5]);
+    assert!(gate.reached(1, Duration::from_secs(20)));
+    drop(c);
+    // a's heartbeat stopped for the lease (cut off from the store): b takes the producer
+    // and the batch, which a has not committed.
+    st.presume_dead(&st.name("cut-a"));
+    let mut c = Client::connect_producer(b.server.ingest_addr(), None, &st.name("cut")).unwrap();
+    send(&mut c, 1, &[5]);
+    assert_eq!(c.recv().unwrap(), Reply::Ack { batch_id: 1, events: 1 });
+    assert_eq!(total(&b.cfg, st), 5);
+    // a comes back and tries to commit its copy: rolled back, and a fences itself off.
+    gate.open();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !a.notices.lock().unwrap().iter().any(|n| n.starts_with("fenced:")) {
+        assert!(Instant::now() < until, "a never reported being fenced: {:?}", a.notices.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let fenced = a.notices.lock().unwrap().iter().find(|n| n.starts_with("fenced:")).cloned().unwrap();
+    assert!(fenced.contains(&format!("lost producer `{}`", st.name("cut"))), "{fenced}");
+    assert_eq!(total(&b.cfg, st), 5, "counted once, by b");
+    assert!(a.server.shutdown().is_err(), "a's last flush is refused");
+    drop(c);
+    b.server.shutdown().unwrap();
+    assert_eq!(total(&b.cfg, st), 5);
+}
+
+#[test]
+fn numbers_must_increase_on_a_connection_and_a_reconnect_resends_under_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    for st in stores(&dir, "numbers_must") {
+        numbers_must_increase_on_a_connection_and_a_reconnect_resends_under_the_same_numbers_on(&st);
+    }
+}
+
+fn numbers_must_increase_on_a_connection_and_a_reconnect_resends_under_the_same_numbers_on(st: &Store) {
+    let a = start("seq-a", st);
+    let mut c = Client::connect_producer(a.server.ingest_addr(), None, &st.name("seq")).unwrap();
+    send(&mut c, 3, &[1]);
+    send(&mut c, 3, &[100]);
+    send(&mut c, 2, &[100]);
+    send(&mut c, 4, &[2]);
+    // An error may overtake an ack still waiting for its flush: compared as a set.
+    let replies: Vec<Reply> = (0..4).map(|_| c.recv().unwrap()).collect();
+    let mut codes: Vec<String> = replies
+        .iter()
+        .map(|r| match r {
+            Reply::Ack { batch_id, .. } => format!("ack {batch_id}"),
+            Reply::Error { batch_id, code, retryable, .. } => format!("error {batch_id} {code} {retryable}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    codes.sort();
+    assert_eq!(codes, ["ack 3", "ack 4", "error 2 12 false", "error 3 12 false"]);
+    drop(c);
+    // A reconnect resends what it had no answer for, under the same numbers.
+    let mut c = connect_when_free(&a, &st.name("seq"));
+    send(&mut c, 3, &[1]);
+    send(&mut c, 4, &[2]);
+    send(&mut c, 5, &[4]);
+    assert_eq!(c.recv().unwrap(), Reply::Duplicate { batch_id: 3, events: 1 });
+    assert_eq!(c.recv().unwrap(), Reply::Duplicate { batch_id: 4, events: 1 });
+    assert_eq!(c.recv().unwrap(), Reply::Ack { batch_id: 5, events: 1 });
+    assert_eq!(total(&a.cfg, st), 7);
+    // Version 1 clients are untouched: no producer, no duplicate check.
+    let mut v1 = Client::connect(a.server.ingest_addr(), None).unwrap();
+    v1.send_numbered(3, "S", &batch(&[8])).unwrap();
+    v1.flush().unwrap();
+    assert_eq!(v1.recv().unwrap(), Reply::Ack { batch_id: 3, events: 1 });
+    assert_eq!(total(&a.cfg, st), 15);
+    drop((c, v1));
+    a.server.shutdown().unwrap();
+}
