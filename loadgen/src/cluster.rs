@@ -14,6 +14,78 @@ pub struct Node {
     pub ingest: String,
     pub http: String,
     child: Child,
+    /// How it was started, to start it again after a kill (`--chaos kill-node`).
+    launch: Launch,
+}
+
+/// What starts one node: `tally serve` with its files, on given addresses.
+#[derive(Debug, Clone)]
+struct Launch {
+    tally: PathBuf,
+    app: PathBuf,
+    store: String,
+    cpus: Option<String>,
+    log: PathBuf,
+}
+
+impl Launch {
+    /// Starts the node and waits until it listens; returns it with its addresses.
+    fn start(&self, id: &str, config: &Path, ingest: &str, http: &str) -> Result<(Child, String, String)> {
+        let mut cmd = match &self.cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(&self.tally);
+                c
+            }
+            None => Command::new(&self.tally),
+        };
+        // The node's stderr goes to a file, not a pipe: nothing reads a pipe while the
+        // run goes on, and a node that logs more than the pipe holds would block in
+        // its next write (its flush thread, say) and look slow. Appended: a restarted node
+        // keeps what it logged before.
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .doing(|| format!("cannot create {}", self.log.display()))?;
+        let mut child = cmd
+            .args(["serve", "--app"])
+            .arg(&self.app)
+            .arg("--config")
+            .arg(config)
+            .args(["--store", &self.store, "--ingest", ingest, "--http", http])
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .doing(|| format!("cannot start {} for {id}", self.tally.display()))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped"))
+            .read_line(&mut line)
+            .doing(|| format!("cannot read what node {id} printed"))?;
+        let Some((ingest, http)) = line.trim().strip_prefix("listening ingest=").and_then(|r| r.split_once(" http="))
+        else {
+            // It printed no address: it ended (stdout closed), or printed something else
+            // and may still run. Stop it either way, so that waiting cannot hang and its
+            // log is complete.
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = std::fs::read_to_string(&self.log).unwrap_or_default();
+            return Err(Error::Node(format!("node {id} did not start: {}", err.trim())));
+        };
+        Ok((child, ingest.to_string(), http.to_string()))
+    }
+}
+
+impl Node {
+    /// SIGKILL (no last flush, no acks), then the same node (id, files, addresses) again.
+    pub fn kill_and_restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        // Reaped at once: a zombie would still look alive to the shard registry.
+        let _ = self.child.wait();
+        let (child, _, _) = self.launch.start(&self.id, &self.config, &self.ingest, &self.http)?;
+        self.child = child;
+        Ok(())
+    }
 }
 
 /// The nodes of a run.
@@ -66,48 +138,18 @@ impl Cluster {
                 ),
             )
             .doing(|| format!("cannot write {}", config.display()))?;
-            let mut cmd = match s.cpus.get(n % s.cpus.len().max(1)) {
-                Some(cpus) => {
-                    let mut c = Command::new("taskset");
-                    c.args(["-c", cpus]).arg(s.tally);
-                    c
-                }
-                None => Command::new(s.tally),
+            let launch = Launch {
+                tally: s.tally.to_path_buf(),
+                app: app.clone(),
+                store: s.store.to_string(),
+                cpus: s.cpus.get(n % s.cpus.len().max(1)).cloned(),
+                log: s.work.join(format!("{id}.log")),
             };
-            // The node's stderr goes to a file, not a pipe: nothing reads a pipe while the
-            // run goes on, and a node that logs more than the pipe holds would block in
-            // its next write (its flush thread, say) and look slow.
-            let log = s.work.join(format!("{id}.log"));
-            let stderr = std::fs::File::create(&log).doing(|| format!("cannot create {}", log.display()))?;
-            let mut child = cmd
-                .args(["serve", "--app"])
-                .arg(&app)
-                .arg("--config")
-                .arg(&config)
-                .args(["--store", s.store, "--ingest", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-                .stdout(Stdio::piped())
-                .stderr(stderr)
-                .spawn()
-                .doing(|| format!("cannot start {} for {id}", s.tally.display()))?;
-            let mut line = String::new();
-            BufReader::new(child.stdout.as_mut().expect("piped"))
-                .read_line(&mut line)
-                .doing(|| format!("cannot read what node {id} printed"))?;
-            let Some((ingest, http)) =
-                line.trim().strip_prefix("listening ingest=").and_then(|r| r.split_once(" http="))
-            else {
-                // It printed no address: it ended (stdout closed), or printed something else
-                // and may still run. Stop it either way, so that waiting cannot hang and its
-                // log is complete.
-                let _ = child.kill();
-                let _ = child.wait();
-                let err = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(Error::Node(format!("node {id} did not start: {}", err.trim())));
-            };
+            let (child, ingest, http) = launch.start(&id, &config, "127.0.0.1:0", "127.0.0.1:0")?;
             if let Some(share) = s.cpu_quota {
                 cgroups.push(limit_cpu(child.id(), &id, share)?);
             }
-            nodes.push(Node { id, config, ingest: ingest.to_string(), http: http.to_string(), child });
+            nodes.push(Node { id, config, ingest, http, child, launch });
         }
         Ok(Cluster { nodes, app, aggregation, store: s.store.to_string(), cgroups })
     }

@@ -46,6 +46,10 @@ pub struct Published {
     pub per_target: Vec<u64>,
     /// Batches sent again after a refusal or a broken connection.
     pub resent: u64,
+    /// Protocol version 2: resent batches the nodes had committed, answered DUPLICATE.
+    pub duplicates: u64,
+    /// Protocol version 2: connections made again after one broke.
+    pub reconnects: u64,
     /// ACK latency, microseconds.
     pub latency_us: Histogram<u64>,
 }
@@ -123,6 +127,8 @@ pub fn publish(plan: &Plan, batches: &[Batch], progress: &ProgressBar) -> Result
         acked_batches,
         per_target,
         resent: shared.resent.load(Ordering::SeqCst),
+        duplicates: 0,
+        reconnects: 0,
         latency_us: latency,
     })
 }

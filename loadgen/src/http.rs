@@ -112,6 +112,8 @@ pub fn publish(plan: &HttpPlan, requests: &[Batch], progress: &ProgressBar) -> R
         acked_batches: shared.acked_requests.load(Ordering::SeqCst),
         per_target,
         resent: shared.resent.load(Ordering::SeqCst),
+        duplicates: 0,
+        reconnects: 0,
         latency_us: latency,
     })
 }

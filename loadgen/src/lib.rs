@@ -4,10 +4,12 @@
 //! one run and the demo (`run`), a sweep over node counts (`sweep`).
 
 pub mod baseline;
+pub mod chaos;
 pub mod cluster;
 pub mod drive;
 pub mod error;
 pub mod http;
+pub mod producer;
 pub mod report;
 pub mod run;
 pub mod sweep;

@@ -57,6 +57,13 @@ pub struct RunReport {
     pub events_per_sec: f64,
     pub per_node_events: Vec<u64>,
     pub resent_batches: u64,
+    /// Protocol version 2: resent batches the nodes had committed (answered DUPLICATE, not
+    /// counted again).
+    pub duplicate_batches: u64,
+    /// Protocol version 2: connections made again after one broke.
+    pub reconnects: u64,
+    /// `--chaos kill-node`: nodes killed with SIGKILL and restarted.
+    pub kills: u64,
     pub ack_latency_ms: (f64, f64, f64, f64),
     pub peak_rss_bytes: Vec<u64>,
     /// Rows the nodes flushed per second of the run (all nodes, all durations).
@@ -93,6 +100,9 @@ impl RunReport {
             events_per_sec: p.acked_events as f64 / p.elapsed.as_secs_f64(),
             per_node_events: p.per_target.clone(),
             resent_batches: p.resent,
+            duplicate_batches: p.duplicates,
+            reconnects: p.reconnects,
+            kills: 0,
             ack_latency_ms: (q(0.5), q(0.99), q(0.999), p.latency_us.max() as f64 / 1000.0),
             peak_rss_bytes: nodes_seen.peak_rss_bytes.clone(),
             rows_flushed_per_sec: nodes_seen.rows_flushed as f64 / p.elapsed.as_secs_f64(),
@@ -124,6 +134,9 @@ impl RunReport {
             "events_per_sec": self.events_per_sec.round(),
             "events_per_node": self.per_node_events,
             "resent_batches": self.resent_batches,
+            "duplicate_batches": self.duplicate_batches,
+            "reconnects": self.reconnects,
+            "kills": self.kills,
             "verified": self.verified,
             "rows_checked": self.rows_checked,
             "mismatches": self.mismatches,
@@ -188,6 +201,11 @@ impl RunReport {
             t.push_str(&format!("{:<28} {} ({per_cpu:.0} events per node CPU-s)\n", "node CPU s", cpu.join(", ")));
         }
         t.push_str(&format!("{:<28} {}\n", "batches sent again", self.resent_batches));
+        if self.reconnects > 0 || self.duplicate_batches > 0 || self.kills > 0 {
+            t.push_str(&format!("{:<28} {}\n", "nodes killed (SIGKILL)", self.kills));
+            t.push_str(&format!("{:<28} {}\n", "reconnects", self.reconnects));
+            t.push_str(&format!("{:<28} {}\n", "duplicates suppressed", self.duplicate_batches));
+        }
         t.push_str(&format!(
             "{:<28} {}\n",
             "verified",

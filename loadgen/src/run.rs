@@ -71,6 +71,24 @@ pub struct Load {
     /// time, the low-load shape).
     #[arg(long, default_value_t = crate::BATCH_EVENTS)]
     pub batch_events: usize,
+    /// Protocol version 2 (docs/delivery.md): a producer per connection, numbered batches,
+    /// unanswered batches resent under their own numbers to the next node: exactly once.
+    #[arg(long)]
+    pub exactly_once: bool,
+    /// A fault to inject while publishing (spawned nodes only; implies --exactly-once).
+    #[arg(long, value_enum)]
+    pub chaos: Option<Chaos>,
+    /// Seconds between two faults.
+    #[arg(long, default_value_t = 2.0)]
+    pub chaos_every: f64,
+}
+
+/// A fault `--chaos` injects.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chaos {
+    /// SIGKILL a node picked at random, and start it again at once (same node id, files
+    /// and addresses).
+    KillNode,
 }
 
 /// How events reach the nodes.
@@ -128,7 +146,7 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
     let w = &work.workload;
     let batches = &work.batches;
     let store = load.store.clone().unwrap_or_else(|| format!("sqlite:{}", dir.path().join("store.db").display()));
-    let cluster = if targets.is_empty() {
+    let mut cluster = if targets.is_empty() {
         Some(Cluster::spawn(&Spawn {
             tally: &tally,
             work: dir.path(),
@@ -162,7 +180,29 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         crate::http::requests(w, load.events_per_request, load.token.as_deref())
     });
     let cpu_before = cluster.as_ref().map(|c| c.cpu_seconds()).unwrap_or_default();
+    if load.chaos.is_some() && (cluster.is_none() || load.protocol != Protocol::Binary) {
+        return Err(Error::Usage("--chaos needs spawned nodes (no --targets) and --protocol binary".into()));
+    }
+    let mut kills = 0;
     let published = match &http_requests {
+        None if load.exactly_once || load.chaos.is_some() => {
+            // Producer ids of their own: a PostgreSQL store remembers earlier runs' producers.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let run_id = format!("{}-{}", std::process::id(), now.as_millis());
+            let cell = std::sync::Mutex::new(cluster.take());
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let published = std::thread::scope(|s| {
+                let (cell, done) = (&cell, &done);
+                let chaos =
+                    load.chaos.map(|kind| s.spawn(move || crate::chaos::inject(kind, load.chaos_every, cell, done)));
+                let p = crate::producer::publish(&plan, batches, &progress, &run_id);
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                kills = chaos.map(|h| h.join().expect("the chaos thread")).transpose()?.unwrap_or(0);
+                Ok::<_, Error>(p)
+            })?;
+            cluster = cell.into_inner().expect("the cluster lock");
+            published
+        }
         None => drive::publish(&plan, batches, &progress),
         Some(requests) => {
             let http_plan = crate::http::HttpPlan {
@@ -223,8 +263,12 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         "protocol": match load.protocol { Protocol::Binary => "binary", Protocol::Http => "http" },
         "events_per_request": (load.protocol == Protocol::Http).then_some(load.events_per_request.max(1)),
         "http_clients": (load.protocol == Protocol::Http).then_some(load.clients),
+        "exactly_once": load.exactly_once || load.chaos.is_some(),
+        "chaos": load.chaos.map(|c| format!("{c:?}")), "chaos_every_sec": load.chaos.map(|_| load.chaos_every),
     });
-    Ok(RunReport::new(plan.targets.len(), &published, verification.as_ref(), &seen, config))
+    let mut report = RunReport::new(plan.targets.len(), &published, verification.as_ref(), &seen, config);
+    report.kills = kills;
+    Ok(report)
 }
 
 /// `tally-loadgen run`: one run, its table, `--baseline` beside it, the results JSON at
@@ -299,6 +343,9 @@ pub fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep
         events_per_request: 1,
         clients: 16,
         batch_events: crate::BATCH_EVENTS,
+        exactly_once: false,
+        chaos: None,
+        chaos_every: 2.0,
     };
     eprintln!("demo: {nodes} nodes, {events} events of {symbols} symbols over {} days, round robin", load.span_days);
     let tally = tally_binary()?;
