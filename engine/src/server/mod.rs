@@ -24,6 +24,7 @@
 pub mod client;
 mod connection;
 mod http;
+mod idempotency;
 
 pub use http::Listening;
 pub mod metrics;
@@ -123,6 +124,8 @@ struct Shared {
     /// A connection of its own for taking and releasing producers (opened when first needed),
     /// so that a HELLO never waits for a flush's transaction on the flusher's connection.
     producer_conn: Mutex<Option<Box<dyn crate::store::Store>>>,
+    /// Producers held for HTTP requests with an idempotency key.
+    http_producers: idempotency::HttpProducers,
 }
 
 impl Shared {
@@ -244,6 +247,7 @@ impl Server {
             ledger,
             producer_store,
             producer_conn: Mutex::new(None),
+            http_producers: idempotency::HttpProducers::default(),
         });
         let http = http::Http::start(http_addr.unwrap_or(&config.settings.http), shared.clone())?;
         let listening = http.listening().to_vec();
@@ -461,6 +465,7 @@ fn flush_loop(
             Ok(stats) => {
                 m.add_flush(&stats);
                 shared.publish(stats.durable, false);
+                shared.http_producers.reap(&shared, stats.durable, false);
             }
             Err(e @ Error::Shard(_)) => {
                 // Fenced: another process took this node's registration or one of its
@@ -497,6 +502,7 @@ fn flush_loop(
     match last {
         Ok(()) => {
             shared.publish(generation, false);
+            shared.http_producers.reap(&shared, generation, true);
             Ok(())
         }
         Err(e) => {

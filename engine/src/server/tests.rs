@@ -272,3 +272,55 @@ fn numbers_must_increase_on_a_connection_and_a_reconnect_resends_under_the_same_
     drop((c, v1));
     a.server.shutdown().unwrap();
 }
+
+/// Posts one event to `node`'s `POST /S` with an idempotency key; the status and body.
+fn post(node: &Node, key: Option<&str>, qty: i64) -> (u16, String) {
+    use std::io::{Read, Write};
+    let body = format!(r#"{{"event": {{"symbol": "wso2", "qty": {qty}, "ts": 1000}}}}"#);
+    let key = key.map(|k| format!("Idempotency-Key: {k}\r\n")).unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(node.server.http_addr()).unwrap();
+    write!(
+        s,
+        "POST /S HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{key}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+#[test]
+fn an_http_request_with_an_idempotency_key_is_counted_once_wherever_it_is_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    for st in stores(&dir, "http_key") {
+        http_key_on(&st);
+    }
+}
+
+fn http_key_on(st: &Store) {
+    let (a, b) = (start("hk-a", st), start("hk-b", st));
+    let key = |n: u32| format!("{}/{n}", st.name("hk"));
+    assert_eq!(post(&a, Some(&key(1)), 5), (200, r#"{"accepted":1}"#.to_string()));
+    // The answer was lost: the same request again, here.
+    assert_eq!(post(&a, Some(&key(1)), 5), (200, r#"{"accepted":1,"duplicate":true}"#.to_string()));
+    assert_eq!(total(&a.cfg, st), 5);
+    // Elsewhere while a holds the producer (it keeps it while requests come).
+    let (status, body) = post(&b, Some(&key(2)), 7);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("is held by node"), "{body}");
+    // a is presumed dead: b takes the producer and knows what a committed.
+    st.presume_dead(&st.name("hk-a"));
+    assert_eq!(post(&b, Some(&key(1)), 5), (200, r#"{"accepted":1,"duplicate":true}"#.to_string()));
+    assert_eq!(post(&b, Some(&key(2)), 7), (200, r#"{"accepted":1}"#.to_string()));
+    assert_eq!(total(&b.cfg, st), 12);
+    // Without a key, as before; a bad key is refused with what is wrong.
+    assert_eq!(post(&b, None, 1).0, 200);
+    let (status, body) = post(&b, Some("no-sequence"), 1);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("is not PRODUCER/SEQUENCE"), "{body}");
+    assert_eq!(total(&b.cfg, st), 13);
+    a.server.shutdown().unwrap();
+    b.server.shutdown().unwrap();
+}

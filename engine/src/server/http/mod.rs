@@ -16,11 +16,13 @@
 //! commit). With `tally.token` set, `tally.http` and the query API need
 //! `Authorization: Bearer TOKEN` for POSTs.
 
+mod ingest;
+use super::idempotency;
 use super::metrics::{Gauges, Metrics};
-use super::{Commit, Notice, Shared};
+use super::{Notice, Shared};
 use crate::config::User;
-use crate::error::{BadEvent, Error, Result};
-use crate::lang::plan::{AppPlan, DEFAULT_SOURCE_PORT, JsonMapping, ReceiverUrl};
+use crate::error::{Error, Result};
+use crate::lang::plan::{AppPlan, DEFAULT_SOURCE_PORT, ReceiverUrl};
 use crate::lang::types::Value;
 use crate::node::Router;
 use bytes::Bytes;
@@ -31,6 +33,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use ingest::ingest;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -313,8 +316,12 @@ async fn handle(rq: Request<Incoming>, routes: &Routes, front: &Front) -> Answer
             return r;
         }
         let stream = route.stream;
+        let key = match idempotency::parse(rq.headers().get(idempotency::HEADER).map(|v| v.as_bytes())) {
+            Ok(k) => k,
+            Err(m) => return error(StatusCode::BAD_REQUEST, &m),
+        };
         return match read_body(rq, shared).await {
-            Ok(body) => ingest(front, stream, &body).await,
+            Ok(body) => ingest(front, stream, &body, key).await,
             Err(r) => *r,
         };
     }
@@ -332,8 +339,12 @@ async fn handle(rq: Request<Incoming>, routes: &Routes, front: &Front) -> Answer
                 &format!("unknown stream `{}`; the app defines {}", &path[1..], known.join(", ")),
             );
         };
+        let key = match idempotency::parse(rq.headers().get(idempotency::HEADER).map(|v| v.as_bytes())) {
+            Ok(k) => k,
+            Err(m) => return error(StatusCode::BAD_REQUEST, &m),
+        };
         return match read_body(rq, shared).await {
-            Ok(body) => ingest(front, stream, &body).await,
+            Ok(body) => ingest(front, stream, &body, key).await,
             Err(r) => *r,
         };
     }
@@ -431,118 +442,6 @@ async fn read_body(rq: Request<Incoming>, shared: &Shared) -> std::result::Resul
         Ok(b) => Ok(b.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(Box::new(too_large())),
         Err(e) => Err(Box::new(error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")))),
-    }
-}
-
-/// The events of an ingest request's body: read straight into values when the body is
-/// valid ([`crate::ingest::body`]); otherwise as a tree, which names what is wrong.
-fn events_of_body(shared: &Shared, stream: usize, body: &[u8]) -> std::result::Result<Vec<Vec<Value>>, Box<Answer>> {
-    let s = &shared.plan.streams[stream];
-    let max = shared.config.settings.max_batch_events;
-    if let Some(events) = crate::ingest::body::events(s, s.mapping, body, max)
-        && events.iter().all(|v| crate::ingest::check::check_event(&shared.plan, stream, v).is_ok())
-    {
-        return Ok(events);
-    }
-    events_of(shared, stream, &parse_json(body)?)
-}
-
-/// The events of a request: `{"event": {…}}` or an array of those, converted and checked,
-/// all or nothing.
-fn events_of(
-    shared: &Shared,
-    stream: usize,
-    body: &serde_json::Value,
-) -> std::result::Result<Vec<Vec<Value>>, Box<Answer>> {
-    let s = &shared.plan.streams[stream];
-    let items: Vec<&serde_json::Value> = match body {
-        serde_json::Value::Array(a) => a.iter().collect(),
-        one => vec![one],
-    };
-    if items.len() > shared.config.settings.max_batch_events {
-        return Err(Box::new(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "{} events in one request; tally.max_batch_events is {}",
-                items.len(),
-                shared.config.settings.max_batch_events
-            ),
-        )));
-    }
-    let mapping: JsonMapping = s.mapping;
-    let mut events = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let values = item
-            .get("event")
-            .and_then(|e| e.as_object())
-            .ok_or_else(|| BadEvent::from("expected {\"event\": {\"attribute\": value, …}}"))
-            .and_then(|map| crate::ingest::json::event_values(s, map, mapping))
-            .and_then(|v| crate::ingest::check::check_event(&shared.plan, stream, &v).map(|_| v));
-        match values {
-            Ok(v) => events.push(v),
-            Err(m) => {
-                Metrics::add(&shared.metrics.batches_refused, 1);
-                return Err(Box::new(error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("{}; nothing of this request was taken", m.at(i)),
-                )));
-            }
-        }
-    }
-    Ok(events)
-}
-
-async fn ingest(front: &Front, stream: usize, body: &[u8]) -> Answer {
-    let shared = &front.shared;
-    let events = match events_of_body(shared, stream, body) {
-        Ok(e) => e,
-        Err(r) => return *r,
-    };
-    if shared.pending_rows.load(Ordering::Relaxed) > shared.config.settings.max_pending_rows {
-        Metrics::add(&shared.metrics.batches_refused, 1);
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the node holds tally.max_pending_rows unwritten rows (its store is slow or down); retry later",
-        );
-    }
-    // Registered as routing before the stop check, so the last flush waits for us.
-    shared.routing.fetch_add(1, Ordering::SeqCst);
-    if shared.stopping.load(Ordering::SeqCst) {
-        shared.routing.fetch_sub(1, Ordering::SeqCst);
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping; send the events to another node");
-    }
-    // Routing can wait on a full worker queue (back-pressure): tell the runtime this
-    // thread may block, so other requests move on.
-    let routed = tokio::task::block_in_place(|| {
-        let mut router = front.routers.lock().expect("routers").pop().unwrap_or_else(|| shared.routers.router());
-        let routed = events.iter().try_for_each(|v| router.push(stream, v)).and_then(|_| router.send_all());
-        front.routers.lock().expect("routers").push(router);
-        routed
-    });
-    let generation = shared.open.load(Ordering::SeqCst);
-    shared.routing.fetch_sub(1, Ordering::SeqCst);
-    if let Err(e) = routed {
-        return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-    }
-    Metrics::add(&shared.metrics.events_in, events.len() as u64);
-    Metrics::add(&shared.metrics.batches_in, 1);
-    // Answer once committed, like a binary ACK; waiting starts a flush (group commit).
-    shared.wake_flush();
-    let wait = shared.config.flush_interval * 2 + shared.config.store_wait.unwrap_or(Duration::from_secs(3600));
-    let mut commits = shared.commits.subscribe();
-    let done = tokio::time::timeout(wait, commits.wait_for(|c: &Commit| c.generation >= generation || c.given_up))
-        .await
-        .ok()
-        .and_then(|r| r.ok().map(|c| c.generation >= generation));
-    if done == Some(true) {
-        Metrics::add(&shared.metrics.batches_acked, 1);
-        json(StatusCode::OK, serde_json::json!({ "accepted": events.len() }))
-    } else {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the events were taken but their flush has not committed (the store is down?); they will be written \
-             when it is back — do not resend them",
-        )
     }
 }
 
