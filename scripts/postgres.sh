@@ -3,7 +3,8 @@
 # listening on 127.0.0.1 at a free port and on a unix socket there, and prints
 #   export DATABASE_URL=postgres://tally@127.0.0.1:PORT/tally
 #   export TALLY_PG_DIR=/tmp/tally-pg-XXXX
-# for `eval`; `stop` (with TALLY_PG_DIR set) stops it and removes the directory.
+# for `eval`; `restart [SECONDS]` (with TALLY_PG_DIR set) stops it, waits that long and
+# starts it again; `stop` stops it and removes the directory.
 # As root, the server runs as an unprivileged user (postgres, else nobody) via runuser.
 # Tests run it with fsync=off (a throwaway cluster need not survive a power cut);
 # TALLY_PG_FSYNC=on keeps PostgreSQL's default, for benchmarks.
@@ -51,12 +52,24 @@ case "${1:-}" in
     port=$(free_port)
     as_owner "$initdb" -D "$dir/data" -U tally --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
-    as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=${TALLY_PG_FSYNC:-off} -c max_connections=200" start >/dev/null \
+    echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=${TALLY_PG_FSYNC:-off} -c max_connections=200" \
+      >"$dir/options"
+    as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$(cat "$dir/options")" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
     as_owner "$(dirname "$initdb")/createdb" -h 127.0.0.1 -p "$port" -U tally tally
     echo "export DATABASE_URL=postgres://tally@127.0.0.1:$port/tally"
     echo "export TALLY_PG_DIR=$dir"
+    ;;
+  restart)
+    # What `--chaos store-restart` runs: the same cluster stopped (fast: sessions are
+    # cut), down for ${2:-0} seconds, and started again with the options it had.
+    dir=${TALLY_PG_DIR:?set TALLY_PG_DIR (printed by start)}
+    owner=$(stat -c %U "$dir")
+    pg_ctl=$(find_bin pg_ctl)
+    as_owner "$pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
+    sleep "${2:-0}"
+    as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$(cat "$dir/options")" start >/dev/null \
+      || { tail -n 20 "$dir/server.log" >&2; exit 1; }
     ;;
   stop)
     dir=${TALLY_PG_DIR:?set TALLY_PG_DIR (printed by start)}

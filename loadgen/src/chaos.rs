@@ -2,15 +2,27 @@
 //! is counted exactly once whatever fails (docs/delivery.md).
 
 use crate::cluster::Cluster;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::proxy::Proxy;
 use crate::run::Chaos;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Injects `kind` every `every_sec` seconds until `done`; returns how many faults it
-/// injected.
-pub fn inject(kind: Chaos, every_sec: f64, cluster: &Mutex<Option<Cluster>>, done: &AtomicBool) -> Result<u64> {
+/// What to inject, and how often.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub kind: Chaos,
+    pub every_sec: f64,
+    /// `--chaos store-restart`: the command that restarts the store (run by `sh -c`).
+    pub command: Option<String>,
+}
+
+/// Injects `plan.kind` every `plan.every_sec` seconds until `done`: a node killed and
+/// restarted, the store restarted, or a node's proxy cut for half the period. Returns how
+/// many faults it injected.
+pub fn inject(plan: &Plan, cluster: &Mutex<Option<Cluster>>, proxies: &[Proxy], done: &AtomicBool) -> Result<u64> {
+    let (kind, every_sec) = (plan.kind, plan.every_sec);
     let every = Duration::from_secs_f64(every_sec.max(0.05));
     // A fixed seed: the same run kills the same nodes in the same order.
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
@@ -22,14 +34,35 @@ pub fn inject(kind: Chaos, every_sec: f64, cluster: &Mutex<Option<Cluster>>, don
             continue;
         }
         next += every;
-        let mut guard = cluster.lock().expect("the cluster lock");
-        let Some(c) = guard.as_mut() else { return Ok(injected) };
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let i = (rng % c.nodes.len() as u64) as usize;
         match kind {
-            Chaos::KillNode => c.nodes[i].kill_and_restart()?,
+            Chaos::KillNode => {
+                let mut guard = cluster.lock().expect("the cluster lock");
+                let Some(c) = guard.as_mut() else { return Ok(injected) };
+                let i = (rng % c.nodes.len() as u64) as usize;
+                c.nodes[i].kill_and_restart()?;
+            }
+            Chaos::StoreRestart => {
+                let cmd = plan.command.as_deref().ok_or_else(|| {
+                    Error::Usage("--chaos store-restart needs --chaos-command (what restarts the store)".into())
+                })?;
+                let status = std::process::Command::new("sh").args(["-c", cmd]).status();
+                if !status.as_ref().is_ok_and(|s| s.success()) {
+                    return Err(Error::Node(format!("`{cmd}` (--chaos-command) failed: {status:?}")));
+                }
+            }
+            Chaos::Partition => {
+                let i = (rng % proxies.len().max(1) as u64) as usize;
+                let Some(p) = proxies.get(i) else { return Ok(injected) };
+                p.cut(true);
+                let heal = Instant::now() + every / 2;
+                while Instant::now() < heal && !done.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                p.cut(false);
+            }
         }
         injected += 1;
     }

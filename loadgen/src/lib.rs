@@ -10,6 +10,7 @@ pub mod drive;
 pub mod error;
 pub mod http;
 pub mod producer;
+pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod sweep;

@@ -149,6 +149,12 @@ impl Producer<'_> {
                     if let Some(rate) = self.rate {
                         let due = started + Duration::from_secs_f64(sent_events as f64 / rate);
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            if !unanswered.is_empty() {
+                                // Not due yet: read replies meanwhile (an ACK read late
+                                // would count the wait as latency).
+                                queue.push_front(b);
+                                break;
+                            }
                             c.flush().ok();
                             std::thread::sleep(wait);
                         }
@@ -169,8 +175,12 @@ impl Producer<'_> {
                     return Ok((by_target, latency));
                 }
                 match c.recv() {
-                    Ok(Reply::Ack { batch_id, events } | Reply::Duplicate { batch_id, events }) => {
+                    Ok(reply @ (Reply::Ack { batch_id, events } | Reply::Duplicate { batch_id, events })) => {
                         if let Some((_, at)) = unanswered.remove(&batch_id) {
+                            if matches!(reply, Reply::Duplicate { .. }) {
+                                // Committed before (the node we left did it): not counted again.
+                                self.counts.duplicates.fetch_add(1, Ordering::Relaxed);
+                            }
                             latency.record(at.elapsed().as_micros() as u64).ok();
                             by_target[t] += events as u64;
                             self.counts.acked_events.fetch_add(events as u64, Ordering::SeqCst);

@@ -64,6 +64,10 @@ pub struct RunReport {
     pub reconnects: u64,
     /// `--chaos kill-node`: nodes killed with SIGKILL and restarted.
     pub kills: u64,
+    /// `--chaos store-restart`: store restarts.
+    pub store_restarts: u64,
+    /// `--chaos partition`: cuts of a node's client connections.
+    pub partitions: u64,
     pub ack_latency_ms: (f64, f64, f64, f64),
     pub peak_rss_bytes: Vec<u64>,
     /// Rows the nodes flushed per second of the run (all nodes, all durations).
@@ -103,6 +107,8 @@ impl RunReport {
             duplicate_batches: p.duplicates,
             reconnects: p.reconnects,
             kills: 0,
+            store_restarts: 0,
+            partitions: 0,
             ack_latency_ms: (q(0.5), q(0.99), q(0.999), p.latency_us.max() as f64 / 1000.0),
             peak_rss_bytes: nodes_seen.peak_rss_bytes.clone(),
             rows_flushed_per_sec: nodes_seen.rows_flushed as f64 / p.elapsed.as_secs_f64(),
@@ -137,6 +143,8 @@ impl RunReport {
             "duplicate_batches": self.duplicate_batches,
             "reconnects": self.reconnects,
             "kills": self.kills,
+            "store_restarts": self.store_restarts,
+            "partitions": self.partitions,
             "verified": self.verified,
             "rows_checked": self.rows_checked,
             "mismatches": self.mismatches,
@@ -201,8 +209,10 @@ impl RunReport {
             t.push_str(&format!("{:<28} {} ({per_cpu:.0} events per node CPU-s)\n", "node CPU s", cpu.join(", ")));
         }
         t.push_str(&format!("{:<28} {}\n", "batches sent again", self.resent_batches));
-        if self.reconnects > 0 || self.duplicate_batches > 0 || self.kills > 0 {
+        if self.reconnects > 0 || self.duplicate_batches > 0 || self.kills + self.store_restarts + self.partitions > 0 {
             t.push_str(&format!("{:<28} {}\n", "nodes killed (SIGKILL)", self.kills));
+            t.push_str(&format!("{:<28} {}\n", "store restarts", self.store_restarts));
+            t.push_str(&format!("{:<28} {}\n", "partitions", self.partitions));
             t.push_str(&format!("{:<28} {}\n", "reconnects", self.reconnects));
             t.push_str(&format!("{:<28} {}\n", "duplicates suppressed", self.duplicate_batches));
         }

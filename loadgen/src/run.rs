@@ -81,6 +81,9 @@ pub struct Load {
     /// Seconds between two faults.
     #[arg(long, default_value_t = 2.0)]
     pub chaos_every: f64,
+    /// With --chaos store-restart: the shell command that restarts the store.
+    #[arg(long)]
+    pub chaos_command: Option<String>,
 }
 
 /// A fault `--chaos` injects.
@@ -89,6 +92,11 @@ pub enum Chaos {
     /// SIGKILL a node picked at random, and start it again at once (same node id, files
     /// and addresses).
     KillNode,
+    /// Restart the store with `--chaos-command` (e.g. `scripts/postgres.sh restart`).
+    StoreRestart,
+    /// Cut the client connections of a node picked at random for half the period (through
+    /// a TCP proxy in front of each node), without stopping the node.
+    Partition,
 }
 
 /// How events reach the nodes.
@@ -160,8 +168,16 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
     } else {
         None
     };
+    // --chaos partition: the producers reach each node through a proxy that can be cut.
+    let proxies: Vec<crate::proxy::Proxy> = match (&cluster, load.chaos) {
+        (Some(c), Some(Chaos::Partition)) => {
+            c.nodes.iter().map(|n| crate::proxy::Proxy::start(&n.ingest)).collect::<Result<_>>()?
+        }
+        _ => Vec::new(),
+    };
     let plan = Plan {
         targets: match &cluster {
+            Some(_) if !proxies.is_empty() => proxies.iter().map(|p| p.addr.clone()).collect(),
             Some(c) => c.nodes.iter().map(|n| n.ingest.clone()).collect(),
             None => targets.to_vec(),
         },
@@ -192,9 +208,12 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
             let cell = std::sync::Mutex::new(cluster.take());
             let done = std::sync::atomic::AtomicBool::new(false);
             let published = std::thread::scope(|s| {
-                let (cell, done) = (&cell, &done);
-                let chaos =
-                    load.chaos.map(|kind| s.spawn(move || crate::chaos::inject(kind, load.chaos_every, cell, done)));
+                let (cell, done, proxies) = (&cell, &done, &proxies);
+                let chaos = load.chaos.map(|kind| {
+                    let plan =
+                        crate::chaos::Plan { kind, every_sec: load.chaos_every, command: load.chaos_command.clone() };
+                    s.spawn(move || crate::chaos::inject(&plan, cell, proxies, done))
+                });
                 let p = crate::producer::publish(&plan, batches, &progress, &run_id);
                 done.store(true, std::sync::atomic::Ordering::SeqCst);
                 kills = chaos.map(|h| h.join().expect("the chaos thread")).transpose()?.unwrap_or(0);
@@ -267,7 +286,12 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         "chaos": load.chaos.map(|c| format!("{c:?}")), "chaos_every_sec": load.chaos.map(|_| load.chaos_every),
     });
     let mut report = RunReport::new(plan.targets.len(), &published, verification.as_ref(), &seen, config);
-    report.kills = kills;
+    match load.chaos {
+        Some(Chaos::KillNode) => report.kills = kills,
+        Some(Chaos::StoreRestart) => report.store_restarts = kills,
+        Some(Chaos::Partition) => report.partitions = kills,
+        None => {}
+    }
     Ok(report)
 }
 
@@ -346,6 +370,7 @@ pub fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep
         exactly_once: false,
         chaos: None,
         chaos_every: 2.0,
+        chaos_command: None,
     };
     eprintln!("demo: {nodes} nodes, {events} events of {symbols} symbols over {} days, round robin", load.span_days);
     let tally = tally_binary()?;
