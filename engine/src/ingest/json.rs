@@ -75,6 +75,36 @@ pub fn event_values(
         .collect()
 }
 
+/// The events of an SI HTTP request body given as a JSON tree (`{"event": {…}}` or an
+/// array of those), converted with the stream's `@map` rules and checked, all or nothing:
+/// otherwise the index of the first bad event and what is wrong with it. The HTTP front
+/// takes this path when [`crate::ingest::body::events`] says no, and the two must agree on
+/// every body that one accepts (a property test there, and the `json` fuzz target).
+pub fn request_events(
+    plan: &AppPlan,
+    stream: usize,
+    body: &serde_json::Value,
+) -> Result<Vec<Vec<Value>>, (usize, BadEvent)> {
+    let s = &plan.streams[stream];
+    let one = std::slice::from_ref(body);
+    let items = match body {
+        serde_json::Value::Array(a) => a.as_slice(),
+        _ => one,
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.get("event")
+                .and_then(|e| e.as_object())
+                .ok_or_else(|| BadEvent::from("expected {\"event\": {\"attribute\": value, …}}"))
+                .and_then(|map| event_values(s, map, s.mapping))
+                .and_then(|v| crate::ingest::check::check_event(plan, stream, &v).map(|_| v))
+                .map_err(|m| (i, m))
+        })
+        .collect()
+}
+
 fn attribute_list(s: &StreamPlan) -> String {
     s.attributes.iter().map(|a| format!("{} {}", a.name, a.ty)).collect::<Vec<_>>().join(", ")
 }

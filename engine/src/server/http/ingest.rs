@@ -8,8 +8,6 @@ use super::super::Shared;
 use super::super::idempotency::{self, Admit};
 use super::super::metrics::Metrics;
 use super::{Answer, Front, error, json, parse_json};
-use crate::error::BadEvent;
-use crate::lang::plan::JsonMapping;
 use crate::lang::types::Value;
 use hyper::StatusCode;
 use hyper::header::HeaderValue;
@@ -36,42 +34,20 @@ fn events_of(
     stream: usize,
     body: &serde_json::Value,
 ) -> std::result::Result<Vec<Vec<Value>>, Box<Answer>> {
-    let s = &shared.plan.streams[stream];
-    let items: Vec<&serde_json::Value> = match body {
-        serde_json::Value::Array(a) => a.iter().collect(),
-        one => vec![one],
-    };
-    if items.len() > shared.config.settings.max_batch_events {
+    let count = body.as_array().map_or(1, |a| a.len());
+    if count > shared.config.settings.max_batch_events {
         return Err(Box::new(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!(
-                "{} events in one request; tally.max_batch_events is {}",
-                items.len(),
+                "{count} events in one request; tally.max_batch_events is {}",
                 shared.config.settings.max_batch_events
             ),
         )));
     }
-    let mapping: JsonMapping = s.mapping;
-    let mut events = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let values = item
-            .get("event")
-            .and_then(|e| e.as_object())
-            .ok_or_else(|| BadEvent::from("expected {\"event\": {\"attribute\": value, …}}"))
-            .and_then(|map| crate::ingest::json::event_values(s, map, mapping))
-            .and_then(|v| crate::ingest::check::check_event(&shared.plan, stream, &v).map(|_| v));
-        match values {
-            Ok(v) => events.push(v),
-            Err(m) => {
-                Metrics::add(&shared.metrics.batches_refused, 1);
-                return Err(Box::new(error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("{}; nothing of this request was taken", m.at(i)),
-                )));
-            }
-        }
-    }
-    Ok(events)
+    crate::ingest::json::request_events(&shared.plan, stream, body).map_err(|(i, m)| {
+        Metrics::add(&shared.metrics.batches_refused, 1);
+        Box::new(error(StatusCode::BAD_REQUEST, &format!("{}; nothing of this request was taken", m.at(i))))
+    })
 }
 
 /// What routing a request came to.
