@@ -127,10 +127,19 @@ pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>, max: usize) -> io::Resul
     }
     let mut kind = [0u8; 1];
     r.read_exact(&mut kind)?;
-    // Speed: the body lands in a buffer the caller reuses, frame after frame.
+    // Speed: the body lands in a buffer the caller reuses, frame after frame. It grows
+    // only as bytes arrive (at most 1 MiB ahead of them): a peer that claims a frame of
+    // `max` bytes and sends ten must not make the node allocate `max` per connection.
     buf.clear();
-    buf.resize(len - 1, 0);
-    r.read_exact(buf)?;
+    let body = len - 1;
+    buf.reserve(body.min(1 << 20));
+    r.take(body as u64).read_to_end(buf)?;
+    if buf.len() < body {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the frame claims {len} bytes, the connection ended after {}", buf.len() + 1),
+        ));
+    }
     Ok(Some(kind[0]))
 }
 

@@ -7,7 +7,7 @@ use super::parser::{PResult, Parser};
 
 impl Parser<'_> {
     pub(super) fn expr(&mut self) -> PResult<Expr> {
-        self.or_expr()
+        self.nested(|p| p.or_expr())
     }
 
     fn or_expr(&mut self) -> PResult<Expr> {
@@ -33,7 +33,7 @@ impl Parser<'_> {
     fn not_expr(&mut self) -> PResult<Expr> {
         if self.is_kw("not") {
             let pos = self.bump().pos;
-            return Ok(Expr::Not(Box::new(self.not_expr()?), pos));
+            return Ok(Expr::Not(Box::new(self.nested(|p| p.not_expr())?), pos));
         }
         self.cmp_expr()
     }
@@ -95,7 +95,7 @@ impl Parser<'_> {
     fn unary_expr(&mut self) -> PResult<Expr> {
         if self.is_sym("-") {
             let pos = self.bump().pos;
-            let inner = self.unary_expr()?;
+            let inner = self.nested(|p| p.unary_expr())?;
             // Fold `-5` into a literal so that `-9223372036854775808L`-like bounds work.
             return Ok(match inner {
                 Expr::Lit(Literal::Int(v), _) => Expr::Lit(Literal::Int(-v), pos),
@@ -158,6 +158,7 @@ impl Parser<'_> {
                                 // `count(*)`: same as `count()`.
                                 self.bump();
                             } else {
+                                self.bounded(args.len(), "arguments")?;
                                 args.push(self.expr()?);
                             }
                             if self.eat_sym(")") {

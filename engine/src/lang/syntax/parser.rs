@@ -15,7 +15,21 @@ pub(super) struct Parser<'d> {
     toks: Vec<Token>,
     i: usize,
     diags: &'d mut Diagnostics,
+    /// How deep the parser is in nested expressions and annotations (see [`MAX_NESTING`]).
+    depth: usize,
 }
+
+/// How deep expressions (parentheses, arguments, `not` and unary `-`) and annotations may
+/// nest. The parser recurses once per level, so without a bound a hostile text of a few
+/// hundred kilobytes of `(` overflows the stack and kills the node (a hostile input tried while
+/// fuzzing, docs/fuzzing.md). No real app comes near it; serde_json stops at the same depth.
+pub const MAX_NESTING: usize = 128;
+
+/// How many attributes a stream and how many items a `select` may have. Each becomes a
+/// column of an aggregation table (PostgreSQL stops at 1,600 columns), and checking an app
+/// compares names pairwise: an app of a million columns took 24 minutes to check before
+/// this bound (docs/fuzzing.md), and is now refused at once.
+pub const MAX_ATTRIBUTES: usize = 1000;
 
 const UNSUPPORTED_QUERY: &str = "queries (`from ... insert into ...`, windows, patterns, \
 sequences, joins) are not supported: Tally runs `define stream` and `define aggregation` only. \
@@ -25,7 +39,7 @@ docs warn of this); run it on a single node instead";
 /// Parses an app. Every syntax error is added to `diags`; what could be parsed is returned.
 pub fn parse_app(text: &str, diags: &mut Diagnostics) -> App {
     let toks = tokenize(text, diags);
-    let mut p = Parser { toks, i: 0, diags };
+    let mut p = Parser { toks, i: 0, diags, depth: 0 };
     let mut app = App::default();
     loop {
         while p.eat_sym(";") {}
@@ -42,7 +56,7 @@ pub fn parse_app(text: &str, diags: &mut Diagnostics) -> App {
 /// Parses a retrieval query.
 pub fn parse_query(text: &str, diags: &mut Diagnostics) -> Option<Query> {
     let toks = tokenize(text, diags);
-    let mut p = Parser { toks, i: 0, diags };
+    let mut p = Parser { toks, i: 0, diags, depth: 0 };
     let q = p.parse_query().ok()?;
     while p.eat_sym(";") {}
     if !p.at_eof() {
@@ -107,6 +121,28 @@ impl<'d> Parser<'d> {
         } else {
             false
         }
+    }
+
+    /// Runs `f` one level deeper, or reports that the text nests too deep.
+    pub(super) fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.depth >= MAX_NESTING {
+            let pos = self.pos();
+            return Err(self.error_at(pos, format!("nested more than {MAX_NESTING} deep; simplify the expression")));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
+    /// Refuses a list (attributes, select items, group-by, order-by, durations) that is
+    /// already [`MAX_ATTRIBUTES`] long before one more is added.
+    pub(super) fn bounded(&mut self, len: usize, what: &str) -> PResult<()> {
+        if len < MAX_ATTRIBUTES {
+            return Ok(());
+        }
+        let pos = self.pos();
+        Err(self.error_at(pos, format!("more than {MAX_ATTRIBUTES} {what}; no table could hold them")))
     }
 
     pub(super) fn error_at(&mut self, pos: Pos, msg: impl Into<String>) -> Reported {
@@ -229,7 +265,7 @@ impl<'d> Parser<'d> {
         if self.eat_sym("(") && !self.eat_sym(")") {
             loop {
                 if self.is_sym("@") {
-                    elements.push(AnnotationElement::Nested(self.annotation()?));
+                    elements.push(AnnotationElement::Nested(self.nested(|p| p.annotation())?));
                 } else {
                     let epos = self.pos();
                     let key = if let Tok::Ident(_) = self.peek().tok {
@@ -278,6 +314,7 @@ impl<'d> Parser<'d> {
         loop {
             let attr = self.name("an attribute name")?;
             let ty = self.name("an attribute type (int, long, float, double, string or bool)")?;
+            self.bounded(attributes.len(), "attributes in a stream")?;
             attributes.push((attr, ty));
             if self.eat_sym(")") {
                 break;
@@ -312,6 +349,7 @@ impl<'d> Parser<'d> {
         if self.eat_kw("group") {
             self.expect_kw("by", "after `group`")?;
             loop {
+                self.bounded(group_by.len(), "group-by attributes")?;
                 group_by.push(self.name("a group-by attribute")?);
                 if !self.eat_sym(",") {
                     break;
@@ -336,6 +374,7 @@ impl<'d> Parser<'d> {
         } else {
             let mut list = vec![first];
             while self.eat_sym(",") {
+                self.bounded(list.len(), "durations")?;
                 list.push(self.name("a duration after `,`")?);
             }
             Every::List(list)
@@ -349,6 +388,7 @@ impl<'d> Parser<'d> {
             let pos = self.pos();
             let expr = self.expr()?;
             let alias = if self.eat_kw("as") { Some(self.name("a name after `as`")?) } else { None };
+            self.bounded(items.len(), "items in a `select`")?;
             items.push(SelectItem { expr, alias, pos });
             if !self.eat_sym(",") {
                 break;
@@ -414,6 +454,7 @@ impl<'d> Parser<'d> {
         if self.eat_kw("group") {
             self.expect_kw("by", "after `group`")?;
             loop {
+                self.bounded(q.group_by.len(), "group-by expressions")?;
                 q.group_by.push(self.expr()?);
                 if !self.eat_sym(",") {
                     break;
@@ -433,6 +474,7 @@ impl<'d> Parser<'d> {
                     self.eat_kw("asc");
                     false
                 };
+                self.bounded(q.order_by.len(), "order-by expressions")?;
                 q.order_by.push(OrderItem { expr, descending });
                 if !self.eat_sym(",") {
                     break;
