@@ -21,6 +21,7 @@
 //! | [`node`] | one node: workers, the router that feeds them, flushes, heartbeat, retention |
 //! | [`query`] | retrieval queries over every shard's rows |
 //! | [`server`] | `tally serve`: binary ingest acknowledged after commit, HTTP, metrics |
+//! | [`fuzz`] | what the fuzz targets run (fuzz/, scripts/fuzz.sh), replayed by `cargo test` |
 //!
 //! # The path of one event
 //!
@@ -73,6 +74,7 @@ pub mod aggregate;
 pub mod buffer;
 pub mod config;
 pub mod error;
+pub mod fuzz;
 pub mod ingest;
 pub mod lang;
 pub mod node;
