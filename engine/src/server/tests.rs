@@ -26,9 +26,12 @@ impl Store {
         format!("{base}_{}", self.tag)
     }
 
+    /// Retention off: the events are of 1970, which Siddhi's default retention (seconds:
+    /// 120 s) would purge at the node's purge pass, a race with the test's own queries.
     fn app(&self) -> String {
         format!(
             "define stream S (symbol string, qty long, ts long);
+             @purge(enable='false')
              define aggregation {} from S select symbol, sum(qty) as q group by symbol aggregate by ts every sec;",
             self.name("A")
         )
