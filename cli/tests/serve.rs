@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{Dir, query, s, stores, unique};
+use common::node::serve;
+use common::{Dir, query, stores, unique};
 
 /// The seed app with retention off: these tests use 2024 time stamps, which Siddhi's
 /// default retention (hours: 30 days) would purge at the node's first purge pass — and with
@@ -10,71 +11,13 @@ use common::{Dir, query, s, stores, unique};
 fn seed_app() -> String {
     common::SEED_APP.replace("@PartitionById\n", "@PartitionById @purge(enable='false')\n")
 }
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::BufReader;
 use tally::ingest::wire::BatchBuilder;
 use tally::lang::types::{AttrType, Value};
 use tally::server::client::Client;
 use tally::server::protocol::Reply;
 
 const TYPES: [AttrType; 4] = [AttrType::String, AttrType::Double, AttrType::Long, AttrType::Long];
-
-struct Served {
-    /// `None` once stopped.
-    child: Option<Child>,
-    /// Binary ingest.
-    addr: String,
-    http: String,
-}
-
-/// Starts `tally serve` on a free port and reads the address it prints.
-fn serve(app: &std::path::Path, node: &std::path::Path, store: &str) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args([
-            "serve",
-            "--app",
-            s(app),
-            "--config",
-            s(node),
-            "--store",
-            store,
-            "--ingest",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let rest =
-        line.trim().strip_prefix("listening ingest=").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let (addr, http) = rest.split_once(" http=").unwrap();
-    Served { child: Some(child), addr: addr.to_string(), http: http.to_string() }
-}
-
-impl Served {
-    /// SIGTERM, then the exit status and stderr.
-    fn stop(mut self) -> (Option<i32>, String) {
-        let child = self.child.take().expect("running");
-        let pid = child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let out = child.wait_with_output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-impl Drop for Served {
-    /// A test that failed before stopping its node still leaves no node running.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-}
 
 fn batch(trades: &[(&str, f64, i64, i64)]) -> Vec<u8> {
     let mut b = BatchBuilder::new(&TYPES);

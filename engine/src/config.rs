@@ -64,8 +64,13 @@ pub struct Settings {
     /// path `/<appName>/<streamName>`, port 8280). Loopback unless set: a node does not
     /// open a port to the network unless told to.
     pub source_host: String,
-    /// When set, clients must present it (binary HELLO, HTTP `Authorization: Bearer`).
+    /// When set, clients must present it (binary HELLO, HTTP `Authorization: Bearer`) on
+    /// every path: ingest, queries, `/health` and `/metrics`. An app's http source with
+    /// `basic.auth.enabled='true'` takes basic credentials instead.
     pub token: Option<String>,
+    /// Endpoints served without the token: any of `health` and `metrics` (for a load
+    /// balancer's probe or a Prometheus without credentials). Default: none.
+    pub open_endpoints: Vec<String>,
     /// The largest binary frame a client may send, in bytes.
     pub max_frame_bytes: usize,
     /// Events one binary batch (or one HTTP request) may hold.
@@ -95,6 +100,7 @@ impl Default for Settings {
             http: "127.0.0.1:7080".into(),
             source_host: "127.0.0.1".into(),
             token: None,
+            open_endpoints: Vec::new(),
             max_frame_bytes: 64 << 20,
             max_batch_events: 1 << 20,
             max_body_bytes: 16 << 20,
@@ -321,6 +327,11 @@ impl NodeConfig {
         }
         if let Some(settings) = raw.tally {
             cfg.settings = settings;
+        }
+        if let Some(bad) = cfg.settings.open_endpoints.iter().find(|e| !matches!(e.as_str(), "health" | "metrics")) {
+            return Err(err(format!(
+                "tally.open_endpoints: `{bad}` is not an endpoint that can be opened; write `health`, `metrics` or both"
+            )));
         }
         cfg.min_flush_gap = parse_interval(&cfg.settings.min_flush_gap).ok_or_else(|| {
             err(format!("tally.min_flush_gap `{}`: write an interval such as 2ms or 1ms", cfg.settings.min_flush_gap))

@@ -2,6 +2,7 @@
 //! binary, the stores every test runs on, and a TCP proxy that can play a database outage.
 #![allow(dead_code)] // each test file uses its own share of these
 
+pub mod node;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

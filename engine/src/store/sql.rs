@@ -181,8 +181,10 @@ pub fn upsert_rows(d: Dialect, t: &TableSchema, rows: usize) -> String {
 /// written as literals, so that a small flush sends every table's rows in one round trip
 /// (`batch_execute`) instead of a COPY, a staging table and a merge per table. Values come
 /// typed from the engine, never from text to be interpreted: numbers are formatted,
-/// strings quoted with `'` doubled (standard_conforming_strings, PostgreSQL's default since
-/// 9.1, keeps backslashes literal).
+/// strings quoted with `'` doubled, and a string with a backslash written as an escape
+/// string (`E'…'`, backslashes doubled), which reads the same whatever the server's
+/// standard_conforming_strings: a value cannot end its literal early (tested with hostile
+/// group-by values in cli/tests/security.rs).
 pub fn upsert_literal(t: &TableSchema, rows: &[Vec<Value>]) -> String {
     let tuples: Vec<String> = rows
         .iter()
@@ -207,6 +209,7 @@ pub fn literal(v: &Value, ty: AttrType) -> String {
     };
     match (v, ty) {
         (Value::Null, _) => "NULL".into(),
+        (Value::Str(s), _) if s.contains('\\') => format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
         (Value::Str(s), _) => format!("'{}'", s.replace('\'', "''")),
         (Value::Bool(b), _) => b.to_string(),
         (Value::Int(i), AttrType::Bool) => (*i != 0).to_string(),
@@ -385,7 +388,7 @@ mod tests {
         );
         assert!(
             lit.contains(
-                "VALUES (1000, 'n1', 'it''s \\ x', 'NaN'::float8, NULL, 2.5, 3, -4, 'Infinity'::float8) ON CONFLICT"
+                "VALUES (1000, 'n1', E'it''s \\\\ x', 'NaN'::float8, NULL, 2.5, 3, -4, 'Infinity'::float8) ON CONFLICT"
             ),
             "{lit}"
         );

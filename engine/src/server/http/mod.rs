@@ -13,8 +13,9 @@
 //!
 //! Ingest is all or nothing, and answered `200 {"accepted": N}` once the flush that holds
 //! the events has committed, like a binary ACK; waiting for that starts a flush (group
-//! commit). With `tally.token` set, `tally.http` and the query API need
-//! `Authorization: Bearer TOKEN` for POSTs.
+//! commit). With `tally.token` set, every path needs `Authorization: Bearer TOKEN`
+//! (`/health` and `/metrics` too, unless `tally.open_endpoints` names them), except an app
+//! source with basic auth, which takes basic credentials instead.
 
 mod ingest;
 use super::idempotency;
@@ -286,6 +287,13 @@ async fn handle(rq: Request<Incoming>, routes: &Routes, front: &Front) -> Answer
     if routes.main {
         match path.as_str() {
             "/health" | "/metrics" if rq.method() != Method::GET => return method_not_allowed("GET", &path),
+            "/health" | "/metrics" if !bearer_ok(&rq, shared) && !open(shared, &path[1..]) => {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "this node needs `Authorization: Bearer TOKEN` (tally.token); \
+                     tally.open_endpoints can serve /health and /metrics without it",
+                );
+            }
             "/health" => return health(shared),
             "/metrics" => return metrics(shared),
             _ => {}
@@ -306,6 +314,11 @@ async fn handle(rq: Request<Incoming>, routes: &Routes, front: &Front) -> Answer
     if let Some(route) = routes.sources.iter().find(|r| r.path == path) {
         if rq.method() != Method::POST {
             return method_not_allowed("POST", &path);
+        }
+        // A source asks for basic auth (SI's way) or takes the node's token like every
+        // other path: with `tally.token` set, no ingest path is open.
+        if !route.basic_auth && !bearer_ok(&rq, shared) {
+            return error(StatusCode::UNAUTHORIZED, "this node needs `Authorization: Bearer TOKEN` (tally.token)");
         }
         if route.basic_auth && !basic_ok(&rq, &shared.config.users) {
             let mut r = error(
@@ -395,6 +408,11 @@ fn bearer_ok(rq: &Request<Incoming>, shared: &Shared) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|v| v == token)
+}
+
+/// `endpoint` (`health`, `metrics`) is in `tally.open_endpoints`.
+fn open(shared: &Shared, endpoint: &str) -> bool {
+    shared.config.settings.open_endpoints.iter().any(|e| e == endpoint)
 }
 
 /// HTTP basic credentials of one of `users`.
