@@ -19,7 +19,8 @@ pub struct Plan {
 }
 
 /// Injects `plan.kind` every `plan.every_sec` seconds until `done`: a node killed and
-/// restarted, the store restarted, or a node's proxy cut for half the period. Returns how
+/// restarted, the store restarted, a node's proxy cut for half the period, or a node
+/// stopped (SIGSTOP) for half the period and continued. Returns how
 /// many faults it injected.
 pub fn inject(plan: &Plan, cluster: &Mutex<Option<Cluster>>, proxies: &[Proxy], done: &AtomicBool) -> Result<u64> {
     let (kind, every_sec) = (plan.kind, plan.every_sec);
@@ -52,6 +53,18 @@ pub fn inject(plan: &Plan, cluster: &Mutex<Option<Cluster>>, proxies: &[Proxy], 
                 if !status.as_ref().is_ok_and(|s| s.success()) {
                     return Err(Error::Node(format!("`{cmd}` (--chaos-command) failed: {status:?}")));
                 }
+            }
+            Chaos::Stall => {
+                // The lock is held while the node is stopped: nothing else restarts it.
+                let guard = cluster.lock().expect("the cluster lock");
+                let Some(c) = guard.as_ref() else { return Ok(injected) };
+                let node = &c.nodes[(rng % c.nodes.len() as u64) as usize];
+                node.pause(true)?;
+                let resume = Instant::now() + every / 2;
+                while Instant::now() < resume && !done.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                node.pause(false)?;
             }
             Chaos::Partition => {
                 let i = (rng % proxies.len().max(1) as u64) as usize;

@@ -88,6 +88,19 @@ impl Node {
     }
 }
 
+impl Node {
+    /// SIGSTOP (`stop == true`) or SIGCONT: the node stops reading, writing, flushing and
+    /// renewing its lease, without its connections ending (`--chaos stall`).
+    pub fn pause(&self, stop: bool) -> Result<()> {
+        let sig = if stop { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            return Err(Error::Node(format!("kill {sig} of node {} failed: {status:?}", self.id)));
+        }
+        Ok(())
+    }
+}
+
 /// The nodes of a run.
 #[derive(Debug)]
 pub struct Cluster {

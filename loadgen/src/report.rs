@@ -68,6 +68,8 @@ pub struct RunReport {
     pub store_restarts: u64,
     /// `--chaos partition`: cuts of a node's client connections.
     pub partitions: u64,
+    /// Nodes stopped and continued (`--chaos stall`).
+    pub stalls: u64,
     pub ack_latency_ms: (f64, f64, f64, f64),
     pub peak_rss_bytes: Vec<u64>,
     /// Rows the nodes flushed per second of the run (all nodes, all durations).
@@ -109,6 +111,7 @@ impl RunReport {
             kills: 0,
             store_restarts: 0,
             partitions: 0,
+            stalls: 0,
             ack_latency_ms: (q(0.5), q(0.99), q(0.999), p.latency_us.max() as f64 / 1000.0),
             peak_rss_bytes: nodes_seen.peak_rss_bytes.clone(),
             rows_flushed_per_sec: nodes_seen.rows_flushed as f64 / p.elapsed.as_secs_f64(),
@@ -145,6 +148,7 @@ impl RunReport {
             "kills": self.kills,
             "store_restarts": self.store_restarts,
             "partitions": self.partitions,
+            "stalls": self.stalls,
             "verified": self.verified,
             "rows_checked": self.rows_checked,
             "mismatches": self.mismatches,
@@ -209,10 +213,14 @@ impl RunReport {
             t.push_str(&format!("{:<28} {} ({per_cpu:.0} events per node CPU-s)\n", "node CPU s", cpu.join(", ")));
         }
         t.push_str(&format!("{:<28} {}\n", "batches sent again", self.resent_batches));
-        if self.reconnects > 0 || self.duplicate_batches > 0 || self.kills + self.store_restarts + self.partitions > 0 {
+        if self.reconnects > 0
+            || self.duplicate_batches > 0
+            || self.kills + self.store_restarts + self.partitions + self.stalls > 0
+        {
             t.push_str(&format!("{:<28} {}\n", "nodes killed (SIGKILL)", self.kills));
             t.push_str(&format!("{:<28} {}\n", "store restarts", self.store_restarts));
             t.push_str(&format!("{:<28} {}\n", "partitions", self.partitions));
+            t.push_str(&format!("{:<28} {}\n", "nodes stalled (SIGSTOP)", self.stalls));
             t.push_str(&format!("{:<28} {}\n", "reconnects", self.reconnects));
             t.push_str(&format!("{:<28} {}\n", "duplicates suppressed", self.duplicate_batches));
         }

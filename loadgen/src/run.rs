@@ -97,6 +97,11 @@ pub enum Chaos {
     /// Cut the client connections of a node picked at random for half the period (through
     /// a TCP proxy in front of each node), without stopping the node.
     Partition,
+    /// Stop a node picked at random (SIGSTOP) for half the period, then continue it: it
+    /// stops reading, flushing and renewing its lease, its connections stay open. A stall
+    /// longer than the producers' 10 s read timeout sends them to another node while the
+    /// stalled one still holds their batches (the slow-node race of docs/delivery.md).
+    Stall,
 }
 
 /// How events reach the nodes.
@@ -290,6 +295,7 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
         Some(Chaos::KillNode) => report.kills = kills,
         Some(Chaos::StoreRestart) => report.store_restarts = kills,
         Some(Chaos::Partition) => report.partitions = kills,
+        Some(Chaos::Stall) => report.stalls = kills,
         None => {}
     }
     Ok(report)
