@@ -66,7 +66,7 @@ group by symbol aggregate by timestamp every sec ... day;
 
     // Opened by name: /health and /metrics only.
     let node = d.node_with("open", "open", "tally:\n  token: s3cret\n  open_endpoints: [health, metrics]\n");
-    let srv = serve(&app.with_file_name("app.siddhi"), &node, &d.store());
+    let srv = serve(&app, &node, &d.store());
     assert_eq!(http_request(&srv.http, "GET", "/health", "", "").0, 200);
     assert_eq!(http_request(&srv.http, "GET", "/metrics", "", "").0, 200);
     assert_eq!(http_request(&srv.http, "POST", "/stores/query", "", query).0, 401);
