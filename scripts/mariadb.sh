@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# A throwaway MariaDB for the tests and benchmarks of the MySQL/MariaDB store (issue 14),
+# as scripts/postgres.sh is for PostgreSQL:
+#   eval "$(scripts/mariadb.sh start)"    prints
+#     export MYSQL_URL=mysql://tally:tally@127.0.0.1:PORT/tally
+#     export TALLY_MYSQL_DIR=/tmp/tally-mariadb-XXXX
+#   scripts/mariadb.sh restart [SECONDS]  stop, wait that long, start with the same options
+#   scripts/mariadb.sh stop               stop it and remove the directory
+# The server listens on 127.0.0.1 at a free port and on a unix socket in its directory,
+# with local_infile on (the store's bulk path is LOAD DATA LOCAL INFILE) and UTC as its
+# time zone. As root it runs as an unprivileged user (mysql, else nobody).
+# TALLY_MYSQL_FSYNC=off trades durability for speed (innodb_flush_log_at_trx_commit=0,
+# sync_binlog=0) for tests; the default keeps the server's durable settings, for benchmarks.
+# When the MariaDB binaries are missing it installs them (apt-get install mariadb-server)
+# when it can, or stops with a message that says what to do.
+set -euo pipefail
+
+ensure_binaries() {
+  if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "mariadb.sh: MariaDB not found; installing it with apt-get" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >&2
+  fi
+  if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+    echo "mariadb.sh: mariadbd and mariadb-install-db are needed: install MariaDB (apt-get install mariadb-server) or set MYSQL_URL" >&2
+    exit 2
+  fi
+}
+
+mariadbd_bin() { command -v mariadbd 2>/dev/null || echo /usr/sbin/mariadbd; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Starts the server of $dir with its saved options and waits until it answers.
+launch() {
+  local dir=$1
+  # shellcheck disable=SC2046
+  "$(mariadbd_bin)" $(cat "$dir/options") >>"$dir/server.log" 2>&1 &
+  for _ in $(seq 1 600); do
+    if mariadb --no-defaults -S "$dir/sock" -u root -e 'SELECT 1' >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "mariadb.sh: the server did not answer within 60 s; its log:" >&2
+  tail -n 30 "$dir/server.log" >&2
+  exit 1
+}
+
+shutdown() {
+  local dir=$1
+  mariadb-admin --no-defaults -S "$dir/sock" -u root shutdown >/dev/null 2>&1 || true
+  for _ in $(seq 1 300); do
+    [ -S "$dir/sock" ] || [ -e "$dir/pid" ] || return 0
+    if [ -e "$dir/pid" ] && ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+}
+
+case "${1:-}" in
+  start)
+    ensure_binaries
+    owner=$(id -un)
+    if [ "$(id -u)" = 0 ]; then owner=$(id -u mysql >/dev/null 2>&1 && echo mysql || echo nobody); fi
+    dir=$(mktemp -d /tmp/tally-mariadb-XXXXXX)
+    chmod 755 "$dir"
+    [ "$(id -u)" = 0 ] && chown "$owner" "$dir"
+    port=$(free_port)
+    mariadb-install-db --no-defaults --user="$owner" --datadir="$dir/data" --auth-root-authentication-method=socket \
+      --skip-test-db >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; exit 1; }
+    durable=""
+    if [ "${TALLY_MYSQL_FSYNC:-on}" = off ]; then durable="--innodb-flush-log-at-trx-commit=0 --sync-binlog=0"; fi
+    echo "--no-defaults --user=$owner --datadir=$dir/data --socket=$dir/sock --pid-file=$dir/pid \
+--bind-address=127.0.0.1 --port=$port --skip-name-resolve --local-infile=1 --default-time-zone=+00:00 \
+--character-set-server=utf8mb4 --collation-server=utf8mb4_bin --max-connections=300 $durable" >"$dir/options"
+    launch "$dir"
+    mariadb --no-defaults -S "$dir/sock" -u root -e "
+      CREATE DATABASE tally CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+      CREATE USER 'tally'@'127.0.0.1' IDENTIFIED BY 'tally';
+      CREATE USER 'tally'@'localhost' IDENTIFIED BY 'tally';
+      GRANT ALL ON tally.* TO 'tally'@'127.0.0.1';
+      GRANT ALL ON tally.* TO 'tally'@'localhost';"
+    echo "export MYSQL_URL=mysql://tally:tally@127.0.0.1:$port/tally"
+    echo "export TALLY_MYSQL_DIR=$dir"
+    ;;
+  restart)
+    # For `--chaos store-restart`: the same server stopped, down ${2:-0} s, started again.
+    dir=${TALLY_MYSQL_DIR:?set TALLY_MYSQL_DIR (printed by start)}
+    shutdown "$dir"
+    sleep "${2:-0}"
+    launch "$dir"
+    ;;
+  stop)
+    dir=${TALLY_MYSQL_DIR:?set TALLY_MYSQL_DIR (printed by start)}
+    shutdown "$dir"
+    rm -rf "$dir"
+    ;;
+  *)
+    echo "usage: eval \"\$(scripts/mariadb.sh start)\"; …; scripts/mariadb.sh stop" >&2
+    exit 2
+    ;;
+esac
