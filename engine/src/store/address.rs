@@ -1,5 +1,6 @@
 //! Store addresses: `sqlite:PATH`, `jdbc:sqlite:PATH`, `postgres://…`, `postgresql://…`,
-//! `jdbc:postgresql://host:port/db`, `jdbc:mysql://…`.
+//! `jdbc:postgresql://host:port/db`, and MySQL/MariaDB's four forms
+//! ([`super::mysql_address`]).
 
 use crate::error::{Error, Result};
 use crate::lang::plan::{AggPlan, AppPlan};
@@ -11,8 +12,9 @@ pub enum StoreAddress {
     Sqlite { path: PathBuf },
     /// A PostgreSQL connection URL (`postgresql://user:password@host:port/db?...`).
     Postgres { url: String },
-    /// MySQL/MariaDB: recognised so that the error is clear; not supported yet.
-    Mysql { url: String },
+    /// MySQL/MariaDB, normalised from any of its four forms (the store itself is issue 14's
+    /// work: opening one says it is not supported yet).
+    Mysql(super::mysql_address::MysqlAddress),
 }
 
 impl StoreAddress {
@@ -38,8 +40,8 @@ impl StoreAddress {
                 url: with_credentials(&format!("postgresql://{rest}"), username, password),
             });
         }
-        if lower.starts_with("jdbc:mysql:") || lower.starts_with("mysql://") || lower.starts_with("jdbc:mariadb:") {
-            return Ok(StoreAddress::Mysql { url: t.to_string() });
+        if ["jdbc:mysql:", "jdbc:mariadb:", "mysql://", "mariadb://"].iter().any(|p| lower.starts_with(p)) {
+            return Ok(StoreAddress::Mysql(super::mysql_address::parse(t, username, password)?));
         }
         Err(Error::Schema(format!(
             "store `{t}` is not an address Tally knows: use sqlite:PATH, jdbc:sqlite:PATH, \
@@ -51,7 +53,9 @@ impl StoreAddress {
     pub fn redacted(&self) -> String {
         match self {
             StoreAddress::Sqlite { path } => format!("sqlite:{}", path.display()),
-            StoreAddress::Postgres { url } | StoreAddress::Mysql { url } => redact(url),
+            StoreAddress::Postgres { url } | StoreAddress::Mysql(super::mysql_address::MysqlAddress { url, .. }) => {
+                redact(url)
+            }
         }
     }
 }
@@ -86,7 +90,7 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -155,7 +159,7 @@ mod tests {
             StoreAddress::parse("postgres://u:x@h/db", Some("other"), None).unwrap(),
             StoreAddress::Postgres { url: "postgres://u:x@h/db".into() }
         );
-        assert!(matches!(StoreAddress::parse("jdbc:mysql://h/db", None, None).unwrap(), StoreAddress::Mysql { .. }));
+        assert!(matches!(StoreAddress::parse("jdbc:mysql://h/db", None, None).unwrap(), StoreAddress::Mysql(_)));
         let e = StoreAddress::parse("mongodb://h", None, None).unwrap_err().to_string();
         assert!(e.contains("sqlite:PATH"), "{e}");
         assert!(StoreAddress::parse("sqlite:", None, None).is_err());

@@ -7,6 +7,7 @@
 pub mod address;
 pub mod journal;
 pub mod mark;
+pub mod mysql_address;
 pub mod postgres;
 pub mod producer;
 pub(crate) mod registry;
@@ -210,7 +211,7 @@ pub fn open(address: &StoreAddress) -> Result<Box<dyn Store>> {
     match address {
         StoreAddress::Sqlite { .. } => Ok(Box::new(sqlite::SqliteStore::open(address.clone())?)),
         StoreAddress::Postgres { .. } => Ok(Box::new(postgres::PostgresStore::open(address.clone())?)),
-        StoreAddress::Mysql { .. } => Err(Error::Unsupported(format!(
+        StoreAddress::Mysql(_) => Err(Error::Unsupported(format!(
             "store {}: MySQL/MariaDB is not supported yet; use PostgreSQL (jdbc:postgresql://…) or the embedded SQLite store (sqlite:PATH)",
             address.redacted()
         ))),
