@@ -81,7 +81,9 @@ fn with_credentials(url: &str, username: Option<&str>, password: Option<&str>) -
     format!("{scheme}://{creds}@{rest}")
 }
 
-fn percent_encode(s: &str) -> String {
+/// `s` with everything but unreserved URL characters percent-encoded (user names and
+/// passwords put into a URL).
+pub(super) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),

@@ -10,6 +10,7 @@
 //! connection is always utf8mb4). It is refused where ignoring it would surprise (a
 //! character set that is not UTF-8).
 
+use super::address::percent_encode;
 use crate::error::{Error, Result};
 
 /// A MySQL/MariaDB address, normalised.
@@ -139,15 +140,6 @@ fn truthy(v: &str) -> bool {
 
 fn bad(text: &str, why: &str) -> Error {
     Error::Schema(format!("store `{}`: {why}", super::address::redact(text)))
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
