@@ -195,7 +195,7 @@ impl Error {
 fn code_suffix(backend: &str, code: Option<&str>) -> String {
     match (backend, code) {
         (_, None) => String::new(),
-        ("postgres", Some(c)) => format!(" (SQLSTATE {c})"),
+        ("postgres" | "mysql", Some(c)) => format!(" (SQLSTATE {c})"),
         (_, Some(c)) => format!(" (code {c})"),
     }
 }

@@ -16,6 +16,9 @@ pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> R
     for &ai in &s.aggregations {
         let agg = &plan.aggregations[ai];
         for &g in &agg.group_by {
+            if agg.narrow_keys {
+                narrow_key(plan, stream, ai, g, row.get(g))?;
+            }
             if matches!(s.attributes[g].ty, AttrType::Float | AttrType::Double)
                 && let Scalar::Float(f) = row.get(g)
                 && f.is_nan()
@@ -57,6 +60,32 @@ pub fn check_event<R: Row + ?Sized>(plan: &AppPlan, stream: usize, row: &R) -> R
     Ok(())
 }
 
+/// What a MySQL/MariaDB store can key a row on (SI's tables there: the group-by columns are
+/// part of the primary key, so NOT NULL, and strings are `VARCHAR(254)`).
+fn narrow_key(plan: &AppPlan, stream: usize, ai: usize, g: usize, value: Scalar<'_>) -> Result<(), BadEvent> {
+    let s = &plan.streams[stream];
+    let agg = &plan.aggregations[ai];
+    let max = crate::store::mysql::infile::MAX_CHARS;
+    match value {
+        Scalar::Null => Err(BadEvent::new(format!(
+            "the group-by attribute `{}` is null, and aggregation `{}` is kept in MySQL/MariaDB, whose key columns \
+             cannot hold null (SI's tables key on the group-by columns); send a value, or use PostgreSQL or SQLite, \
+             where null is a group of its own",
+            s.attributes[g].name, agg.name
+        ))),
+        Scalar::Str(b) if b.len() > max && String::from_utf8_lossy(b).chars().count() > max => {
+            Err(BadEvent::new(format!(
+                "the group-by attribute `{}` is {} characters long, and aggregation `{}` is kept in MySQL/MariaDB, \
+                 whose group-by columns are VARCHAR({max}) as SI makes them",
+                s.attributes[g].name,
+                String::from_utf8_lossy(b).chars().count(),
+                agg.name
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +106,27 @@ mod tests {
         assert!(e.message.contains("group-by attribute `k` is NaN"), "{e}");
         check_event(&plan, 0, &[Value::Double(-0.0), Value::Long(1), Value::Long(1)][..]).unwrap();
         check_event(&plan, 0, &[Value::Null, Value::Long(1), Value::Long(1)][..]).unwrap();
+    }
+
+    #[test]
+    fn a_mysql_store_refuses_null_and_overlong_group_by_values_on_arrival() {
+        let mut plan = check(
+            "define stream S (k string, q long, ts long);
+             define aggregation A from S select k, sum(q) as t group by k aggregate by ts every sec;",
+            "a",
+            &NodeConfig::default(),
+        )
+        .unwrap();
+        let event = |k: Value| vec![k, Value::Long(1), Value::Long(1)];
+        check_event(&plan, 0, &event(Value::Null)[..]).unwrap();
+        plan.aggregations[0].narrow_keys = true;
+        let e = check_event(&plan, 0, &event(Value::Null)[..]).unwrap_err();
+        assert!(
+            e.message.starts_with("the group-by attribute `k` is null, and aggregation `A` is kept in MySQL"),
+            "{e}"
+        );
+        check_event(&plan, 0, &event(Value::Str("é".repeat(254)))[..]).unwrap();
+        let e = check_event(&plan, 0, &event(Value::Str("é".repeat(255)))[..]).unwrap_err();
+        assert!(e.message.contains("`k` is 255 characters long"), "{e}");
     }
 }

@@ -6,6 +6,25 @@
 
 pub(crate) mod background;
 pub(crate) mod backoff;
+
+/// `plan` with [`AggPlan::narrow_keys`](crate::lang::plan::AggPlan::narrow_keys) set on the
+/// aggregations kept in a MySQL/MariaDB store, so that their events are checked for what
+/// such a store can key on when they arrive.
+fn narrow_keys(plan: Arc<AppPlan>, by_store: &[(crate::store::StoreAddress, Vec<usize>)]) -> Arc<AppPlan> {
+    let narrow: Vec<usize> = by_store
+        .iter()
+        .filter(|(a, _)| matches!(a, crate::store::StoreAddress::Mysql(_)))
+        .flat_map(|(_, aggs)| aggs.iter().copied())
+        .collect();
+    if narrow.is_empty() {
+        return plan;
+    }
+    let mut p = (*plan).clone();
+    for a in narrow {
+        p.aggregations[a].narrow_keys = true;
+    }
+    Arc::new(p)
+}
 #[cfg(test)]
 pub(crate) mod fault;
 pub mod feed;
@@ -107,11 +126,13 @@ impl Node {
         store_override: Option<&str>,
         on_wait: &mut dyn FnMut(&Error, Duration),
     ) -> Result<Node> {
+        let by_store = crate::store::address::by_store(&plan, store_override, &config.settings.store)?;
+        let plan = narrow_keys(plan, &by_store);
         let tables = TableSchema::all(&plan);
         let me = Claim::new(config.node_id.as_deref(), config.effective_shard_id());
         let mut stores = Vec::new();
         let mut flush_seq = 0;
-        for (address, aggregations) in crate::store::address::by_store(&plan, store_override, &config.settings.store)? {
+        for (address, aggregations) in by_store {
             let mine: Vec<TableSchema> = aggregations.iter().flat_map(|&a| tables[a].iter().cloned()).collect();
             let shard = aggregations.iter().find_map(|&a| plan.aggregations[a].shard_id.as_deref());
             let claim = me.with_shard(shard);

@@ -213,7 +213,9 @@ impl Server {
             Error::io(format!("cannot listen on {addr} (tally.ingest, or --ingest): is the port in use?"), e)
         })?;
         let ingest_addr = listener.local_addr().map_err(|e| Error::io("cannot read the listening address", e))?;
-        let mut node = Node::start(plan.clone(), config, store_override, on_wait)?;
+        let mut node = Node::start(plan, config, store_override, on_wait)?;
+        // The node's plan: it knows what each store can key on (`Node::start`).
+        let plan = node.plan().clone();
         let producer_store = node.producer_store().map_err(|e| e.to_string());
         let ledger = node.ledger();
         let retention = Retention::new(&plan, config, store_override)?;

@@ -52,6 +52,14 @@ pub mod statements {
                  \"SHARD_ID\" TEXT NOT NULL, \"LAST_BUCKET\" BIGINT NOT NULL, \"ROWS\" BYTEA NOT NULL); \
                  ALTER TABLE \"TALLY_JOURNAL\" ALTER COLUMN \"ROWS\" SET STORAGE EXTERNAL"
             }
+            // The index inline (MySQL has no CREATE INDEX IF NOT EXISTS). LONGBLOB: a
+            // record holds every open partial of a shard; the server's max_allowed_packet
+            // bounds it (docs/stores.md).
+            Dialect::Mysql => {
+                "CREATE TABLE IF NOT EXISTS \"TALLY_JOURNAL\" (\"AGGREGATION\" VARCHAR(254) NOT NULL, \
+                 \"SHARD_ID\" VARCHAR(254) NOT NULL, \"LAST_BUCKET\" BIGINT NOT NULL, \"ROWS\" LONGBLOB NOT NULL, \
+                 KEY \"TALLY_JOURNAL_SHARD\" (\"AGGREGATION\", \"SHARD_ID\", \"LAST_BUCKET\"))"
+            }
         }
     }
     pub const INDEX: &str = "CREATE INDEX IF NOT EXISTS \"TALLY_JOURNAL_SHARD\" \

@@ -1,12 +1,13 @@
 //! The store: where partial aggregates of every node meet.
 //!
-//! One trait, two backends: SQLite (the embedded default, one file shared by several node
-//! processes) and PostgreSQL (the shared database of a real cluster). A flush is written in
+//! One trait, three backends: SQLite (the embedded default, one file shared by several node
+//! processes), PostgreSQL and MySQL/MariaDB (the shared database of a real cluster). A flush is written in
 //! one transaction of many rows; reads return every shard's rows and the caller merges.
 
 pub mod address;
 pub mod journal;
 pub mod mark;
+pub mod mysql;
 pub mod mysql_address;
 pub mod postgres;
 pub mod producer;
@@ -211,9 +212,6 @@ pub fn open(address: &StoreAddress) -> Result<Box<dyn Store>> {
     match address {
         StoreAddress::Sqlite { .. } => Ok(Box::new(sqlite::SqliteStore::open(address.clone())?)),
         StoreAddress::Postgres { .. } => Ok(Box::new(postgres::PostgresStore::open(address.clone())?)),
-        StoreAddress::Mysql(_) => Err(Error::Unsupported(format!(
-            "store {}: MySQL/MariaDB is not supported yet; use PostgreSQL (jdbc:postgresql://…) or the embedded SQLite store (sqlite:PATH)",
-            address.redacted()
-        ))),
+        StoreAddress::Mysql(_) => Ok(Box::new(mysql::MysqlStore::open(address.clone())?)),
     }
 }

@@ -11,6 +11,9 @@ use crate::store::schema::{Role, TableSchema};
 pub enum Dialect {
     Sqlite,
     Postgres,
+    /// MySQL 8 and MariaDB 10.11+. The session runs with `ANSI_QUOTES` (see
+    /// `store::mysql`), so identifiers are quoted with `"` as in the other two dialects.
+    Mysql,
 }
 
 /// `"name"`, with embedded quotes doubled.
@@ -29,6 +32,14 @@ pub fn column_type(d: Dialect, t: AttrType) -> &'static str {
         (Dialect::Postgres, AttrType::Float) => "REAL",
         (Dialect::Postgres, AttrType::Double) => "DOUBLE PRECISION",
         (Dialect::Postgres, AttrType::String) => "TEXT",
+        // As siddhi-store-rdbms creates them on MySQL, so that an SI database is used in
+        // place (its string columns are VARCHAR(254)).
+        (Dialect::Mysql, AttrType::Int) => "INTEGER",
+        (Dialect::Mysql, AttrType::Long) => "BIGINT",
+        (Dialect::Mysql, AttrType::Bool) => "TINYINT(1)",
+        (Dialect::Mysql, AttrType::Float) => "FLOAT",
+        (Dialect::Mysql, AttrType::Double) => "DOUBLE",
+        (Dialect::Mysql, AttrType::String) => "VARCHAR(254)",
     }
 }
 
@@ -55,7 +66,12 @@ pub fn create_table_named(d: Dialect, t: &TableSchema, name: &str, style: KeySty
         .iter()
         .map(|c| {
             let not_null = if matches!(c.role, Role::Timestamp | Role::Shard) { " NOT NULL" } else { "" };
-            format!("{} {}{}", quote(&c.name), column_type(d, c.ty), not_null)
+            // A distinct set (a JSON array) outgrows VARCHAR(254) at once.
+            let ty = match (d, c.role) {
+                (Dialect::Mysql, Role::Cell(_, CellKind::Set)) => "LONGTEXT",
+                _ => column_type(d, c.ty),
+            };
+            format!("{} {ty}{}", quote(&c.name), not_null)
         })
         .collect();
     let key: Vec<String> = t.columns[..t.key_len].iter().map(|c| quote(&c.name)).collect();
@@ -67,7 +83,7 @@ pub fn create_table_named(d: Dialect, t: &TableSchema, name: &str, style: KeySty
         _ => cols.push(format!("PRIMARY KEY ({})", key.join(", "))),
     }
     let storage = match (d, t.duration) {
-        (Dialect::Sqlite, _) => String::new(),
+        (Dialect::Sqlite | Dialect::Mysql, _) => String::new(),
         (Dialect::Postgres, duration) => format!(" WITH (fillfactor = {})", fillfactor(duration)),
     };
     format!("CREATE TABLE IF NOT EXISTS {} ({}){storage}", quote(name), cols.join(", "))
@@ -95,7 +111,7 @@ pub fn migrate(d: Dialect, t: &TableSchema, style: KeyStyle) -> Vec<String> {
         .iter()
         .map(|c| if matches!(c.role, Role::Shard) { placeholder(d, 1) } else { quote(&c.name) })
         .collect();
-    vec![
+    let mut steps = vec![
         format!("DROP TABLE IF EXISTS {}", quote(&temp)),
         create_table_named(d, t, &temp, style),
         format!(
@@ -105,9 +121,26 @@ pub fn migrate(d: Dialect, t: &TableSchema, style: KeyStyle) -> Vec<String> {
             values.join(", "),
             quote(&t.name)
         ),
-        format!("DROP TABLE {}", quote(&t.name)),
-        format!("ALTER TABLE {} RENAME TO {}", quote(&temp), quote(&t.name)),
-    ]
+    ];
+    if d == Dialect::Mysql {
+        // MySQL commits at every DDL statement, so the swap is one atomic RENAME TABLE and
+        // the old table is dropped only after it: a failure at any step leaves the old
+        // table in place, or the new one complete.
+        let old = format!("{}__tally_premigration", t.name);
+        steps.push(format!("DROP TABLE IF EXISTS {}", quote(&old)));
+        steps.push(format!(
+            "RENAME TABLE {} TO {}, {} TO {}",
+            quote(&t.name),
+            quote(&old),
+            quote(&temp),
+            quote(&t.name)
+        ));
+        steps.push(format!("DROP TABLE {}", quote(&old)));
+    } else {
+        steps.push(format!("DROP TABLE {}", quote(&t.name)));
+        steps.push(format!("ALTER TABLE {} RENAME TO {}", quote(&temp), quote(&t.name)));
+    }
+    steps
 }
 
 /// The newest bucket of shard `?1`/`$1` in a partitioned table (NULL when none).
@@ -128,14 +161,20 @@ pub fn purge(d: Dialect, t: &TableSchema, by_shard: bool) -> String {
 /// the new value of each column as `new(j)` (an `excluded."c"` or a `?n` parameter).
 pub fn merge_expr(d: Dialect, t: &TableSchema, i: usize, new: &dyn Fn(usize) -> String) -> Option<String> {
     let c = &t.columns[i];
-    // PostgreSQL needs the stored row's columns qualified by the table (or its alias).
+    // PostgreSQL needs them qualified; so does MySQL's `INSERT … SELECT … ON DUPLICATE KEY
+    // UPDATE`, where the staging table has the same column names.
     let qualify = |name: &str| match d {
         Dialect::Sqlite => quote(name),
-        Dialect::Postgres => format!("{}.{}", quote(&t.name), quote(name)),
+        Dialect::Postgres | Dialect::Mysql => format!("{}.{}", quote(&t.name), quote(name)),
     };
     let old = qualify(&c.name);
     let n = new(i);
     let (least, greatest) = match d {
+        // SQLite's two-argument min/max and MySQL's least/greatest are null when either
+        // side is; PostgreSQL's least/greatest skip nulls.
+        Dialect::Mysql => {
+            (format!("coalesce(least({old}, {n}), {old}, {n})"), format!("coalesce(greatest({old}, {n}), {old}, {n})"))
+        }
         Dialect::Sqlite => {
             (format!("coalesce(min({old}, {n}), {old}, {n})"), format!("coalesce(max({old}, {n}), {old}, {n})"))
         }
@@ -269,6 +308,9 @@ pub fn merge_using(t: &TableSchema, stage: &str) -> String {
 /// key conflict; `alias` names the target for dialects that need it qualified.
 fn merge_insert(d: Dialect, t: &TableSchema, alias: &str, rows: &str) -> String {
     let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    if d == Dialect::Mysql {
+        return merge_insert_mysql(t, &cols, rows);
+    }
     let key = &cols[..t.key_len];
     let sets: Vec<String> = (0..t.columns.len())
         .filter_map(|i| merge_expr(d, t, i, &|j| format!("excluded.{}", cols[j])).map(|e| format!("{} = {e}", cols[i])))
@@ -280,6 +322,27 @@ fn merge_insert(d: Dialect, t: &TableSchema, alias: &str, rows: &str) -> String 
         cols.join(", "),
         key.join(", ")
     )
+}
+
+/// MySQL's `INSERT … ON DUPLICATE KEY UPDATE`, the new values as `VALUES("c")` (which MySQL
+/// 8.0.20+ deprecates but still takes, and MariaDB needs: it has no row alias). MySQL
+/// assigns left to right and a later assignment reads the stored column as already
+/// updated, so `AGG_LAST_EVENT_TIMESTAMP`, which the latest values compare against, is
+/// assigned last.
+fn merge_insert_mysql(t: &TableSchema, cols: &[String], rows: &str) -> String {
+    let d = Dialect::Mysql;
+    let mut order: Vec<usize> = (0..t.columns.len()).collect();
+    order.sort_by_key(|&i| matches!(t.columns[i].role, Role::LastEventTimestamp));
+    let sets: Vec<String> = order
+        .into_iter()
+        .filter_map(|i| {
+            merge_expr(d, t, i, &|j| format!("VALUES({})", cols[j]))
+                .map(|e| format!("{}.{} = {e}", quote(&t.name), cols[i]))
+        })
+        .collect();
+    // Nothing to merge (a table of keys only): a no-op assignment keeps the stored row.
+    let sets = if sets.is_empty() { format!("{0}.{1} = {0}.{1}", quote(&t.name), cols[0]) } else { sets.join(", ") };
+    format!("INSERT INTO {} ({}) {rows} ON DUPLICATE KEY UPDATE {sets}", quote(&t.name), cols.join(", "))
 }
 
 /// `UPDATE … WHERE key IS ?` for keys holding nulls (which never conflict in a primary key).
@@ -297,6 +360,7 @@ pub fn update_null_safe(d: Dialect, t: &TableSchema) -> String {
             Dialect::Postgres => {
                 format!("{} IS NOT DISTINCT FROM {}", quote(&t.columns[i].name), placeholder(d, i + 1))
             }
+            Dialect::Mysql => format!("{} <=> {}", quote(&t.columns[i].name), placeholder(d, i + 1)),
         })
         .collect();
     let sets = if sets.is_empty() { format!("{0} = {0}", quote(&t.columns[0].name)) } else { sets.join(", ") };
@@ -326,10 +390,13 @@ pub fn scan(d: Dialect, t: &TableSchema, key_filters: &[usize]) -> String {
     sql
 }
 
-fn placeholder(d: Dialect, i: usize) -> String {
+/// Parameter `i` (from 1): `?i`, `$i`, or for MySQL the named `:pi` (the `mysql` crate
+/// turns named parameters into positional ones, so one may appear twice).
+pub fn placeholder(d: Dialect, i: usize) -> String {
     match d {
         Dialect::Sqlite => format!("?{i}"),
         Dialect::Postgres => format!("${i}"),
+        Dialect::Mysql => format!(":p{i}"),
     }
 }
 

@@ -180,6 +180,11 @@ pub struct AggPlan {
     pub store: Option<StoreSpec>,
     pub purge: Purge,
     pub zone: Zone,
+    /// The aggregation's store keys rows on the group-by columns as SI's MySQL tables do
+    /// (NOT NULL, `VARCHAR(254)`): set by the node once it knows the store
+    /// (`Node::start`), and the events are checked against it when they arrive
+    /// (`ingest::check`), so a flush never meets a row the store cannot take.
+    pub narrow_keys: bool,
 }
 
 impl AggPlan {
@@ -403,6 +408,7 @@ impl Checker<'_> {
             store: ann.store,
             purge: ann.purge,
             zone: self.config.agg_time_zone.clone(),
+            narrow_keys: false,
         })
     }
 

@@ -33,11 +33,13 @@ pub mod statements {
     pub const FORGET: &str = "DELETE FROM \"TALLY_SHARD_REGISTRY\" WHERE \"NODE_ID\" = ?1 AND \"INSTANCE\" = ?2";
 }
 
-/// A statement of [`statements`] in the parameter style of `d` (`?n` or `$n`).
+/// A statement of [`statements`] (or of the other bookkeeping tables) in the form of `d`:
+/// `?n` or `$n` parameters, and MySQL's own `CREATE TABLE` and upserts.
 pub fn for_dialect(d: Dialect, text: &str) -> std::borrow::Cow<'_, str> {
     match d {
         Dialect::Sqlite => text.into(),
         Dialect::Postgres => text.replace('?', "$").into(),
+        Dialect::Mysql => crate::store::mysql::statements::mysql(text),
     }
 }
 
