@@ -72,7 +72,7 @@ case "${1:-}" in
     if [ "${TALLY_MYSQL_FSYNC:-on}" = off ]; then durable="--innodb-flush-log-at-trx-commit=0 --sync-binlog=0"; fi
     echo "--no-defaults --user=$owner --datadir=$dir/data --socket=$dir/sock --pid-file=$dir/pid \
 --bind-address=127.0.0.1 --port=$port --skip-name-resolve --local-infile=1 --default-time-zone=+00:00 \
---character-set-server=utf8mb4 --collation-server=utf8mb4_bin --max-connections=300 $durable" >"$dir/options"
+--character-set-server=utf8mb4 --collation-server=utf8mb4_bin --max-connections=300 --max-allowed-packet=256M $durable" >"$dir/options"
     launch "$dir"
     mariadb --no-defaults -S "$dir/sock" -u root -e "
       CREATE DATABASE tally CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;

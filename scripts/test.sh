@@ -4,17 +4,21 @@
 #   2. every unit and integration test of the workspace (cargo test, release build);
 #   3. the benches compile (cargo bench --no-run), so they do not rot;
 #   4. the conformance suite ../shared/conformance/run.py against target/release/tally, on
-#      the embedded SQLite store and on PostgreSQL.
+#      the embedded SQLite store, on PostgreSQL and on MariaDB.
 # PostgreSQL: $DATABASE_URL when set, else a throwaway cluster (scripts/postgres.sh) that
-# is stopped at the end. It fails when any step fails, and also when a step ran no test.
+# is stopped at the end. MySQL/MariaDB: $MYSQL_URL when set, else a throwaway MariaDB
+# (scripts/mariadb.sh, which installs mariadb-server with apt-get when it is missing),
+# stopped at the end. It fails when any step fails, and also when a step ran no test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 shared=${SHARED:-$root/../shared}
 log=$(mktemp -d)
 started_pg=""
+started_my=""
 cleanup() {
   [ -n "$started_pg" ] && scripts/postgres.sh stop || true
+  [ -n "$started_my" ] && scripts/mariadb.sh stop || true
   rm -rf "$log"
 }
 trap cleanup EXIT
@@ -37,6 +41,14 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 export DATABASE_URL
 echo "using ${DATABASE_URL%%@*}@… (${started_pg:+throwaway}${started_pg:-given})"
+
+step "MariaDB"
+if [ -z "${MYSQL_URL:-}" ]; then
+  eval "$(TALLY_MYSQL_FSYNC=off scripts/mariadb.sh start)"
+  started_my=yes
+fi
+export MYSQL_URL
+echo "using ${MYSQL_URL%%@*}@… (${started_my:+throwaway}${started_my:-given})"
 
 step "unit and integration tests"
 cargo test --workspace --release 2>&1 | tee "$log/cargo-test.txt"
@@ -72,6 +84,8 @@ if [ -f "$shared/conformance/run.py" ]; then
   conformance sqlite
   step "conformance suite on PostgreSQL"
   conformance postgres
+  step "conformance suite on MariaDB"
+  conformance mysql
 elif [ "${CI:-}" = "true" ]; then
   echo "error: $shared/conformance/run.py is missing; CI must run it" >&2
   exit 1

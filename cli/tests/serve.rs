@@ -344,8 +344,20 @@ fn a_token_guards_ingest_and_queries() {
 /// and counted once.
 #[test]
 fn a_node_buffers_while_postgres_is_down_then_says_busy() {
-    use common::proxy::{self, Proxy};
     let Some(url) = common::postgres_or_skip() else { return };
+    buffers_while_the_store_is_down_then_says_busy(&url);
+}
+
+/// The same with MySQL/MariaDB down.
+#[test]
+fn a_node_buffers_while_mysql_is_down_then_says_busy() {
+    let Some(url) = common::mysql_or_skip() else { return };
+    buffers_while_the_store_is_down_then_says_busy(&url);
+}
+
+fn buffers_while_the_store_is_down_then_says_busy(url: &str) {
+    use common::proxy::{self, Proxy};
+    let url = url.to_string();
     let d = Dir::new();
     let name = unique("Busy");
     let app = d.write(&format!("{name}.siddhi"), &seed_app().replace("TradeAggregation", &name));

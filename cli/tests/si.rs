@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Dir, s, stores, unique};
+use common::{Dir, is_mysql, s, stores, unique};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -167,8 +167,15 @@ tally:
         let (st, _, body) =
             request(sales_port, "POST", "/returns", "", "{\"event\": {\"item\": \"tea\", \"qty\": 2, \"ts\": 1000}}");
         assert_eq!((st, body.as_str()), (200, "{\"accepted\":1}"));
-        let (st, _, _) = request(sales_port, "POST", "/returns", "", "{\"event\": {\"qty\": 1, \"ts\": 1000}}");
-        assert_eq!(st, 200);
+        // A null group-by value is a group of its own, except in MySQL, whose key columns
+        // cannot hold null: refused there when it arrives, saying why.
+        let (st, _, body) = request(sales_port, "POST", "/returns", "", "{\"event\": {\"qty\": 1, \"ts\": 1000}}");
+        if is_mysql(&store) {
+            assert_eq!(st, 400, "{body}");
+            assert!(body.contains("the group-by attribute `item` is null, and aggregation"), "{body}");
+        } else {
+            assert_eq!(st, 200, "{body}");
+        }
         // A path no source has, a method other than POST, a body over the limit.
         let (st, _, body) = request(sales_port, "POST", "/sale", admin, &sale("tea", 1));
         assert_eq!(st, 404);
@@ -201,7 +208,9 @@ tally:
                 &format!("from {agg}Returns within 0L, 100000000L per 'sec' select item, returned order by item"),
             ),
         );
-        assert_eq!((st, body.as_str()), (200, "{\"records\":[[\"tea\",2],[null,1]]}"), "{store}");
+        let want =
+            if is_mysql(&store) { "{\"records\":[[\"tea\",2]]}" } else { "{\"records\":[[\"tea\",2],[null,1]]}" };
+        assert_eq!((st, body.as_str()), (200, want), "{store}");
         let (st, _, body) =
             request(api_port, "POST", "/stores/query", "", &q("Other", "from X within 0L, 1L per 'sec'"));
         assert_eq!(st, 404);

@@ -100,29 +100,66 @@ pub fn postgres_or_skip() -> Option<String> {
     url
 }
 
-/// The stores a test runs on: a fresh SQLite file, and PostgreSQL when there is one. Tests
-/// that run on PostgreSQL give their aggregations names of their own ([`unique`]).
+/// The MySQL/MariaDB of `MYSQL_URL`, when it names one (scripts/test.sh starts a throwaway
+/// MariaDB and sets it).
+pub fn mysql_url() -> Option<String> {
+    std::env::var("MYSQL_URL").ok().filter(|u| u.starts_with("mysql://") || u.starts_with("mariadb://"))
+}
+
+/// The MySQL/MariaDB of `MYSQL_URL` for a test that needs one; says so when there is none.
+pub fn mysql_or_skip() -> Option<String> {
+    let url = mysql_url();
+    if url.is_none() {
+        eprintln!("skipped: MYSQL_URL does not name a MySQL/MariaDB (scripts/test.sh starts one and sets it)");
+    }
+    url
+}
+
+/// The stores a test runs on: a fresh SQLite file, and PostgreSQL and MySQL/MariaDB when
+/// there are. Tests that run on a server give their aggregations names of their own
+/// ([`unique`]).
 pub fn stores(d: &Dir) -> Vec<String> {
     let mut v = vec![d.store()];
     match postgres_url() {
         Some(u) => v.push(u),
         None => eprintln!("PostgreSQL part skipped: DATABASE_URL does not name a PostgreSQL (scripts/test.sh sets it)"),
     }
+    match mysql_url() {
+        Some(u) => v.push(u),
+        None => eprintln!("MySQL part skipped: MYSQL_URL does not name a MySQL/MariaDB (scripts/test.sh sets it)"),
+    }
     v
+}
+
+pub fn is_mysql(store: &str) -> bool {
+    store.starts_with("mysql://") || store.starts_with("mariadb://")
+}
+
+/// A connection to a MySQL store as an operator's client would make one, with `"`
+/// quoting identifiers (the tests' SQL is written for every store).
+pub fn mysql_conn(url: &str) -> mysql::Conn {
+    use mysql::prelude::Queryable;
+    let mut c = mysql::Conn::new(mysql::Opts::from_url(&url.replacen("mariadb://", "mysql://", 1)).unwrap()).unwrap();
+    c.query_drop("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')").unwrap();
+    c
 }
 
 /// Runs SQL against the store directly (what an operator would do with psql or sqlite3).
 pub fn sql(store: &str, text: &str) {
+    use mysql::prelude::Queryable;
     match store.strip_prefix("sqlite:") {
         Some(path) => rusqlite::Connection::open(path).unwrap().execute_batch(text).unwrap(),
+        None if is_mysql(store) => mysql_conn(store).query_drop(text).unwrap(),
         None => postgres::Client::connect(store, postgres::NoTls).unwrap().batch_execute(text).unwrap(),
     }
 }
 
 /// One integer from a query run directly against the store.
 pub fn sql_i64(store: &str, text: &str) -> i64 {
+    use mysql::prelude::Queryable;
     match store.strip_prefix("sqlite:") {
         Some(path) => rusqlite::Connection::open(path).unwrap().query_row(text, [], |r| r.get(0)).unwrap(),
+        None if is_mysql(store) => mysql_conn(store).query_first::<i64, _>(text).unwrap().unwrap(),
         None => postgres::Client::connect(store, postgres::NoTls).unwrap().query_one(text, &[]).unwrap().get(0),
     }
 }
@@ -139,6 +176,18 @@ pub fn wait_registered(store: &str, id: &str) {
                         .and_then(|c| c.query_row(&q, [], |r| r.get::<_, i64>(0)))
                         .unwrap_or(0)
                         > 0
+            }
+            None if is_mysql(store) => {
+                use mysql::prelude::Queryable;
+                mysql::Conn::new(mysql::Opts::from_url(store).unwrap())
+                    .and_then(|mut c| {
+                        c.query_drop("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")?;
+                        c.query_first::<i64, _>(&q)
+                    })
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+                    > 0
             }
             None => {
                 postgres::Client::connect(store, postgres::NoTls)

@@ -663,13 +663,14 @@ mod tests {
     }
 
     /// A flush whose commit was not confirmed is retried with its number; the store knows
-    /// the number and skips it, so its rows count once. On SQLite, and on PostgreSQL when
-    /// DATABASE_URL names one.
+    /// the number and skips it, so its rows count once. On SQLite, on PostgreSQL when
+    /// DATABASE_URL names one, and on MySQL when MYSQL_URL does.
     #[test]
     fn a_flush_retried_after_an_ambiguous_commit_counts_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut urls = vec![format!("sqlite:{}", dir.path().join("s.db").display())];
         urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
+        urls.extend(std::env::var("MYSQL_URL").ok().filter(|u| u.starts_with("mysql")));
         for url in urls {
             let tag = format!("{}x{}", std::process::id(), crate::time::clock::now_ms() % 1_000_000_000);
             let cfg = NodeConfig::parse(
@@ -742,13 +743,14 @@ mod tests {
     }
     /// Overlapped flushes (a saturated node's): each call writes what the call before it
     /// prepared while it collects the next; `durable` says which collects are committed,
-    /// and every event is written once. On SQLite, and on PostgreSQL when DATABASE_URL
-    /// names one.
+    /// and every event is written once. On SQLite, on PostgreSQL when DATABASE_URL
+    /// names one, and on MySQL when MYSQL_URL does.
     #[test]
     fn overlapped_flushes_write_everything_once_and_say_what_is_durable() {
         let dir = tempfile::tempdir().unwrap();
         let mut urls = vec![format!("sqlite:{}", dir.path().join("s.db").display())];
         urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
+        urls.extend(std::env::var("MYSQL_URL").ok().filter(|u| u.starts_with("mysql")));
         for url in urls {
             let tag = format!("{}x{}", std::process::id(), crate::time::clock::now_ms() % 1_000_000_000);
             let cfg = NodeConfig::parse(

@@ -1,5 +1,6 @@
 //! Deterministic races of exactly-once delivery (docs/delivery.md): two nodes in this
-//! process on one store (SQLite, and PostgreSQL when `DATABASE_URL` names one), a client of protocol version 2, and a fault point
+//! process on one store (SQLite, PostgreSQL when `DATABASE_URL` names one, MySQL/MariaDB when
+//! `MYSQL_URL` does), a client of protocol version 2, and a fault point
 //! ([`crate::node::fault`]) that holds one node before or after its store commits. Each
 //! test would count a batch twice without the producers' record.
 
@@ -43,6 +44,13 @@ impl Store {
         let text = "UPDATE \"TALLY_SHARD_REGISTRY\" SET \"RELEASED\" = 1 WHERE \"NODE_ID\" = ";
         let n = match self.url.strip_prefix("sqlite:") {
             Some(path) => rusqlite::Connection::open(path).unwrap().execute(&format!("{text}?1"), [node_id]).unwrap(),
+            None if self.url.starts_with("mysql") => {
+                use mysql::prelude::Queryable;
+                let mut c = mysql::Conn::new(mysql::Opts::from_url(&self.url).unwrap()).unwrap();
+                c.query_drop("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')").unwrap();
+                c.exec_drop(format!("{text}?"), (node_id,)).unwrap();
+                c.affected_rows() as usize
+            }
             None => postgres::Client::connect(&self.url, postgres::NoTls)
                 .unwrap()
                 .execute(&format!("{text}$1"), &[&node_id])
@@ -52,12 +60,17 @@ impl Store {
     }
 }
 
-/// A fresh SQLite file, and PostgreSQL when `DATABASE_URL` names one.
+/// A fresh SQLite file, PostgreSQL when `DATABASE_URL` names one, MySQL when `MYSQL_URL` does.
 fn stores(dir: &tempfile::TempDir, test: &str) -> Vec<Store> {
     let tag = format!("{test}_{}_{}", std::process::id(), crate::time::clock::now_ms());
     let mut v = vec![Store { url: format!("sqlite:{}", dir.path().join("s.db").display()), tag: tag.clone() }];
     if let Ok(url) = std::env::var("DATABASE_URL")
         && url.starts_with("postgres")
+    {
+        v.push(Store { url, tag: tag.clone() });
+    }
+    if let Ok(url) = std::env::var("MYSQL_URL")
+        && url.starts_with("mysql")
     {
         v.push(Store { url, tag });
     }

@@ -300,6 +300,9 @@ fn connect(opts: &Opts, infile: &Arc<Mutex<Vec<u8>>>, ctx: &str) -> Result<Conn>
     });
     let builder = OptsBuilder::from_opts(opts.clone())
         .tcp_connect_timeout(Some(Duration::from_secs(10)))
+        // Connect where the address says. The driver would otherwise switch a loopback
+        // connection to the server's unix socket, bypassing a tunnel or proxy on that port.
+        .prefer_socket(false)
         // UPDATE reports the rows it matched, not those it changed: a heartbeat in the
         // same millisecond as the last one still says "held".
         .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
