@@ -84,3 +84,65 @@ pub fn plan() -> Arc<AppPlan> {
 pub mod report {
     pub use loadgen::report::{git_sha, machine, median};
 }
+
+/// What the flush benches share (`flush_copy_vs_insert` on PostgreSQL, `flush_mysql` on
+/// MySQL/MariaDB): the rows of a flush, and the store's own write of them.
+pub mod flush {
+    use std::time::Instant;
+    use tally::lang::types::Value;
+    use tally::store::schema::TableSchema;
+    use tally::store::{Claim, FlushWrite, Rows, Store, TableWrite};
+
+    pub const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+    pub const SYMBOLS: usize = 1_000;
+
+    /// `n` rows of table `t`: `SYMBOLS` symbols per bucket of `width` ms from bucket number
+    /// `bucket` on, in a fixed shuffled order (a flush's rows come out of a hash map, not in
+    /// key order).
+    pub fn make_rows(t: &TableSchema, n: usize, bucket: i64, width: i64, shard: &str) -> Vec<Vec<Value>> {
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in (1..n).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        order
+            .into_iter()
+            .map(|i| {
+                t.columns
+                    .iter()
+                    .map(|c| match c.name.as_str() {
+                        "AGG_TIMESTAMP" => Value::Long((bucket + (i / SYMBOLS) as i64) * width),
+                        "SHARD_ID" => Value::Str(shard.into()),
+                        "symbol" => Value::Str(format!("SYM{:04}", i % SYMBOLS)),
+                        name if name.starts_with("AGG_COUNT") => Value::Long(10),
+                        name if name.contains("price") => Value::Double(100.0 + (i % 97) as f64),
+                        _ => Value::Long((i % 13) as i64 + 1),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The store's own write of `rows` into `t`: one flush, one transaction.
+    pub fn write_store(store: &mut dyn Store, claim: &Claim, seq: i64, t: &TableSchema, rows: &dyn Rows) {
+        let w = FlushWrite {
+            claim,
+            flush_seq: seq,
+            tables: vec![TableWrite { table: t, rows }],
+            marks: &[],
+            journal: &[],
+            producers: &[],
+        };
+        store.write(&w).unwrap();
+    }
+
+    /// Rows a second of `f`, which writes `n` rows.
+    pub fn rate(n: usize, f: impl FnOnce()) -> f64 {
+        let t = Instant::now();
+        f();
+        n as f64 / t.elapsed().as_secs_f64()
+    }
+}

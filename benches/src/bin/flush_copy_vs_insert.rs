@@ -15,22 +15,20 @@
 //! (scripts/bench_flush.sh starts a throwaway PostgreSQL and runs it.)
 
 use postgres::types::ToSql;
-use std::time::Instant;
 use tally::config::NodeConfig;
 use tally::lang::plan::check;
 use tally::lang::types::Value;
 use tally::store::schema::TableSchema;
 use tally::store::sql::{Dialect, upsert_rows};
-use tally::store::{Claim, FlushWrite, Rows, Store, StoreAddress, TableWrite};
+use tally::store::{Claim, StoreAddress};
 use tally::time::granularity::Granularity;
+use tally_benches::flush::{SIZES, SYMBOLS, make_rows, rate, write_store as write_copy};
 use tally_benches::report::{git_sha, machine, median};
 
-const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 /// Rows per INSERT statement. 1,000 (6,000 bind parameters, well under PostgreSQL's
 /// 65,535) is the strongest baseline, and the headline ratio; 100 is closer to what ORMs
 /// and JDBC batch rewriting send.
 const INSERT_CHUNKS: [usize; 2] = [1_000, 100];
-const SYMBOLS: usize = 1_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -160,48 +158,6 @@ fn main() {
     }
 }
 
-/// `n` rows of table `t`: `SYMBOLS` symbols per bucket of `width` ms from bucket number
-/// `bucket` on, in a fixed shuffled order (a flush's rows come out of a hash map, not in
-/// key order).
-fn make_rows(t: &TableSchema, n: usize, bucket: i64, width: i64, shard: &str) -> Vec<Vec<Value>> {
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    for i in (1..n).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        order.swap(i, (x % (i as u64 + 1)) as usize);
-    }
-    order
-        .into_iter()
-        .map(|i| {
-            t.columns
-                .iter()
-                .map(|c| match c.name.as_str() {
-                    "AGG_TIMESTAMP" => Value::Long((bucket + (i / SYMBOLS) as i64) * width),
-                    "SHARD_ID" => Value::Str(shard.into()),
-                    "symbol" => Value::Str(format!("SYM{:04}", i % SYMBOLS)),
-                    name if name.starts_with("AGG_COUNT") => Value::Long(10),
-                    name if name.contains("price") => Value::Double(100.0 + (i % 97) as f64),
-                    _ => Value::Long((i % 13) as i64 + 1),
-                })
-                .collect()
-        })
-        .collect()
-}
-
-fn write_copy(store: &mut dyn Store, claim: &Claim, seq: i64, t: &TableSchema, rows: &dyn Rows) {
-    let w = FlushWrite {
-        claim,
-        flush_seq: seq,
-        tables: vec![TableWrite { table: t, rows }],
-        marks: &[],
-        journal: &[],
-        producers: &[],
-    };
-    store.write(&w).unwrap();
-}
-
 fn write_insert(client: &mut postgres::Client, t: &TableSchema, rows: &[Vec<Value>], chunk_rows: usize) {
     let mut tx = client.transaction().unwrap();
     for chunk in rows.chunks(chunk_rows) {
@@ -223,10 +179,4 @@ fn bind(v: &Value) -> Box<dyn ToSql + Sync> {
         Value::Bool(b) => Box::new(*b),
         Value::Null => Box::new(None::<i64>),
     }
-}
-
-fn rate(n: usize, f: impl FnOnce()) -> f64 {
-    let t = Instant::now();
-    f();
-    n as f64 / t.elapsed().as_secs_f64()
 }

@@ -216,6 +216,32 @@ pub fn upsert_rows(d: Dialect, t: &TableSchema, rows: usize) -> String {
     merge_insert(d, t, &format!(" AS {}", quote(&t.name)), &format!("VALUES {}", tuples.join(", ")))
 }
 
+/// `sql` with MySQL's named parameters (`:p1`, `:p2`, …, as [`placeholder`] writes them, in
+/// order) as positional `?`: a statement of thousands of parameters binds them as a list.
+pub fn positional(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut quoted: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match quoted {
+            Some(q) if c == q => quoted = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quoted = Some(c),
+            None if c == ':' && chars.peek() == Some(&'p') => {
+                chars.next();
+                while chars.peek().is_some_and(char::is_ascii_digit) {
+                    chars.next();
+                }
+                out.push('?');
+                continue;
+            }
+            None => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// PostgreSQL: a multi-row `INSERT … VALUES … ON CONFLICT (key) DO UPDATE` with the values
 /// written as literals, so that a small flush sends every table's rows in one round trip
 /// (`batch_execute`) instead of a COPY, a staging table and a merge per table. Values come
@@ -439,6 +465,19 @@ mod tests {
             "{pg}"
         );
         assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(positional("SELECT \":p1\", ':p2' FROM t WHERE a = :p1 AND b = :p12"), "SELECT \":p1\", ':p2' FROM t WHERE a = ? AND b = ?");
+        let my = upsert_rows(Dialect::Mysql, &t, 2);
+        assert!(my.contains("VALUES (:p1, :p2, :p3, :p4, :p5, :p6, :p7, :p8, :p9), (:p10,"), "{my}");
+        assert!(my.contains(" ON DUPLICATE KEY UPDATE \"A_SECONDS\".\"last\" = CASE WHEN \"A_SECONDS\".\"AGG_LAST_EVENT_TIMESTAMP\" IS NULL OR VALUES(\"AGG_LAST_EVENT_TIMESTAMP\") >= \"A_SECONDS\".\"AGG_LAST_EVENT_TIMESTAMP\" THEN VALUES(\"last\") ELSE \"A_SECONDS\".\"last\" END"), "{my}");
+        assert!(my.ends_with("\"A_SECONDS\".\"AGG_LAST_EVENT_TIMESTAMP\" = coalesce(greatest(\"A_SECONDS\".\"AGG_LAST_EVENT_TIMESTAMP\", VALUES(\"AGG_LAST_EVENT_TIMESTAMP\")), \"A_SECONDS\".\"AGG_LAST_EVENT_TIMESTAMP\", VALUES(\"AGG_LAST_EVENT_TIMESTAMP\"))"), "the time stamp is assigned last: {my}");
+        assert_eq!(
+            create_table(Dialect::Mysql, &t, KeyStyle::PrimaryKey),
+            "CREATE TABLE IF NOT EXISTS \"A_SECONDS\" (\"AGG_TIMESTAMP\" BIGINT NOT NULL, \"SHARD_ID\" VARCHAR(254) NOT NULL, \"symbol\" VARCHAR(254), \
+             \"last\" DOUBLE, \"AGG_LAST_EVENT_TIMESTAMP\" BIGINT, \"AGG_SUM_price\" DOUBLE, \"AGG_COUNT_price\" BIGINT, \
+             \"AGG_SUM_quantity\" BIGINT, \"AGG_MAX_price\" DOUBLE, PRIMARY KEY (\"AGG_TIMESTAMP\", \"SHARD_ID\", \"symbol\"))"
+        );
+        let m = migrate(Dialect::Mysql, &t, KeyStyle::PrimaryKey);
+        assert_eq!(m[4], "RENAME TABLE \"A_SECONDS\" TO \"A_SECONDS__tally_premigration\", \"A_SECONDS__tally_migrating\" TO \"A_SECONDS\"");
         let lit = upsert_literal(
             &t,
             &[vec![

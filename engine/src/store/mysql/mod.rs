@@ -18,6 +18,7 @@
 //! `VARCHAR(254)` are refused the same way.
 
 mod flush;
+pub use flush::MEDIUM_MERGE_ROWS;
 pub mod infile;
 pub(crate) mod statements;
 
@@ -133,6 +134,19 @@ fn bind(v: &Value, ty: AttrType) -> mysql::Value {
         (Value::Null, _) => mysql::Value::NULL,
         (Value::Str(s), _) => text(s),
         (Value::Bool(b), _) => int(i64::from(*b)),
+        (v, AttrType::Float | AttrType::Double) => v.as_f64().map(mysql::Value::Double).unwrap_or(mysql::Value::NULL),
+        (v, _) => v.as_i64().map(int).unwrap_or(mysql::Value::NULL),
+    }
+}
+
+/// A flushed row's field bound as column type `ty` (numbers widened or narrowed as the
+/// load does).
+fn bind_field(v: crate::store::Field<'_>, ty: AttrType) -> mysql::Value {
+    use crate::store::Field;
+    match (v, ty) {
+        (Field::Null, _) => mysql::Value::NULL,
+        (Field::Str(s), _) => text(s),
+        (Field::Bool(b), _) => int(i64::from(b)),
         (v, AttrType::Float | AttrType::Double) => v.as_f64().map(mysql::Value::Double).unwrap_or(mysql::Value::NULL),
         (v, _) => v.as_i64().map(int).unwrap_or(mysql::Value::NULL),
     }
