@@ -279,7 +279,7 @@ pub fn run(nodes: usize, load: &Load, work: &Prepared, targets: &[String], verbo
     };
     let config = serde_json::json!({
         "symbols": load.symbols, "span_days": load.span_days, "late_per_mille": load.late_per_mille,
-        "rate": load.rate, "seed": load.seed, "store": if store.starts_with("sqlite:") { "sqlite" } else { "postgres" },
+        "rate": load.rate, "seed": load.seed, "store": store_kind(&store),
         "connections_per_node": load.connections_per_node, "flush_interval": load.flush_interval,
         "workers": load.workers, "cpus": load.cpus, "cpu_quota_per_node": load.cpu_quota, "batch_events": load.batch_events, "window_batches": plan.window,
         "targets": if targets.is_empty() { "spawned" } else { "attached" },
@@ -430,4 +430,14 @@ pub fn demo(nodes: usize, events: u64, symbols: u32, store: Option<String>, keep
     }
     println!("verified: every bucket of every duration equals the generated events' ({} rows)", v.rows);
     Ok(())
+}
+
+/// What kind of store a run used, for its record.
+fn store_kind(url: &str) -> &'static str {
+    match tally::store::StoreAddress::parse(url, None, None) {
+        Ok(tally::store::StoreAddress::Sqlite { .. }) => "sqlite",
+        Ok(tally::store::StoreAddress::Postgres { .. }) => "postgres",
+        Ok(tally::store::StoreAddress::Mysql(_)) => "mysql",
+        Err(_) => "unknown",
+    }
 }

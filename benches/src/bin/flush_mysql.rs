@@ -71,8 +71,9 @@ fn main() {
     store.prepare(&all).unwrap();
     let claim = Claim::new(cfg.node_id.as_deref(), cfg.effective_shard_id());
     let mut seq = store.register(&claim).unwrap();
-    let mut conn = mysql::Conn::new(mysql::OptsBuilder::from_opts(mysql::Opts::from_url(&url).unwrap()).prefer_socket(false))
-        .unwrap();
+    let mut conn =
+        mysql::Conn::new(mysql::OptsBuilder::from_opts(mysql::Opts::from_url(&url).unwrap()).prefer_socket(false))
+            .unwrap();
     conn.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES', SESSION time_zone = '+00:00'").unwrap();
 
     println!("flush throughput on MySQL/MariaDB, rows/s (median of {rounds} rounds; each flush one transaction)");
@@ -140,9 +141,8 @@ fn main() {
     }
     store.release(&claim).unwrap();
     let server: String = conn.query_first("SELECT version()").unwrap().unwrap_or_default();
-    let mut setting = |name: &str| -> String {
-        conn.query_first(format!("SELECT @@{name}")).ok().flatten().unwrap_or_default()
-    };
+    let mut setting =
+        |name: &str| -> String { conn.query_first(format!("SELECT @@{name}")).ok().flatten().unwrap_or_default() };
     let settings = serde_json::json!({
         "innodb_flush_log_at_trx_commit": setting("innodb_flush_log_at_trx_commit"),
         "sync_binlog": setting("sync_binlog"), "log_bin": setting("log_bin"),
@@ -187,10 +187,8 @@ fn write_text(conn: &mut mysql::Conn, t: &TableSchema, rows: &[Vec<Value>], chun
         let template = upsert_rows(Dialect::Mysql, t, 1);
         let (head, tail) = template.split_once(" VALUES ").unwrap();
         let tail = &tail[tail.find(')').unwrap() + 1..];
-        let tuples: Vec<String> = chunk
-            .iter()
-            .map(|r| format!("({})", r.iter().map(literal).collect::<Vec<_>>().join(", ")))
-            .collect();
+        let tuples: Vec<String> =
+            chunk.iter().map(|r| format!("({})", r.iter().map(literal).collect::<Vec<_>>().join(", "))).collect();
         tx.query_drop(format!("{head} VALUES {}{tail}", tuples.join(", "))).unwrap();
     }
     tx.commit().unwrap();

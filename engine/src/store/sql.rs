@@ -465,7 +465,10 @@ mod tests {
             "{pg}"
         );
         assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
-        assert_eq!(positional("SELECT \":p1\", ':p2' FROM t WHERE a = :p1 AND b = :p12"), "SELECT \":p1\", ':p2' FROM t WHERE a = ? AND b = ?");
+        assert_eq!(
+            positional("SELECT \":p1\", ':p2' FROM t WHERE a = :p1 AND b = :p12"),
+            "SELECT \":p1\", ':p2' FROM t WHERE a = ? AND b = ?"
+        );
         let my = upsert_rows(Dialect::Mysql, &t, 2);
         assert!(my.contains("VALUES (:p1, :p2, :p3, :p4, :p5, :p6, :p7, :p8, :p9), (:p10,"), "{my}");
         assert!(my.contains(" ON DUPLICATE KEY UPDATE \"A_SECONDS\".\"last\" = CASE WHEN \"A_SECONDS\".\"AGG_LAST_EVENT_TIMESTAMP\" IS NULL OR VALUES(\"AGG_LAST_EVENT_TIMESTAMP\") >= \"A_SECONDS\".\"AGG_LAST_EVENT_TIMESTAMP\" THEN VALUES(\"last\") ELSE \"A_SECONDS\".\"last\" END"), "{my}");
@@ -477,7 +480,10 @@ mod tests {
              \"AGG_SUM_quantity\" BIGINT, \"AGG_MAX_price\" DOUBLE, PRIMARY KEY (\"AGG_TIMESTAMP\", \"SHARD_ID\", \"symbol\"))"
         );
         let m = migrate(Dialect::Mysql, &t, KeyStyle::PrimaryKey);
-        assert_eq!(m[4], "RENAME TABLE \"A_SECONDS\" TO \"A_SECONDS__tally_premigration\", \"A_SECONDS__tally_migrating\" TO \"A_SECONDS\"");
+        assert_eq!(
+            m[4],
+            "RENAME TABLE \"A_SECONDS\" TO \"A_SECONDS__tally_premigration\", \"A_SECONDS__tally_migrating\" TO \"A_SECONDS\""
+        );
         let lit = upsert_literal(
             &t,
             &[vec![

@@ -260,7 +260,12 @@ fn write_table(
 /// Merges rows `at` into `t` by prepared multi-row `INSERT … VALUES … ON DUPLICATE KEY
 /// UPDATE` statements of up to [`INSERT_ROWS`] rows: a round trip each, where staging
 /// takes four (clear the stage, load it, merge, and the load's check).
-fn upsert(tx: &mut Transaction<'_>, t: &TableSchema, rows: &dyn Rows, at: &[usize]) -> std::result::Result<(), Attempt> {
+fn upsert(
+    tx: &mut Transaction<'_>,
+    t: &TableSchema,
+    rows: &dyn Rows,
+    at: &[usize],
+) -> std::result::Result<(), Attempt> {
     let ctx = format!("cannot write to {}", t.name);
     let mut check = Vec::new();
     for chunk in at.chunks(INSERT_ROWS) {
@@ -297,8 +302,7 @@ fn load(
     {
         let mut buf = infile.lock().map_err(|_| refused(&ctx, "the load buffer was poisoned by a panic".into()))?;
         buf.clear();
-        let mut scratch = Vec::new();
-        infile::encode_sorted(&mut buf, &mut scratch, t, rows, at).map_err(|why| refused(&ctx, why))?;
+        infile::encode_sorted(&mut buf, t, rows, at).map_err(|why| refused(&ctx, why))?;
     } // The connection's handler takes the lock to send the rows.
     let result = tx.query_drop(infile::load_statement(target, t));
     // Give back the memory of an unusually large flush.

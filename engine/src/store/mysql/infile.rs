@@ -32,34 +32,19 @@ pub(super) fn load_statement(target: &str, t: &TableSchema) -> String {
     )
 }
 
-/// Appends rows `at` of `rows` (of table `t`) to `buf` in key order (bucket, then the other
-/// key columns' text), using `scratch`. A flush's rows come out of a hash map; InnoDB
-/// inserts them into the primary key's b-tree, and in key order it appends to the last
-/// leaf page instead of splitting pages all over the tree. Refuses a value MySQL cannot hold.
-pub(super) fn encode_sorted(
-    buf: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
-    t: &TableSchema,
-    rows: &dyn Rows,
-    at: &[usize],
-) -> Result<(), String> {
-    scratch.clear();
-    // Per row: its bucket, where its line starts, where the text after the bucket starts,
-    // where the line ends (after its newline).
-    let mut lines: Vec<(i64, usize, usize, usize)> = Vec::with_capacity(at.len());
-    for &row in at {
-        let start = scratch.len();
-        encode(scratch, t, rows, &[row])?;
-        let rest = scratch[start..].iter().position(|&b| b == b'\t').map_or(scratch.len(), |p| start + p);
-        lines.push((rows.bucket(row), start, rest, scratch.len()));
-    }
-    // The text after the bucket starts with the shard and the group-by values: bytewise
-    // order is key order for strings under a binary collation (tab sorts first), and for
-    // the rest it is locality enough.
-    lines.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| scratch[a.2..a.3].cmp(&scratch[b.2..b.3])));
-    buf.reserve(scratch.len());
-    for (_, start, _, end) in lines {
-        buf.extend_from_slice(&scratch[start..end]);
+/// Appends rows `at` of `rows` (of table `t`) to `buf` in bucket order. A flush's rows come
+/// out of a hash map; InnoDB inserts them into the primary key's b-tree (bucket first), and
+/// in bucket order it fills the newest leaf pages instead of splitting pages all over the
+/// tree (measured: 100 K new rows 318 K → 440 K rows/s; a full key order measured within
+/// the noise of bucket order, and costs a sort of the encoded lines). Refuses a value MySQL
+/// cannot hold.
+pub(super) fn encode_sorted(buf: &mut Vec<u8>, t: &TableSchema, rows: &dyn Rows, at: &[usize]) -> Result<(), String> {
+    let mut order: Vec<(i64, usize)> = at.iter().map(|&r| (rows.bucket(r), r)).collect();
+    order.sort_unstable();
+    let mut one = [0usize];
+    for (_, r) in order {
+        one[0] = r;
+        encode(buf, t, rows, &one)?;
     }
     Ok(())
 }
@@ -94,16 +79,10 @@ fn field(buf: &mut Vec<u8>, v: Field<'_>, ty: AttrType, long_text: bool) -> Resu
     // `write!` into a Vec cannot fail.
     match (ty, v) {
         (_, Field::Null) => buf.extend_from_slice(b"\\N"),
-        (AttrType::Int, Field::Int(i)) => {
-            let _ = write!(buf, "{i}");
-        }
-        (AttrType::Int, Field::Long(i)) => {
-            let _ = write!(buf, "{}", i as i32);
-        }
+        (AttrType::Int, Field::Int(i)) => integer(buf, i64::from(i)),
+        (AttrType::Int, Field::Long(i)) => integer(buf, i64::from(i as i32)),
         (AttrType::Long, v) => match v.as_i64() {
-            Some(i) => {
-                let _ = write!(buf, "{i}");
-            }
+            Some(i) => integer(buf, i),
             None => buf.extend_from_slice(b"\\N"),
         },
         (AttrType::Float | AttrType::Double, v) => match v.as_f64() {
@@ -139,6 +118,27 @@ fn field(buf: &mut Vec<u8>, v: Field<'_>, ty: AttrType, long_text: bool) -> Resu
         (_, _) => buf.extend_from_slice(b"\\N"),
     }
     Ok(())
+}
+
+/// `i` in decimal. A hand loop: `write!` goes through the formatting machinery, and a flush
+/// writes several integers a row (measured on 1.4 M rows: the node's flush thread spent
+/// more on formatting for MySQL than on the binary COPY for PostgreSQL).
+fn integer(buf: &mut Vec<u8>, i: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        buf.push(b'-');
+    }
+    buf.extend_from_slice(&digits[at..]);
 }
 
 fn escape(buf: &mut Vec<u8>, s: &str) {
@@ -207,15 +207,29 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_loaded_in_key_order() {
+    fn rows_are_loaded_in_bucket_order() {
         let t = table();
-        let row = |ts: i64, k: &str| vec![Value::Long(ts), Value::Str(k.into()), Value::Null, Value::Null, Value::Null, Value::Null];
+        let row = |ts: i64, k: &str| {
+            vec![Value::Long(ts), Value::Str(k.into()), Value::Null, Value::Null, Value::Null, Value::Null]
+        };
         let rows = vec![row(2000, "a"), row(1000, "b"), row(1000, "ab"), row(10, "z")];
-        let (mut buf, mut scratch) = (Vec::new(), Vec::new());
-        encode_sorted(&mut buf, &mut scratch, &t, &rows, &[0, 1, 2, 3]).unwrap();
-        let keys: Vec<String> =
-            String::from_utf8(buf).unwrap().lines().map(|l| l.split('\t').take(2).collect::<Vec<_>>().join(" ")).collect();
-        assert_eq!(keys, ["10 z", "1000 ab", "1000 b", "2000 a"]);
+        let mut buf = Vec::new();
+        encode_sorted(&mut buf, &t, &rows, &[0, 1, 2, 3]).unwrap();
+        let keys: Vec<String> = String::from_utf8(buf)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(keys, ["10 z", "1000 b", "1000 ab", "2000 a"]);
+    }
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for i in [0, 7, -8, 10, 1_710_496_805_000, i64::MIN, i64::MAX] {
+            let mut buf = Vec::new();
+            integer(&mut buf, i);
+            assert_eq!(String::from_utf8(buf).unwrap(), i.to_string());
+        }
     }
 
     #[test]
