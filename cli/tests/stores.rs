@@ -351,9 +351,22 @@ fn rides_out_an_outage(url: &str, backend: &str) {
 /// of large flushes, not the literal upserts of small ones.)
 #[test]
 fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
+    let Some(url) = common::postgres_or_skip() else { return };
+    merges_a_row_that_appeared_behind_the_nodes_back(&url);
+}
+
+/// The same on MySQL, where the new rows go by LOAD DATA LOCAL INFILE: the server turns
+/// the duplicate key into a warning, which the flush must catch and answer by merging.
+#[test]
+fn mysql_merges_a_row_that_appeared_behind_the_nodes_back() {
+    let Some(url) = common::mysql_or_skip() else { return };
+    merges_a_row_that_appeared_behind_the_nodes_back(&url);
+}
+
+fn merges_a_row_that_appeared_behind_the_nodes_back(url: &str) {
     use tally::lang::types::Value;
     use tally::store::{FlushWrite, TableWrite};
-    let Some(url) = common::postgres_or_skip() else { return };
+    let url = url.to_string();
     let PgSeconds { id, t, mut store, claim, seq } = PgSeconds::new(&url, "wm");
     let row_of = |symbol: &str, bucket: i64, qty: i64| t.row(&id, Some(symbol), bucket, qty);
     let row = |bucket: i64, qty: i64| row_of("wso2", bucket, qty);
@@ -396,7 +409,11 @@ fn postgres_merges_a_row_that_appeared_behind_the_nodes_back() {
     assert_eq!((q(9_000), q(13_000)), (2, 2));
     let pad = sql_i64(
         &url,
-        &format!("SELECT sum(\"AGG_SUM_quantity\")::bigint FROM \"{}\" WHERE \"symbol\" = 'pad'", t.name),
+        &format!(
+            "SELECT CAST(sum(\"AGG_SUM_quantity\") AS {}) FROM \"{}\" WHERE \"symbol\" = 'pad'",
+            if is_mysql(&url) { "SIGNED" } else { "BIGINT" },
+            t.name
+        ),
     );
     assert_eq!(pad, 3 * PAD as i64, "the old buckets were merged into, three times");
     store.release(&claim).unwrap();
@@ -502,6 +519,46 @@ fn postgres_merges_a_medium_flush_sent_as_arrays() {
 
 /// A PostgreSQL error reaches the user with the server's message and SQLSTATE, at once when
 /// waiting cannot help.
+#[test]
+fn mysql_errors_carry_the_servers_number_sqlstate_and_message() {
+    let Some(url) = common::mysql_or_skip() else { return };
+    let d = Dir::new();
+    let (app, _) = app(&d, SEED_APP);
+    let n1 = d.node(&unique("err"));
+    let e = d.write("e.jsonl", &trade("wso2", 1.0, 1, 1_000));
+    // The test server's user may use its own database only.
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let started = std::time::Instant::now();
+    let out = ingest(&app, &n1, &format!("{base}/no_such_database"), &e);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("mysql store: cannot connect to") && err.contains("ERROR 1044 (42000): Access denied"), "{err}");
+    assert!(err.contains("(SQLSTATE 42000)"), "{err}");
+    assert!(!err.contains("retrying"), "a refused database is not waited for: {err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // A latest value that does not fit SI's VARCHAR(254): the flush is refused whole,
+    // naming the table, the column and the value, and nothing of it is applied.
+    let latest = SEED_APP.replace("sum(quantity) as total", "sum(quantity) as total, note").replace(
+        "timestamp long)",
+        "timestamp long, note string)",
+    );
+    let (app, agg2) = self::app(&d, &latest);
+    let long = "x".repeat(300);
+    let e = d.write(
+        "long.jsonl",
+        &format!(
+            "{{\"stream\":\"TradeStream\",\"data\":[\"wso2\",1.0,5,1000,\"{long}\"]}}\n"
+        ),
+    );
+    let out = ingest(&app, &n1, &url, &e);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("column `note` of {agg2}_")), "{err}");
+    assert!(err.contains("a string of 300 characters does not fit VARCHAR(254)"), "{err}");
+    let q = format!("SELECT count(*) FROM \"{agg2}_SECONDS\"");
+    assert_eq!(sql_i64(&url, &q), 0, "nothing of the refused flush was applied");
+}
+
 #[test]
 fn postgres_errors_carry_the_servers_message_and_sqlstate() {
     let Some(url) = common::postgres_or_skip() else { return };
