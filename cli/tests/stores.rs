@@ -532,24 +532,22 @@ fn mysql_errors_carry_the_servers_number_sqlstate_and_message() {
     let out = ingest(&app, &n1, &format!("{base}/no_such_database"), &e);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("mysql store: cannot connect to") && err.contains("ERROR 1044 (42000): Access denied"), "{err}");
+    assert!(
+        err.contains("mysql store: cannot connect to") && err.contains("ERROR 1044 (42000): Access denied"),
+        "{err}"
+    );
     assert!(err.contains("(SQLSTATE 42000)"), "{err}");
     assert!(!err.contains("retrying"), "a refused database is not waited for: {err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     // A latest value that does not fit SI's VARCHAR(254): the flush is refused whole,
     // naming the table, the column and the value, and nothing of it is applied.
-    let latest = SEED_APP.replace("sum(quantity) as total", "sum(quantity) as total, note").replace(
-        "timestamp long)",
-        "timestamp long, note string)",
-    );
+    let latest = SEED_APP
+        .replace("sum(quantity) as total", "sum(quantity) as total, note")
+        .replace("timestamp long)", "timestamp long, note string)");
     let (app, agg2) = self::app(&d, &latest);
     let long = "x".repeat(300);
-    let e = d.write(
-        "long.jsonl",
-        &format!(
-            "{{\"stream\":\"TradeStream\",\"data\":[\"wso2\",1.0,5,1000,\"{long}\"]}}\n"
-        ),
-    );
+    let e =
+        d.write("long.jsonl", &format!("{{\"stream\":\"TradeStream\",\"data\":[\"wso2\",1.0,5,1000,\"{long}\"]}}\n"));
     let out = ingest(&app, &n1, &url, &e);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");

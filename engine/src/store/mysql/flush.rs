@@ -12,7 +12,8 @@
 //! every row loaded and no warning, or the transaction is rolled back.
 
 use super::infile;
-use super::{MysqlStore, error, holder, int, named, text};
+use super::value::{bind_field, int, named, read_int, text};
+use super::{MysqlStore, error, holder};
 use crate::error::{Error, Result};
 use crate::store::journal::statements as journal_sql;
 use crate::store::mark::statements as marks;
@@ -214,7 +215,7 @@ fn watermark(
                 .map_err(|e| error(&format!("cannot write to {}", t.name), e))?;
             Some(match v {
                 None | Some(mysql::Value::NULL) => i64::MIN,
-                Some(v) => super::read_int(v),
+                Some(v) => read_int(v),
             })
         }
         _ => None,
@@ -277,7 +278,7 @@ fn upsert(
             let mut columns = t.columns.iter();
             rows.visit(t, r, &mut |v| {
                 if let Some(c) = columns.next() {
-                    params.push(super::bind_field(v, c.ty));
+                    params.push(bind_field(v, c.ty));
                 }
             });
         }

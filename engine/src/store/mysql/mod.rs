@@ -21,6 +21,7 @@ mod flush;
 pub use flush::MEDIUM_MERGE_ROWS;
 pub mod infile;
 pub(crate) mod statements;
+mod value;
 
 use super::journal::{self, statements as journal_sql};
 use super::mark::{self, Mark, statements as marks};
@@ -30,17 +31,18 @@ use super::sql::{self, Dialect, KeyStyle};
 use super::{FlushWrite, Producers, Reader, Registry, Schema, Store, StoreAddress, Writer};
 use crate::error::{Error, Result};
 use crate::lang::plan::CellKind;
-use crate::lang::types::{AttrType, Value};
+use crate::lang::types::Value;
 use crate::store::schema::{Role, TableSchema};
 use crate::time::clock::now_ms;
 use flush::Watermark;
 use mysql::prelude::Queryable;
-use mysql::{Conn, LocalInfileHandler, Opts, OptsBuilder, Params, TxOpts};
+use mysql::{Conn, LocalInfileHandler, Opts, OptsBuilder, TxOpts};
 use statements::mysql as stmt;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use value::{bind, int, named, read_int, read_text, read_value, text};
 
 /// Run on every new connection.
 const SESSION: [&str; 3] = [
@@ -109,100 +111,6 @@ pub fn error(context: &str, e: mysql::Error) -> Error {
         other => {
             Error::Store { backend: "mysql", code: None, message: format!("{context}: {other}"), retryable: false }
         }
-    }
-}
-
-/// Parameters `:p1`, `:p2`, … (see [`sql::placeholder`]).
-fn named(values: Vec<mysql::Value>) -> Params {
-    if values.is_empty() {
-        return Params::Empty;
-    }
-    Params::Named(values.into_iter().enumerate().map(|(i, v)| (format!("p{}", i + 1).into_bytes(), v)).collect())
-}
-
-fn text(s: &str) -> mysql::Value {
-    mysql::Value::Bytes(s.as_bytes().to_vec())
-}
-
-fn int(i: i64) -> mysql::Value {
-    mysql::Value::Int(i)
-}
-
-/// An engine value bound as column type `ty`.
-fn bind(v: &Value, ty: AttrType) -> mysql::Value {
-    match (v, ty) {
-        (Value::Null, _) => mysql::Value::NULL,
-        (Value::Str(s), _) => text(s),
-        (Value::Bool(b), _) => int(i64::from(*b)),
-        (v, AttrType::Float | AttrType::Double) => v.as_f64().map(mysql::Value::Double).unwrap_or(mysql::Value::NULL),
-        (v, _) => v.as_i64().map(int).unwrap_or(mysql::Value::NULL),
-    }
-}
-
-/// A flushed row's field bound as column type `ty` (numbers widened or narrowed as the
-/// load does).
-fn bind_field(v: crate::store::Field<'_>, ty: AttrType) -> mysql::Value {
-    use crate::store::Field;
-    match (v, ty) {
-        (Field::Null, _) => mysql::Value::NULL,
-        (Field::Str(s), _) => text(s),
-        (Field::Bool(b), _) => int(i64::from(b)),
-        (v, AttrType::Float | AttrType::Double) => v.as_f64().map(mysql::Value::Double).unwrap_or(mysql::Value::NULL),
-        (v, _) => v.as_i64().map(int).unwrap_or(mysql::Value::NULL),
-    }
-}
-
-/// A value read back as column type `ty`: typed (a prepared statement's result) or text.
-fn read_value(v: mysql::Value, ty: AttrType) -> std::result::Result<Value, String> {
-    use mysql::Value as M;
-    let bad = |v: &M| format!("a {ty:?} column holds {v:?}");
-    Ok(match (v, ty) {
-        (M::NULL, _) => Value::Null,
-        (M::Bytes(b), AttrType::String) => Value::Str(String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?),
-        (M::Bytes(b), _) => {
-            let s = std::str::from_utf8(&b).map_err(|_| bad(&M::Bytes(b.clone())))?;
-            let parsed = match ty {
-                AttrType::Int => s.parse().ok().map(Value::Int),
-                AttrType::Long => s.parse().ok().map(Value::Long),
-                AttrType::Bool => s.parse::<i64>().ok().map(|i| Value::Bool(i != 0)),
-                AttrType::Float => s.parse().ok().map(Value::Float),
-                AttrType::Double => s.parse().ok().map(Value::Double),
-                AttrType::String => unreachable!("matched above"),
-            };
-            parsed.ok_or_else(|| bad(&M::Bytes(b.clone())))?
-        }
-        (M::Int(i), t) => number(i as f64, Some(i), t),
-        (M::UInt(u), t) => number(u as f64, i64::try_from(u).ok(), t),
-        (M::Float(f), t) => number(f64::from(f), None, t),
-        (M::Double(f), t) => number(f, None, t),
-        (v, _) => return Err(bad(&v)),
-    })
-}
-
-fn number(f: f64, i: Option<i64>, ty: AttrType) -> Value {
-    match ty {
-        AttrType::Int => Value::Int(i.unwrap_or(f as i64) as i32),
-        AttrType::Long => Value::Long(i.unwrap_or(f as i64)),
-        AttrType::Bool => Value::Bool(i.map(|i| i != 0).unwrap_or(f != 0.0)),
-        AttrType::Float => Value::Float(f as f32),
-        AttrType::Double => Value::Double(f),
-        AttrType::String => Value::Str(i.map(|i| i.to_string()).unwrap_or_else(|| f.to_string())),
-    }
-}
-
-/// A text column of a result row.
-fn read_text(v: mysql::Value) -> Option<String> {
-    match v {
-        mysql::Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-        mysql::Value::NULL => None,
-        other => Some(other.as_sql(true)),
-    }
-}
-
-fn read_int(v: mysql::Value) -> i64 {
-    match read_value(v, AttrType::Long) {
-        Ok(Value::Long(i)) => i,
-        _ => 0,
     }
 }
 
@@ -678,19 +586,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_read_back_typed_or_as_text() {
-        use mysql::Value as M;
-        assert_eq!(read_value(M::Bytes(b"12".to_vec()), AttrType::Long), Ok(Value::Long(12)));
-        assert_eq!(read_value(M::Bytes(b"1".to_vec()), AttrType::Bool), Ok(Value::Bool(true)));
-        assert_eq!(read_value(M::Int(0), AttrType::Bool), Ok(Value::Bool(false)));
-        assert_eq!(read_value(M::Float(1.5), AttrType::Float), Ok(Value::Float(1.5)));
-        assert_eq!(read_value(M::Double(0.1), AttrType::Double), Ok(Value::Double(0.1)));
-        assert_eq!(read_value(M::Bytes("é".as_bytes().to_vec()), AttrType::String), Ok(Value::Str("é".into())));
-        assert_eq!(read_value(M::NULL, AttrType::Int), Ok(Value::Null));
-        assert!(read_value(M::Bytes(b"x".to_vec()), AttrType::Int).is_err());
-    }
-
-    #[test]
     fn server_errors_carry_number_sqlstate_and_whether_to_retry() {
         let e = error(
             "cannot write",
@@ -707,6 +602,5 @@ mod tests {
             mysql::Error::MySqlError(mysql::MySqlError { state: "42000".into(), message: "syntax".into(), code: 1064 }),
         );
         assert!(!e.is_retryable());
-        assert!(matches!(named(vec![]), Params::Empty));
     }
 }
