@@ -146,13 +146,18 @@ pub enum Error {
     /// Another live node process holds this producer (docs/delivery.md): retry shortly.
     #[error("{0}")]
     ProducerHeld(String),
+
+    /// A node answered a client's HELLO with an ERROR frame; `retryable` as the frame says
+    /// (a node that cannot reach its store to take the producer answers busy, retryable).
+    #[error("the node refused the connection: {message}")]
+    Refused { message: String, retryable: bool },
 }
 
 impl Error {
     /// Whether the same request can succeed if it is simply tried again later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Store { retryable, .. } => *retryable,
+            Error::Store { retryable, .. } | Error::Refused { retryable, .. } => *retryable,
             // A peer that refused or dropped the connection (a node restarting) can be
             // back a moment later; a missing file or a bad path will not.
             Error::Io { source, .. } => {

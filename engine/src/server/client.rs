@@ -56,9 +56,7 @@ impl Client {
             Reply::Error { code, message, .. } if code == protocol::Code::ProducerHeld as u16 => {
                 Err(Error::ProducerHeld(message))
             }
-            Reply::Error { message, .. } => {
-                Err(Error::Unsupported(format!("the node refused the connection: {message}")))
-            }
+            Reply::Error { message, retryable, .. } => Err(Error::Refused { message, retryable }),
             other => Err(Error::Unsupported(format!("the node answered HELLO with {other:?}"))),
         }
     }
@@ -169,5 +167,39 @@ fn read_reply(input: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> Result<Rep
             Err(Error::io("the node closed the connection", std::io::Error::from(std::io::ErrorKind::UnexpectedEof)))
         }
         Err(e) => Err(Error::io("cannot read from the node", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A node that answers every HELLO with `frame`, once per connection.
+    fn node_answering(frame: Vec<u8>) -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut buf = [0u8; 256];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(&frame);
+            }
+        });
+        addr
+    }
+
+    /// A node that cannot take the producer because its store is down answers busy: the
+    /// client must see that as worth retrying (on this node later, or another), not as a
+    /// refusal for good (the loadgen's store-restart run on MySQL stopped at it).
+    #[test]
+    fn a_busy_answer_to_hello_is_retryable_and_a_refusal_is_not() {
+        let busy = node_answering(protocol::error(0, protocol::Code::Busy, "cannot take producer `p`: store down"));
+        let e = Client::connect_producer(busy, None, "p").err().expect("refused");
+        assert!(e.is_retryable(), "{e}");
+        assert_eq!(e.to_string(), "the node refused the connection: cannot take producer `p`: store down");
+        let bad = node_answering(protocol::error(0, protocol::Code::Malformed, "bad HELLO"));
+        let e = Client::connect_producer(bad, None, "p").err().expect("refused");
+        assert!(!e.is_retryable(), "{e}");
     }
 }
