@@ -195,11 +195,11 @@ mod tests {
     #[test]
     fn a_busy_answer_to_hello_is_retryable_and_a_refusal_is_not() {
         let busy = node_answering(protocol::error(0, protocol::Code::Busy, "cannot take producer `p`: store down"));
-        let e = Client::connect_producer(busy, None, "p").err().expect("refused");
+        let Err(e) = Client::connect_producer(busy, None, "p") else { panic!("a busy node was taken as ready") };
         assert!(e.is_retryable(), "{e}");
         assert_eq!(e.to_string(), "the node refused the connection: cannot take producer `p`: store down");
         let bad = node_answering(protocol::error(0, protocol::Code::Malformed, "bad HELLO"));
-        let e = Client::connect_producer(bad, None, "p").err().expect("refused");
+        let Err(e) = Client::connect_producer(bad, None, "p") else { panic!("a refusing node was taken as ready") };
         assert!(!e.is_retryable(), "{e}");
     }
 }
