@@ -40,6 +40,7 @@ use crate::lang::plan::AppPlan;
 use crate::node::background::join;
 use crate::node::retention::{PurgeNotice, Purger, Retention};
 use crate::node::{Node, Routers};
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -126,25 +127,58 @@ struct Shared {
     producer_conn: Mutex<Option<Box<dyn crate::store::Store>>>,
     /// Producers held for HTTP requests with an idempotency key.
     http_producers: idempotency::HttpProducers,
+    /// Per producer, how many takes of this node have not been released yet (a client
+    /// that reconnects has a new connection take it while the old one's batches still
+    /// wait for their commit). The store's hold is released when the last one lets go:
+    /// the old connection's release must not drop the hold under the new one's batches,
+    /// whose flush would then find the producer gone and stop the node. Found by the
+    /// store-restart chaos run on MySQL, where a client reconnected to the same node.
+    producer_takes: Mutex<HashMap<Arc<str>, usize>>,
 }
 
 impl Shared {
     /// Takes `producer` for this process; its highest committed sequence number.
     fn take_producer(&self, producer: &str) -> Result<i64> {
         let (address, claim) = self.producer_store.as_ref().map_err(|why| Error::Unsupported(why.clone()))?;
-        let mut conn = self.producer_conn.lock().unwrap_or_else(|p| p.into_inner());
-        if conn.is_none() {
-            *conn = Some(crate::store::open(address)?);
+        // Counted before the store hears of it: a release racing with this take then
+        // either sees it and keeps the hold, or has released before this take sets it again.
+        *self.producer_takes.lock().unwrap_or_else(|p| p.into_inner()).entry(Arc::from(producer)).or_insert(0) += 1;
+        let taken = (|| {
+            let mut conn = self.producer_conn.lock().unwrap_or_else(|p| p.into_inner());
+            if conn.is_none() {
+                *conn = Some(crate::store::open(address)?);
+            }
+            let taken = conn.as_mut().map(|c| c.take_producer(producer, claim)).expect("opened above");
+            if matches!(&taken, Err(Error::Store { .. } | Error::Io { .. })) {
+                // The connection may be broken: the next HELLO opens a new one.
+                *conn = None;
+            }
+            taken
+        })();
+        match taken {
+            Ok(t) => Ok(t.max_seq),
+            Err(e) => {
+                // Not taken: let go of the count, and of the hold if an earlier take left it
+                // to this one (best effort; a hold kept is released by the next take's end).
+                let _ = self.release_producer(producer);
+                Err(e)
+            }
         }
-        let taken = conn.as_mut().map(|c| c.take_producer(producer, claim)).expect("opened above");
-        if matches!(&taken, Err(Error::Store { .. } | Error::Io { .. })) {
-            // The connection may be broken: the next HELLO opens a new one.
-            *conn = None;
-        }
-        Ok(taken?.max_seq)
     }
 
+    /// Lets go of one take of `producer`; the last one releases it in the store.
     fn release_producer(&self, producer: &str) -> Result<()> {
+        let mut takes = self.producer_takes.lock().unwrap_or_else(|p| p.into_inner());
+        match takes.get_mut(producer) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                return Ok(());
+            }
+            _ => {
+                takes.remove(producer);
+            }
+        }
+        // Still under the lock: a take that comes now waits, and sets the hold again after.
         let Ok((address, claim)) = self.producer_store.as_ref() else { return Ok(()) };
         let mut conn = self.producer_conn.lock().unwrap_or_else(|p| p.into_inner());
         if conn.is_none() {
@@ -249,6 +283,7 @@ impl Server {
             ledger,
             producer_store,
             producer_conn: Mutex::new(None),
+            producer_takes: Mutex::new(HashMap::new()),
             http_producers: idempotency::HttpProducers::default(),
         });
         let http = http::Http::start(http_addr.unwrap_or(&config.settings.http), shared.clone())?;

@@ -340,3 +340,37 @@ fn http_key_on(st: &Store) {
     a.server.shutdown().unwrap();
     b.server.shutdown().unwrap();
 }
+
+#[test]
+fn a_reconnect_to_the_same_node_keeps_the_producer_when_the_old_connection_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    for st in stores(&dir, "reconnect_same_") {
+        a_reconnect_to_the_same_node_keeps_the_producer_when_the_old_connection_lets_go_on(&st);
+    }
+}
+
+/// A client gives up on a connection whose batch is committed but not yet answered, and
+/// reconnects to the same node. The old connection lets go of the producer once its batch
+/// is answered; that must not drop the hold under the new connection's batch, or its
+/// flush finds the producer gone and the node stops (found by the store-restart chaos run
+/// on MySQL, issue 14).
+fn a_reconnect_to_the_same_node_keeps_the_producer_when_the_old_connection_lets_go_on(st: &Store) {
+    let a = start("same-a", st);
+    let gate = fault::hold(&st.name("same-a"), Point::AfterCommit);
+    let producer = st.name("same");
+    let mut old = Client::connect_producer(a.server.ingest_addr(), None, &producer).unwrap();
+    send(&mut old, 1, &[5]);
+    assert!(gate.reached(1, Duration::from_secs(20)), "node a committed the batch, not yet answered");
+    drop(old);
+    let mut new = Client::connect_producer(a.server.ingest_addr(), None, &producer).unwrap();
+    send(&mut new, 2, &[7]);
+    // The old connection's batch is answered now, and it lets go of the producer.
+    gate.open();
+    assert_eq!(new.recv().unwrap(), Reply::Ack { batch_id: 2, events: 1 });
+    send(&mut new, 3, &[1]);
+    assert_eq!(new.recv().unwrap(), Reply::Ack { batch_id: 3, events: 1 });
+    assert_eq!(total(&a.cfg, st), 13);
+    assert!(!a.notices.lock().unwrap().iter().any(|n| n.starts_with("fenced")), "{:?}", a.notices.lock().unwrap());
+    drop(new);
+    a.server.shutdown().unwrap();
+}

@@ -45,7 +45,8 @@ impl StoreAddress {
         }
         Err(Error::Schema(format!(
             "store `{t}` is not an address Tally knows: use sqlite:PATH, jdbc:sqlite:PATH, \
-             postgres://…, postgresql://… or jdbc:postgresql://host:port/db"
+             postgres://…, postgresql://…, jdbc:postgresql://host:port/db, mysql://…, mariadb://…, \
+             jdbc:mysql://host:port/db or jdbc:mariadb://host:port/db"
         )))
     }
 
