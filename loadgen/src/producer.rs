@@ -115,7 +115,11 @@ impl Producer<'_> {
             let mut c = match Client::connect_producer(&targets[t], self.plan.token.as_deref(), &self.name) {
                 Ok(c) => c,
                 Err(tally::Error::ProducerHeld(_)) => {
-                    // The node it left still holds it: wait, then ask again (any node).
+                    // The node it left still holds it: wait, then ask the next node. The
+                    // holder itself takes it back at once; a holder that could not release
+                    // it (its store was down) keeps it while it lives, so asking only the
+                    // node that refused would wait for ever.
+                    t = (t + 1) % targets.len();
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }

@@ -144,8 +144,23 @@ pub fn migrate(d: Dialect, t: &TableSchema, style: KeyStyle) -> Vec<String> {
 }
 
 /// The newest bucket of shard `?1`/`$1` in a partitioned table (NULL when none).
+///
+/// MySQL reads `max(…) WHERE SHARD_ID = ?` by scanning the whole key (it leads with
+/// `AGG_TIMESTAMP`): seconds on a table of millions of rows, inside the flush transaction
+/// that holds the node's registry row, so that the heartbeat waited behind it and the
+/// node was presumed dead (the store-restart chaos run, after which every watermark is
+/// read again). Walking the key backwards to the first row of the shard is one probe.
 pub fn newest_bucket(d: Dialect, t: &TableSchema) -> String {
-    format!("SELECT max(\"AGG_TIMESTAMP\") FROM {} WHERE \"SHARD_ID\" = {}", quote(&t.name), placeholder(d, 1))
+    match d {
+        Dialect::Mysql => format!(
+            "SELECT \"AGG_TIMESTAMP\" FROM {} WHERE \"SHARD_ID\" = {} ORDER BY \"AGG_TIMESTAMP\" DESC LIMIT 1",
+            quote(&t.name),
+            placeholder(d, 1)
+        ),
+        _ => {
+            format!("SELECT max(\"AGG_TIMESTAMP\") FROM {} WHERE \"SHARD_ID\" = {}", quote(&t.name), placeholder(d, 1))
+        }
+    }
 }
 
 /// `DELETE` of the rows whose bucket starts before `?1`, and of shard `?2` when `by_shard`.
