@@ -15,7 +15,8 @@ eval "$(TALLY_PG_FSYNC=on scripts/postgres.sh start)"
 trap 'scripts/mariadb.sh stop; scripts/postgres.sh stop' EXIT
 $lg run --nodes 3 --store "$MYSQL_URL" --symbols 1000 --events 3000000 --rate 100000 --chaos store-restart \
   --chaos-every 6 --chaos-command "TALLY_MYSQL_DIR=$TALLY_MYSQL_DIR scripts/mariadb.sh restart 2" \
-  --out "$out/chaos-store-restart-mysql.json" > "$out/chaos-store-restart-mysql.txt" 2>&1
+  --out "$out/chaos-store-restart-mysql.json" > "$out/chaos-store-restart-mysql.txt" 2>&1 ||
+  echo "the store-restart run failed: $out/chaos-store-restart-mysql.txt" >&2
 common="--nodes 1 --symbols 1000 --span-days 0.0001 --late-per-mille 0"
 for store in postgres mysql; do
   url=$DATABASE_URL
