@@ -16,6 +16,7 @@ pub mod rows;
 pub mod schema;
 pub mod sql;
 pub(crate) mod sqlite;
+pub(crate) mod watermark;
 
 pub use address::StoreAddress;
 pub use journal::JournalWrite;

@@ -20,6 +20,7 @@ use crate::store::mark::statements as marks;
 use crate::store::registry::{self, Applied, for_dialect, statements as reg};
 use crate::store::schema::TableSchema;
 use crate::store::sql::{self, Dialect, quote};
+use crate::store::watermark::{self as watermark_state, Attempt, Watermark};
 use crate::store::{Claim, FlushWrite, Rows, TableWrite};
 use crate::time::clock::now_ms;
 use mysql::prelude::Queryable;
@@ -37,31 +38,6 @@ pub const MEDIUM_MERGE_ROWS: usize = 4_096;
 /// Rows per upsert statement (9 columns: 9,000 parameters, well under MySQL's 65,535).
 const INSERT_ROWS: usize = 1_000;
 
-/// The newest bucket a partitioned table holds for this node's shard (as for PostgreSQL:
-/// a shard has one writer, so a row of a newer bucket cannot exist yet and is loaded
-/// straight into the table, skipping the staging table and the merge).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Watermark {
-    At(i64),
-    /// Read it again from the table before the next write.
-    Reread,
-    /// Merge every row of this table (the watermark proved wrong twice).
-    Off,
-}
-
-/// How one flush attempt ended, when it did not succeed.
-enum Attempt {
-    /// A row of this table that the watermark called new already existed.
-    Unexpected(String),
-    Failed(Error),
-}
-
-impl From<Error> for Attempt {
-    fn from(e: Error) -> Attempt {
-        Attempt::Failed(e)
-    }
-}
-
 impl MysqlStore {
     /// Writes a flush. A row the watermark said was new but existed (a case the registry
     /// should rule out) rolls the transaction back before anything is applied: read the
@@ -78,15 +54,11 @@ impl MysqlStore {
             self.watermarks = watermarks;
             match outcome {
                 Ok(Ok(applied)) => {
-                    self.advance_watermarks(flush);
+                    watermark_state::advance(&mut self.watermarks, flush);
                     return Ok(applied);
                 }
                 Ok(Err(table)) => {
-                    if self.watermarks.remove(&table) == Some(Watermark::Reread) {
-                        self.watermarks.insert(table, Watermark::Off);
-                    } else {
-                        self.watermarks.insert(table, Watermark::Reread);
-                    }
+                    watermark_state::surprised(&mut self.watermarks, table);
                 }
                 Err(e) => {
                     // The rows read may have been rolled back with the flush.
@@ -101,17 +73,6 @@ impl MysqlStore {
             message: "a flush kept meeting rows that should not exist; stopping to avoid a wrong merge".into(),
             retryable: false,
         })
-    }
-
-    /// After a flush is known applied: each table's watermark moves up to its newest row.
-    fn advance_watermarks(&mut self, flush: &FlushWrite<'_>) {
-        for tw in &flush.tables {
-            if let Some(Watermark::At(m)) = self.watermarks.get_mut(&tw.table.name) {
-                for r in 0..tw.rows.len() {
-                    *m = (*m).max(tw.rows.bucket(r));
-                }
-            }
-        }
     }
 }
 

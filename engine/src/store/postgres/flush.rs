@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::lang::types::{AttrType, Value};
 use crate::store::registry::{for_dialect, statements as reg};
 use crate::store::schema::TableSchema;
+use crate::store::watermark::{self as watermark_state, Attempt, Watermark};
 use crate::store::{Claim, FlushWrite, Rows, TableWrite};
 use crate::time::clock::now_ms;
 use postgres::types::ToSql;
@@ -29,36 +30,6 @@ pub const SMALL_FLUSH_ROWS: usize = 256;
 /// `scripts/bench_flush.sh` (PostgreSQL 15, fsync on, rows/s): 1,000 rows merged 464 K
 /// this way against 245 K by COPY; at 10,000 rows COPY wins (493 K against 356 K).
 pub const MEDIUM_FLUSH_ROWS: usize = 4_096;
-
-/// The newest bucket a partitioned table holds for this node's shard.
-///
-/// A shard has one writer (the registry refuses a second live one and fences a replaced
-/// one), so a row of this shard whose bucket is newer than the newest stored cannot exist
-/// yet: it goes into the table by a plain binary COPY, skipping the staging table and the
-/// conflict check. Only the others are staged and merged. A flush of fresh second
-/// buckets, or a replay of history, is mostly such rows; measured on 100 K new rows, the
-/// direct COPY took well under half the time of staging and merging them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Watermark {
-    At(i64),
-    /// Read it again from the table before the next write.
-    Reread,
-    /// Merge every row of this table (the watermark proved wrong twice).
-    Off,
-}
-
-/// How one flush attempt ended, when it did not succeed.
-enum Attempt {
-    /// A row of this table that the watermark called new already existed.
-    Unexpected(String),
-    Failed(Error),
-}
-
-impl From<Error> for Attempt {
-    fn from(e: Error) -> Attempt {
-        Attempt::Failed(e)
-    }
-}
 
 /// A table's rows as owned values: for the small and medium paths, which bind them as
 /// parameters (at most [`MEDIUM_FLUSH_ROWS`] rows).
@@ -107,15 +78,11 @@ impl PostgresStore {
         for _ in 0..3 {
             match self.write_once(flush) {
                 Ok(applied) => {
-                    self.advance_watermarks(flush);
+                    watermark_state::advance(&mut self.watermarks, flush);
                     return Ok(applied);
                 }
                 Err(Attempt::Unexpected(table)) => {
-                    if self.watermarks.remove(&table) == Some(Watermark::Reread) {
-                        self.watermarks.insert(table, Watermark::Off);
-                    } else {
-                        self.watermarks.insert(table, Watermark::Reread);
-                    }
+                    watermark_state::surprised(&mut self.watermarks, table);
                 }
                 Err(Attempt::Failed(e)) => return Err(e),
             }
@@ -272,17 +239,6 @@ impl PostgresStore {
             .map_err(|e| error(&format!("cannot prepare {what}"), e))?;
         self.prepared.insert(text, stmt.clone());
         Ok(stmt)
-    }
-
-    /// After a flush is known applied: each table's watermark moves up to its newest row.
-    fn advance_watermarks(&mut self, flush: &FlushWrite<'_>) {
-        for tw in &flush.tables {
-            if let Some(Watermark::At(m)) = self.watermarks.get_mut(&tw.table.name) {
-                for r in 0..tw.rows.len() {
-                    *m = (*m).max(tw.rows.bucket(r));
-                }
-            }
-        }
     }
 }
 
