@@ -9,8 +9,9 @@
 //! with 100 K new rows, the direct COPY took well under half the time of staging and
 //! merging them.
 
-use crate::error::Error;
-use crate::store::FlushWrite;
+use crate::error::{Error, Result};
+use crate::store::schema::TableSchema;
+use crate::store::{Claim, FlushWrite};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,4 +56,20 @@ pub(crate) fn advance(watermarks: &mut HashMap<String, Watermark>, flush: &Flush
             }
         }
     }
+}
+
+/// The newest bucket of this shard in a partitioned table: the one remembered (`known`), or
+/// read (again) by `read` with the shard id (`i64::MIN` when the shard has no row). `None`
+/// where every row must be merged (not partitioned, no shard id, or the watermark is off).
+pub(crate) fn current(
+    claim: &Claim,
+    t: &TableSchema,
+    known: Option<&Watermark>,
+    read: impl FnOnce(&str) -> Result<i64>,
+) -> Result<Option<i64>> {
+    Ok(match (&claim.shard_id, known) {
+        (Some(_), Some(Watermark::At(m))) if t.partitioned => Some(*m),
+        (Some(shard), None | Some(Watermark::Reread)) if t.partitioned => Some(read(shard)?),
+        _ => None,
+    })
 }

@@ -160,26 +160,21 @@ fn stage(name: &str) -> String {
     quote(&format!("tally_stage_{:016x}", h.finish()))
 }
 
-/// The newest bucket of this shard in a partitioned table: the one remembered, or read
-/// (again). `None` where every row must be merged (not partitioned, or no shard id).
+/// The newest bucket of this shard in `t` ([`watermark_state::current`]), read in `tx`.
 fn watermark(
     tx: &mut Transaction<'_>,
     claim: &Claim,
     t: &TableSchema,
     known: Option<&Watermark>,
 ) -> Result<Option<i64>> {
-    Ok(match (&claim.shard_id, known) {
-        (Some(_), Some(Watermark::At(m))) if t.partitioned => Some(*m),
-        (Some(shard), None | Some(Watermark::Reread)) if t.partitioned => {
-            let v: Option<mysql::Value> = tx
-                .exec_first(sql::newest_bucket(Dialect::Mysql, t), named(vec![text(shard)]))
-                .map_err(|e| error(&format!("cannot write to {}", t.name), e))?;
-            Some(match v {
-                None | Some(mysql::Value::NULL) => i64::MIN,
-                Some(v) => read_int(v),
-            })
-        }
-        _ => None,
+    watermark_state::current(claim, t, known, |shard| {
+        let v: Option<mysql::Value> = tx
+            .exec_first(sql::newest_bucket(Dialect::Mysql, t), named(vec![text(shard)]))
+            .map_err(|e| error(&format!("cannot write to {}", t.name), e))?;
+        Ok(match v {
+            None | Some(mysql::Value::NULL) => i64::MIN,
+            Some(v) => read_int(v),
+        })
     })
 }
 

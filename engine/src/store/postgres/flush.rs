@@ -242,23 +242,19 @@ impl PostgresStore {
     }
 }
 
-/// The newest bucket of this shard in a partitioned table: the one remembered, or read
-/// (again). `None` where every row must be merged (not partitioned, or no shard id).
+/// The newest bucket of this shard in `t` ([`watermark_state::current`]), read in `tx`.
 fn watermark(
     tx: &mut postgres::Transaction<'_>,
     claim: &Claim,
     t: &TableSchema,
     known: Option<&Watermark>,
 ) -> Result<Option<i64>> {
-    Ok(match (&claim.shard_id, known) {
-        (Some(_), Some(Watermark::At(m))) if t.partitioned => Some(*m),
-        (Some(shard), None | Some(Watermark::Reread)) if t.partitioned => Some(
-            tx.query_one(&sql::newest_bucket(Dialect::Postgres, t), &[shard])
-                .map_err(|e| error(&format!("cannot write to {}", t.name), e))?
-                .get::<_, Option<i64>>(0)
-                .unwrap_or(i64::MIN),
-        ),
-        _ => None,
+    watermark_state::current(claim, t, known, |shard| {
+        Ok(tx
+            .query_one(&sql::newest_bucket(Dialect::Postgres, t), &[&shard])
+            .map_err(|e| error(&format!("cannot write to {}", t.name), e))?
+            .get::<_, Option<i64>>(0)
+            .unwrap_or(i64::MIN))
     })
 }
 
