@@ -8,7 +8,9 @@
 #   scripts/mariadb.sh stop               stop it and remove the directory
 # The server listens on 127.0.0.1 at a free port and on a unix socket in its directory,
 # with local_infile on (the store's bulk path is LOAD DATA LOCAL INFILE) and UTC as its
-# time zone. As root it runs as an unprivileged user (mysql, else nobody).
+# time zone. The database's default collation is utf8mb4_general_ci (case-insensitive),
+# like a typical SI database, so that the tests catch a table Tally makes without its
+# binary collation. As root it runs as an unprivileged user (mysql, else nobody).
 # TALLY_MYSQL_FSYNC=off trades durability for speed (innodb_flush_log_at_trx_commit=0,
 # sync_binlog=0) for tests; the default keeps the server's durable settings, for benchmarks.
 # When the MariaDB binaries are missing it installs them (apt-get install mariadb-server)
@@ -72,10 +74,10 @@ case "${1:-}" in
     if [ "${TALLY_MYSQL_FSYNC:-on}" = off ]; then durable="--innodb-flush-log-at-trx-commit=0 --sync-binlog=0"; fi
     echo "--no-defaults --user=$owner --datadir=$dir/data --socket=$dir/sock --pid-file=$dir/pid \
 --bind-address=127.0.0.1 --port=$port --skip-name-resolve --local-infile=1 --default-time-zone=+00:00 \
---character-set-server=utf8mb4 --collation-server=utf8mb4_bin --max-connections=300 --max-allowed-packet=256M $durable" >"$dir/options"
+--character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci --max-connections=300 --max-allowed-packet=256M $durable" >"$dir/options"
     launch "$dir"
     mariadb --no-defaults -S "$dir/sock" -u root -e "
-      CREATE DATABASE tally CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+      CREATE DATABASE tally CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
       CREATE USER 'tally'@'127.0.0.1' IDENTIFIED BY 'tally';
       CREATE USER 'tally'@'localhost' IDENTIFIED BY 'tally';
       GRANT ALL ON tally.* TO 'tally'@'127.0.0.1';

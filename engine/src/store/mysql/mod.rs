@@ -205,11 +205,7 @@ impl MysqlStore {
 
     /// `CREATE TABLE` for `t`, with the binary collation.
     fn create_table(&self, t: &TableSchema) -> String {
-        format!(
-            "{} DEFAULT CHARSET=utf8mb4 COLLATE={}",
-            sql::create_table(Dialect::Mysql, t, KeyStyle::PrimaryKey),
-            self.collation
-        )
+        binary(&sql::create_table(Dialect::Mysql, t, KeyStyle::PrimaryKey), &self.collation)
     }
 }
 
@@ -262,6 +258,13 @@ fn holder(conn: &mut impl Queryable, claim: &Claim) -> Result<Option<String>> {
     Ok(row.and_then(read_text))
 }
 
+/// `create` with the binary collation. Tally's own tables too: under a database default
+/// such as `utf8mb4_general_ci`, producers `p1` and `P1` (or node ids) would share a row,
+/// and one would see the other's batches as duplicates.
+fn binary(create: &str, collation: &str) -> String {
+    format!("{create} DEFAULT CHARSET=utf8mb4 COLLATE={collation}")
+}
+
 fn entry(row: mysql::Row) -> Entry {
     let mut values = row.unwrap();
     values.resize(8, mysql::Value::NULL);
@@ -287,6 +290,7 @@ impl Schema for MysqlStore {
     fn prepare(&mut self, tables: &[TableSchema]) -> Result<()> {
         let creates: HashMap<&str, String> = tables.iter().map(|t| (t.name.as_str(), self.create_table(t))).collect();
         let sets = tables.iter().any(|t| t.columns.iter().any(|c| matches!(c.role, Role::Cell(_, CellKind::Set))));
+        let collation = self.collation.clone();
         self.locked(|conn| {
             if sets {
                 let exists: Option<mysql::Value> = conn
@@ -305,8 +309,9 @@ impl Schema for MysqlStore {
                     })?;
                 }
             }
-            conn.query_drop(stmt(marks::CREATE)).map_err(|e| error("cannot create the roll-up marks table", e))?;
-            conn.query_drop(journal_sql::create(Dialect::Mysql))
+            conn.query_drop(binary(&stmt(marks::CREATE), &collation))
+                .map_err(|e| error("cannot create the roll-up marks table", e))?;
+            conn.query_drop(binary(&journal_sql::create(Dialect::Mysql), &collation))
                 .map_err(|e| error("cannot create the journal table", e))?;
             let mut existing = Vec::new();
             let mut missing = Vec::new();
@@ -354,10 +359,13 @@ impl Schema for MysqlStore {
 
 impl Registry for MysqlStore {
     fn register(&mut self, claim: &Claim) -> Result<i64> {
+        let collation = self.collation.clone();
         self.locked(|conn| {
-            conn.query_drop(stmt(reg::CREATE)).map_err(|e| error("cannot create the shard registry", e))?;
+            conn.query_drop(binary(&stmt(reg::CREATE), &collation))
+                .map_err(|e| error("cannot create the shard registry", e))?;
             // Here, under the schema lock, so that no HELLO creates it concurrently.
-            conn.query_drop(stmt(prod::CREATE)).map_err(|e| error("cannot create the producers table", e))?;
+            conn.query_drop(binary(&stmt(prod::CREATE), &collation))
+                .map_err(|e| error("cannot create the producers table", e))?;
             let mut tx = conn
                 .start_transaction(TxOpts::default())
                 .map_err(|e| error("cannot start the registration transaction", e))?;
@@ -415,46 +423,18 @@ impl Registry for MysqlStore {
 }
 
 impl Producers for MysqlStore {
+    /// A take that InnoDB chose as a deadlock's victim was rolled back whole, so it is
+    /// simply run again (twice at most): the client would otherwise get a refused HELLO
+    /// for contention between nodes that it cannot do anything about.
     fn take_producer(&mut self, p: &str, claim: &Claim) -> Result<Taken> {
-        let ctx = "cannot take a producer";
-        self.with(|conn| {
-            let now = now_ms();
-            // Outside the transaction: its scan would otherwise hold row locks that flushes
-            // recording other producers wait for.
-            conn.exec_drop(&*stmt(prod::FORGET), named(vec![int(now - producer::FORGET_AFTER_MS)]))
-                .map_err(|e| error(ctx, e))?;
-            let mut tx =
-                conn.start_transaction(TxOpts::default()).map_err(|e| error("cannot start taking a producer", e))?;
-            // A row to lock: two nodes taking one producer at once queue on it, and a flush
-            // recording it holds its lock, which the SELECT … FOR UPDATE waits for.
-            tx.exec_drop(statements::PRODUCERS_ENSURE, named(vec![text(p), int(now)])).map_err(|e| error(ctx, e))?;
-            let row: Option<mysql::Row> = tx
-                .exec_first(format!("{} FOR UPDATE", stmt(prod::SELECT)), named(vec![text(p)]))
-                .map_err(|e| error(ctx, e))?;
-            let (holder, max_seq) = match row.map(mysql::Row::unwrap) {
-                Some(mut v) if v.len() == 2 => {
-                    let seq = read_int(v.pop().unwrap_or(mysql::Value::NULL));
-                    (read_text(v.pop().unwrap_or(mysql::Value::NULL)), seq)
-                }
-                _ => (None, 0),
-            };
-            let entry = match &holder {
-                Some(h) => {
-                    let row: Option<mysql::Row> =
-                        tx.exec_first(&*stmt(prod::HOLDER_ENTRY), named(vec![text(h)])).map_err(|e| error(ctx, e))?;
-                    row.map(entry)
-                }
-                None => None,
-            };
-            producer::decide(p, claim, holder.as_deref().map(|h| (h, entry.as_ref())), now)?;
-            tx.exec_drop(
-                &*stmt(prod::TAKE),
-                named(vec![text(p), text(&claim.instance), text(&claim.node_id), int(now)]),
-            )
-            .map_err(|e| error(ctx, e))?;
-            tx.commit().map_err(|e| error("cannot commit taking a producer", e))?;
-            Ok(Taken { max_seq })
-        })
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.with(|conn| take_once(conn, p, claim)) {
+                Err(Error::Store { code: Some(state), .. }) if state == "40001" && attempt < 3 => continue,
+                taken => return taken,
+            }
+        }
     }
 
     fn release_producer(&mut self, p: &str, claim: &Claim) -> Result<()> {
@@ -463,6 +443,42 @@ impl Producers for MysqlStore {
                 .map_err(|e| error("cannot release a producer", e))
         })
     }
+}
+
+/// One attempt at taking producer `p` for `claim`, in one transaction.
+fn take_once(conn: &mut Conn, p: &str, claim: &Claim) -> Result<Taken> {
+    let ctx = "cannot take a producer";
+    let now = now_ms();
+    // Outside the transaction: its scan would otherwise hold row locks that flushes
+    // recording other producers wait for.
+    conn.exec_drop(&*stmt(prod::FORGET), named(vec![int(now - producer::FORGET_AFTER_MS)]))
+        .map_err(|e| error(ctx, e))?;
+    let mut tx = conn.start_transaction(TxOpts::default()).map_err(|e| error("cannot start taking a producer", e))?;
+    // The row, made when missing, locked exclusively: two nodes taking one producer at
+    // once queue on it, and so does a take behind a flush recording it.
+    tx.exec_drop(statements::PRODUCERS_ENSURE, named(vec![text(p), int(now)])).map_err(|e| error(ctx, e))?;
+    let row: Option<mysql::Row> =
+        tx.exec_first(&*stmt(prod::SELECT), named(vec![text(p)])).map_err(|e| error(ctx, e))?;
+    let (holder, max_seq) = match row.map(mysql::Row::unwrap) {
+        Some(mut v) if v.len() == 2 => {
+            let seq = read_int(v.pop().unwrap_or(mysql::Value::NULL));
+            (read_text(v.pop().unwrap_or(mysql::Value::NULL)), seq)
+        }
+        _ => (None, 0),
+    };
+    let entry = match &holder {
+        Some(h) => {
+            let row: Option<mysql::Row> =
+                tx.exec_first(&*stmt(prod::HOLDER_ENTRY), named(vec![text(h)])).map_err(|e| error(ctx, e))?;
+            row.map(entry)
+        }
+        None => None,
+    };
+    producer::decide(p, claim, holder.as_deref().map(|h| (h, entry.as_ref())), now)?;
+    tx.exec_drop(&*stmt(prod::TAKE), named(vec![text(p), text(&claim.instance), text(&claim.node_id), int(now)]))
+        .map_err(|e| error(ctx, e))?;
+    tx.commit().map_err(|e| error("cannot commit taking a producer", e))?;
+    Ok(Taken { max_seq })
 }
 
 impl Writer for MysqlStore {
@@ -582,25 +598,4 @@ impl Store for MysqlStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_errors_carry_number_sqlstate_and_whether_to_retry() {
-        let e = error(
-            "cannot write",
-            mysql::Error::MySqlError(mysql::MySqlError {
-                state: "40001".into(),
-                message: "Deadlock found".into(),
-                code: 1213,
-            }),
-        );
-        assert_eq!(e.to_string(), "mysql store: cannot write: ERROR 1213 (40001): Deadlock found (SQLSTATE 40001)");
-        assert!(e.is_retryable());
-        let e = error(
-            "cannot write",
-            mysql::Error::MySqlError(mysql::MySqlError { state: "42000".into(), message: "syntax".into(), code: 1064 }),
-        );
-        assert!(!e.is_retryable());
-    }
-}
+mod tests;

@@ -39,11 +39,17 @@ const PRODUCERS_TAKE: &str = "INSERT INTO \"TALLY_PRODUCERS\" (\"PRODUCER\", \"H
     \"UPDATED_MS\") VALUES (:p1, :p2, :p3, 0, :p4) ON DUPLICATE KEY UPDATE \"HOLDER\" = :p2, \"NODE_ID\" = :p3, \
     \"UPDATED_MS\" = :p4";
 
-/// Makes a missing producer's row, so that the `SELECT … FOR UPDATE` after it has a row to
-/// lock: two nodes taking one new producer at once then queue on that row. ?1 producer,
-/// ?2 now.
-pub(super) const PRODUCERS_ENSURE: &str = "INSERT IGNORE INTO \"TALLY_PRODUCERS\" (\"PRODUCER\", \"HOLDER\", \
-    \"NODE_ID\", \"MAX_SEQ\", \"UPDATED_MS\") VALUES (:p1, NULL, NULL, 0, :p2)";
+/// Makes a missing producer's row and locks it, new or old, exclusively: two nodes taking
+/// one producer at once queue on that row. ?1 producer, ?2 now.
+///
+/// Not `INSERT IGNORE`: on an existing row it takes a *shared* lock, and the `FOR UPDATE`
+/// after it must then upgrade. Two holders of the shared lock, or one and a release
+/// (`UPDATE`) queued behind it, deadlock (ERROR 1213), which the CI run met as a refused
+/// HELLO. `ON DUPLICATE KEY UPDATE` locks the duplicate exclusively at once; the no-op
+/// assignment changes nothing.
+pub(super) const PRODUCERS_ENSURE: &str = "INSERT INTO \"TALLY_PRODUCERS\" (\"PRODUCER\", \"HOLDER\", \
+    \"NODE_ID\", \"MAX_SEQ\", \"UPDATED_MS\") VALUES (:p1, NULL, NULL, 0, :p2) \
+    ON DUPLICATE KEY UPDATE \"PRODUCER\" = \"PRODUCER\"";
 
 /// One of the shared statements, in MySQL's form.
 pub(crate) fn mysql(text: &str) -> Cow<'_, str> {
