@@ -311,7 +311,7 @@ impl Schema for MysqlStore {
             }
             conn.query_drop(binary(&stmt(marks::CREATE), &collation))
                 .map_err(|e| error("cannot create the roll-up marks table", e))?;
-            conn.query_drop(binary(&journal_sql::create(Dialect::Mysql), &collation))
+            conn.query_drop(binary(journal_sql::create(Dialect::Mysql), &collation))
                 .map_err(|e| error("cannot create the journal table", e))?;
             let mut existing = Vec::new();
             let mut missing = Vec::new();
