@@ -7,10 +7,10 @@
 pub(crate) mod background;
 pub(crate) mod backoff;
 
-/// `plan` with [`AggPlan::narrow_keys`](crate::lang::plan::AggPlan::narrow_keys) set on the
+/// `plan` with [`AggPlan::mysql_columns`](crate::lang::plan::AggPlan::mysql_columns) set on the
 /// aggregations kept in a MySQL/MariaDB store, so that their events are checked for what
 /// such a store can key on when they arrive.
-fn narrow_keys(plan: Arc<AppPlan>, by_store: &[(crate::store::StoreAddress, Vec<usize>)]) -> Arc<AppPlan> {
+fn mysql_columns(plan: Arc<AppPlan>, by_store: &[(crate::store::StoreAddress, Vec<usize>)]) -> Arc<AppPlan> {
     let narrow: Vec<usize> = by_store
         .iter()
         .filter(|(a, _)| matches!(a, crate::store::StoreAddress::Mysql(_)))
@@ -21,7 +21,7 @@ fn narrow_keys(plan: Arc<AppPlan>, by_store: &[(crate::store::StoreAddress, Vec<
     }
     let mut p = (*plan).clone();
     for a in narrow {
-        p.aggregations[a].narrow_keys = true;
+        p.aggregations[a].mysql_columns = true;
     }
     Arc::new(p)
 }
@@ -127,7 +127,7 @@ impl Node {
         on_wait: &mut dyn FnMut(&Error, Duration),
     ) -> Result<Node> {
         let by_store = crate::store::address::by_store(&plan, store_override, &config.settings.store)?;
-        let plan = narrow_keys(plan, &by_store);
+        let plan = mysql_columns(plan, &by_store);
         let tables = TableSchema::all(&plan);
         let me = Claim::new(config.node_id.as_deref(), config.effective_shard_id());
         let mut stores = Vec::new();

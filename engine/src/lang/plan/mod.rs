@@ -184,7 +184,7 @@ pub struct AggPlan {
     /// (NOT NULL, `VARCHAR(254)`): set by the node once it knows the store
     /// (`Node::start`), and the events are checked against it when they arrive
     /// (`ingest::check`), so a flush never meets a row the store cannot take.
-    pub narrow_keys: bool,
+    pub mysql_columns: bool,
 }
 
 impl AggPlan {
@@ -408,7 +408,7 @@ impl Checker<'_> {
             store: ann.store,
             purge: ann.purge,
             zone: self.config.agg_time_zone.clone(),
-            narrow_keys: false,
+            mysql_columns: false,
         })
     }
 
