@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 pub(crate) enum Point {
     /// The rows are aggregated and the flush prepared; the transaction has not started.
     BeforeCommit,
+    /// In the flush's transaction (PostgreSQL and MySQL), its rows written, just before
+    /// the flush's number is recorded and the transaction committed.
+    InTransaction,
     /// The transaction committed; nothing is acknowledged yet.
     AfterCommit,
 }

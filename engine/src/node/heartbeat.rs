@@ -11,6 +11,9 @@ use crate::store::registry::HEARTBEAT_EVERY_MS;
 use crate::store::{self, Claim, Store, StoreAddress};
 use std::time::Duration;
 
+/// How soon a failed beat is tried again, in milliseconds.
+const RETRY_MS: u64 = 1_000;
+
 /// The `tally-heartbeat` thread.
 #[derive(Debug)]
 pub struct Heartbeat(Background);
@@ -24,7 +27,12 @@ impl Heartbeat {
     ) -> Result<Heartbeat, Error> {
         Background::spawn("tally-heartbeat", move |stop| {
             let mut stores: Vec<Option<Box<dyn Store>>> = claims.iter().map(|_| None).collect();
-            while !stop.wait(Duration::from_millis(HEARTBEAT_EVERY_MS as u64)) {
+            let mut failed = false;
+            // After a failed beat, the next comes sooner: a store that restarts is often up
+            // again within a second, and a beat missed for the lease costs the node its
+            // shard and producers.
+            while !stop.wait(Duration::from_millis(if failed { RETRY_MS } else { HEARTBEAT_EVERY_MS as u64 })) {
+                failed = false;
                 for ((address, claim), slot) in claims.iter().zip(&mut stores) {
                     let beat = match slot {
                         Some(s) => s.heartbeat(claim),
@@ -37,6 +45,7 @@ impl Heartbeat {
                     if let Err(e) = beat {
                         // Reconnect at the next beat: the connection may be what failed.
                         *slot = None;
+                        failed = true;
                         on_error(&e);
                     }
                 }

@@ -58,6 +58,21 @@ impl Store {
         };
         assert_eq!(n, 1);
     }
+
+    /// What the heartbeat does to node `node_id`'s registry row (an update of it), from a
+    /// connection of its own; `Err` when the store refused it.
+    fn beat(url: &str, node_id: &str) -> std::result::Result<(), String> {
+        let text = "UPDATE \"TALLY_SHARD_REGISTRY\" SET \"HEARTBEAT_MS\" = \"HEARTBEAT_MS\" + 1 WHERE \"NODE_ID\" = ";
+        if url.starts_with("mysql") {
+            use mysql::prelude::Queryable;
+            let mut c = mysql::Conn::new(mysql::Opts::from_url(url).unwrap()).map_err(|e| e.to_string())?;
+            c.query_drop("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')").map_err(|e| e.to_string())?;
+            c.exec_drop(format!("{text}?"), (node_id,)).map_err(|e| e.to_string())
+        } else {
+            let mut c = postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())?;
+            c.execute(&format!("{text}$1"), &[&node_id]).map(|_| ()).map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// A fresh SQLite file, PostgreSQL when `DATABASE_URL` names one, MySQL when `MYSQL_URL` does.
@@ -202,6 +217,36 @@ fn a_slow_node_keeps_its_producer_until_it_commits_and_the_resend_is_a_duplicate
     drop(c);
     a.server.shutdown().unwrap();
     b.server.shutdown().unwrap();
+}
+
+/// A node's flush must not hold its registry row for the whole transaction: the heartbeat
+/// updates that row, and a node whose flushes keep being cut off (a store restarting again
+/// and again, found by `--chaos store-restart` on MySQL) stopped beating for the lease and
+/// lost its producers while alive. PostgreSQL and MySQL (SQLite has one writer at a time).
+#[test]
+fn a_flush_in_its_transaction_does_not_hold_up_the_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    for st in stores(&dir, "a_flush_in_i").iter().filter(|s| !s.url.starts_with("sqlite:")) {
+        a_flush_in_its_transaction_does_not_hold_up_the_heartbeat_on(st);
+    }
+}
+
+fn a_flush_in_its_transaction_does_not_hold_up_the_heartbeat_on(st: &Store) {
+    let a = start("beat-a", st);
+    let gate = fault::hold(&st.name("beat-a"), Point::InTransaction);
+    let mut c = Client::connect_producer(a.server.ingest_addr(), None, &st.name("beat")).unwrap();
+    send(&mut c, 1, &[5]);
+    assert!(gate.reached(1, Duration::from_secs(20)), "node a's flush wrote its rows and has not committed");
+    let (url, node) = (st.url.clone(), st.name("beat-a"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(Store::beat(&url, &node)));
+    let beat = rx.recv_timeout(Duration::from_secs(5));
+    gate.open();
+    assert_eq!(beat, Ok(Ok(())), "the heartbeat waited for the flush's transaction");
+    assert_eq!(c.recv().unwrap(), Reply::Ack { batch_id: 1, events: 1 });
+    assert_eq!(total(&a.cfg, st), 5);
+    drop(c);
+    a.server.shutdown().unwrap();
 }
 
 #[test]

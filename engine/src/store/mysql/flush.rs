@@ -12,7 +12,7 @@
 //! every row loaded and no warning, or the transaction is rolled back.
 
 use super::infile;
-use super::value::{bind_field, int, named, read_int, text};
+use super::value::{bind_field, int, named, read_int, read_text, text};
 use super::{MysqlStore, error, holder};
 use crate::error::{Error, Result};
 use crate::store::journal::statements as journal_sql;
@@ -86,13 +86,14 @@ fn write_once(
     let claim = flush.claim;
     let mut tx =
         conn.start_transaction(TxOpts::default()).map_err(|e| error("cannot start the flush transaction", e))?;
-    tx.exec_drop(
-        &*for_dialect(Dialect::Mysql, reg::RECORD_FLUSH),
-        named(vec![text(&claim.node_id), text(&claim.instance), int(flush.flush_seq), int(now_ms())]),
-    )
-    .map_err(|e| error("cannot record the flush in the shard registry", e))?;
-    if tx.affected_rows() == 0 {
-        return Ok(registry::not_recorded(claim, holder(&mut tx, claim)?.as_deref())?);
+    // A flush applied before (a retry after an ambiguous commit) or a process fenced off is
+    // settled here, before any work; the flush's number itself is recorded last (below).
+    let row: Option<(mysql::Value, mysql::Value)> = tx
+        .exec_first(&*for_dialect(Dialect::Mysql, reg::PROGRESS), named(vec![text(&claim.node_id)]))
+        .map_err(|e| error("cannot read the shard registry", e))?;
+    let row = row.map(|(i, seq)| (read_text(i).unwrap_or_default(), read_int(seq)));
+    if let Some(applied) = registry::before_flush(claim, row, flush.flush_seq)? {
+        return Ok(applied);
     }
     // The batches' producers next: one taken by another node means its copy of a batch may
     // be counted there, so nothing of this flush may be (rolled back).
@@ -139,6 +140,19 @@ fn write_once(
             )
             .map_err(|e| error("cannot append to the journal", e))?;
         }
+    }
+    #[cfg(test)]
+    crate::node::fault::pass(&claim.node_id, crate::node::fault::Point::InTransaction);
+    // The flush's number last: it decides (the row's latest version, locked until the
+    // commit just after), and its lock does not hold up the heartbeat for the whole flush.
+    // No row changed: applied meanwhile, or fenced off; dropping `tx` rolls everything back.
+    tx.exec_drop(
+        &*for_dialect(Dialect::Mysql, reg::RECORD_FLUSH),
+        named(vec![text(&claim.node_id), text(&claim.instance), int(flush.flush_seq), int(now_ms())]),
+    )
+    .map_err(|e| error("cannot record the flush in the shard registry", e))?;
+    if tx.affected_rows() == 0 {
+        return Ok(registry::not_recorded(claim, holder(&mut tx, claim)?.as_deref())?);
     }
     tx.commit().map_err(|e| error("cannot commit the flush", e))?;
     // Remember what was read, so the next flush need not ask again.

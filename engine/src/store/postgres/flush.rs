@@ -119,14 +119,15 @@ impl PostgresStore {
                 None
             };
             let mut tx = self.client()?.transaction().map_err(|e| error("cannot start the flush transaction", e))?;
-            // The flush's number first (it also locks this node's registry row until commit):
-            // a number applied before means a retry of a committed flush, and another
-            // instance's registration means this process was fenced off.
-            let recorded = tx
-                .execute(&record, &[&claim.node_id, &claim.instance, &flush.flush_seq, &now_ms()])
-                .map_err(|e| error("cannot record the flush in the shard registry", e))?;
-            if recorded == 0 {
-                return Ok(registry::not_recorded(claim, holder(&mut tx, claim)?.as_deref())?);
+            // A flush applied before (a retry after an ambiguous commit) or a process fenced
+            // off is settled here, before any work; the flush's number itself is recorded
+            // last (below).
+            let row = tx
+                .query_opt(&*for_dialect(Dialect::Postgres, reg::PROGRESS), &[&claim.node_id])
+                .map_err(|e| error("cannot read the shard registry", e))?
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)));
+            if let Some(applied) = registry::before_flush(claim, row, flush.flush_seq)? {
+                return Ok(applied);
             }
             // The batches' producers next: one taken by another node means its copy of a
             // batch may be counted there, so nothing of this flush may be (rolled back).
@@ -199,6 +200,18 @@ impl PostgresStore {
                     tx.execute(append, &[&j.aggregation, &j.shard, last, rows])
                         .map_err(|e| error("cannot append to the journal", e))?;
                 }
+            }
+            #[cfg(test)]
+            crate::node::fault::pass(&claim.node_id, crate::node::fault::Point::InTransaction);
+            // The flush's number last: it decides (the row's latest version, locked until
+            // the commit just after), and its lock does not hold up the heartbeat for the
+            // whole flush. No row changed: applied meanwhile, or fenced off; dropping `tx`
+            // rolls everything back.
+            let recorded = tx
+                .execute(&record, &[&claim.node_id, &claim.instance, &flush.flush_seq, &now_ms()])
+                .map_err(|e| error("cannot record the flush in the shard registry", e))?;
+            if recorded == 0 {
+                return Ok(registry::not_recorded(claim, holder(&mut tx, claim)?.as_deref())?);
             }
             tx.commit().map_err(|e| error("cannot commit the flush", e))?;
             Ok(Applied::Written)

@@ -18,9 +18,15 @@ pub mod statements {
         SET \"SHARD_ID\" = coalesce(excluded.\"SHARD_ID\", \"TALLY_SHARD_REGISTRY\".\"SHARD_ID\"), \
         \"INSTANCE\" = excluded.\"INSTANCE\", \"HOST\" = excluded.\"HOST\", \"PID\" = excluded.\"PID\", \
         \"STARTED_MS\" = excluded.\"STARTED_MS\", \"HEARTBEAT_MS\" = excluded.\"HEARTBEAT_MS\", \"RELEASED\" = 0";
-    /// ?1 node, ?2 instance, ?3 flush sequence, ?4 now. One row changed: go ahead.
+    /// ?1 node, ?2 instance, ?3 flush sequence, ?4 now. One row changed: go ahead. The
+    /// bulk stores run it last in the flush's transaction, just before the commit: its row
+    /// lock then lasts a moment, not the whole flush, and the heartbeat (an update of the
+    /// same row) is not held up by a long flush (see `registry::before_flush`).
     pub const RECORD_FLUSH: &str = "UPDATE \"TALLY_SHARD_REGISTRY\" SET \"FLUSH_SEQ\" = ?3, \"HEARTBEAT_MS\" = ?4 \
         WHERE \"NODE_ID\" = ?1 AND \"INSTANCE\" = ?2 AND \"FLUSH_SEQ\" < ?3";
+    /// ?1 node: who holds it, and its last flush number (read before a flush's writes).
+    pub const PROGRESS: &str =
+        "SELECT \"INSTANCE\", \"FLUSH_SEQ\" FROM \"TALLY_SHARD_REGISTRY\" WHERE \"NODE_ID\" = ?1";
     /// ?1 node: who holds it now.
     pub const HOLDER: &str = "SELECT \"INSTANCE\" FROM \"TALLY_SHARD_REGISTRY\" WHERE \"NODE_ID\" = ?1";
     /// ?1 node, ?2 instance, ?3 now.
