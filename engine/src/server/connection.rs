@@ -327,6 +327,18 @@ impl Reader<'_> {
                 self.send(out);
                 return Flow::Continue;
             }
+            if seq > p.last
+                && let Some(generation) = shared.taken_here(&p.name, seq)
+            {
+                // Taken here by an earlier connection of this client, not yet known to the
+                // store: answered DUPLICATE once that batch's flush commits, not counted
+                // again (see server::Held).
+                if let Some(p) = &mut self.producer {
+                    p.last = seq;
+                }
+                self.send(Out::Ack { batch_id, events: view.len() as u32, generation, duplicate: true });
+                return Flow::Continue;
+            }
             if seq <= p.last || seq == i64::MAX {
                 let m = format!(
                     "sequence number {batch_id} of producer `{}` is not above the last one taken on this connection \
@@ -357,6 +369,7 @@ impl Reader<'_> {
                 self.clock.took(&shared.plan, stream, &view);
                 if let Some(p) = &mut self.producer {
                     (p.last, p.generation) = (batch_id as i64, generation);
+                    shared.took(&p.name, p.last, generation);
                 }
                 self.send(Out::Ack { batch_id, events: events as u32, generation, duplicate: false });
                 // An acknowledgement waits: flush soon (group commit).
@@ -429,7 +442,9 @@ fn write_loop(stream: TcpStream, rx: Receiver<Out>, shared: Arc<Shared>, clock: 
         };
         let before = waiting.len();
         while let Some(&(batch_id, events, generation, duplicate)) = waiting.front() {
-            if duplicate {
+            if duplicate && generation <= committed {
+                // Committed before (generation 0), or once the flush that holds the first
+                // copy has (a batch taken here by an earlier connection).
                 Metrics::add(&shared.metrics.batches_duplicate, 1);
                 frames.push(protocol::duplicate(batch_id, events));
             } else if generation <= committed {

@@ -127,13 +127,27 @@ struct Shared {
     producer_conn: Mutex<Option<Box<dyn crate::store::Store>>>,
     /// Producers held for HTTP requests with an idempotency key.
     http_producers: idempotency::HttpProducers,
-    /// Per producer, how many takes of this node have not been released yet (a client
-    /// that reconnects has a new connection take it while the old one's batches still
-    /// wait for their commit). The store's hold is released when the last one lets go:
-    /// the old connection's release must not drop the hold under the new one's batches,
-    /// whose flush would then find the producer gone and stop the node. Found by the
-    /// store-restart chaos run on MySQL, where a client reconnected to the same node.
-    producer_takes: Mutex<HashMap<Arc<str>, usize>>,
+    /// Per producer held by this node: its takes and the batches they took (see [`Held`]).
+    producer_takes: Mutex<HashMap<Arc<str>, Held>>,
+}
+
+/// A producer held by this node.
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    /// Takes not released yet. A client that reconnects has a new connection take the
+    /// producer while the old one's batches still wait for their commit; the store's hold
+    /// is released when the last one lets go. The old connection's release must not drop
+    /// the hold under the new one's batches, whose flush would then find the producer gone
+    /// and stop the node (found by the store-restart chaos run on MySQL).
+    takes: usize,
+    /// The highest sequence number taken here, and the highest generation of the batches
+    /// taken. The store knows only what has committed: a new connection of the same
+    /// client, taking the producer while the old one's batches wait for their flush,
+    /// learns a lower number, and the batches it resends would be counted a second time
+    /// on this node (the store-restart chaos run with 11 s outages counted some events
+    /// three times). Such a batch is answered DUPLICATE once that generation commits.
+    seq: i64,
+    generation: u64,
 }
 
 impl Shared {
@@ -142,7 +156,8 @@ impl Shared {
         let (address, claim) = self.producer_store.as_ref().map_err(|why| Error::Unsupported(why.clone()))?;
         // Counted before the store hears of it: a release racing with this take then
         // either sees it and keeps the hold, or has released before this take sets it again.
-        *self.producer_takes.lock().unwrap_or_else(|p| p.into_inner()).entry(Arc::from(producer)).or_insert(0) += 1;
+        self.producer_takes.lock().unwrap_or_else(|p| p.into_inner()).entry(Arc::from(producer)).or_default().takes +=
+            1;
         let taken = (|| {
             let mut conn = self.producer_conn.lock().unwrap_or_else(|p| p.into_inner());
             if conn.is_none() {
@@ -166,12 +181,28 @@ impl Shared {
         }
     }
 
+    /// Notes batch `seq` of `producer` taken here in `generation` (after it was routed).
+    /// A lock per batch, not per event.
+    fn took(&self, producer: &str, seq: i64, generation: u64) {
+        if let Some(h) = self.producer_takes.lock().unwrap_or_else(|p| p.into_inner()).get_mut(producer) {
+            h.seq = h.seq.max(seq);
+            h.generation = h.generation.max(generation);
+        }
+    }
+
+    /// When batch `seq` of `producer` was taken here before (by an earlier connection of
+    /// this node), the generation after whose commit it is in the store.
+    fn taken_here(&self, producer: &str, seq: i64) -> Option<u64> {
+        let takes = self.producer_takes.lock().unwrap_or_else(|p| p.into_inner());
+        takes.get(producer).filter(|h| seq <= h.seq).map(|h| h.generation)
+    }
+
     /// Lets go of one take of `producer`; the last one releases it in the store.
     fn release_producer(&self, producer: &str) -> Result<()> {
         let mut takes = self.producer_takes.lock().unwrap_or_else(|p| p.into_inner());
         match takes.get_mut(producer) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
+            Some(h) if h.takes > 1 => {
+                h.takes -= 1;
                 return Ok(());
             }
             _ => {

@@ -387,6 +387,43 @@ fn http_key_on(st: &Store) {
 }
 
 #[test]
+fn a_batch_resent_to_the_node_that_holds_it_uncommitted_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for st in stores(&dir, "resent_same_") {
+        a_batch_resent_to_the_node_that_holds_it_uncommitted_is_counted_once_on(&st);
+    }
+}
+
+/// A client gives up on a connection whose batch the node took but has not committed (its
+/// store is slow or down), reconnects to the same node and resends it under its number.
+/// The store does not know the batch yet, so the new connection learns a lower committed
+/// number: the node itself must recognise the batch, answer DUPLICATE once the first copy
+/// is committed, and not count it again (the store-restart chaos run with 11 s outages
+/// counted some events three times on one node).
+fn a_batch_resent_to_the_node_that_holds_it_uncommitted_is_counted_once_on(st: &Store) {
+    let a = start("resend-a", st);
+    let gate = fault::hold(&st.name("resend-a"), Point::BeforeCommit);
+    let producer = st.name("resend");
+    let mut old = Client::connect_producer(a.server.ingest_addr(), None, &producer).unwrap();
+    send(&mut old, 1, &[5]);
+    send(&mut old, 2, &[7]);
+    assert!(gate.reached(1, Duration::from_secs(20)), "node a took the batches and holds them uncommitted");
+    drop(old);
+    let mut new = Client::connect_producer(a.server.ingest_addr(), None, &producer).unwrap();
+    send(&mut new, 1, &[5]);
+    send(&mut new, 2, &[7]);
+    send(&mut new, 3, &[1]);
+    gate.open();
+    assert_eq!(new.recv().unwrap(), Reply::Duplicate { batch_id: 1, events: 1 });
+    assert_eq!(new.recv().unwrap(), Reply::Duplicate { batch_id: 2, events: 1 });
+    assert_eq!(new.recv().unwrap(), Reply::Ack { batch_id: 3, events: 1 });
+    assert_eq!(total(&a.cfg, st), 13, "each batch once");
+    drop(new);
+    a.server.shutdown().unwrap();
+    assert_eq!(total(&a.cfg, st), 13);
+}
+
+#[test]
 fn a_reconnect_to_the_same_node_keeps_the_producer_when_the_old_connection_lets_go() {
     let dir = tempfile::tempdir().unwrap();
     for st in stores(&dir, "reconnect_same_") {
