@@ -150,19 +150,17 @@ impl MysqlStore {
         let infile = Arc::new(Mutex::new(Vec::new()));
         let ctx = format!("cannot connect to {}", address.redacted());
         let mut conn = connect(&opts, &infile, &ctx)?;
-        let collation = [("utf8mb4_0900_bin", 0), ("utf8mb4_nopad_bin", 1), ("utf8mb4_bin", 2)]
-            .into_iter()
-            .find(|(name, _)| {
-                conn.exec_first::<mysql::Value, _, _>(
-                    "SELECT 1 FROM information_schema.COLLATIONS WHERE COLLATION_NAME = :p1",
-                    named(vec![text(name)]),
-                )
-                .ok()
-                .flatten()
-                .is_some()
-            })
-            .map(|(name, _)| name.to_string())
-            .unwrap_or_else(|| "utf8mb4_bin".to_string());
+        // The first binary collation without padding the server has. An error here is the
+        // store's (it went away, say), not "no such collation": a store opened during a
+        // restart must not fall back to a padded collation for the tables it creates.
+        let found: Option<String> = conn
+            .exec_first(
+                "SELECT COLLATION_NAME FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN \
+                 ('utf8mb4_0900_bin', 'utf8mb4_nopad_bin') ORDER BY COLLATION_NAME = 'utf8mb4_0900_bin' DESC LIMIT 1",
+                (),
+            )
+            .map_err(|e| error(&ctx, e))?;
+        let collation = found.unwrap_or_else(|| "utf8mb4_bin".to_string());
         Ok(MysqlStore { address, opts, conn: Some(conn), infile, collation, watermarks: HashMap::new() })
     }
 
