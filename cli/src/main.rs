@@ -278,7 +278,7 @@ fn log_notice(n: Notice) {
         Notice::Accept(message) => eprintln!("cannot accept a connection ({message}); still listening"),
         Notice::Http(message) => eprintln!("http: {message}"),
         Notice::Thread(e) => eprintln!("{e}"),
-        Notice::Producer(message) => eprintln!("{message}"),
+        Notice::Producer(message) | Notice::Heartbeat(message) => eprintln!("{message}"),
         Notice::Fenced(e) => {
             // Nothing this process holds may be committed any more: exit now, without the
             // last flush, so that a supervisor restarts it with a fresh registration.

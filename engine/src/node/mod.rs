@@ -158,9 +158,10 @@ impl Node {
             threads.push(handle);
         }
         let beats = stores.iter_mut().map(|s| (s.store().address().clone(), s.claim.clone())).collect();
-        // A failed beat needs no action here: the next beat retries, and a registration
-        // that was taken over is refused at the next flush, with the reason.
-        let heartbeat = Heartbeat::spawn(beats, Box::new(|_| {}))?;
+        // A failed beat is retried by the thread; a registration that was taken over is
+        // refused at the next flush, with the reason. The server reports beats that keep
+        // failing (Node::heartbeat_trouble).
+        let heartbeat = Heartbeat::spawn(beats)?;
         let flusher = Flusher::new(plan.clone(), programs, stores, flush_seq, config.rollup_delay)?;
         Ok(Node {
             spares: (0..workers).map(|_| Vec::new()).collect(),
@@ -357,6 +358,11 @@ impl Node {
             h.stop()?;
         }
         self.flusher.release()
+    }
+
+    /// Since when the heartbeat has been failing, and why; `None` while it lands.
+    pub(crate) fn heartbeat_trouble(&self) -> Option<crate::node::heartbeat::Trouble> {
+        self.heartbeat.as_ref().and_then(Heartbeat::trouble)
     }
 
     /// Rows rolled up and not yet written (pending, and in flushes not yet confirmed).

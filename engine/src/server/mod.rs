@@ -47,6 +47,32 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Says once when the heartbeat has failed for [`BEAT_TROUBLE_AFTER_MS`] (with the lease it
+/// puts at risk), and once when it lands again; returns whether trouble stands reported.
+fn report_heartbeat(node: &Node, report: &Report, reported: bool) -> bool {
+    use crate::store::registry::LEASE_MS;
+    match node.heartbeat_trouble() {
+        Some(t) if !reported && crate::time::clock::now_ms() - t.since_ms >= BEAT_TROUBLE_AFTER_MS => {
+            report(Notice::Heartbeat(format!(
+                "heartbeat: failing for {} s ({}); after {} s without one, other nodes may take this node's \
+                 producers and shard, and it stops at its next flush",
+                (crate::time::clock::now_ms() - t.since_ms) / 1000,
+                t.error,
+                LEASE_MS / 1000
+            )));
+            true
+        }
+        None if reported => {
+            report(Notice::Heartbeat("heartbeat: the store takes it again".into()));
+            false
+        }
+        _ => reported,
+    }
+}
+
+/// How long the heartbeat may fail before the server says so (a third of the lease).
+const BEAT_TROUBLE_AFTER_MS: i64 = crate::store::registry::LEASE_MS / 3;
+
 /// What a running server reports (the binary logs it).
 #[derive(Debug)]
 pub enum Notice {
@@ -66,6 +92,8 @@ pub enum Notice {
     Thread(Error),
     /// A version 2 producer could not be released (docs/delivery.md).
     Producer(String),
+    /// The heartbeat has kept failing for a while (said once), or lands again after that.
+    Heartbeat(String),
     /// The node lost its registration or a producer while cut off from the store: it
     /// commits and acknowledges nothing more, and the process should exit (and be
     /// restarted). What it had not acknowledged is counted where its clients resent it.
@@ -452,9 +480,11 @@ fn flush_loop(
     let mut last_flush_events = 0u64;
     let mut last_took = Duration::ZERO;
     let mut overlapping = false;
+    let mut beat_reported = false;
     loop {
         let deadline = last_start + interval;
         let woken = wake.recv_deadline(deadline).is_ok();
+        beat_reported = report_heartbeat(&node, &shared.report, beat_reported);
         if shared.stopping.load(Ordering::SeqCst) && shared.connections.load(Ordering::SeqCst) == 0 {
             break;
         }
