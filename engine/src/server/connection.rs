@@ -332,7 +332,7 @@ impl Reader<'_> {
             {
                 // Taken here by an earlier connection of this client, not yet known to the
                 // store: answered DUPLICATE once that batch's flush commits, not counted
-                // again (see server::Held).
+                // again (see server::producers::Held).
                 if let Some(p) = &mut self.producer {
                     p.last = seq;
                 }
