@@ -11,10 +11,16 @@
 //! paths alternate within each round, so machine noise hits them alike; the medians are
 //! reported.
 //!
+//! For new rows it also times the server's own ceiling: the same rows, encoded beforehand
+//! and in key order, sent by one bare `LOAD DATA LOCAL INFILE` in a transaction of its own
+//! (`raw LOAD`). No client path that loads rows by LOAD DATA can be faster than that, so
+//! `raw LOAD / INSERT×1000` bounds the ratio any bulk path can reach on that server.
+//!
 //! Usage: MYSQL_URL=mysql://… flush_mysql [--rounds N] [--out FILE]
 //! (scripts/bench_flush_mysql.sh starts a throwaway MariaDB and runs it.)
 
 use mysql::prelude::Queryable;
+use std::io::Write;
 use tally::config::NodeConfig;
 use tally::lang::plan::check;
 use tally::lang::types::Value;
@@ -47,8 +53,9 @@ fn main() {
     let plan = check(&app, "bench", &cfg).unwrap();
     let tables_for = |d: Granularity| -> (TableSchema, Vec<TableSchema>) {
         let store_table = TableSchema::new(&plan, &plan.aggregations[0], d);
-        // One table per INSERT variant: prepared ×1000, prepared ×100, text ×1000.
-        let inserts = ["1000", "100", "TEXT1000"]
+        // One table per INSERT variant: prepared ×1000, prepared ×100, text ×1000; and one
+        // for the bare LOAD DATA.
+        let inserts = ["1000", "100", "TEXT1000", "RAWLOAD"]
             .iter()
             .map(|c| {
                 let mut t = store_table.clone();
@@ -71,15 +78,33 @@ fn main() {
     store.prepare(&all).unwrap();
     let claim = Claim::new(cfg.node_id.as_deref(), cfg.effective_shard_id());
     let mut seq = store.register(&claim).unwrap();
-    let mut conn =
-        mysql::Conn::new(mysql::OptsBuilder::from_opts(mysql::Opts::from_url(&url).unwrap()).prefer_socket(false))
-            .unwrap();
+    let infile = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let handler = {
+        let infile = std::sync::Arc::clone(&infile);
+        mysql::LocalInfileHandler::new(move |_, out| out.write_all(&infile.lock().unwrap()))
+    };
+    let mut conn = mysql::Conn::new(
+        mysql::OptsBuilder::from_opts(mysql::Opts::from_url(&url).unwrap())
+            .prefer_socket(false)
+            .local_infile_handler(Some(handler)),
+    )
+    .unwrap();
     conn.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES', SESSION time_zone = '+00:00'").unwrap();
 
     println!("flush throughput on MySQL/MariaDB, rows/s (median of {rounds} rounds; each flush one transaction)");
     println!(
-        "{:>8} {:>6} {:>12} {:>13} {:>12} {:>12} {:>7} {:>7} {:>7}",
-        "rows", "case", "store path", "INSERT×1000", "INSERT×100", "text×1000", "ratio", "×100", "text"
+        "{:>8} {:>6} {:>12} {:>13} {:>12} {:>12} {:>7} {:>7} {:>7} {:>10} {:>9}",
+        "rows",
+        "case",
+        "store path",
+        "INSERT×1000",
+        "INSERT×100",
+        "text×1000",
+        "ratio",
+        "×100",
+        "text",
+        "raw LOAD",
+        "raw/×1000"
     );
     let mut results = Vec::new();
     let mut bucket = 0i64;
@@ -90,6 +115,7 @@ fn main() {
             let mut store_rates = Vec::new();
             let mut insert_rates: Vec<Vec<f64>> = vec![Vec::new(); 3];
             let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); 3];
+            let (mut raw_rates, mut raw_ratios) = (Vec::new(), Vec::new());
             for round in 0..rounds {
                 if case == "new" || round == 0 {
                     bucket += (n / SYMBOLS + 1) as i64;
@@ -114,12 +140,23 @@ fn main() {
                 let i = rate(n, || write_text(&mut conn, &insert_tables[2], &rows, 1_000));
                 insert_rates[2].push(i);
                 ratios[2].push(s / i);
+                if case == "new" {
+                    *infile.lock().unwrap() = tsv(&rows);
+                    let r = rate(n, || write_raw(&mut conn, &insert_tables[3]));
+                    raw_rates.push(r);
+                    raw_ratios.push(r / insert_rates[0][round]);
+                }
             }
+            let raw = if raw_rates.is_empty() { None } else { Some((median(&mut raw_rates), median(&mut raw_ratios))) };
             let s = median(&mut store_rates);
             let i: Vec<f64> = insert_rates.iter_mut().map(|v| median(v)).collect();
             let r: Vec<f64> = ratios.iter_mut().map(|v| median(v)).collect();
+            let (raw_rate, raw_ratio) = match raw {
+                Some((r, x)) => (format!("{r:.0}"), format!("{x:.2}x")),
+                None => ("-".into(), "-".into()),
+            };
             println!(
-                "{n:>8} {case:>6} {s:>12.0} {:>13.0} {:>12.0} {:>12.0} {:>6.2}x {:>6.2}x {:>6.2}x",
+                "{n:>8} {case:>6} {s:>12.0} {:>13.0} {:>12.0} {:>12.0} {:>6.2}x {:>6.2}x {:>6.2}x {raw_rate:>10} {raw_ratio:>9}",
                 i[0], i[1], i[2], r[0], r[1], r[2]
             );
             results.push(serde_json::json!({
@@ -133,6 +170,9 @@ fn main() {
                 "ratio_vs_text_statements": (r[2] * 100.0).round() / 100.0,
                 "store_runs": store_rates, "insert_runs": insert_rates[0], "insert_100_runs": insert_rates[1],
                 "insert_text_runs": insert_rates[2],
+                "raw_load_rows_per_sec": raw.map(|(r, _)| r.round()),
+                "raw_load_vs_insert_1000": raw.map(|(_, x)| (x * 100.0).round() / 100.0),
+                "raw_load_runs": raw_rates,
             }));
         }
     }
@@ -161,6 +201,7 @@ fn main() {
                 "symbols": SYMBOLS, "rounds": rounds, "insert_rows_per_statement": INSERT_CHUNKS,
                 "store_path": "MysqlStore::write, one transaction with the flush number recorded: rows of buckets newer than the shard's newest by LOAD DATA LOCAL INFILE into the table, the others by LOAD DATA LOCAL INFILE into a temporary staging table + INSERT … SELECT … ON DUPLICATE KEY UPDATE",
                 "insert_path": "prepared multi-row INSERT … VALUES (?, …), … ON DUPLICATE KEY UPDATE with the same merge expressions (binary protocol, server-side prepared and cached), one transaction",
+                "raw_load_path": "new rows only: the same rows encoded beforehand (text, key order) and sent by one bare LOAD DATA LOCAL INFILE into a table of the same shape, in a transaction of its own: the server's ceiling for any LOAD DATA path",
                 "insert_text_path": "the same 1,000-row statements as text with the values inline, as MySQL Connector/J sends a batch with rewriteBatchedStatements=true and its default client-side prepared statements, one transaction",
                 "server_origin": "the server of MYSQL_URL (scripts/bench_flush_mysql.sh: a throwaway MariaDB from scripts/mariadb.sh with its durable settings, same machine)",
             },
@@ -192,6 +233,39 @@ fn write_text(conn: &mut mysql::Conn, t: &TableSchema, rows: &[Vec<Value>], chun
         tx.query_drop(format!("{head} VALUES {}{tail}", tuples.join(", "))).unwrap();
     }
     tx.commit().unwrap();
+}
+
+/// One bare `LOAD DATA LOCAL INFILE` of the encoded rows, in a transaction.
+fn write_raw(conn: &mut mysql::Conn, t: &TableSchema) {
+    let cols: Vec<String> = t.columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
+    let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+    tx.query_drop(format!(
+        "LOAD DATA LOCAL INFILE 'rows' INTO TABLE \"{}\" CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' \
+         ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+        t.name,
+        cols.join(", ")
+    ))
+    .unwrap();
+    tx.commit().unwrap();
+}
+
+/// The rows as LOAD DATA's default text, in key order (the bench's values need no escapes).
+fn tsv(rows: &[Vec<Value>]) -> Vec<u8> {
+    let mut sorted: Vec<&Vec<Value>> = rows.iter().collect();
+    sorted.sort_by(|a, b| key(a).cmp(&key(b)));
+    let mut out = Vec::new();
+    for r in sorted {
+        let fields: Vec<String> = r.iter().map(|v| literal(v).trim_matches('\'').to_string()).collect();
+        out.extend_from_slice(fields.join("\t").as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A row's primary key order: the bucket, then the strings (shard, group-by values).
+fn key(r: &[Value]) -> (i64, Vec<&str>) {
+    let bucket = r.iter().find_map(|v| if let Value::Long(b) = v { Some(*b) } else { None }).unwrap_or(0);
+    (bucket, r.iter().filter_map(|v| if let Value::Str(s) = v { Some(s.as_str()) } else { None }).collect())
 }
 
 /// A value as a MySQL literal (the session has backslash escapes on, as by default).
