@@ -6,7 +6,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where a flush's write can be held.
+/// Where a flush's write, or a producer's batch, can be held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Point {
     /// The rows are aggregated and the flush prepared; the transaction has not started.
@@ -16,6 +16,9 @@ pub(crate) enum Point {
     InTransaction,
     /// The transaction committed; nothing is acknowledged yet.
     AfterCommit,
+    /// A producer's batch on a binary connection, its number checked (new), about to be
+    /// routed (server::connection).
+    Routing,
 }
 
 /// A held point: writes that reach it wait until [`Gate::open`].

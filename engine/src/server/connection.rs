@@ -97,6 +97,9 @@ struct Producer {
     /// The generation of the last batch taken: once it has committed, the producer is
     /// released.
     generation: u64,
+    /// Passed by each batch from the check of its number until it is noted taken, one
+    /// connection at a time (see server::producers::Held).
+    gate: Arc<std::sync::Mutex<()>>,
 }
 
 /// Once every batch the connection took is committed (or the node gave up on them),
@@ -229,9 +232,10 @@ impl Reader<'_> {
                 match producer {
                     Some(p) if !p.is_empty() && p.len() <= protocol::MAX_PRODUCER_BYTES => {
                         match self.shared.take_producer(p) {
-                            Ok(committed) => {
+                            Ok((committed, gate)) => {
                                 let name = Arc::from(p);
-                                self.producer = Some(Producer { name, committed, last: committed, generation: 0 });
+                                self.producer =
+                                    Some(Producer { name, committed, last: committed, generation: 0, gate });
                                 self.send(Out::Frame(protocol::ready(protocol::VERSION_2)));
                                 return Ok(());
                             }
@@ -319,6 +323,10 @@ impl Reader<'_> {
             );
             return Flow::Continue;
         }
+        // From the number's check until the batch is noted taken: no other connection of
+        // this producer on this node checks the same number meanwhile.
+        let gate = self.producer.as_ref().map(|p| Arc::clone(&p.gate));
+        let _passing = gate.as_ref().map(|g| g.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some(p) = &self.producer {
             let seq = i64::try_from(batch_id).unwrap_or(i64::MAX);
             if seq <= p.committed {
@@ -348,6 +356,10 @@ impl Reader<'_> {
                 self.refuse(batch_id, Code::OutOfOrder, &m);
                 return Flow::Continue;
             }
+        }
+        #[cfg(test)]
+        if let (Some(_), Ok((_, claim))) = (&gate, &shared.producer_store) {
+            crate::node::fault::pass(&claim.node_id, crate::node::fault::Point::Routing);
         }
         self.clock.begin(crate::time::clock::now_ms());
         let router = &mut self.router;

@@ -72,7 +72,8 @@ impl HttpProducers {
         if let Some(h) = self.held.lock().unwrap_or_else(|p| p.into_inner()).get(producer) {
             return Ok(h.clone());
         }
-        let committed = shared.take_producer(producer)?;
+        // Its requests pass one at a time under the entry's own lock (server::http::ingest).
+        let (committed, _gate) = shared.take_producer(producer)?;
         let held = Arc::new(Mutex::new(Held {
             name: Arc::from(producer),
             committed,

@@ -4,10 +4,10 @@
 
 use super::Shared;
 use crate::error::{Error, Result};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A producer held by this node.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub(super) struct Held {
     /// Takes not released yet. A client that reconnects has a new connection take the
     /// producer while the old one's batches still wait for their commit; the store's hold
@@ -23,16 +23,29 @@ pub(super) struct Held {
     /// three times). Such a batch is answered DUPLICATE once that generation commits.
     seq: i64,
     generation: u64,
+    /// Held by a connection from its check of a batch's number until the batch is noted
+    /// here (or refused): two connections of one client on this node, the old one still
+    /// routing a batch that the new one receives again, would otherwise both find it new
+    /// and count it twice. Contended only while a client reconnects; a lock per batch.
+    gate: Arc<Mutex<()>>,
 }
 
+/// What a connection gets for a producer taken: its highest committed sequence number,
+/// and the gate its batches pass one at a time (see [`Held::gate`]).
+pub(super) type Taken = (i64, Arc<Mutex<()>>);
+
 impl Shared {
-    /// Takes `producer` for this process; its highest committed sequence number.
-    pub(super) fn take_producer(&self, producer: &str) -> Result<i64> {
+    /// Takes `producer` for this process.
+    pub(super) fn take_producer(&self, producer: &str) -> Result<Taken> {
         let (address, claim) = self.producer_store.as_ref().map_err(|why| Error::Unsupported(why.clone()))?;
         // Counted before the store hears of it: a release racing with this take then
         // either sees it and keeps the hold, or has released before this take sets it again.
-        self.producer_takes.lock().unwrap_or_else(|p| p.into_inner()).entry(Arc::from(producer)).or_default().takes +=
-            1;
+        let gate = {
+            let mut takes = self.producer_takes.lock().unwrap_or_else(|p| p.into_inner());
+            let held = takes.entry(Arc::from(producer)).or_default();
+            held.takes += 1;
+            Arc::clone(&held.gate)
+        };
         let taken = (|| {
             let mut conn = self.producer_conn.lock().unwrap_or_else(|p| p.into_inner());
             if conn.is_none() {
@@ -46,7 +59,7 @@ impl Shared {
             taken
         })();
         match taken {
-            Ok(t) => Ok(t.max_seq),
+            Ok(t) => Ok((t.max_seq, gate)),
             Err(e) => {
                 // Not taken: let go of the count, and of the hold if an earlier take left it
                 // to this one (best effort; a hold kept is released by the next take's end).
@@ -56,8 +69,8 @@ impl Shared {
         }
     }
 
-    /// Notes batch `seq` of `producer` taken here in `generation` (after it was routed).
-    /// A lock per batch, not per event.
+    /// Notes batch `seq` of `producer` taken here in `generation` (after it was routed,
+    /// under the producer's gate). A lock per batch, not per event.
     pub(super) fn took(&self, producer: &str, seq: i64, generation: u64) {
         if let Some(h) = self.producer_takes.lock().unwrap_or_else(|p| p.into_inner()).get_mut(producer) {
             h.seq = h.seq.max(seq);
@@ -66,7 +79,8 @@ impl Shared {
     }
 
     /// When batch `seq` of `producer` was taken here before (by an earlier connection of
-    /// this node), the generation after whose commit it is in the store.
+    /// this node), the generation after whose commit it is in the store. Asked under the
+    /// producer's gate.
     pub(super) fn taken_here(&self, producer: &str, seq: i64) -> Option<u64> {
         let takes = self.producer_takes.lock().unwrap_or_else(|p| p.into_inner());
         takes.get(producer).filter(|h| seq <= h.seq).map(|h| h.generation)

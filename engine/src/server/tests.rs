@@ -424,6 +424,41 @@ fn a_batch_resent_to_the_node_that_holds_it_uncommitted_is_counted_once_on(st: &
 }
 
 #[test]
+fn a_batch_resent_while_the_old_connection_still_routes_it_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for st in stores(&dir, "resent_routing_") {
+        a_batch_resent_while_the_old_connection_still_routes_it_is_counted_once_on(&st);
+    }
+}
+
+/// The client's old connection has checked a batch's number (new) and not yet routed it
+/// when the client, giving up on it, resends the batch on a new connection to the same
+/// node. The two must not both find it new: the new connection waits for the old one to
+/// note the batch, and answers DUPLICATE.
+fn a_batch_resent_while_the_old_connection_still_routes_it_is_counted_once_on(st: &Store) {
+    let a = start("routing-a", st);
+    let gate = fault::hold(&st.name("routing-a"), Point::Routing);
+    let producer = st.name("routing");
+    let mut old = Client::connect_producer(a.server.ingest_addr(), None, &producer).unwrap();
+    send(&mut old, 1, &[5]);
+    assert!(gate.reached(1, Duration::from_secs(20)), "the old connection checked batch 1 and holds it");
+    let mut new = Client::connect_producer(a.server.ingest_addr(), None, &producer).unwrap();
+    send(&mut new, 1, &[5]);
+    // Without the producer's gate the new connection checks batch 1 too, finds it new and
+    // reaches the point: both would route it.
+    assert!(!gate.reached(2, Duration::from_secs(1)), "the new connection checked batch 1 while the old one held it");
+    gate.open();
+    assert_eq!(old.recv().unwrap(), Reply::Ack { batch_id: 1, events: 1 });
+    assert_eq!(new.recv().unwrap(), Reply::Duplicate { batch_id: 1, events: 1 });
+    send(&mut new, 2, &[7]);
+    assert_eq!(new.recv().unwrap(), Reply::Ack { batch_id: 2, events: 1 });
+    assert_eq!(total(&a.cfg, st), 12, "batch 1 once");
+    drop((old, new));
+    a.server.shutdown().unwrap();
+    assert_eq!(total(&a.cfg, st), 12);
+}
+
+#[test]
 fn a_reconnect_to_the_same_node_keeps_the_producer_when_the_old_connection_lets_go() {
     let dir = tempfile::tempdir().unwrap();
     for st in stores(&dir, "reconnect_same_") {
