@@ -5,8 +5,9 @@
 #     export MYSQL_URL=mysql://tally:tally@127.0.0.1:PORT/tally
 #     export TALLY_MYSQL_DIR=/tmp/tally-mariadb-XXXX
 #   scripts/mariadb.sh restart [SECONDS]  stop, wait that long, start with the same options
+#   scripts/mariadb.sh kill               kill it (SIGKILL, as a host crash; for fault tests)
 #   scripts/mariadb.sh stop               stop it and remove the directory
-# The server listens on 127.0.0.1 at a free port and on a unix socket in its directory,
+# The server listens on 127.0.0.1 (TALLY_MYSQL_HOST: another local address) at a free port and on a unix socket in its directory,
 # with local_infile on (the store's bulk path is LOAD DATA LOCAL INFILE) and UTC as its
 # time zone. The database's default collation is utf8mb4_general_ci (case-insensitive),
 # like a typical SI database, so that the tests catch a table Tally makes without its
@@ -68,21 +69,22 @@ case "${1:-}" in
     chmod 755 "$dir"
     [ "$(id -u)" = 0 ] && chown "$owner" "$dir"
     port=$(free_port)
+    host=${TALLY_MYSQL_HOST:-127.0.0.1}
     mariadb-install-db --no-defaults --user="$owner" --datadir="$dir/data" --auth-root-authentication-method=socket \
       --skip-test-db >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; exit 1; }
     durable=""
     if [ "${TALLY_MYSQL_FSYNC:-on}" = off ]; then durable="--innodb-flush-log-at-trx-commit=0 --sync-binlog=0"; fi
     echo "--no-defaults --user=$owner --datadir=$dir/data --socket=$dir/sock --pid-file=$dir/pid \
---bind-address=127.0.0.1 --port=$port --skip-name-resolve --local-infile=1 --default-time-zone=+00:00 \
+--bind-address=$host --port=$port --skip-name-resolve --local-infile=1 --default-time-zone=+00:00 \
 --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci --max-connections=300 --max-allowed-packet=256M $durable" >"$dir/options"
     launch "$dir"
     mariadb --no-defaults -S "$dir/sock" -u root -e "
       CREATE DATABASE tally CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
-      CREATE USER 'tally'@'127.0.0.1' IDENTIFIED BY 'tally';
+      CREATE USER 'tally'@'$host' IDENTIFIED BY 'tally';
       CREATE USER 'tally'@'localhost' IDENTIFIED BY 'tally';
-      GRANT ALL ON tally.* TO 'tally'@'127.0.0.1';
+      GRANT ALL ON tally.* TO 'tally'@'$host';
       GRANT ALL ON tally.* TO 'tally'@'localhost';"
-    echo "export MYSQL_URL=mysql://tally:tally@127.0.0.1:$port/tally"
+    echo "export MYSQL_URL=mysql://tally:tally@$host:$port/tally"
     echo "export TALLY_MYSQL_DIR=$dir"
     ;;
   restart)
@@ -91,6 +93,13 @@ case "${1:-}" in
     shutdown "$dir"
     sleep "${2:-0}"
     launch "$dir"
+    ;;
+  kill)
+    # For fault tests: the server killed at once (SIGKILL), as a crash of its host would;
+    # `restart` starts it again.
+    dir=${TALLY_MYSQL_DIR:?set TALLY_MYSQL_DIR (printed by start)}
+    kill -KILL "$(cat "$dir/pid")"
+    while kill -0 "$(cat "$dir/pid")" 2>/dev/null; do sleep 0.05; done
     ;;
   stop)
     dir=${TALLY_MYSQL_DIR:?set TALLY_MYSQL_DIR (printed by start)}

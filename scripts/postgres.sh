@@ -4,7 +4,8 @@
 #   export DATABASE_URL=postgres://tally@127.0.0.1:PORT/tally
 #   export TALLY_PG_DIR=/tmp/tally-pg-XXXX
 # for `eval`; `restart [SECONDS]` (with TALLY_PG_DIR set) stops it, waits that long and
-# starts it again; `stop` stops it and removes the directory.
+# starts it again; `kill` kills it (SIGKILL, for fault tests); `stop` stops it and removes
+# the directory. TALLY_PG_HOST listens on another local address than 127.0.0.1.
 # As root, the server runs as an unprivileged user (postgres, else nobody) via runuser.
 # Tests run it with fsync=off (a throwaway cluster need not survive a power cut);
 # TALLY_PG_FSYNC=on keeps PostgreSQL's default, for benchmarks.
@@ -50,14 +51,16 @@ case "${1:-}" in
     chmod 755 "$dir"
     [ "$(id -u)" = 0 ] && chown "$owner" "$dir"
     port=$(free_port)
+    host=${TALLY_PG_HOST:-127.0.0.1}
     as_owner "$initdb" -D "$dir/data" -U tally --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
-    echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=${TALLY_PG_FSYNC:-off} -c max_connections=200" \
+    if [ "$host" != 127.0.0.1 ]; then echo "host all all $host/32 trust" >>"$dir/data/pg_hba.conf"; fi
+    echo "-c listen_addresses=$host -p $port -k $dir -c fsync=${TALLY_PG_FSYNC:-off} -c max_connections=200" \
       >"$dir/options"
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$(cat "$dir/options")" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
-    as_owner "$(dirname "$initdb")/createdb" -h 127.0.0.1 -p "$port" -U tally tally
-    echo "export DATABASE_URL=postgres://tally@127.0.0.1:$port/tally"
+    as_owner "$(dirname "$initdb")/createdb" -h "$dir" -p "$port" -U tally tally
+    echo "export DATABASE_URL=postgres://tally@$host:$port/tally"
     echo "export TALLY_PG_DIR=$dir"
     ;;
   restart)
@@ -66,10 +69,20 @@ case "${1:-}" in
     dir=${TALLY_PG_DIR:?set TALLY_PG_DIR (printed by start)}
     owner=$(stat -c %U "$dir")
     pg_ctl=$(find_bin pg_ctl)
-    as_owner "$pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
+    # (A server killed by `kill` is not running: nothing to stop.)
+    as_owner "$pg_ctl" -D "$dir/data" status >/dev/null 2>&1 && as_owner "$pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
     sleep "${2:-0}"
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$(cat "$dir/options")" start >/dev/null \
       || { tail -n 20 "$dir/server.log" >&2; exit 1; }
+    ;;
+  kill)
+    # For fault tests: the server and its sessions killed at once (SIGKILL), as a crash of
+    # its host would; `restart` starts it again.
+    dir=${TALLY_PG_DIR:?set TALLY_PG_DIR (printed by start)}
+    pid=$(head -n 1 "$dir/data/postmaster.pid")
+    kill -KILL "$pid"
+    pkill -KILL -P "$pid" || true
+    while kill -0 "$pid" 2>/dev/null || pgrep -P "$pid" >/dev/null; do sleep 0.05; done
     ;;
   stop)
     dir=${TALLY_PG_DIR:?set TALLY_PG_DIR (printed by start)}

@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod journal;
+pub mod link;
 pub mod mark;
 pub mod mysql;
 pub mod mysql_address;

@@ -33,6 +33,7 @@ use super::{FlushWrite, Producers, Reader, Registry, Schema, Store, StoreAddress
 use crate::error::{Error, Result};
 use crate::lang::plan::CellKind;
 use crate::lang::types::Value;
+use crate::store::link;
 use crate::store::schema::{Role, TableSchema};
 use crate::time::clock::now_ms;
 use mysql::prelude::Queryable;
@@ -216,6 +217,11 @@ fn connect(opts: &Opts, infile: &Arc<Mutex<Vec<u8>>>, ctx: &str) -> Result<Conn>
     });
     let builder = OptsBuilder::from_opts(opts.clone())
         .tcp_connect_timeout(Some(Duration::from_secs(10)))
+        // Notice a server whose host vanished (crate::store::link).
+        .tcp_keepalive_time_ms(Some(link::IDLE.as_millis() as u32))
+        .tcp_keepalive_probe_interval_secs(Some(link::INTERVAL.as_secs() as u32))
+        .tcp_keepalive_probe_count(Some(link::PROBES))
+        .tcp_user_timeout_ms(Some(link::USER_TIMEOUT.as_millis() as u32))
         // Connect where the address says. The driver would otherwise switch a loopback
         // connection to the server's unix socket, bypassing a tunnel or proxy on that port.
         .prefer_socket(false)

@@ -21,6 +21,7 @@ use super::watermark::Watermark;
 use super::{FlushWrite, Producers, Reader, Registry, Schema, Store, StoreAddress, Writer};
 use crate::error::{Error, Result};
 use crate::lang::types::Value;
+use crate::store::link;
 use crate::store::schema::TableSchema;
 use crate::time::clock::now_ms;
 use param::{Param, read_value};
@@ -91,6 +92,13 @@ impl PostgresStore {
         let mut config = postgres::Config::from_str(url).map_err(|e| error(&ctx, e))?;
         config.connect_timeout(Duration::from_secs(10));
         config.application_name("tally");
+        // Notice a server whose host vanished (crate::store::link).
+        config
+            .keepalives(true)
+            .keepalives_idle(link::IDLE)
+            .keepalives_interval(link::INTERVAL)
+            .keepalives_retries(link::PROBES)
+            .tcp_user_timeout(link::USER_TIMEOUT);
         let mut client = config.connect(NoTls).map_err(|e| error(&ctx, e))?;
         let version: i32 = client
             .query_one("SELECT current_setting('server_version_num')::int", &[])
