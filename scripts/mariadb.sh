@@ -9,7 +9,7 @@
 #   scripts/mariadb.sh stop               stop it and remove the directory
 # The server listens on 127.0.0.1 (TALLY_MYSQL_HOST: another local address) at a free port and on a unix socket in its directory,
 # with local_infile on (the store's bulk path is LOAD DATA LOCAL INFILE) and UTC as its
-# time zone. The database's default collation is utf8mb4_general_ci (case-insensitive),
+# time zone, and TLS for clients that ask ($TALLY_MYSQL_DIR/tls/ca.pem is its CA). The database's default collation is utf8mb4_general_ci (case-insensitive),
 # like a typical SI database, so that the tests catch a table Tally makes without its
 # binary collation. As root it runs as an unprivileged user (mysql, else nobody).
 # TALLY_MYSQL_FSYNC=off trades durability for speed (innodb_flush_log_at_trx_commit=0,
@@ -72,11 +72,22 @@ case "${1:-}" in
     host=${TALLY_MYSQL_HOST:-127.0.0.1}
     mariadb-install-db --no-defaults --user="$owner" --datadir="$dir/data" --auth-root-authentication-method=socket \
       --skip-test-db >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; exit 1; }
+    # TLS for clients that ask (the store's useSSL/sslMode tests): a throwaway CA and a
+    # server certificate for 127.0.0.1, localhost and $host; $dir/tls/ca.pem checks it.
+    mkdir "$dir/tls"
+    ( cd "$dir/tls"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=Tally test CA" -keyout ca-key.pem -out ca.pem
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server-key.pem -out server.csr
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:%s\n' "$host" >san.ext
+      openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 30 -extfile san.ext \
+        -out server.pem ) >"$dir/tls.log" 2>&1 || { cat "$dir/tls.log" >&2; exit 1; }
+    [ "$(id -u)" = 0 ] && chown -R "$owner" "$dir/tls"
     durable=""
     if [ "${TALLY_MYSQL_FSYNC:-on}" = off ]; then durable="--innodb-flush-log-at-trx-commit=0 --sync-binlog=0"; fi
     echo "--no-defaults --user=$owner --datadir=$dir/data --socket=$dir/sock --pid-file=$dir/pid \
 --bind-address=$host --port=$port --skip-name-resolve --local-infile=1 --default-time-zone=+00:00 \
---character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci --max-connections=300 --max-allowed-packet=256M $durable" >"$dir/options"
+--character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci --max-connections=300 --max-allowed-packet=256M \
+--ssl-ca=$dir/tls/ca.pem --ssl-cert=$dir/tls/server.pem --ssl-key=$dir/tls/server-key.pem $durable" >"$dir/options"
     launch "$dir"
     mariadb --no-defaults -S "$dir/sock" -u root -e "
       CREATE DATABASE tally CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;

@@ -4,8 +4,8 @@
 //!
 //! Each is turned into one `mysql://user:password@host:port/db` URL that a Rust MySQL
 //! driver reads, plus a note for each JDBC parameter that is not taken as it is. A
-//! parameter is honoured where it means something to Tally (`useSSL`/`sslMode` →
-//! TLS required or not). It is ignored with a note where Tally does it its own way
+//! parameter is honoured where it means something to Tally (`useSSL`, `sslMode`,
+//! `verifyServerCertificate`, `trustServerCertificate`, `serverSslCert` → [`Tls`]). It is ignored with a note where Tally does it its own way
 //! (`serverTimezone`: time stamps are epoch milliseconds; `characterEncoding`: the
 //! connection is always utf8mb4). It is refused where ignoring it would surprise (a
 //! character set that is not UTF-8).
@@ -18,10 +18,33 @@ use crate::error::{Error, Result};
 pub struct MysqlAddress {
     /// `mysql://[user[:password]@]host[:port]/db`, with no query parameters.
     pub url: String,
-    /// TLS to the server: `useSSL=true`, `requireSSL=true` or `sslMode=REQUIRED|VERIFY_*`.
-    pub require_tls: bool,
+    /// How the connection is secured.
+    pub tls: Tls,
+    /// The CA certificate (PEM file) the server's certificate is checked against
+    /// (`serverSslCert`); without one, the common public CAs (webpki roots).
+    pub ca: Option<String>,
     /// One line per JDBC parameter that was not taken as it is, for the node's log.
     pub notes: Vec<String>,
+}
+
+/// How a MySQL connection is secured, as the JDBC parameters ask (Connector/J 8 and
+/// MariaDB Connector/J meanings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tls {
+    /// Plain TCP: `useSSL=false`, `sslMode=DISABLED`, or nothing said. `sslMode=PREFERRED`
+    /// is plain too (with a note): Tally does not fall back silently between the two.
+    #[default]
+    Off,
+    /// Encrypted, the server's certificate not checked: `useSSL=true` (Connector/J 8's
+    /// `REQUIRED`), `sslMode=REQUIRED`, MariaDB's `sslMode=trust`, or any TLS mode with
+    /// `trustServerCertificate=true`.
+    Encrypted,
+    /// Encrypted, the certificate checked against the CA but not the host name:
+    /// `sslMode=VERIFY_CA`, MariaDB's `verify-ca`, `useSSL=true&verifyServerCertificate=true`.
+    VerifyCa,
+    /// Encrypted, the certificate and the host name checked: `sslMode=VERIFY_IDENTITY`,
+    /// MariaDB's `verify-full`.
+    VerifyIdentity,
 }
 
 /// JDBC parameters Tally does its own way: (name, why it is ignored).
@@ -41,7 +64,6 @@ const IGNORED: &[(&str, &str)] = &[
     ("useServerPrepStmts", "no prepared statement is on the hot path"),
     ("connectTimeout", "a node waits for its store as `tally.store_wait` says"),
     ("socketTimeout", "a node waits for its store as `tally.store_wait` says"),
-    ("verifyServerCertificate", "TLS verifies the server's certificate whenever it is on"),
 ];
 
 /// Parses `text` (already known to start with one of the four schemes). `username` and
@@ -77,26 +99,50 @@ pub fn parse(text: &str, username: Option<&str>, password: Option<&str>) -> Resu
     }
 
     let mut notes = Vec::new();
-    let mut require_tls = false;
+    let (mut use_ssl, mut mode, mut verify, mut trust, mut ca) = (false, None, None, false, None);
     let (mut q_user, mut q_password) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "user" => q_user = Some(value.to_string()),
             "password" => q_password = Some(value.to_string()),
-            "useSSL" | "requireSSL" => require_tls |= truthy(value),
-            "sslMode" | "sslmode" => match value.to_ascii_uppercase().as_str() {
-                "DISABLED" | "PREFERRED" | "DISABLE" | "TRUST" => {}
-                "REQUIRED" | "VERIFY_CA" | "VERIFY_IDENTITY" | "VERIFY-CA" | "VERIFY-FULL" => require_tls = true,
-                other => {
-                    return Err(bad(
-                        text,
-                        &format!(
-                            "sslMode `{other}` is not one of DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY"
-                        ),
-                    ));
-                }
-            },
+            "useSSL" | "useSsl" | "requireSSL" => use_ssl |= truthy(value),
+            "verifyServerCertificate" => verify = Some(truthy(value)),
+            "trustServerCertificate" => trust = truthy(value),
+            "serverSslCert" => ca = Some(value.to_string()),
+            "trustCertificateKeyStoreUrl" | "trustStore" => {
+                return Err(bad(
+                    text,
+                    &format!(
+                        "{key} names a Java key store, which Tally cannot read: give the CA certificate as a PEM \
+                         file instead, serverSslCert=/path/to/ca.pem"
+                    ),
+                ));
+            }
+            "sslMode" | "sslmode" => {
+                mode = Some(match value.to_ascii_uppercase().as_str() {
+                    "DISABLED" | "DISABLE" => Tls::Off,
+                    "PREFERRED" => {
+                        notes.push(format!(
+                            "{key}={value}: Tally connects without TLS (it does not fall back between the two); \
+                             use sslMode=REQUIRED to encrypt"
+                        ));
+                        Tls::Off
+                    }
+                    "REQUIRED" | "TRUST" => Tls::Encrypted,
+                    "VERIFY_CA" | "VERIFY-CA" => Tls::VerifyCa,
+                    "VERIFY_IDENTITY" | "VERIFY-FULL" => Tls::VerifyIdentity,
+                    other => {
+                        return Err(bad(
+                            text,
+                            &format!(
+                                "sslMode `{other}` is not one of DISABLED, PREFERRED, REQUIRED, VERIFY_CA, \
+                                 VERIFY_IDENTITY (or MariaDB's disable, trust, verify-ca, verify-full)"
+                            ),
+                        ));
+                    }
+                })
+            }
             "characterEncoding" | "characterSetResults" => {
                 let v = value.to_ascii_lowercase().replace('-', "");
                 if !matches!(v.as_str(), "utf8" | "utf8mb4" | "utf8mb3") {
@@ -116,6 +162,22 @@ pub fn parse(text: &str, username: Option<&str>, password: Option<&str>) -> Resu
         }
     }
 
+    // sslMode decides; else useSSL, checking the certificate when asked to; and
+    // trustServerCertificate turns checking off.
+    let mut tls = match (mode, use_ssl, verify) {
+        (Some(m), _, _) => m,
+        (None, true, Some(true)) => Tls::VerifyCa,
+        (None, true, _) => Tls::Encrypted,
+        (None, false, _) => Tls::Off,
+    };
+    if trust && tls != Tls::Off {
+        tls = Tls::Encrypted;
+    }
+    if ca.is_some() && tls == Tls::Off {
+        notes
+            .push("serverSslCert ignored: the connection is not TLS (useSSL=true or sslMode=VERIFY_CA uses it)".into());
+    }
+
     // The credentials: in the URL, else the query, else @store or the data source.
     let (url_user, url_password) = match creds {
         Some(c) => match c.split_once(':') {
@@ -131,7 +193,7 @@ pub fn parse(text: &str, username: Option<&str>, password: Option<&str>) -> Resu
         (Some(u), None) => format!("{u}@"),
         (None, _) => String::new(),
     };
-    Ok(MysqlAddress { url: format!("mysql://{creds}{hostport}/{db}"), require_tls, notes })
+    Ok(MysqlAddress { url: format!("mysql://{creds}{hostport}/{db}"), tls, ca, notes })
 }
 
 fn truthy(v: &str) -> bool {
@@ -151,7 +213,7 @@ mod tests {
     fn the_seed_configuration() {
         let a = parse("jdbc:mysql://localhost:3306/TEST_DB?useSSL=false", Some("root"), Some("root")).unwrap();
         assert_eq!(a.url, "mysql://root:root@localhost:3306/TEST_DB");
-        assert!(!a.require_tls);
+        assert_eq!(a.tls, Tls::Off);
         assert!(a.notes.is_empty(), "{:?}", a.notes);
     }
 
@@ -164,7 +226,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.url, "mysql://u%40x:p%3Aw@db.example:3307/agg");
-        assert!(a.require_tls);
+        assert_eq!(a.tls, Tls::Encrypted);
         assert_eq!(a.notes.len(), 4, "{:?}", a.notes);
         assert!(a.notes[0].starts_with("serverTimezone=UTC ignored: Tally stores time stamps as UTC"), "{:?}", a.notes);
         assert!(a.notes[3].contains("foo=1 ignored: Tally does not know"), "{:?}", a.notes);
@@ -172,7 +234,7 @@ mod tests {
         let a = parse("mysql://me:secret@h/db", Some("root"), Some("root")).unwrap();
         assert_eq!(a.url, "mysql://me:secret@h/db");
         let a = parse("mariadb://h:3306/db?user=q&password=z&sslMode=VERIFY_IDENTITY", None, None).unwrap();
-        assert_eq!((a.url.as_str(), a.require_tls), ("mysql://q:z@h:3306/db", true));
+        assert_eq!((a.url.as_str(), a.tls), ("mysql://q:z@h:3306/db", Tls::VerifyIdentity));
         let a = parse("MYSQL://h/db", None, None).unwrap();
         assert_eq!(a.url, "mysql://h/db");
     }
@@ -185,7 +247,35 @@ mod tests {
         assert!(e("jdbc:mysql://h:port/db").contains("the port `port`"));
         assert!(e("jdbc:mysql://h/db?characterEncoding=latin1").contains("utf8mb4"));
         assert!(e("jdbc:mysql://h/db?sslMode=SOMETIMES").contains("sslMode `SOMETIMES`"));
+        assert!(e("jdbc:mysql://h/db?useSSL=true&trustCertificateKeyStoreUrl=file:/k.jks").contains("serverSslCert="));
         // No password in a message.
         assert!(!e("mysql://u:hunter2@h:x/db").contains("hunter2"), "{}", e("mysql://u:hunter2@h:x/db"));
+    }
+
+    #[test]
+    fn tls_as_connector_j_and_mariadb_connector_j_mean_it() {
+        let tls = |q: &str| parse(&format!("jdbc:mysql://h/db?{q}"), None, None).unwrap();
+        for (q, want) in [
+            ("", Tls::Off),
+            ("useSSL=false", Tls::Off),
+            ("useSSL=true", Tls::Encrypted),
+            ("useSSL=true&verifyServerCertificate=false", Tls::Encrypted),
+            ("useSSL=true&verifyServerCertificate=true", Tls::VerifyCa),
+            ("useSsl=true&trustServerCertificate=true", Tls::Encrypted),
+            ("sslMode=REQUIRED", Tls::Encrypted),
+            ("sslMode=trust", Tls::Encrypted),
+            ("sslMode=VERIFY_CA", Tls::VerifyCa),
+            ("sslMode=verify-full", Tls::VerifyIdentity),
+            ("sslMode=VERIFY_IDENTITY&trustServerCertificate=true", Tls::Encrypted),
+            // sslMode decides over useSSL.
+            ("useSSL=true&sslMode=DISABLED", Tls::Off),
+            ("sslMode=PREFERRED", Tls::Off),
+        ] {
+            assert_eq!(tls(q).tls, want, "{q}");
+        }
+        let a = tls("sslMode=VERIFY_CA&serverSslCert=/etc/tally/ca.pem");
+        assert_eq!((a.tls, a.ca.as_deref()), (Tls::VerifyCa, Some("/etc/tally/ca.pem")));
+        assert!(tls("sslMode=PREFERRED").notes[0].contains("without TLS"));
+        assert!(tls("serverSslCert=/ca.pem").notes[0].contains("serverSslCert ignored"));
     }
 }

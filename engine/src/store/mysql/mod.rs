@@ -7,7 +7,7 @@
 //! the table, the others loaded the same way into a temporary staging table and merged with
 //! one `INSERT … SELECT … ON DUPLICATE KEY UPDATE`. No per-row INSERT anywhere.
 //!
-//! The session is set up by [`SESSION`]: `ANSI_QUOTES` (the shared SQL quotes identifiers
+//! The session is set up by [`session::SESSION`]: `ANSI_QUOTES` (the shared SQL quotes identifiers
 //! with `"`), strict mode (a value that does not fit is an error, never truncated), READ
 //! COMMITTED (as on PostgreSQL: fewer gap locks between nodes), UTC.
 //!
@@ -20,8 +20,11 @@
 mod flush;
 pub use flush::MEDIUM_MERGE_ROWS;
 pub mod infile;
+mod session;
 pub(crate) mod statements;
 mod value;
+
+use session::{connect, ssl_opts};
 
 use super::journal::{self, statements as journal_sql};
 use super::mark::{self, Mark, statements as marks};
@@ -33,25 +36,14 @@ use super::{FlushWrite, Producers, Reader, Registry, Schema, Store, StoreAddress
 use crate::error::{Error, Result};
 use crate::lang::plan::CellKind;
 use crate::lang::types::Value;
-use crate::store::link;
 use crate::store::schema::{Role, TableSchema};
 use crate::time::clock::now_ms;
 use mysql::prelude::Queryable;
-use mysql::{Conn, LocalInfileHandler, Opts, OptsBuilder, TxOpts};
+use mysql::{Conn, Opts, OptsBuilder, TxOpts};
 use statements::mysql as stmt;
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use value::{bind, int, named, read_int, read_text, read_value, text};
-
-/// Run on every new connection.
-const SESSION: [&str; 3] = [
-    "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO', \
-     SESSION time_zone = '+00:00'",
-    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-    "SET NAMES utf8mb4",
-];
 
 /// The named lock that serializes schema changes and registrations of nodes starting
 /// together (MySQL's DDL commits at once, so a transaction cannot do it).
@@ -138,16 +130,10 @@ END";
 impl MysqlStore {
     pub fn open(address: StoreAddress) -> Result<MysqlStore> {
         let StoreAddress::Mysql(a) = &address else { unreachable!("MysqlStore::open takes mysql addresses") };
-        if a.require_tls {
-            return Err(Error::Unsupported(format!(
-                "store {}: TLS to MySQL/MariaDB is not built into this Tally (its driver is built without a TLS \
-                 library). Use useSSL=false (sslMode=DISABLED) on a trusted network or a TLS tunnel, or PostgreSQL",
-                address.redacted()
-            )));
-        }
         let opts = Opts::from_url(&a.url).map_err(|e| {
             Error::Schema(format!("store {}: not a MySQL address the driver reads: {e}", address.redacted()))
         })?;
+        let opts = Opts::from(OptsBuilder::from_opts(opts).ssl_opts(ssl_opts(a.tls, a.ca.as_deref())));
         let infile = Arc::new(Mutex::new(Vec::new()));
         let ctx = format!("cannot connect to {}", address.redacted());
         let mut conn = connect(&opts, &infile, &ctx)?;
@@ -206,31 +192,6 @@ impl MysqlStore {
     fn create_table(&self, t: &TableSchema) -> String {
         binary(&sql::create_table(Dialect::Mysql, t, KeyStyle::PrimaryKey), &self.collation)
     }
-}
-
-fn connect(opts: &Opts, infile: &Arc<Mutex<Vec<u8>>>, ctx: &str) -> Result<Conn> {
-    let rows = Arc::clone(infile);
-    let handler = LocalInfileHandler::new(move |_name, out| {
-        let rows = rows.lock().map_err(|_| std::io::Error::other("the rows to load were poisoned by a panic"))?;
-        out.write_all(&rows)?;
-        out.flush()
-    });
-    let builder = OptsBuilder::from_opts(opts.clone())
-        .tcp_connect_timeout(Some(Duration::from_secs(10)))
-        // Notice a server whose host vanished (crate::store::link).
-        .tcp_keepalive_time_ms(Some(link::IDLE.as_millis() as u32))
-        .tcp_keepalive_probe_interval_secs(Some(link::INTERVAL.as_secs() as u32))
-        .tcp_keepalive_probe_count(Some(link::PROBES))
-        .tcp_user_timeout_ms(Some(link::USER_TIMEOUT.as_millis() as u32))
-        // Connect where the address says. The driver would otherwise switch a loopback
-        // connection to the server's unix socket, bypassing a tunnel or proxy on that port.
-        .prefer_socket(false)
-        // UPDATE reports the rows it matched, not those it changed: a heartbeat in the
-        // same millisecond as the last one still says "held".
-        .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
-        .init(SESSION.to_vec())
-        .local_infile_handler(Some(handler));
-    Conn::new(builder).map_err(|e| error(ctx, e))
 }
 
 /// The columns of table `name`, none when it does not exist.

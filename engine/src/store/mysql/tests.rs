@@ -89,3 +89,39 @@ fn producers_differing_in_case_or_a_trailing_space_are_different_producers() {
         s.release(c).unwrap();
     }
 }
+
+/// `useSSL` and `sslMode` as SI users write them reach the server as TLS: a user the server
+/// admits only over TLS (`REQUIRE SSL`) is refused on a plain connection and let in with
+/// `useSSL=true`; `VERIFY_IDENTITY` checks the certificate against `serverSslCert`, and
+/// `VERIFY_CA` without it against the public roots, which refuse the test server's own CA.
+/// Needs the server of scripts/mariadb.sh (its root socket and CA in `TALLY_MYSQL_DIR`).
+#[test]
+fn tls_as_the_jdbc_parameters_ask_it() {
+    let (Ok(url), Ok(dir)) = (std::env::var("MYSQL_URL"), std::env::var("TALLY_MYSQL_DIR")) else {
+        eprintln!("skipped: needs MYSQL_URL and TALLY_MYSQL_DIR (scripts/mariadb.sh start sets both)");
+        return;
+    };
+    let user = format!("tls{}", std::process::id());
+    let root = |sql: &str| {
+        let out = std::process::Command::new("mariadb")
+            .args(["--no-defaults", "-S", &format!("{dir}/sock"), "-u", "root", "-e", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    root(&format!(
+        "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw' REQUIRE SSL; GRANT ALL ON tally.* TO '{user}'@'127.0.0.1'"
+    ));
+    let hostport = url.split('@').nth(1).and_then(|r| r.split('/').next()).unwrap().to_string();
+    let open = |q: &str| {
+        let address = StoreAddress::parse(&format!("jdbc:mysql://{hostport}/tally?{q}"), Some(&user), Some("pw"));
+        MysqlStore::open(address.unwrap())
+    };
+    let plain = open("useSSL=false").unwrap_err().to_string();
+    assert!(plain.contains("1045"), "a plain connection is refused by the server: {plain}");
+    open("useSSL=true").unwrap();
+    open(&format!("sslMode=VERIFY_IDENTITY&serverSslCert={dir}/tls/ca.pem")).unwrap();
+    let unknown = open("sslMode=VERIFY_CA").unwrap_err().to_string();
+    assert!(unknown.contains("UnknownIssuer") && unknown.contains("serverSslCert="), "{unknown}");
+    root(&format!("DROP USER '{user}'@'127.0.0.1'"));
+}
